@@ -1,0 +1,168 @@
+// BatchingService<T>: consumer → N transform workers → one batcher → BatchProcessor<T>.
+//
+// The batcher flushes when a batch reaches batch_size, every flush_interval, and on stop.
+// The batch processor may settle messages itself; those it leaves unsettled are acked if
+// it returned OK and nacked if it returned an error or threw. Transform errors and skips
+// are settled by the workers as in StreamingService. Thread-safe.
+#pragma once
+
+#include <absl/status/statusor.h>
+#include <absl/strings/str_cat.h>
+
+#include <chrono>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "dataflow/messagepipeline/streaming_service.h"
+
+namespace dataflow::messagepipeline {
+
+struct BatchingServiceOptions {
+  std::string name = "batching-service";
+  int num_workers = 5;                                  // transform workers
+  std::size_t batch_size = 100;                         // the Go library's default
+  std::chrono::milliseconds flush_interval = std::chrono::minutes(1);  // likewise
+  std::shared_ptr<DeadLetterSink> dead_letter;
+  int max_delivery_attempts = 0;
+};
+
+template <typename T>
+class BatchingService {
+ public:
+  static absl::StatusOr<std::unique_ptr<BatchingService>> Create(
+      BatchingServiceOptions options, std::shared_ptr<MessageConsumer> consumer,
+      MessageTransformer<T> transformer, BatchProcessor<T> processor) {
+    if (!consumer) return absl::InvalidArgumentError(options.name + ": consumer is null");
+    if (!transformer) return absl::InvalidArgumentError(options.name + ": transformer is null");
+    if (!processor) return absl::InvalidArgumentError(options.name + ": processor is null");
+    if (options.num_workers <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(options.name, ": num_workers must be > 0, got ", options.num_workers));
+    }
+    if (options.batch_size == 0) {
+      return absl::InvalidArgumentError(options.name + ": batch_size must be > 0");
+    }
+    if (options.flush_interval <= std::chrono::milliseconds::zero()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          options.name, ": flush_interval must be > 0, got ", options.flush_interval.count(), "ms"));
+    }
+    DeliveryPolicyOptions policy{.source = options.name,
+                                 .dead_letter = options.dead_letter,
+                                 .max_delivery_attempts = options.max_delivery_attempts};
+    if (auto s = ValidateDeliveryPolicy(policy); !s.ok()) return s;
+    return std::unique_ptr<BatchingService>(new BatchingService(
+        std::move(options), std::move(policy), std::move(consumer), std::move(transformer),
+        std::move(processor)));
+  }
+
+  ~BatchingService() = default;
+
+  absl::Status Start() {
+    return pool_.Start({.handle = [this](Message& m) { Handle(m); },
+                        .tail = [this] { BatchLoop(); },
+                        .on_workers_done = [this] { items_.Close(); }});
+  }
+  absl::Status Stop(Deadline deadline) { return pool_.Stop(deadline); }
+  absl::Status Stop(std::chrono::steady_clock::duration timeout) {
+    return Stop(std::chrono::steady_clock::now() + timeout);
+  }
+  void Wait() { pool_.Wait(); }
+  [[nodiscard]] ServiceMetrics metrics() const { return counters_.Snapshot(); }
+
+ private:
+  BatchingService(BatchingServiceOptions options, DeliveryPolicyOptions policy,
+                  std::shared_ptr<MessageConsumer> consumer, MessageTransformer<T> transformer,
+                  BatchProcessor<T> processor)
+      : options_(std::move(options)),
+        transformer_(std::move(transformer)),
+        processor_(std::move(processor)),
+        policy_(std::move(policy), &counters_),
+        items_(options_.batch_size * 2),
+        pool_(options_.name, std::move(consumer), options_.num_workers) {}
+
+  void Handle(Message& message) {
+    counters_.received.fetch_add(1, std::memory_order_relaxed);
+    if (policy_.SettleIfExhausted(message)) return;
+    TransformResult<T> transformed = RunTransformer(transformer_, message);
+    if (!transformed.ok()) {
+      policy_.Fail(message, transformed.status(), FailureStage::kTransform);
+      return;
+    }
+    if (!transformed->has_value()) {
+      policy_.Skip(message);
+      return;
+    }
+    ProcessableItem<T> item{std::move(message), std::move(**transformed)};
+    if (!items_.Push(std::move(item))) {
+      // Only after the batcher is gone, which happens once all workers are done: defensive.
+      policy_.Nack(item.original);
+    }
+  }
+
+  void BatchLoop() {
+    using SteadyClock = std::chrono::steady_clock;
+    std::vector<ProcessableItem<T>> batch;
+    batch.reserve(options_.batch_size);
+    auto next_flush = SteadyClock::now() + options_.flush_interval;
+    for (;;) {
+      const std::size_t taken =
+          items_.PopBatchUntil(batch, options_.batch_size - batch.size(), next_flush);
+      if (batch.size() >= options_.batch_size) {
+        Flush(batch);
+        next_flush = SteadyClock::now() + options_.flush_interval;
+      } else if (taken == 0) {
+        if (items_.closed_and_empty()) break;
+        if (SteadyClock::now() >= next_flush) {
+          Flush(batch);
+          next_flush = SteadyClock::now() + options_.flush_interval;
+        }
+      }
+    }
+    Flush(batch);  // the last, partial batch on stop
+  }
+
+  void Flush(std::vector<ProcessableItem<T>>& batch) {
+    if (batch.empty()) return;
+    if (pool_.aborting()) {
+      for (auto& item : batch) policy_.Nack(item.original);
+      pool_.CountAbortNacks(batch.size());
+      batch.clear();
+      return;
+    }
+    counters_.batches.fetch_add(1, std::memory_order_relaxed);
+    counters_.batched_messages.fetch_add(batch.size(), std::memory_order_relaxed);
+    absl::Status result = CallNoThrow("batch processor", [&] {
+      return processor_(std::span<ProcessableItem<T>>(batch.data(), batch.size()));
+    });
+    if (!result.ok()) {
+      counters_.processing_errors.fetch_add(1, std::memory_order_relaxed);
+      static LogRateLimit limit;
+      if (limit.Allow()) {
+        Log()->warn("batch failed; nacking its unsettled messages name={} size={} error=\"{}\"",
+                    options_.name, batch.size(), result.ToString());
+      }
+    }
+    for (auto& item : batch) {
+      if (item.original.settled()) {
+        counters_.processed.fetch_add(1, std::memory_order_relaxed);
+      } else if (result.ok()) {
+        policy_.Succeed(item.original);
+      } else {
+        policy_.Nack(item.original);
+      }
+    }
+    batch.clear();
+  }
+
+  BatchingServiceOptions options_;
+  MessageTransformer<T> transformer_;
+  BatchProcessor<T> processor_;
+  ServiceCounters counters_;
+  DeliveryPolicy policy_;
+  BoundedQueue<ProcessableItem<T>> items_;
+  WorkerPool pool_;  // last: its threads use everything above
+};
+
+}  // namespace dataflow::messagepipeline

@@ -1,0 +1,18 @@
+// Permanent errors: failures that retrying the same message cannot fix (a payload that does
+// not parse, a value outside a schema). Services send messages that fail permanently to the
+// dead-letter sink instead of nacking them into an endless redelivery loop.
+#pragma once
+
+#include <absl/status/status.h>
+
+#include <string_view>
+
+namespace dataflow::messagepipeline {
+
+// An InvalidArgument error marked permanent.
+absl::Status PermanentError(std::string_view message);
+// The same status, marked permanent (OK stays OK).
+absl::Status MarkPermanent(absl::Status status);
+bool IsPermanent(const absl::Status& status);
+
+}  // namespace dataflow::messagepipeline

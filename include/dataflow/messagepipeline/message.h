@@ -1,0 +1,93 @@
+// Message: the canonical event flowing through every pipeline.
+//
+// A Message is MessageData (what is serialised and forwarded between services), the
+// transport's attributes, and an ack handle. The handle settles exactly once: the first
+// Ack() or Nack() wins and later calls are no-ops, from any thread. A Message destroyed
+// unsettled is nacked and a warning is logged, so no message is ever dropped silently.
+// Message is move-only; moving transfers the handle.
+#pragma once
+
+#include <absl/status/statusor.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+namespace dataflow::messagepipeline {
+
+using Attributes = std::map<std::string, std::string, std::less<>>;
+using Clock = std::chrono::system_clock;
+
+// The part of a message that travels between services. Its JSON form matches the Go
+// library's: {"id", "payload" (base64), "publishTime" (RFC 3339), "enrichmentData"}.
+struct MessageData {
+  std::string id;
+  std::string payload;  // raw bytes
+  // Clock::time_point{} means "unset"; it is written as Go's zero time, 0001-01-01T00:00:00Z.
+  Clock::time_point publish_time{};
+  // A JSON object, or null when nothing was added.
+  nlohmann::json enrichment_data = nullptr;
+
+  friend bool operator==(const MessageData&, const MessageData&) = default;
+};
+
+nlohmann::json ToJson(const MessageData& data);
+std::string EncodeMessageData(const MessageData& data);
+// Decodes the JSON envelope. Errors are InvalidArgument naming the offending field.
+absl::StatusOr<MessageData> DecodeMessageData(std::string_view json);
+// RFC 3339 with nanoseconds, UTC ("2026-01-02T03:04:05.123456789Z"); unset → Go's zero time.
+std::string FormatTimestamp(Clock::time_point t);
+absl::StatusOr<Clock::time_point> ParseTimestamp(std::string_view text);
+
+// What Ack and Nack mean for one message source. Implementations are called at most once
+// per message, by whichever thread settles it, and must be thread-safe with respect to the
+// source's own threads.
+class AckHandler {
+ public:
+  virtual ~AckHandler() = default;
+  virtual void OnAck() = 0;
+  virtual void OnNack() = 0;
+
+ private:
+  friend class Message;
+  std::atomic<bool> settled_{false};
+};
+
+// An AckHandler from two callables (either may be empty).
+std::unique_ptr<AckHandler> MakeAckHandler(std::function<void()> on_ack,
+                                           std::function<void()> on_nack);
+
+class Message {
+ public:
+  Message() = default;
+  explicit Message(MessageData data, Attributes attributes = {},
+                   std::unique_ptr<AckHandler> handler = nullptr);
+  Message(Message&& other) noexcept = default;
+  Message& operator=(Message&& other) noexcept;
+  Message(const Message&) = delete;
+  Message& operator=(const Message&) = delete;
+  ~Message();
+
+  // Settle the message. The first call wins; later calls do nothing. Thread-safe.
+  void Ack();
+  void Nack();
+  // True once settled, or when the message has no handle (nothing to settle).
+  [[nodiscard]] bool settled() const;
+
+  MessageData data;
+  Attributes attributes;
+  std::string ordering_key;
+  // 1 for the first delivery; 0 when the source does not count deliveries.
+  int delivery_attempt = 0;
+
+ private:
+  void SettleOnDestruction();
+  std::unique_ptr<AckHandler> handler_;
+};
+
+}  // namespace dataflow::messagepipeline

@@ -1,0 +1,138 @@
+// The machinery every service shares: outcome counters, the delivery policy (ack, nack or
+// dead-letter a message), and a worker pool that drains a consumer's channel with a
+// graceful, deadline-bounded stop. StreamingService, BatchingService and the enrichment
+// service are thin layers over it.
+#pragma once
+
+#include <absl/status/status.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dataflow/messagepipeline/consumer.h"
+#include "dataflow/messagepipeline/dead_letter.h"
+
+namespace dataflow::messagepipeline {
+
+// A point-in-time copy of a service's counters. Every message received ends in exactly one
+// of processed, skipped, dead_lettered or nacked (the first three are acks).
+struct ServiceMetrics {
+  std::uint64_t received = 0;
+  std::uint64_t processed = 0;
+  std::uint64_t skipped = 0;
+  std::uint64_t dead_lettered = 0;
+  std::uint64_t nacked = 0;
+  std::uint64_t transform_errors = 0;
+  std::uint64_t processing_errors = 0;
+  std::uint64_t batches = 0;
+  std::uint64_t batched_messages = 0;
+};
+
+class ServiceCounters {
+ public:
+  std::atomic<std::uint64_t> received{0};
+  std::atomic<std::uint64_t> processed{0};
+  std::atomic<std::uint64_t> skipped{0};
+  std::atomic<std::uint64_t> dead_lettered{0};
+  std::atomic<std::uint64_t> nacked{0};
+  std::atomic<std::uint64_t> transform_errors{0};
+  std::atomic<std::uint64_t> processing_errors{0};
+  std::atomic<std::uint64_t> batches{0};
+  std::atomic<std::uint64_t> batched_messages{0};
+
+  [[nodiscard]] ServiceMetrics Snapshot() const;
+};
+
+enum class FailureStage { kTransform, kProcess };
+
+struct DeliveryPolicyOptions {
+  std::string source = "dataflow";  // names the service in logs and dead-letter attributes
+  std::shared_ptr<DeadLetterSink> dead_letter;  // optional
+  int max_delivery_attempts = 0;                // 0: unlimited; needs dead_letter when > 0
+};
+
+// Decides how each message is settled and counts the outcome. Thread-safe.
+class DeliveryPolicy {
+ public:
+  DeliveryPolicy(DeliveryPolicyOptions options, ServiceCounters* counters);
+
+  // If the message has used up its delivery attempts, dead-letters it and returns true.
+  bool SettleIfExhausted(Message& message);
+  void Succeed(Message& message);
+  void Skip(Message& message);
+  // Nacks, or dead-letters a permanent error when a sink is configured.
+  void Fail(Message& message, const absl::Status& error, FailureStage stage);
+  // Nacks without counting an error (shutdown past its deadline, a failed batch).
+  void Nack(Message& message);
+
+  [[nodiscard]] const std::string& source() const { return options_.source; }
+
+ private:
+  void DeadLetter(Message& message, const absl::Status& reason);
+
+  DeliveryPolicyOptions options_;
+  ServiceCounters* counters_;
+};
+
+// Checks the options every service shares; names the service in the error.
+absl::Status ValidateDeliveryPolicy(const DeliveryPolicyOptions& options);
+
+// Runs `num_workers` threads that pop messages from the consumer's channel and hand each to
+// `handle`, plus an optional `tail` thread (a batcher) started alongside them and told to
+// finish by `on_workers_done`, which runs once all workers have drained the channel.
+//
+// Stop(deadline): stops the consumer (which closes the channel), waits for the workers and
+// the tail to drain; if the deadline passes first, sets aborting() so remaining messages
+// are nacked rather than processed, waits for in-flight calls, and returns DeadlineExceeded
+// naming how many messages were nacked. Start twice, Stop before Start and Stop twice are
+// defined: FailedPrecondition, OK (and the runner can no longer start), the first result.
+class WorkerPool {
+ public:
+  struct Hooks {
+    std::function<void(Message&)> handle;
+    std::function<void()> tail;             // optional
+    std::function<void()> on_workers_done;  // optional
+  };
+
+  WorkerPool(std::string name, std::shared_ptr<MessageConsumer> consumer, int num_workers);
+  ~WorkerPool();
+
+  absl::Status Start(Hooks hooks);
+  absl::Status Stop(Deadline deadline);
+  // Blocks until the pipeline has drained (after Stop, or when the consumer ended by itself).
+  void Wait();
+
+  [[nodiscard]] bool aborting() const { return aborting_.load(std::memory_order_acquire); }
+  // Shutdown past the deadline nacked `n` messages; reported by Stop().
+  void CountAbortNacks(std::uint64_t n) { abort_nacks_.fetch_add(n, std::memory_order_relaxed); }
+  [[nodiscard]] bool running() const;
+
+ private:
+  void WorkerLoop();
+  void ThreadFinished();
+
+  const std::string name_;
+  const std::shared_ptr<MessageConsumer> consumer_;
+  const int num_workers_;
+  Hooks hooks_;
+
+  mutable std::mutex mu_;
+  std::condition_variable all_done_;
+  enum class State { kIdle, kRunning, kStopped } state_ = State::kIdle;
+  int live_threads_ = 0;
+  int live_workers_ = 0;
+  bool stop_called_ = false;
+  absl::Status stop_result_;
+  std::vector<std::jthread> threads_;
+  std::atomic<bool> aborting_{false};
+  std::atomic<std::uint64_t> abort_nacks_{0};
+};
+
+}  // namespace dataflow::messagepipeline

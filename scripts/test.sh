@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The README's test command: install what is missing, build, and run every test.
+#   1. the full suite (labels unit, integration, e2e) in the dev build;
+#   2. the core unit tests under ASan+UBSan;
+#   3. the concurrency tests under TSan;
+#   4. the libFuzzer target for the MessageData decoder, bounded, over the seed corpus.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-$(nproc)}
+
+./scripts/setup.sh
+
+failed=0
+declare -a summary
+
+run_suite() {  # name preset ctest-args...
+  local name=$1 preset=$2
+  shift 2
+  echo "=== $name: configure and build (preset $preset)"
+  cmake --preset "$preset" >/dev/null
+  cmake --build --preset "$preset" -j "$JOBS"
+  echo "=== $name: ctest $*"
+  if ctest --test-dir "build/$preset" --output-on-failure -j "$JOBS" "$@"; then
+    summary+=("$name: ok")
+  else
+    summary+=("$name: FAILED")
+    failed=1
+  fi
+}
+
+run_suite "all tests" dev
+run_suite "unit tests under ASan+UBSan" asan -L unit
+run_suite "concurrency tests under TSan" tsan -L concurrency
+
+echo "=== fuzzing the MessageData decoder (bounded)"
+cmake --preset fuzz >/dev/null
+cmake --build --preset fuzz -j "$JOBS" --target message_data_fuzzer
+if build/fuzz/tests/fuzz/message_data_fuzzer -runs="${FUZZ_RUNS:-200000}" -max_len=4096 \
+    tests/fuzz/corpus/message_data >/tmp/dataflow-fuzz.log 2>&1; then
+  summary+=("fuzzing: ok ($(grep -o 'Done [0-9]* runs' /tmp/dataflow-fuzz.log))")
+else
+  tail -40 /tmp/dataflow-fuzz.log
+  summary+=("fuzzing: FAILED (see /tmp/dataflow-fuzz.log)")
+  failed=1
+fi
+
+echo "=== summary"
+printf '%s\n' "${summary[@]}"
+exit $failed

@@ -1,0 +1,144 @@
+#include "dataflow/messagepipeline/message.h"
+
+#include <absl/strings/escaping.h>
+#include <absl/strings/str_cat.h>
+#include <absl/time/time.h>
+
+#include "dataflow/messagepipeline/logging.h"
+
+namespace dataflow::messagepipeline {
+namespace {
+
+constexpr std::string_view kGoZeroTime = "0001-01-01T00:00:00Z";
+
+class CallbackAckHandler final : public AckHandler {
+ public:
+  CallbackAckHandler(std::function<void()> on_ack, std::function<void()> on_nack)
+      : on_ack_(std::move(on_ack)), on_nack_(std::move(on_nack)) {}
+  void OnAck() override {
+    if (on_ack_) on_ack_();
+  }
+  void OnNack() override {
+    if (on_nack_) on_nack_();
+  }
+
+ private:
+  std::function<void()> on_ack_;
+  std::function<void()> on_nack_;
+};
+
+}  // namespace
+
+std::string FormatTimestamp(Clock::time_point t) {
+  if (t == Clock::time_point{}) return std::string(kGoZeroTime);
+  return absl::FormatTime(absl::RFC3339_full, absl::FromChrono(t), absl::UTCTimeZone());
+}
+
+absl::StatusOr<Clock::time_point> ParseTimestamp(std::string_view text) {
+  absl::Time t;
+  std::string err;
+  if (!absl::ParseTime(absl::RFC3339_full, std::string(text), &t, &err)) {
+    return absl::InvalidArgumentError(absl::StrCat("not an RFC 3339 time: \"", std::string(text), "\": ", err));
+  }
+  // Go's zero time (and anything else before 1678 or after 2262) is outside what a
+  // nanosecond time_point holds; the zero time means "unset", anything else is an error.
+  if (text == kGoZeroTime) return Clock::time_point{};
+  constexpr auto kMin = absl::FromUnixNanos(std::numeric_limits<int64_t>::min());
+  constexpr auto kMax = absl::FromUnixNanos(std::numeric_limits<int64_t>::max());
+  if (t < kMin || t > kMax) {
+    return absl::InvalidArgumentError(absl::StrCat("time out of range: \"", std::string(text), "\""));
+  }
+  return std::chrono::time_point_cast<Clock::duration>(absl::ToChronoTime(t));
+}
+
+nlohmann::json ToJson(const MessageData& data) {
+  nlohmann::json j = {
+      {"id", data.id},
+      {"payload", absl::Base64Escape(data.payload)},
+      {"publishTime", FormatTimestamp(data.publish_time)},
+  };
+  // Go's `omitempty`: a nil or empty map is left out.
+  if (data.enrichment_data.is_object() && !data.enrichment_data.empty()) {
+    j["enrichmentData"] = data.enrichment_data;
+  }
+  return j;
+}
+
+std::string EncodeMessageData(const MessageData& data) { return ToJson(data).dump(); }
+
+absl::StatusOr<MessageData> DecodeMessageData(std::string_view json) {
+  nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return absl::InvalidArgumentError("message data: not valid JSON");
+  if (!j.is_object()) return absl::InvalidArgumentError("message data: not a JSON object");
+  MessageData out;
+  if (auto it = j.find("id"); it != j.end() && !it->is_null()) {
+    if (!it->is_string()) return absl::InvalidArgumentError("message data: \"id\" is not a string");
+    out.id = it->get<std::string>();
+  }
+  if (auto it = j.find("payload"); it != j.end() && !it->is_null()) {
+    if (!it->is_string()) {
+      return absl::InvalidArgumentError("message data: \"payload\" is not a base64 string");
+    }
+    if (!absl::Base64Unescape(it->get_ref<const std::string&>(), &out.payload)) {
+      return absl::InvalidArgumentError("message data: \"payload\" is not valid base64");
+    }
+  }
+  if (auto it = j.find("publishTime"); it != j.end() && !it->is_null()) {
+    if (!it->is_string()) {
+      return absl::InvalidArgumentError("message data: \"publishTime\" is not a string");
+    }
+    auto t = ParseTimestamp(it->get_ref<const std::string&>());
+    if (!t.ok()) return absl::InvalidArgumentError(absl::StrCat("message data: \"publishTime\": ", t.status().message()));
+    out.publish_time = *t;
+  }
+  if (auto it = j.find("enrichmentData"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) {
+      return absl::InvalidArgumentError("message data: \"enrichmentData\" is not an object");
+    }
+    out.enrichment_data = std::move(*it);
+  }
+  return out;
+}
+
+std::unique_ptr<AckHandler> MakeAckHandler(std::function<void()> on_ack,
+                                           std::function<void()> on_nack) {
+  return std::make_unique<CallbackAckHandler>(std::move(on_ack), std::move(on_nack));
+}
+
+Message::Message(MessageData data, Attributes attributes, std::unique_ptr<AckHandler> handler)
+    : data(std::move(data)), attributes(std::move(attributes)), handler_(std::move(handler)) {}
+
+Message& Message::operator=(Message&& other) noexcept {
+  if (this != &other) {
+    SettleOnDestruction();
+    data = std::move(other.data);
+    attributes = std::move(other.attributes);
+    ordering_key = std::move(other.ordering_key);
+    delivery_attempt = other.delivery_attempt;
+    handler_ = std::move(other.handler_);
+  }
+  return *this;
+}
+
+Message::~Message() { SettleOnDestruction(); }
+
+void Message::SettleOnDestruction() {
+  if (handler_ && !handler_->settled_.load(std::memory_order_acquire)) {
+    Log()->warn("message destroyed unsettled; nacking it id={}", data.id);
+    Nack();
+  }
+}
+
+void Message::Ack() {
+  if (handler_ && !handler_->settled_.exchange(true, std::memory_order_acq_rel)) handler_->OnAck();
+}
+
+void Message::Nack() {
+  if (handler_ && !handler_->settled_.exchange(true, std::memory_order_acq_rel)) handler_->OnNack();
+}
+
+bool Message::settled() const {
+  return !handler_ || handler_->settled_.load(std::memory_order_acquire);
+}
+
+}  // namespace dataflow::messagepipeline

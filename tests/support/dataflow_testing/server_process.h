@@ -1,0 +1,66 @@
+// Test harness: real servers as child processes on free loopback ports.
+//
+// ServerProcess starts a command in its own process group, waits until a readiness probe
+// succeeds, and on Stop() signals the whole group (Java emulators fork children), so only
+// the processes a test started are ever killed. Output goes to a log file whose path is
+// printed when the server fails to come up.
+#pragma once
+
+#include <absl/status/statusor.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace dataflow::testing {
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+int FreeTcpPort();
+// True if a TCP connection to 127.0.0.1:port succeeds.
+bool TcpConnects(int port);
+// HTTP GET on 127.0.0.1:port; the status code, or -1 if no answer.
+int HttpGetStatus(int port, const std::string& path, std::string* body = nullptr);
+// Polls `condition` until it holds or `timeout` passes.
+bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
+             std::chrono::milliseconds poll = std::chrono::milliseconds(20));
+// Absolute path of an executable on PATH, or empty.
+std::string FindExecutable(const std::string& name);
+
+class ServerProcess {
+ public:
+  struct Options {
+    std::string name;                         // for logs and errors
+    std::vector<std::string> argv;            // argv[0] is looked up on PATH
+    std::map<std::string, std::string> env;   // added to the environment
+    std::function<bool()> ready;              // readiness probe
+    std::chrono::milliseconds ready_timeout = std::chrono::seconds(60);
+  };
+
+  static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(Options options);
+  ~ServerProcess();
+  ServerProcess(const ServerProcess&) = delete;
+  ServerProcess& operator=(const ServerProcess&) = delete;
+
+  // SIGTERM to the process group, then SIGKILL after a grace period. Idempotent.
+  void Stop(std::chrono::milliseconds grace = std::chrono::seconds(5));
+  // SIGKILL to the process group at once (crash tests).
+  void Kill();
+  // Starts the same command again (after Stop/Kill) and waits until ready.
+  absl::Status Restart();
+  [[nodiscard]] pid_t pid() const { return pid_; }
+  [[nodiscard]] const std::string& log_path() const { return log_path_; }
+
+ private:
+  explicit ServerProcess(Options options) : options_(std::move(options)) {}
+  absl::Status Spawn();
+
+  Options options_;
+  pid_t pid_ = -1;
+  std::string log_path_;
+};
+
+}  // namespace dataflow::testing
