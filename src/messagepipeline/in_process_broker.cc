@@ -254,7 +254,44 @@ class InProcessDeadLetterSink final : public DeadLetterSink {
   std::string topic_;
 };
 
+class InProcessPublisher final : public MessagePublisher {
+ public:
+  explicit InProcessPublisher(std::weak_ptr<InProcessBroker> broker) : broker_(std::move(broker)) {}
+
+  std::future<absl::StatusOr<std::string>> Publish(const std::string& topic,
+                                                   OutgoingMessage message) override {
+    if (stopped_.load(std::memory_order_acquire)) {
+      return ReadyFuture(absl::FailedPreconditionError("in-process publisher is stopped"));
+    }
+    auto broker = broker_.lock();
+    if (!broker) return ReadyFuture(absl::FailedPreconditionError("in-process broker is gone"));
+    MessageData data;
+    data.payload = std::move(message.payload);
+    return ReadyFuture(broker->Publish(topic, std::move(data), std::move(message.attributes),
+                                       std::move(message.ordering_key)));
+  }
+
+  absl::Status Stop(Deadline /*deadline*/) override {
+    stopped_.store(true, std::memory_order_release);
+    return absl::OkStatus();
+  }
+
+ private:
+  std::weak_ptr<InProcessBroker> broker_;
+  std::atomic<bool> stopped_{false};
+};
+
 }  // namespace
+
+std::future<absl::StatusOr<std::string>> ReadyFuture(absl::StatusOr<std::string> value) {
+  std::promise<absl::StatusOr<std::string>> promise;
+  promise.set_value(std::move(value));
+  return promise.get_future();
+}
+
+std::shared_ptr<MessagePublisher> InProcessBroker::NewPublisher() {
+  return std::make_shared<InProcessPublisher>(weak_from_this());
+}
 
 std::shared_ptr<InProcessBroker> InProcessBroker::Create(InProcessBrokerOptions options) {
   return std::shared_ptr<InProcessBroker>(new InProcessBroker(options));

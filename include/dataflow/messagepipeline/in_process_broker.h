@@ -23,6 +23,7 @@
 
 #include "dataflow/messagepipeline/consumer.h"
 #include "dataflow/messagepipeline/dead_letter.h"
+#include "dataflow/messagepipeline/publisher.h"
 
 namespace dataflow::messagepipeline {
 
@@ -61,6 +62,8 @@ class InProcessBroker : public std::enable_shared_from_this<InProcessBroker> {
                                       Attributes attributes = {}, std::string ordering_key = {});
   absl::StatusOr<std::shared_ptr<MessageConsumer>> NewConsumer(
       std::string_view subscription, InProcessConsumerOptions options = {});
+  // A MessagePublisher over this broker (publishes resolve at once).
+  std::shared_ptr<MessagePublisher> NewPublisher();
   // A sink that publishes dead letters to `topic` (which must exist when Send is called).
   std::shared_ptr<DeadLetterSink> NewDeadLetterSink(std::string topic);
   absl::StatusOr<SubscriptionStats> Stats(std::string_view subscription) const;
