@@ -8,7 +8,8 @@ constexpr absl::string_view kPermanentPayload = "dataflow.permanent";
 }
 
 absl::Status PermanentError(std::string_view message) {
-  return MarkPermanent(absl::InvalidArgumentError(absl::string_view(message.data(), message.size())));
+  return MarkPermanent(
+      absl::InvalidArgumentError(absl::string_view(message.data(), message.size())));
 }
 
 absl::Status MarkPermanent(absl::Status status) {

@@ -243,9 +243,8 @@ class InProcessDeadLetterSink final : public DeadLetterSink {
                     std::string_view source) override {
     auto broker = broker_.lock();
     if (!broker) return absl::FailedPreconditionError("dead-letter sink: broker is gone");
-    auto published = broker->Publish(topic_, message.data,
-                                      DeadLetterAttributes(message, reason, source),
-                                      message.ordering_key);
+    auto published = broker->Publish(
+        topic_, message.data, DeadLetterAttributes(message, reason, source), message.ordering_key);
     return published.status();
   }
 
@@ -303,7 +302,8 @@ absl::Status InProcessBroker::CreateTopic(std::string_view topic) {
   if (topic.empty()) return absl::InvalidArgumentError("topic name is empty");
   std::lock_guard lock(mu_);
   if (!topics_.try_emplace(std::string(topic)).second) {
-    return absl::AlreadyExistsError(absl::StrCat("topic \"", std::string(topic), "\" already exists"));
+    return absl::AlreadyExistsError(
+        absl::StrCat("topic \"", std::string(topic), "\" already exists"));
   }
   return absl::OkStatus();
 }
@@ -356,13 +356,14 @@ absl::StatusOr<std::shared_ptr<MessageConsumer>> InProcessBroker::NewConsumer(
   std::lock_guard lock(mu_);
   auto s = subscriptions_.find(std::string(subscription));
   if (s == subscriptions_.end()) {
-    return absl::NotFoundError(absl::StrCat("subscription \"", std::string(subscription), "\" does not exist"));
+    return absl::NotFoundError(
+        absl::StrCat("subscription \"", std::string(subscription), "\" does not exist"));
   }
   if (options.channel_capacity == 0) {
     return absl::InvalidArgumentError("in-process consumer: channel_capacity must be > 0");
   }
-  return std::make_shared<InProcessConsumer>(absl::StrCat("in-process:", std::string(subscription)), s->second,
-                                             options);
+  return std::make_shared<InProcessConsumer>(absl::StrCat("in-process:", std::string(subscription)),
+                                             s->second, options);
 }
 
 std::shared_ptr<DeadLetterSink> InProcessBroker::NewDeadLetterSink(std::string topic) {
@@ -373,7 +374,8 @@ absl::StatusOr<SubscriptionStats> InProcessBroker::Stats(std::string_view subscr
   std::lock_guard lock(mu_);
   auto s = subscriptions_.find(std::string(subscription));
   if (s == subscriptions_.end()) {
-    return absl::NotFoundError(absl::StrCat("subscription \"", std::string(subscription), "\" does not exist"));
+    return absl::NotFoundError(
+        absl::StrCat("subscription \"", std::string(subscription), "\" does not exist"));
   }
   return s->second->Stats();
 }

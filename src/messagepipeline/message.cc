@@ -31,14 +31,16 @@ class CallbackAckHandler final : public AckHandler {
 
 std::string FormatTimestamp(Clock::time_point t) {
   if (t == Clock::time_point{}) return std::string(kGoZeroTime);
-  return absl::FormatTime(absl::RFC3339_full, absl::FromChrono(t), absl::UTCTimeZone());
+  // Go's time.RFC3339Nano: UTC as "Z", fractional seconds without trailing zeros.
+  return absl::FormatTime("%Y-%m-%d%ET%H:%M:%E*SZ", absl::FromChrono(t), absl::UTCTimeZone());
 }
 
 absl::StatusOr<Clock::time_point> ParseTimestamp(std::string_view text) {
   absl::Time t;
   std::string err;
   if (!absl::ParseTime(absl::RFC3339_full, std::string(text), &t, &err)) {
-    return absl::InvalidArgumentError(absl::StrCat("not an RFC 3339 time: \"", std::string(text), "\": ", err));
+    return absl::InvalidArgumentError(
+        absl::StrCat("not an RFC 3339 time: \"", std::string(text), "\": ", err));
   }
   // Go's zero time (and anything else before 1678 or after 2262) is outside what a
   // nanosecond time_point holds; the zero time means "unset", anything else is an error.
@@ -46,7 +48,8 @@ absl::StatusOr<Clock::time_point> ParseTimestamp(std::string_view text) {
   constexpr auto kMin = absl::FromUnixNanos(std::numeric_limits<int64_t>::min());
   constexpr auto kMax = absl::FromUnixNanos(std::numeric_limits<int64_t>::max());
   if (t < kMin || t > kMax) {
-    return absl::InvalidArgumentError(absl::StrCat("time out of range: \"", std::string(text), "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("time out of range: \"", std::string(text), "\""));
   }
   return std::chrono::time_point_cast<Clock::duration>(absl::ToChronoTime(t));
 }
@@ -88,7 +91,9 @@ absl::StatusOr<MessageData> DecodeMessageData(std::string_view json) {
       return absl::InvalidArgumentError("message data: \"publishTime\" is not a string");
     }
     auto t = ParseTimestamp(it->get_ref<const std::string&>());
-    if (!t.ok()) return absl::InvalidArgumentError(absl::StrCat("message data: \"publishTime\": ", t.status().message()));
+    if (!t.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat("message data: \"publishTime\": ", t.status().message()));
     out.publish_time = *t;
   }
   if (auto it = j.find("enrichmentData"); it != j.end() && !it->is_null()) {

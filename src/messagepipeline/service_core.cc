@@ -43,9 +43,9 @@ bool DeliveryPolicy::SettleIfExhausted(Message& message) {
       message.delivery_attempt <= options_.max_delivery_attempts) {
     return false;
   }
-  DeadLetter(message, absl::ResourceExhaustedError(
-                          absl::StrCat("delivery attempt ", message.delivery_attempt,
-                                       " exceeds the maximum of ", options_.max_delivery_attempts)));
+  DeadLetter(message, absl::ResourceExhaustedError(absl::StrCat(
+                          "delivery attempt ", message.delivery_attempt, " exceeds the maximum of ",
+                          options_.max_delivery_attempts)));
   return true;
 }
 
@@ -60,8 +60,8 @@ void DeliveryPolicy::Skip(Message& message) {
 }
 
 void DeliveryPolicy::Fail(Message& message, const absl::Status& error, FailureStage stage) {
-  auto& counter =
-      stage == FailureStage::kTransform ? counters_->transform_errors : counters_->processing_errors;
+  auto& counter = stage == FailureStage::kTransform ? counters_->transform_errors
+                                                    : counters_->processing_errors;
   counter.fetch_add(1, std::memory_order_relaxed);
   if (IsPermanent(error) && options_.dead_letter) {
     DeadLetter(message, error);
@@ -97,8 +97,7 @@ void DeliveryPolicy::DeadLetter(Message& message, const absl::Status& reason) {
   Nack(message);
 }
 
-WorkerPool::WorkerPool(std::string name, std::shared_ptr<MessageConsumer> consumer,
-                       int num_workers)
+WorkerPool::WorkerPool(std::string name, std::shared_ptr<MessageConsumer> consumer, int num_workers)
     : name_(std::move(name)), consumer_(std::move(consumer)), num_workers_(num_workers) {}
 
 WorkerPool::~WorkerPool() {
@@ -215,9 +214,9 @@ absl::Status WorkerPool::Stop(Deadline deadline) {
   lock.lock();
   const std::uint64_t nacked = abort_nacks_.load();
   if (nacked > 0) {
-    stop_result_ = absl::DeadlineExceededError(absl::StrCat(
-        name_, ": stop deadline expired before the pipeline drained; ", nacked,
-        " messages were nacked for redelivery"));
+    stop_result_ = absl::DeadlineExceededError(
+        absl::StrCat(name_, ": stop deadline expired before the pipeline drained; ", nacked,
+                     " messages were nacked for redelivery"));
   } else {
     stop_result_ = consumer_stopped;
   }

@@ -15,14 +15,15 @@
 #include <string>
 #include <vector>
 
+#include "dataflow/messagepipeline/logging.h"
 #include "dataflow/messagepipeline/streaming_service.h"
 
 namespace dataflow::messagepipeline {
 
 struct BatchingServiceOptions {
   std::string name = "batching-service";
-  int num_workers = 5;                                  // transform workers
-  std::size_t batch_size = 100;                         // the Go library's default
+  int num_workers = 5;                                                 // transform workers
+  std::size_t batch_size = 100;                                        // the Go library's default
   std::chrono::milliseconds flush_interval = std::chrono::minutes(1);  // likewise
   std::shared_ptr<DeadLetterSink> dead_letter;
   int max_delivery_attempts = 0;
@@ -45,16 +46,17 @@ class BatchingService {
       return absl::InvalidArgumentError(options.name + ": batch_size must be > 0");
     }
     if (options.flush_interval <= std::chrono::milliseconds::zero()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          options.name, ": flush_interval must be > 0, got ", options.flush_interval.count(), "ms"));
+      return absl::InvalidArgumentError(absl::StrCat(options.name,
+                                                     ": flush_interval must be > 0, got ",
+                                                     options.flush_interval.count(), "ms"));
     }
     DeliveryPolicyOptions policy{.source = options.name,
                                  .dead_letter = options.dead_letter,
                                  .max_delivery_attempts = options.max_delivery_attempts};
     if (auto s = ValidateDeliveryPolicy(policy); !s.ok()) return s;
-    return std::unique_ptr<BatchingService>(new BatchingService(
-        std::move(options), std::move(policy), std::move(consumer), std::move(transformer),
-        std::move(processor)));
+    return std::unique_ptr<BatchingService>(
+        new BatchingService(std::move(options), std::move(policy), std::move(consumer),
+                            std::move(transformer), std::move(processor)));
   }
 
   ~BatchingService() = default;
@@ -70,6 +72,8 @@ class BatchingService {
   }
   void Wait() { pool_.Wait(); }
   [[nodiscard]] ServiceMetrics metrics() const { return counters_.Snapshot(); }
+  // True once a Stop() deadline expired and the remaining messages are being nacked.
+  [[nodiscard]] bool draining_past_deadline() const { return pool_.aborting(); }
 
  private:
   BatchingService(BatchingServiceOptions options, DeliveryPolicyOptions policy,
@@ -138,10 +142,11 @@ class BatchingService {
     });
     if (!result.ok()) {
       counters_.processing_errors.fetch_add(1, std::memory_order_relaxed);
-      static LogRateLimit limit;
+      static dataflow::LogRateLimit limit;
       if (limit.Allow()) {
-        Log()->warn("batch failed; nacking its unsettled messages name={} size={} error=\"{}\"",
-                    options_.name, batch.size(), result.ToString());
+        dataflow::Log()->warn(
+            "batch failed; nacking its unsettled messages name={} size={} error=\"{}\"",
+            options_.name, batch.size(), result.ToString());
       }
     }
     for (auto& item : batch) {

@@ -26,7 +26,9 @@ class LogRateLimit {
   // True if this event may be logged; counts the ones suppressed in between.
   bool Allow();
   // Events suppressed since the last allowed one (read after Allow() returned true).
-  [[nodiscard]] std::uint64_t suppressed() const { return last_suppressed_.load(std::memory_order_relaxed); }
+  [[nodiscard]] std::uint64_t suppressed() const {
+    return last_suppressed_.load(std::memory_order_relaxed);
+  }
 
  private:
   const int per_second_;

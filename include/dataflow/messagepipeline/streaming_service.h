@@ -43,9 +43,9 @@ absl::Status CallNoThrow(std::string_view what, Fn&& fn) {
   try {
     return fn();
   } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat(what, " threw: ", e.what()));
+    return absl::InternalError(absl::StrCat(std::string(what), " threw: ", e.what()));
   } catch (...) {
-    return absl::InternalError(absl::StrCat(what, " threw a non-standard exception"));
+    return absl::InternalError(absl::StrCat(std::string(what), " threw a non-standard exception"));
   }
 }
 
@@ -66,9 +66,9 @@ class StreamingService {
                                  .dead_letter = options.dead_letter,
                                  .max_delivery_attempts = options.max_delivery_attempts};
     if (auto s = ValidateDeliveryPolicy(policy); !s.ok()) return s;
-    return std::unique_ptr<StreamingService>(new StreamingService(
-        std::move(options), std::move(policy), std::move(consumer), std::move(transformer),
-        std::move(processor)));
+    return std::unique_ptr<StreamingService>(
+        new StreamingService(std::move(options), std::move(policy), std::move(consumer),
+                             std::move(transformer), std::move(processor)));
   }
 
   ~StreamingService() = default;  // pool_ (declared last) stops first if still running
@@ -83,6 +83,8 @@ class StreamingService {
   // Blocks until the pipeline has drained (after Stop, or when the consumer ended).
   void Wait() { pool_.Wait(); }
   [[nodiscard]] ServiceMetrics metrics() const { return counters_.Snapshot(); }
+  // True once a Stop() deadline expired and the remaining messages are being nacked.
+  [[nodiscard]] bool draining_past_deadline() const { return pool_.aborting(); }
 
  private:
   StreamingService(StreamingServiceOptions options, DeliveryPolicyOptions policy,

@@ -94,8 +94,8 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(Options opti
 absl::Status ServerProcess::Spawn() {
   const std::string exe = FindExecutable(options_.argv[0]);
   if (exe.empty()) {
-    return absl::FailedPreconditionError(options_.name + ": executable not found: " +
-                                         options_.argv[0] + " (run scripts/setup.sh)");
+    return absl::FailedPreconditionError(
+        options_.name + ": executable not found: " + options_.argv[0] + " (run scripts/setup.sh)");
   }
   static std::atomic<int> counter{0};
   log_path_ = (std::filesystem::temp_directory_path() /

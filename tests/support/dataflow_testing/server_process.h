@@ -33,10 +33,10 @@ std::string FindExecutable(const std::string& name);
 class ServerProcess {
  public:
   struct Options {
-    std::string name;                         // for logs and errors
-    std::vector<std::string> argv;            // argv[0] is looked up on PATH
-    std::map<std::string, std::string> env;   // added to the environment
-    std::function<bool()> ready;              // readiness probe
+    std::string name;                        // for logs and errors
+    std::vector<std::string> argv;           // argv[0] is looked up on PATH
+    std::map<std::string, std::string> env;  // added to the environment
+    std::function<bool()> ready;             // readiness probe
     std::chrono::milliseconds ready_timeout = std::chrono::seconds(60);
   };
 

@@ -1,0 +1,179 @@
+#include "dataflow/messagepipeline/message.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "dataflow/messagepipeline/errors.h"
+
+namespace dataflow::messagepipeline {
+namespace {
+
+struct Counts {
+  std::atomic<int> acks{0};
+  std::atomic<int> nacks{0};
+};
+
+Message CountedMessage(Counts& c, std::string id = "m1") {
+  return Message(MessageData{.id = std::move(id), .payload = "p"}, {},
+                 MakeAckHandler([&c] { ++c.acks; }, [&c] { ++c.nacks; }));
+}
+
+TEST(MessageDataJson, RoundTripsEveryField) {
+  MessageData in{.id = "abc",
+                 .payload = std::string("\x00\x01\xffhello", 8),
+                 .publish_time = Clock::time_point(std::chrono::nanoseconds(1700000000123456789)),
+                 .enrichment_data = {{"name", "Device 1"}, {"floor", 3}}};
+  auto out = DecodeMessageData(EncodeMessageData(in));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(*out, in);
+}
+
+TEST(MessageDataJson, UsesTheGoFieldNames) {
+  MessageData in{.id = "x",
+                 .payload = "hi",
+                 .publish_time = Clock::time_point(std::chrono::seconds(1700000000)),
+                 .enrichment_data = {{"k", "v"}}};
+  auto j = ToJson(in);
+  EXPECT_EQ(j.at("id"), "x");
+  EXPECT_EQ(j.at("payload"), "aGk=");  // base64, as Go's encoding/json writes []byte
+  EXPECT_EQ(j.at("publishTime"), "2023-11-14T22:13:20Z");
+  EXPECT_EQ(j.at("enrichmentData").at("k"), "v");
+}
+
+TEST(MessageDataJson, OmitsEmptyEnrichmentLikeGoOmitempty) {
+  MessageData in{.id = "x", .payload = "hi"};
+  auto j = ToJson(in);
+  EXPECT_FALSE(j.contains("enrichmentData"));
+  EXPECT_EQ(j.at("publishTime"), "0001-01-01T00:00:00Z");  // Go's zero time means unset
+}
+
+TEST(MessageDataJson, DecodesWhatTheGoLibraryWrites) {
+  // As produced by json.Marshal of the Go MessageData struct.
+  const char* go_json =
+      R"({"id":"17","payload":"eyJkZXZpY2VJZCI6ImQxIn0=","publishTime":"2025-03-04T05:06:07.890123Z",)"
+      R"("enrichmentData":{"location":"lab","tags":["a","b"]}})";
+  auto out = DecodeMessageData(go_json);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->id, "17");
+  EXPECT_EQ(out->payload, R"({"deviceId":"d1"})");
+  EXPECT_EQ(FormatTimestamp(out->publish_time), "2025-03-04T05:06:07.890123Z");
+  EXPECT_EQ(out->enrichment_data.at("location"), "lab");
+  auto zero = DecodeMessageData(R"({"id":"1","payload":"","publishTime":"0001-01-01T00:00:00Z"})");
+  ASSERT_TRUE(zero.ok()) << zero.status();
+  EXPECT_EQ(zero->publish_time, Clock::time_point{});
+}
+
+TEST(MessageDataJson, MalformedInputIsAClearError) {
+  struct Case {
+    const char* json;
+    const char* mentions;
+  } cases[] = {
+      {"", "not valid JSON"},
+      {"{", "not valid JSON"},
+      {"[1,2]", "not a JSON object"},
+      {R"({"id":5})", "\"id\""},
+      {R"({"payload":"***"})", "base64"},
+      {R"({"payload":7})", "\"payload\""},
+      {R"({"publishTime":"yesterday"})", "publishTime"},
+      {R"({"publishTime":"9999-01-01T00:00:00Z"})", "out of range"},
+      {R"({"enrichmentData":[1]})", "enrichmentData"},
+  };
+  for (const auto& c : cases) {
+    auto out = DecodeMessageData(c.json);
+    ASSERT_FALSE(out.ok()) << c.json;
+    EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument) << c.json;
+    EXPECT_NE(out.status().message().find(c.mentions), absl::string_view::npos)
+        << c.json << " -> " << out.status();
+  }
+}
+
+TEST(MessageDataJson, MissingFieldsDefault) {
+  auto out = DecodeMessageData("{}");
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(*out, MessageData{});
+}
+
+TEST(Message, FirstSettlementWins) {
+  Counts c;
+  {
+    Message m = CountedMessage(c);
+    EXPECT_FALSE(m.settled());
+    m.Ack();
+    m.Nack();
+    m.Ack();
+    EXPECT_TRUE(m.settled());
+  }
+  EXPECT_EQ(c.acks, 1);
+  EXPECT_EQ(c.nacks, 0);
+}
+
+TEST(Message, DestroyedUnsettledIsNacked) {
+  Counts c;
+  { Message m = CountedMessage(c); }
+  EXPECT_EQ(c.acks, 0);
+  EXPECT_EQ(c.nacks, 1);
+}
+
+TEST(Message, MoveTransfersTheHandleAndSettlesOnce) {
+  Counts c;
+  {
+    Message a = CountedMessage(c);
+    Message b(std::move(a));
+    Message d;
+    d = std::move(b);
+    d.Ack();
+  }  // a and b are moved-from: destroying them settles nothing
+  EXPECT_EQ(c.acks, 1);
+  EXPECT_EQ(c.nacks, 0);
+}
+
+TEST(Message, AssigningOverAnUnsettledMessageNacksIt) {
+  Counts first, second;
+  Message m = CountedMessage(first, "a");
+  m = CountedMessage(second, "b");
+  EXPECT_EQ(first.nacks, 1);
+  m.Ack();
+  EXPECT_EQ(second.acks, 1);
+}
+
+TEST(Message, WithoutAHandleSettlingIsHarmless) {
+  Message m(MessageData{.id = "x"});
+  EXPECT_TRUE(m.settled());
+  m.Ack();
+  m.Nack();
+}
+
+TEST(Message, ConcurrentSettlersCallTheHandlerExactlyOnce) {
+  for (int round = 0; round < 200; ++round) {
+    Counts c;
+    {
+      Message m = CountedMessage(c);
+      std::vector<std::jthread> threads;
+      for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&m, t] {
+          if (t % 2 == 0) {
+            m.Ack();
+          } else {
+            m.Nack();
+          }
+        });
+      }
+    }
+    ASSERT_EQ(c.acks + c.nacks, 1) << "round " << round;
+  }
+}
+
+TEST(Errors, PermanentMarkIsCarriedAndOkStaysOk) {
+  EXPECT_TRUE(IsPermanent(PermanentError("bad payload")));
+  EXPECT_EQ(PermanentError("bad").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(IsPermanent(absl::UnavailableError("down")));
+  EXPECT_TRUE(IsPermanent(MarkPermanent(absl::DataLossError("x"))));
+  EXPECT_TRUE(MarkPermanent(absl::OkStatus()).ok());
+  EXPECT_FALSE(IsPermanent(absl::OkStatus()));
+}
+
+}  // namespace
+}  // namespace dataflow::messagepipeline
