@@ -63,12 +63,13 @@ class InProcessSubscription : public std::enable_shared_from_this<InProcessSubsc
     return n;
   }
 
-  // Starts the ack deadline of messages that reached a consumer's channel.
-  void StartLeases(const std::vector<const Entry*>& entries, std::size_t count) {
+  // Starts the ack deadline of messages that reached a consumer's channel. Takes (seq,
+  // attempt) pairs, not entries: a worker may already have acked and erased an entry.
+  void StartLeases(const std::vector<std::pair<std::uint64_t, int>>& delivered, std::size_t count) {
     std::lock_guard lock(mu_);
     const auto deadline = SteadyClock::now() + options_.ack_deadline;
     for (std::size_t i = 0; i < count; ++i) {
-      leases_.push_back(Lease{entries[i]->seq, entries[i]->attempts, deadline});
+      leases_.push_back(Lease{delivered[i].first, delivered[i].second, deadline});
     }
   }
 
@@ -203,8 +204,10 @@ class InProcessConsumer final : public MessageConsumer {
     constexpr std::size_t kMaxTake = 64;
     std::vector<const InProcessSubscription::Entry*> entries;
     std::vector<Message> messages;
+    std::vector<std::pair<std::uint64_t, int>> leases;
     entries.reserve(kMaxTake);
     messages.reserve(kMaxTake);
+    leases.reserve(kMaxTake);
     while (subscription_->Take(entries, kMaxTake, stop_) > 0) {
       for (const auto* entry : entries) {
         Message& m = messages.emplace_back(
@@ -212,12 +215,15 @@ class InProcessConsumer final : public MessageConsumer {
             std::make_unique<InProcessAckHandler>(subscription_, entry->seq, entry->attempts));
         m.ordering_key = entry->ordering_key;
         m.delivery_attempt = entry->attempts;
+        leases.emplace_back(entry->seq, entry->attempts);
       }
+      // After PushAll, entries may be settled (and freed) by workers: only `leases` is used.
       const std::size_t pushed = channel_.PushAll(messages);
-      subscription_->StartLeases(entries, pushed);
+      subscription_->StartLeases(leases, pushed);
       for (std::size_t i = pushed; i < messages.size(); ++i) messages[i].Nack();
       entries.clear();
       messages.clear();
+      leases.clear();
     }
     channel_.Close();
   }
