@@ -67,7 +67,11 @@ nlohmann::json ToJson(const MessageData& data) {
   return j;
 }
 
-std::string EncodeMessageData(const MessageData& data) { return ToJson(data).dump(); }
+std::string EncodeMessageData(const MessageData& data) {
+  // Ids and enrichment strings come from users and may hold invalid UTF-8; replace it rather
+  // than throw (nlohmann's default), since exceptions do not cross this API.
+  return ToJson(data).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 absl::StatusOr<MessageData> DecodeMessageData(std::string_view json) {
   nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);

@@ -146,20 +146,7 @@ void WorkerPool::WorkerLoop() {
   constexpr std::size_t kMaxTake = 32;
   batch.reserve(kMaxTake);
   while (channel.PopBatch(batch, kMaxTake, static_cast<std::size_t>(num_workers_)) > 0) {
-    for (auto& message : batch) {
-      if (aborting()) {
-        message.Nack();
-        CountAbortNacks(1);
-        continue;
-      }
-      try {
-        hooks_.handle(message);
-      } catch (const std::exception& e) {
-        Log()->error("service handler threw; nacking name={} id={} what=\"{}\"", name_,
-                     message.data.id, e.what());
-        message.Nack();
-      }
-    }
+    hooks_.handle_batch(std::span<Message>(batch));
     batch.clear();
   }
   bool last_worker = false;
@@ -169,6 +156,11 @@ void WorkerPool::WorkerLoop() {
   }
   if (last_worker && hooks_.on_workers_done) hooks_.on_workers_done();
   ThreadFinished();
+}
+
+void WorkerPool::LogHandlerException(const Message& message, const char* what) const {
+  Log()->error("service handler threw; nacking name={} id={} what=\"{}\"", name_, message.data.id,
+               what);
 }
 
 void WorkerPool::ThreadFinished() {

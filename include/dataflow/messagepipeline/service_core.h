@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -84,9 +85,10 @@ class DeliveryPolicy {
 // Checks the options every service shares; names the service in the error.
 absl::Status ValidateDeliveryPolicy(const DeliveryPolicyOptions& options);
 
-// Runs `num_workers` threads that pop messages from the consumer's channel and hand each to
-// `handle`, plus an optional `tail` thread (a batcher) started alongside them and told to
-// finish by `on_workers_done`, which runs once all workers have drained the channel.
+// Runs `num_workers` threads that pop messages from the consumer's channel and hand them,
+// a popped batch at a time, to `handle_batch`, plus an optional `tail` thread (a batcher) started
+// alongside them and told to finish by `on_workers_done`, which runs once all workers have drained
+// the channel.
 //
 // Stop(deadline): stops the consumer (which closes the channel), waits for the workers and
 // the tail to drain; if the deadline passes first, sets aborting() so remaining messages
@@ -96,7 +98,8 @@ absl::Status ValidateDeliveryPolicy(const DeliveryPolicyOptions& options);
 class WorkerPool {
  public:
   struct Hooks {
-    std::function<void(Message&)> handle;
+    // Settles or passes on every message of the span; see ForEach for the usual loop.
+    std::function<void(std::span<Message>)> handle_batch;
     std::function<void()> tail;             // optional
     std::function<void()> on_workers_done;  // optional
   };
@@ -109,6 +112,25 @@ class WorkerPool {
   // Blocks until the pipeline has drained (after Stop, or when the consumer ended by itself).
   void Wait();
 
+  // Calls `fn` for each message, or nacks it once the stop deadline expired; a throwing `fn`
+  // nacks its message. The loop every handle_batch needs.
+  template <typename Fn>
+  void ForEach(std::span<Message> batch, Fn&& fn) {
+    for (Message& message : batch) {
+      if (aborting()) {
+        message.Nack();
+        CountAbortNacks(1);
+        continue;
+      }
+      try {
+        fn(message);
+      } catch (const std::exception& e) {
+        LogHandlerException(message, e.what());
+        message.Nack();
+      }
+    }
+  }
+
   [[nodiscard]] bool aborting() const { return aborting_.load(std::memory_order_acquire); }
   // Shutdown past the deadline nacked `n` messages; reported by Stop().
   void CountAbortNacks(std::uint64_t n) { abort_nacks_.fetch_add(n, std::memory_order_relaxed); }
@@ -116,6 +138,7 @@ class WorkerPool {
 
  private:
   void WorkerLoop();
+  void LogHandlerException(const Message& message, const char* what) const;
   void ThreadFinished();
 
   const std::string name_;

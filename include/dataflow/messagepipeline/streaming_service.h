@@ -74,7 +74,9 @@ class StreamingService {
   ~StreamingService() = default;  // pool_ (declared last) stops first if still running
 
   absl::Status Start() {
-    return pool_.Start({.handle = [this](Message& m) { Handle(m); }});
+    return pool_.Start({.handle_batch = [this](std::span<Message> batch) {
+      pool_.ForEach(batch, [this](Message& m) { Handle(m); });
+    }});
   }
   absl::Status Stop(Deadline deadline) { return pool_.Stop(deadline); }
   absl::Status Stop(std::chrono::steady_clock::duration timeout) {

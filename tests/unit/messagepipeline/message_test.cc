@@ -90,6 +90,16 @@ TEST(MessageDataJson, MalformedInputIsAClearError) {
   }
 }
 
+TEST(MessageDataJson, InvalidUtf8InAnIdIsReplacedNotThrown) {
+  MessageData in{.id = "bad\xff\xfe", .payload = "\xff"};
+  std::string encoded;
+  ASSERT_NO_THROW(encoded = EncodeMessageData(in));
+  auto out = DecodeMessageData(encoded);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->payload, "\xff");  // bytes travel as base64, untouched
+  EXPECT_EQ(out->id.substr(0, 3), "bad");
+}
+
 TEST(MessageDataJson, MissingFieldsDefault) {
   auto out = DecodeMessageData("{}");
   ASSERT_TRUE(out.ok());

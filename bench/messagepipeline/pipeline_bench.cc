@@ -1,0 +1,230 @@
+// Messages/s through StreamingService and BatchingService with trivial stages, beside the
+// baseline of a raw bounded-queue hand-off of the same messages (producer thread → queue →
+// N worker threads that ack), measured in the same run. Prints the ratio service/baseline
+// per worker count at the end. Also measures the in-process broker end to end.
+//
+//   build/release/bench/messagepipeline/pipeline_bench [--benchmark_repetitions=5]
+#include <benchmark/benchmark.h>
+
+#include <atomic>
+#include <cstdio>
+#include <map>
+#include <thread>
+
+#include "dataflow/messagepipeline/batching_service.h"
+#include "dataflow/messagepipeline/in_process_broker.h"
+#include "dataflow/messagepipeline/streaming_service.h"
+
+namespace dataflow::messagepipeline {
+namespace {
+
+constexpr std::size_t kMessages = 200'000;
+constexpr std::size_t kChannelCapacity = 1000;
+
+class CountingHandler final : public AckHandler {
+ public:
+  explicit CountingHandler(std::atomic<std::uint64_t>* acks) : acks_(acks) {}
+  void OnAck() override { acks_->fetch_add(1, std::memory_order_relaxed); }
+  void OnNack() override {}
+
+ private:
+  std::atomic<std::uint64_t>* acks_;
+};
+
+std::vector<Message> MakeMessages(std::atomic<std::uint64_t>* acks) {
+  std::vector<Message> out;
+  out.reserve(kMessages);
+  for (std::size_t i = 0; i < kMessages; ++i) {
+    out.emplace_back(MessageData{.id = std::to_string(i), .payload = std::string(64, 'x')},
+                     Attributes{}, std::make_unique<CountingHandler>(acks));
+  }
+  return out;
+}
+
+// The pipeline's input: a channel a producer thread fills, like a real consumer's.
+class ChannelConsumer final : public MessageConsumer {
+ public:
+  ChannelConsumer() : channel_(kChannelCapacity) {}
+  absl::Status Start() override { return absl::OkStatus(); }
+  absl::Status Stop(Deadline) override {
+    channel_.Close();
+    return absl::OkStatus();
+  }
+  BoundedQueue<Message>& Messages() override { return channel_; }
+  std::shared_future<absl::Status> Done() override { return {}; }
+
+ private:
+  BoundedQueue<Message> channel_;
+};
+
+void Produce(BoundedQueue<Message>& channel, std::vector<Message>& messages) {
+  // Chunks like a real consumer's pulls (the in-process consumer takes 64 at a time).
+  constexpr std::size_t kChunk = 64;
+  std::vector<Message> chunk;
+  for (std::size_t i = 0; i < messages.size(); i += kChunk) {
+    for (std::size_t j = i; j < std::min(i + kChunk, messages.size()); ++j) {
+      chunk.push_back(std::move(messages[j]));
+    }
+    channel.PushAll(chunk);
+    chunk.clear();
+  }
+}
+
+TransformResult<int> TrivialTransform(const Message& m) {
+  return std::optional<int>(static_cast<int>(m.data.payload.size()));
+}
+
+void BM_RawQueueHandoff(benchmark::State& state) {
+  const int workers = static_cast<int>(state.range(0));
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::atomic<std::uint64_t> acks{0};
+    auto messages = MakeMessages(&acks);
+    BoundedQueue<Message> queue(kChannelCapacity);
+    state.ResumeTiming();
+    {
+      std::vector<std::jthread> threads;
+      for (int w = 0; w < workers; ++w) {
+        threads.emplace_back([&] {
+          std::vector<Message> batch;
+          while (queue.PopBatch(batch, 32, static_cast<std::size_t>(workers)) > 0) {
+            for (auto& m : batch) m.Ack();
+            batch.clear();
+          }
+        });
+      }
+      Produce(queue, messages);
+      queue.Close();
+    }
+    state.PauseTiming();
+    if (acks.load() != kMessages) state.SkipWithError("lost messages");
+    messages.clear();
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * kMessages));
+}
+
+void BM_StreamingService(benchmark::State& state) {
+  const int workers = static_cast<int>(state.range(0));
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::atomic<std::uint64_t> acks{0};
+    auto messages = MakeMessages(&acks);
+    auto consumer = std::make_shared<ChannelConsumer>();
+    auto service = *StreamingService<int>::Create(
+        {.num_workers = workers}, consumer, TrivialTransform,
+        [](Message&, int& v) { return v >= 0 ? absl::OkStatus() : absl::InternalError("x"); });
+    state.ResumeTiming();
+    (void)service->Start();
+    Produce(consumer->Messages(), messages);
+    (void)service->Stop(std::chrono::minutes(1));
+    state.PauseTiming();
+    if (acks.load() != kMessages) state.SkipWithError("lost messages");
+    messages.clear();
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * kMessages));
+}
+
+void BM_BatchingService(benchmark::State& state) {
+  const int workers = static_cast<int>(state.range(0));
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::atomic<std::uint64_t> acks{0};
+    auto messages = MakeMessages(&acks);
+    auto consumer = std::make_shared<ChannelConsumer>();
+    auto service = *BatchingService<int>::Create(
+        {.num_workers = workers, .batch_size = 100, .flush_interval = std::chrono::seconds(1)},
+        consumer, TrivialTransform,
+        [](std::span<ProcessableItem<int>> batch) {
+          return batch.empty() ? absl::InternalError("x") : absl::OkStatus();
+        });
+    state.ResumeTiming();
+    (void)service->Start();
+    Produce(consumer->Messages(), messages);
+    (void)service->Stop(std::chrono::minutes(1));
+    state.PauseTiming();
+    if (acks.load() != kMessages) state.SkipWithError("lost messages");
+    messages.clear();
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * kMessages));
+}
+
+// End to end through the in-process broker: delivery, leases and acks included.
+void BM_StreamingServiceOverInProcessBroker(benchmark::State& state) {
+  const int workers = static_cast<int>(state.range(0));
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto broker = InProcessBroker::Create();
+    (void)broker->CreateTopic("t");
+    (void)broker->CreateSubscription("s", "t");
+    for (std::size_t i = 0; i < kMessages; ++i) {
+      (void)broker->Publish("t", MessageData{.payload = std::string(64, 'x')});
+    }
+    auto consumer = *broker->NewConsumer("s", {.channel_capacity = kChannelCapacity});
+    auto service = *StreamingService<int>::Create({.num_workers = workers}, consumer,
+                                                  TrivialTransform,
+                                                  [](Message&, int&) { return absl::OkStatus(); });
+    state.ResumeTiming();
+    (void)service->Start();
+    while (broker->Stats("s")->acked < kMessages) std::this_thread::yield();
+    state.PauseTiming();
+    (void)service->Stop(std::chrono::minutes(1));
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * kMessages));
+}
+
+BENCHMARK(BM_RawQueueHandoff)->Arg(1)->Arg(2)->Arg(4)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_StreamingService)->Arg(1)->Arg(2)->Arg(4)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_BatchingService)->Arg(1)->Arg(2)->Arg(4)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_StreamingServiceOverInProcessBroker)
+    ->Arg(1)->Arg(2)->Arg(4)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// Collects items/s per benchmark (median over repetitions when there are several).
+class RatioReporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const auto& run : runs) {
+      if (run.error_occurred) continue;
+      const bool aggregate = run.run_type == Run::RT_Aggregate;
+      if (aggregate && run.aggregate_name != "median") continue;
+      auto it = run.counters.find("items_per_second");
+      if (it == run.counters.end()) continue;
+      // Individual repetitions are overwritten by the median when it comes.
+      rates_[run.run_name.str()] = it->second.value;
+    }
+  }
+  void Summarise() const {
+    std::printf("\nmessages/s (median where repeated), ratio to the raw queue hand-off:\n");
+    for (const char* name : {"BM_StreamingService", "BM_BatchingService",
+                             "BM_StreamingServiceOverInProcessBroker"}) {
+      for (int workers : {1, 2, 4}) {
+        const std::string suffix = "/" + std::to_string(workers) + "/real_time";
+        auto base = rates_.find(std::string("BM_RawQueueHandoff") + suffix);
+        auto svc = rates_.find(name + suffix);
+        if (base == rates_.end() || svc == rates_.end()) continue;
+        std::printf("  %-40s workers=%d  %12.0f msg/s  baseline %12.0f msg/s  ratio %.2f\n", name,
+                    workers, svc->second, base->second, svc->second / base->second);
+      }
+    }
+  }
+
+ private:
+  std::map<std::string, double> rates_;
+};
+
+}  // namespace
+}  // namespace dataflow::messagepipeline
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  dataflow::messagepipeline::RatioReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  reporter.Summarise();
+  benchmark::Shutdown();
+  return 0;
+}
