@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <future>
 #include <map>
 #include <thread>
 
@@ -135,8 +136,7 @@ void BM_BatchingService(benchmark::State& state) {
     auto consumer = std::make_shared<ChannelConsumer>();
     auto service = *BatchingService<int>::Create(
         {.num_workers = workers, .batch_size = 100, .flush_interval = std::chrono::seconds(1)},
-        consumer, TrivialTransform,
-        [](std::span<ProcessableItem<int>> batch) {
+        consumer, TrivialTransform, [](std::span<ProcessableItem<int>> batch) {
           return batch.empty() ? absl::InternalError("x") : absl::OkStatus();
         });
     state.ResumeTiming();
@@ -163,24 +163,40 @@ void BM_StreamingServiceOverInProcessBroker(benchmark::State& state) {
       (void)broker->Publish("t", MessageData{.payload = std::string(64, 'x')});
     }
     auto consumer = *broker->NewConsumer("s", {.channel_capacity = kChannelCapacity});
-    auto service = *StreamingService<int>::Create({.num_workers = workers}, consumer,
-                                                  TrivialTransform,
-                                                  [](Message&, int&) { return absl::OkStatus(); });
+    std::atomic<std::size_t> processed{0};
+    std::promise<void> all_processed;
+    auto service = *StreamingService<int>::Create(
+        {.num_workers = workers}, consumer, TrivialTransform, [&](Message&, int&) {
+          if (processed.fetch_add(1, std::memory_order_relaxed) + 1 == kMessages) {
+            all_processed.set_value();
+          }
+          return absl::OkStatus();
+        });
     state.ResumeTiming();
     (void)service->Start();
-    while (broker->Stats("s")->acked < kMessages) std::this_thread::yield();
+    all_processed.get_future().wait();
+    (void)service->Stop(std::chrono::minutes(1));  // includes settling the last acks
     state.PauseTiming();
-    (void)service->Stop(std::chrono::minutes(1));
+    if (broker->Stats("s")->acked != kMessages) state.SkipWithError("lost messages");
     state.ResumeTiming();
   }
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * kMessages));
 }
 
 BENCHMARK(BM_RawQueueHandoff)->Arg(1)->Arg(2)->Arg(4)->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_StreamingService)->Arg(1)->Arg(2)->Arg(4)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_StreamingService)
+    ->Arg(1)
+    ->Arg(2)
+    ->Arg(4)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_BatchingService)->Arg(1)->Arg(2)->Arg(4)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_StreamingServiceOverInProcessBroker)
-    ->Arg(1)->Arg(2)->Arg(4)->UseRealTime()->Unit(benchmark::kMillisecond);
+    ->Arg(1)
+    ->Arg(2)
+    ->Arg(4)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 // Collects items/s per benchmark (median over repetitions when there are several).
 class RatioReporter : public benchmark::ConsoleReporter {
@@ -199,8 +215,8 @@ class RatioReporter : public benchmark::ConsoleReporter {
   }
   void Summarise() const {
     std::printf("\nmessages/s (median where repeated), ratio to the raw queue hand-off:\n");
-    for (const char* name : {"BM_StreamingService", "BM_BatchingService",
-                             "BM_StreamingServiceOverInProcessBroker"}) {
+    for (const char* name :
+         {"BM_StreamingService", "BM_BatchingService", "BM_StreamingServiceOverInProcessBroker"}) {
       for (int workers : {1, 2, 4}) {
         const std::string suffix = "/" + std::to_string(workers) + "/real_time";
         auto base = rates_.find(std::string("BM_RawQueueHandoff") + suffix);

@@ -42,6 +42,7 @@ class InProcessSubscription : public std::enable_shared_from_this<InProcessSubsc
     for (;;) {
       if (stop.load(std::memory_order_acquire)) return 0;
       const auto now = SteadyClock::now();
+      ApplySettlementsLocked();  // before expiry: a message acked in time is not redelivered
       ExpireLocked(now);
       PromoteDelayedLocked(now);
       if (!ready_.empty()) break;
@@ -73,21 +74,20 @@ class InProcessSubscription : public std::enable_shared_from_this<InProcessSubsc
     }
   }
 
+  // Settlements are queued under their own small lock and applied in bulk by the puller,
+  // so acking workers do not contend with delivery for the subscription's main lock.
   void Ack(std::uint64_t seq, int attempt) {
-    std::lock_guard lock(mu_);
-    auto it = outstanding_.find(seq);
-    if (it == outstanding_.end() || it->second.attempts != attempt) return;  // stale lease
-    outstanding_.erase(it);
-    ++acked_;
+    std::lock_guard lock(settle_mu_);
+    settlements_.push_back(Settlement{seq, attempt, /*ack=*/true});
   }
 
   void Nack(std::uint64_t seq, int attempt) {
+    {
+      std::lock_guard lock(settle_mu_);
+      settlements_.push_back(Settlement{seq, attempt, /*ack=*/false});
+    }
+    // Taking mu_ orders this with a puller about to wait, so the wake-up is not lost.
     std::lock_guard lock(mu_);
-    auto it = outstanding_.find(seq);
-    if (it == outstanding_.end() || it->second.attempts != attempt) return;
-    delayed_.emplace_back(SteadyClock::now() + options_.redelivery_delay, std::move(it->second));
-    outstanding_.erase(it);
-    ++nacked_;
     cv_.notify_one();
   }
 
@@ -96,8 +96,9 @@ class InProcessSubscription : public std::enable_shared_from_this<InProcessSubsc
     cv_.notify_all();
   }
 
-  SubscriptionStats Stats() const {
+  SubscriptionStats Stats() {
     std::lock_guard lock(mu_);
+    ApplySettlementsLocked();
     return SubscriptionStats{.pending = ready_.size() + delayed_.size(),
                              .outstanding = outstanding_.size(),
                              .delivered = delivered_,
@@ -112,6 +113,32 @@ class InProcessSubscription : public std::enable_shared_from_this<InProcessSubsc
     int attempt;
     SteadyClock::time_point deadline;
   };
+
+  struct Settlement {
+    std::uint64_t seq;
+    int attempt;
+    bool ack;
+  };
+
+  void ApplySettlementsLocked() {
+    {
+      std::lock_guard lock(settle_mu_);
+      applying_.swap(settlements_);
+    }
+    const auto now = SteadyClock::now();
+    for (const Settlement& s : applying_) {
+      auto it = outstanding_.find(s.seq);
+      if (it == outstanding_.end() || it->second.attempts != s.attempt) continue;  // stale lease
+      if (s.ack) {
+        ++acked_;
+      } else {
+        delayed_.emplace_back(now + options_.redelivery_delay, std::move(it->second));
+        ++nacked_;
+      }
+      outstanding_.erase(it);
+    }
+    applying_.clear();
+  }
 
   void ExpireLocked(SteadyClock::time_point now) {
     // All leases have the same length, so the deque is ordered by deadline.
@@ -140,6 +167,9 @@ class InProcessSubscription : public std::enable_shared_from_this<InProcessSubsc
   std::deque<std::pair<SteadyClock::time_point, Entry>> delayed_;
   std::unordered_map<std::uint64_t, Entry> outstanding_;
   std::deque<Lease> leases_;
+  std::mutex settle_mu_;
+  std::vector<Settlement> settlements_;  // guarded by settle_mu_
+  std::vector<Settlement> applying_;     // guarded by mu_
   std::uint64_t next_seq_ = 1;
   std::uint64_t delivered_ = 0;
   std::uint64_t acked_ = 0;
