@@ -35,14 +35,20 @@ run_suite "concurrency tests under TSan" tsan -L concurrency
 echo "=== fuzzing the MessageData decoder (bounded)"
 cmake --preset fuzz >/dev/null
 cmake --build --preset fuzz -j "$JOBS" --target message_data_fuzzer
+# libFuzzer adds what it finds to its first corpus directory: give it a scratch copy so the
+# committed seeds stay as they are.
+fuzz_dir=$(mktemp -d)
+cp tests/fuzz/corpus/message_data/* "$fuzz_dir"/
 if build/fuzz/tests/fuzz/message_data_fuzzer -runs="${FUZZ_RUNS:-200000}" -max_len=4096 \
-    tests/fuzz/corpus/message_data >/tmp/dataflow-fuzz.log 2>&1; then
+    "$fuzz_dir" >/tmp/dataflow-fuzz.log 2>&1; then
   summary+=("fuzzing: ok ($(grep -o 'Done [0-9]* runs' /tmp/dataflow-fuzz.log))")
 else
   tail -40 /tmp/dataflow-fuzz.log
   summary+=("fuzzing: FAILED (see /tmp/dataflow-fuzz.log)")
   failed=1
 fi
+
+rm -rf "$fuzz_dir"
 
 echo "=== summary"
 printf '%s\n' "${summary[@]}"
