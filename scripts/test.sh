@@ -11,6 +11,8 @@ JOBS=${JOBS:-$(nproc)}
 ./scripts/setup.sh
 
 failed=0
+passed_total=0
+failed_total=0
 declare -a summary
 
 run_suite() {  # name preset ctest-args...
@@ -20,12 +22,27 @@ run_suite() {  # name preset ctest-args...
   cmake --preset "$preset" >/dev/null
   cmake --build --preset "$preset" -j "$JOBS"
   echo "=== $name: ctest $*"
-  if ctest --test-dir "build/$preset" --output-on-failure -j "$JOBS" "$@"; then
+  local log
+  log=$(mktemp)
+  # pipefail: the pipeline fails when ctest does.
+  if ctest --test-dir "build/$preset" --output-on-failure -j "$JOBS" "$@" 2>&1 | tee "$log"; then
     summary+=("$name: ok")
   else
     summary+=("$name: FAILED")
     failed=1
   fi
+  # "100% tests passed, 0 tests failed out of 7"
+  local line total bad
+  line=$(grep -E 'tests failed out of [0-9]+' "$log" | tail -1 || true)
+  total=$(sed -E 's/.* out of ([0-9]+).*/\1/' <<<"$line")
+  bad=$(sed -E 's/.*passed, ([0-9]+) tests failed.*/\1/' <<<"$line")
+  if [[ -n $line ]]; then
+    passed_total=$((passed_total + total - bad))
+    failed_total=$((failed_total + bad))
+  else
+    failed_total=$((failed_total + 1))
+  fi
+  rm -f "$log"
 }
 
 run_suite "all tests" dev
@@ -42,14 +59,17 @@ cp tests/fuzz/corpus/message_data/* "$fuzz_dir"/
 if build/fuzz/tests/fuzz/message_data_fuzzer -runs="${FUZZ_RUNS:-200000}" -max_len=4096 \
     "$fuzz_dir" >/tmp/dataflow-fuzz.log 2>&1; then
   summary+=("fuzzing: ok ($(grep -o 'Done [0-9]* runs' /tmp/dataflow-fuzz.log))")
+  passed_total=$((passed_total + 1))
 else
   tail -40 /tmp/dataflow-fuzz.log
   summary+=("fuzzing: FAILED (see /tmp/dataflow-fuzz.log)")
   failed=1
+  failed_total=$((failed_total + 1))
 fi
 
 rm -rf "$fuzz_dir"
 
 echo "=== summary"
 printf '%s\n' "${summary[@]}"
+echo "total: ${passed_total} passed, ${failed_total} failed"
 exit $failed
