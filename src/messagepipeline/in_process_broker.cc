@@ -376,14 +376,16 @@ absl::StatusOr<std::string> InProcessBroker::Publish(std::string_view topic, Mes
   }
   if (data.publish_time == Clock::time_point{}) data.publish_time = Clock::now();
   std::string id = data.id;
-  for (std::size_t i = 0; i < subs.size(); ++i) {
-    const bool last = i + 1 == subs.size();
+  auto make_entry = [&](bool may_move) {
     InProcessSubscription::Entry entry;
-    entry.data = last ? std::move(data) : data;
-    entry.attributes = last ? std::move(attributes) : attributes;
-    entry.ordering_key = last ? std::move(ordering_key) : ordering_key;
-    subs[i]->Enqueue(std::move(entry));
-  }
+    entry.data = may_move ? std::move(data) : data;
+    entry.attributes = may_move ? std::move(attributes) : attributes;
+    entry.ordering_key = may_move ? std::move(ordering_key) : ordering_key;
+    return entry;
+  };
+  // Every subscription but the last gets a copy; the last one takes the original.
+  for (std::size_t i = 0; i + 1 < subs.size(); ++i) subs[i]->Enqueue(make_entry(false));
+  if (!subs.empty()) subs.back()->Enqueue(make_entry(true));
   return id;
 }
 

@@ -14,7 +14,8 @@ std::shared_ptr<spdlog::logger> MakeLogger() {
   auto logger = spdlog::stderr_color_mt("dataflow");
   logger->set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %^%l%$ %v", spdlog::pattern_time_type::utc);
   logger->set_level(spdlog::level::info);
-  if (const char* env = std::getenv("DATAFLOW_LOG_LEVEL")) {
+  // Read once, during static initialisation of the logger.
+  if (const char* env = std::getenv("DATAFLOW_LOG_LEVEL")) {  // NOLINT(concurrency-mt-unsafe)
     auto level = spdlog::level::from_str(env);
     // from_str maps unknown names to "off"; only accept it when asked for by name.
     if (level != spdlog::level::off || std::string(env) == "off") logger->set_level(level);

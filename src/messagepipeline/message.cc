@@ -95,9 +95,10 @@ absl::StatusOr<MessageData> DecodeMessageData(std::string_view json) {
       return absl::InvalidArgumentError("message data: \"publishTime\" is not a string");
     }
     auto t = ParseTimestamp(it->get_ref<const std::string&>());
-    if (!t.ok())
+    if (!t.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("message data: \"publishTime\": ", t.status().message()));
+    }
     out.publish_time = *t;
   }
   if (auto it = j.find("enrichmentData"); it != j.end() && !it->is_null()) {
