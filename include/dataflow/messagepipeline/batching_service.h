@@ -83,7 +83,9 @@ class BatchingService {
         transformer_(std::move(transformer)),
         processor_(std::move(processor)),
         policy_(std::move(policy), &counters_),
-        items_(options_.batch_size * 2),
+        // Room for a few batches, so workers keep transforming while the batcher runs the
+        // processor (measured: 2x capacity left the service at 0.6 of the queue baseline).
+        items_(options_.batch_size * 4),
         pool_(options_.name, std::move(consumer), options_.num_workers) {}
 
   // Transforms a popped batch and hands the results to the batcher in one go: one lock
