@@ -1,0 +1,77 @@
+// MQTTClientConfig: how an MqttConsumer reaches its broker and what it subscribes to.
+//
+// A plain aggregate with the Go library's fields and defaults, plus the topic mappings that
+// give each MQTT message its route. LoadMQTTClientConfigFromEnv() fills it from the same
+// environment variables as the Go library; every validation error names the offending
+// variable or field. The free functions are pure and thread-safe.
+#pragma once
+
+#include <absl/status/status.h>
+#include <absl/status/statusor.h>
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace dataflow::mqttconverter {
+
+// One subscription and the route name its messages carry. `topic` is an MQTT filter with
+// `+`/`#` wildcards, optionally a shared subscription `$share/<group>/<filter>`.
+struct TopicMapping {
+  std::string name;
+  std::string topic;
+  int qos = 1;
+};
+
+struct MQTTClientConfig {
+  std::string broker_url = "tcp://localhost:1883";  // tcp://, ssl://, ws://, wss://
+  // Empty: "<client_id_prefix><random>" so every copy of a service is unique on the broker.
+  std::string client_id;
+  std::string client_id_prefix = "dataflow-ingestion-";
+  std::string username;
+  std::string password;
+  std::chrono::seconds keep_alive{10};
+  std::chrono::seconds connect_timeout{10};
+  // TLS (ssl:// and wss://).
+  std::string ca_cert_file;
+  std::string client_cert_file;
+  std::string client_key_file;
+  bool insecure_skip_verify = false;  // tests only: no server certificate check
+  std::vector<TopicMapping> topic_mappings;
+
+  // false: a persistent session. The broker keeps the subscriptions and queues QoS 1
+  // messages while the consumer is away; needs an explicit client_id to resume it.
+  bool clean_session = true;
+  // Automatic reconnect: exponential backoff between these bounds (Paho counts seconds).
+  std::chrono::seconds reconnect_min_backoff{1};
+  std::chrono::seconds reconnect_max_backoff{30};
+  // The consumer's channel: a full channel stops it reading from the socket.
+  std::size_t channel_capacity = 1000;
+};
+
+// Checks the config; InvalidArgument naming the field on failure.
+absl::Status ValidateMQTTClientConfig(const MQTTClientConfig& config);
+
+// Reads MQTT_BROKER_URL, MQTT_CLIENT_ID, MQTT_CLIENT_ID_PREFIX, MQTT_USERNAME, MQTT_PASSWORD,
+// MQTT_KEEP_ALIVE_SECONDS, MQTT_CONNECT_TIMEOUT_SECONDS, MQTT_CA_CERT_FILE,
+// MQTT_CLIENT_CERT_FILE, MQTT_CLIENT_KEY_FILE, MQTT_INSECURE_SKIP_VERIFY, MQTT_CLEAN_SESSION,
+// MQTT_TOPIC (one mapping named "default") and MQTT_TOPIC_MAPPINGS
+// ("name=filter[@qos];name=filter[@qos]"), over `base`. Unset variables keep base's values.
+// Errors are InvalidArgument and name the variable.
+using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
+absl::StatusOr<MQTTClientConfig> LoadMQTTClientConfigFromEnv(MQTTClientConfig base = {},
+                                                             const EnvLookup& lookup = {});
+
+// MQTT filter matching (`+` one level, `#` the rest); `$share/<group>/` is stripped first.
+// Topics starting with '$' are not matched by a leading wildcard, as the spec says.
+bool TopicMatches(std::string_view filter, std::string_view topic);
+// The filter without a `$share/<group>/` prefix.
+std::string_view StripSharePrefix(std::string_view filter);
+// The first mapping (in config order) whose filter matches `topic`, or nullptr.
+const TopicMapping* FindRoute(const std::vector<TopicMapping>& mappings, std::string_view topic);
+
+}  // namespace dataflow::mqttconverter
