@@ -4,6 +4,7 @@
 
 #include "dataflow/messagepipeline/errors.h"
 #include "dataflow/messagepipeline/logging.h"
+#include "dataflow/messagepipeline/processor.h"
 
 namespace dataflow::messagepipeline {
 
@@ -216,6 +217,48 @@ absl::Status WorkerPool::Stop(Deadline deadline) {
   all_done_.notify_all();
   Log()->info("service stopped name={} nacked_at_deadline={}", name_, nacked);
   return stop_result_;
+}
+
+void InFlightSettler::Track(Message message, std::future<absl::Status> outcome) {
+  Pending pending{std::move(message), std::move(outcome)};
+  if (!in_flight_.Push(std::move(pending))) policy_->Nack(pending.message);  // closed: defensive
+}
+
+void InFlightSettler::Run() {
+  // One at a time: a message stays counted against the capacity until it is settled.
+  while (std::optional<Pending> p = in_flight_.Pop()) {
+    absl::Status result;
+    if (!p->outcome.valid()) {
+      result = absl::InternalError("async processor returned an empty future");
+    } else if (pool_->aborting() &&
+               p->outcome.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+      policy_->Nack(p->message);
+      pool_->CountAbortNacks(1);
+      continue;
+    } else {
+      // Wait in slices so a stop deadline that expires meanwhile is noticed.
+      while (p->outcome.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready &&
+             !pool_->aborting()) {
+      }
+      if (p->outcome.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+        policy_->Nack(p->message);
+        pool_->CountAbortNacks(1);
+        continue;
+      }
+      result = CallNoThrow("async processor", [&] { return p->outcome.get(); });
+    }
+    if (result.ok()) {
+      policy_->Succeed(p->message);
+    } else {
+      policy_->Fail(p->message, result, FailureStage::kProcess);
+    }
+  }
+}
+
+std::future<absl::Status> ReadyStatus(absl::Status status) {
+  std::promise<absl::Status> promise;
+  promise.set_value(std::move(status));
+  return promise.get_future();
 }
 
 }  // namespace dataflow::messagepipeline

@@ -11,6 +11,7 @@
 #include <absl/status/status.h>
 
 #include <functional>
+#include <future>
 #include <span>
 
 #include "dataflow/messagepipeline/message.h"
@@ -31,5 +32,16 @@ using BatchProcessor = std::function<absl::Status(std::span<ProcessableItem<T>> 
 
 // Works on the message itself (e.g. publishes an enriched message).
 using MessageProcessor = std::function<absl::Status(Message& message)>;
+
+// Asynchronous variants, for sinks that confirm later (a batching publisher): the returned
+// future resolves once the sink has the message. The service keeps the message until then
+// and settles it by the result, with a bounded number in flight.
+template <typename T>
+using AsyncStreamProcessor =
+    std::function<std::future<absl::Status>(Message& original, T& payload)>;
+using AsyncMessageProcessor = std::function<std::future<absl::Status>(Message& message)>;
+
+// An already resolved future, for async processors that fail before they start.
+std::future<absl::Status> ReadyStatus(absl::Status status);
 
 }  // namespace dataflow::messagepipeline

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <absl/status/status.h>
+#include <absl/strings/str_cat.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -19,8 +20,33 @@
 
 #include "dataflow/messagepipeline/consumer.h"
 #include "dataflow/messagepipeline/dead_letter.h"
+#include "dataflow/messagepipeline/transformer.h"
 
 namespace dataflow::messagepipeline {
+
+// Runs a transformer and returns its result, turning an exception into an Internal error.
+template <typename T>
+TransformResult<T> RunTransformer(const MessageTransformer<T>& transformer, const Message& m) {
+  try {
+    return transformer(m);
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("transformer threw: ", e.what()));
+  } catch (...) {
+    return absl::InternalError("transformer threw a non-standard exception");
+  }
+}
+
+// Calls `fn` and turns an exception into an Internal error naming `what`.
+template <typename Fn>
+absl::Status CallNoThrow(std::string_view what, Fn&& fn) {
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat(std::string(what), " threw: ", e.what()));
+  } catch (...) {
+    return absl::InternalError(absl::StrCat(std::string(what), " threw a non-standard exception"));
+  }
+}
 
 // A point-in-time copy of a service's counters. Every message received ends in exactly one
 // of processed, skipped, dead_lettered or nacked (the first three are acks).
@@ -156,6 +182,32 @@ class WorkerPool {
   std::vector<std::jthread> threads_;
   std::atomic<bool> aborting_{false};
   std::atomic<std::uint64_t> abort_nacks_{0};
+};
+
+// Holds messages whose processing completes asynchronously and settles each when its future
+// resolves (OK → ack, error → nack or dead-letter), in arrival order, on the pool's tail
+// thread. Track() blocks while `capacity` messages are in flight: backpressure. After the
+// stop deadline, messages whose result is not ready are nacked (a later success then means
+// a duplicate, never a loss). Thread-safe.
+class InFlightSettler {
+ public:
+  InFlightSettler(std::size_t capacity, DeliveryPolicy* policy, WorkerPool* pool)
+      : in_flight_(capacity), policy_(policy), pool_(pool) {}
+
+  void Track(Message message, std::future<absl::Status> outcome);
+  // The tail loop: settles until Close() and everything tracked is settled.
+  void Run();
+  // No more Track() calls (all workers are done).
+  void Close() { in_flight_.Close(); }
+
+ private:
+  struct Pending {
+    Message message;
+    std::future<absl::Status> outcome;
+  };
+  BoundedQueue<Pending> in_flight_;
+  DeliveryPolicy* policy_;
+  WorkerPool* pool_;
 };
 
 }  // namespace dataflow::messagepipeline

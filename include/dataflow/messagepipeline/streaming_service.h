@@ -23,31 +23,9 @@ struct StreamingServiceOptions {
   int num_workers = 5;  // the Go library's default
   std::shared_ptr<DeadLetterSink> dead_letter;
   int max_delivery_attempts = 0;  // 0: unlimited; > 0 needs dead_letter
+  // With an async processor: messages awaiting their sink's confirmation at most.
+  std::size_t max_in_flight = 1000;
 };
-
-// Runs a transformer and returns its result, turning an exception into an Internal error.
-template <typename T>
-TransformResult<T> RunTransformer(const MessageTransformer<T>& transformer, const Message& m) {
-  try {
-    return transformer(m);
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("transformer threw: ", e.what()));
-  } catch (...) {
-    return absl::InternalError("transformer threw a non-standard exception");
-  }
-}
-
-// Calls `fn` and turns an exception into an Internal error naming `what`.
-template <typename Fn>
-absl::Status CallNoThrow(std::string_view what, Fn&& fn) {
-  try {
-    return fn();
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat(std::string(what), " threw: ", e.what()));
-  } catch (...) {
-    return absl::InternalError(absl::StrCat(std::string(what), " threw a non-standard exception"));
-  }
-}
 
 template <typename T>
 class StreamingService {
@@ -55,28 +33,36 @@ class StreamingService {
   static absl::StatusOr<std::unique_ptr<StreamingService>> Create(
       StreamingServiceOptions options, std::shared_ptr<MessageConsumer> consumer,
       MessageTransformer<T> transformer, StreamProcessor<T> processor) {
-    if (!consumer) return absl::InvalidArgumentError(options.name + ": consumer is null");
-    if (!transformer) return absl::InvalidArgumentError(options.name + ": transformer is null");
     if (!processor) return absl::InvalidArgumentError(options.name + ": processor is null");
-    if (options.num_workers <= 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(options.name, ": num_workers must be > 0, got ", options.num_workers));
+    return Make(std::move(options), std::move(consumer), std::move(transformer),
+                std::move(processor), nullptr);
+  }
+
+  // The processor returns a future that resolves once the sink confirmed; the message is
+  // acked or nacked then, with up to options.max_in_flight messages waiting at once. For
+  // sinks that batch (publishers): workers are not blocked by the sink's latency.
+  static absl::StatusOr<std::unique_ptr<StreamingService>> CreateAsync(
+      StreamingServiceOptions options, std::shared_ptr<MessageConsumer> consumer,
+      MessageTransformer<T> transformer, AsyncStreamProcessor<T> processor) {
+    if (!processor) return absl::InvalidArgumentError(options.name + ": processor is null");
+    if (options.max_in_flight == 0) {
+      return absl::InvalidArgumentError(options.name + ": max_in_flight must be > 0");
     }
-    DeliveryPolicyOptions policy{.source = options.name,
-                                 .dead_letter = options.dead_letter,
-                                 .max_delivery_attempts = options.max_delivery_attempts};
-    if (auto s = ValidateDeliveryPolicy(policy); !s.ok()) return s;
-    return std::unique_ptr<StreamingService>(
-        new StreamingService(std::move(options), std::move(policy), std::move(consumer),
-                             std::move(transformer), std::move(processor)));
+    return Make(std::move(options), std::move(consumer), std::move(transformer), nullptr,
+                std::move(processor));
   }
 
   ~StreamingService() = default;  // pool_ (declared last) stops first if still running
 
   absl::Status Start() {
-    return pool_.Start({.handle_batch = [this](std::span<Message> batch) {
+    WorkerPool::Hooks hooks{.handle_batch = [this](std::span<Message> batch) {
       pool_.ForEach(batch, [this](Message& m) { Handle(m); });
-    }});
+    }};
+    if (settler_) {
+      hooks.tail = [this] { settler_->Run(); };
+      hooks.on_workers_done = [this] { settler_->Close(); };
+    }
+    return pool_.Start(std::move(hooks));
   }
   absl::Status Stop(Deadline deadline) { return pool_.Stop(deadline); }
   absl::Status Stop(std::chrono::steady_clock::duration timeout) {
@@ -89,14 +75,38 @@ class StreamingService {
   [[nodiscard]] bool draining_past_deadline() const { return pool_.aborting(); }
 
  private:
+  static absl::StatusOr<std::unique_ptr<StreamingService>> Make(
+      StreamingServiceOptions options, std::shared_ptr<MessageConsumer> consumer,
+      MessageTransformer<T> transformer, StreamProcessor<T> processor,
+      AsyncStreamProcessor<T> async_processor) {
+    if (!consumer) return absl::InvalidArgumentError(options.name + ": consumer is null");
+    if (!transformer) return absl::InvalidArgumentError(options.name + ": transformer is null");
+    if (options.num_workers <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(options.name, ": num_workers must be > 0, got ", options.num_workers));
+    }
+    DeliveryPolicyOptions policy{.source = options.name,
+                                 .dead_letter = options.dead_letter,
+                                 .max_delivery_attempts = options.max_delivery_attempts};
+    if (auto s = ValidateDeliveryPolicy(policy); !s.ok()) return s;
+    return std::unique_ptr<StreamingService>(new StreamingService(
+        std::move(options), std::move(policy), std::move(consumer), std::move(transformer),
+        std::move(processor), std::move(async_processor)));
+  }
+
   StreamingService(StreamingServiceOptions options, DeliveryPolicyOptions policy,
                    std::shared_ptr<MessageConsumer> consumer, MessageTransformer<T> transformer,
-                   StreamProcessor<T> processor)
+                   StreamProcessor<T> processor, AsyncStreamProcessor<T> async_processor)
       : options_(std::move(options)),
         transformer_(std::move(transformer)),
         processor_(std::move(processor)),
+        async_processor_(std::move(async_processor)),
         policy_(std::move(policy), &counters_),
-        pool_(options_.name, std::move(consumer), options_.num_workers) {}
+        pool_(options_.name, std::move(consumer), options_.num_workers) {
+    if (async_processor_) {
+      settler_ = std::make_unique<InFlightSettler>(options_.max_in_flight, &policy_, &pool_);
+    }
+  }
 
   void Handle(Message& message) {
     counters_.received.fetch_add(1, std::memory_order_relaxed);
@@ -108,6 +118,16 @@ class StreamingService {
     }
     if (!transformed->has_value()) {
       policy_.Skip(message);
+      return;
+    }
+    if (async_processor_) {
+      std::future<absl::Status> outcome;
+      try {
+        outcome = async_processor_(message, **transformed);
+      } catch (const std::exception& e) {
+        outcome = ReadyStatus(absl::InternalError(absl::StrCat("processor threw: ", e.what())));
+      }
+      settler_->Track(std::move(message), std::move(outcome));
       return;
     }
     absl::Status processed =
@@ -122,8 +142,10 @@ class StreamingService {
   StreamingServiceOptions options_;
   MessageTransformer<T> transformer_;
   StreamProcessor<T> processor_;
+  AsyncStreamProcessor<T> async_processor_;
   ServiceCounters counters_;
   DeliveryPolicy policy_;
+  std::unique_ptr<InFlightSettler> settler_;
   WorkerPool pool_;  // last: its threads use everything above
 };
 
