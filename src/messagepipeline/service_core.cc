@@ -225,22 +225,20 @@ void InFlightSettler::Track(Message message, std::future<absl::Status> outcome) 
 }
 
 void InFlightSettler::Run() {
+  using std::future_status;
   // One at a time: a message stays counted against the capacity until it is settled.
   while (std::optional<Pending> p = in_flight_.Pop()) {
     absl::Status result;
     if (!p->outcome.valid()) {
       result = absl::InternalError("async processor returned an empty future");
-    } else if (pool_->aborting() &&
-               p->outcome.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
-      policy_->Nack(p->message);
-      pool_->CountAbortNacks(1);
-      continue;
     } else {
-      // Wait in slices so a stop deadline that expires meanwhile is noticed.
-      while (p->outcome.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready &&
-             !pool_->aborting()) {
+      // Wait in slices so a stop deadline that expires meanwhile is noticed. A deferred
+      // future (an adapter over another future) has no readiness to poll: get() runs it.
+      future_status state = p->outcome.wait_for(std::chrono::seconds(0));
+      while (state == future_status::timeout && !pool_->aborting()) {
+        state = p->outcome.wait_for(std::chrono::milliseconds(50));
       }
-      if (p->outcome.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+      if (state != future_status::ready && pool_->aborting()) {
         policy_->Nack(p->message);
         pool_->CountAbortNacks(1);
         continue;
