@@ -1,0 +1,85 @@
+// BigQueryService: a BatchingService whose batch processor writes to a DataBatchInserter
+// (BigQuery over the Storage Write API, or SQLite for the embedded demo).
+//
+// Delivery, as in the original Go service: a batch the inserter stored is acked; a batch it
+// failed (an error status) is nacked whole, for redelivery; rows the warehouse rejected
+// (bad data, retrying cannot help) go to the dead-letter sink with the row error and are
+// acked once the sink has them, while the rest of the batch is acked. Without a dead-letter
+// sink, rejected rows are nacked (never dropped). The transformer's skip acks, its error
+// nacks (a permanent error dead-letters). Thread-safe as BatchingService is; the batch
+// processor runs on the service's single batcher thread.
+#pragma once
+
+#include <absl/status/statusor.h>
+
+#include <memory>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "dataflow/bqstore/inserter.h"
+#include "dataflow/messagepipeline/batching_service.h"
+#include "dataflow/messagepipeline/errors.h"
+#include "dataflow/messagepipeline/logging.h"
+
+namespace dataflow::bqstore {
+
+template <typename T>
+using BigQueryService = messagepipeline::BatchingService<T>;
+
+// The batch processor on its own, for use in a custom service.
+template <typename T>
+messagepipeline::BatchProcessor<T> InserterBatchProcessor(
+    std::shared_ptr<DataBatchInserter<T>> inserter,
+    std::shared_ptr<messagepipeline::DeadLetterSink> dead_letter, std::string source) {
+  return [inserter = std::move(inserter), dead_letter = std::move(dead_letter),
+          source = std::move(source)](
+             std::span<messagepipeline::ProcessableItem<T>> batch) -> absl::Status {
+    std::vector<T> rows;
+    rows.reserve(batch.size());
+    // The payloads are not needed after the insert: move rather than copy them.
+    for (auto& item : batch) rows.push_back(std::move(item.payload));
+    auto result = inserter->Insert(std::span<const T>(rows.data(), rows.size()));
+    if (!result.ok()) return result.status();  // the service nacks the whole batch
+    for (const RowError& error : *result) {
+      if (error.index >= batch.size()) {
+        // An inserter bug; the safe reading is "nothing known about this batch".
+        return absl::InternalError(absl::StrCat(source, ": inserter reported row ", error.index,
+                                                " of a batch of ", batch.size()));
+      }
+    }
+    for (const RowError& error : *result) {
+      messagepipeline::Message& message = batch[error.index].original;
+      const absl::Status reason = messagepipeline::MarkPermanent(
+          error.status.ok() ? absl::InvalidArgumentError("row rejected") : error.status);
+      static dataflow::LogRateLimit limit;
+      if (limit.Allow()) {
+        dataflow::Log()->warn("row rejected by the warehouse source={} id={} error=\"{}\"", source,
+                              message.data.id, reason.ToString());
+      }
+      if (dead_letter && dead_letter->Send(message, reason, source).ok()) {
+        message.Ack();
+      } else {
+        message.Nack();
+      }
+    }
+    return absl::OkStatus();  // the service acks every message still unsettled
+  };
+}
+
+// The service: batching options (workers, batch size, flush interval, dead-letter sink)
+// plus the inserter. InvalidArgument for a null inserter or invalid batching options.
+template <typename T>
+absl::StatusOr<std::unique_ptr<BigQueryService<T>>> NewBigQueryService(
+    messagepipeline::BatchingServiceOptions options,
+    std::shared_ptr<messagepipeline::MessageConsumer> consumer,
+    messagepipeline::MessageTransformer<T> transformer,
+    std::shared_ptr<DataBatchInserter<T>> inserter) {
+  if (!inserter) return absl::InvalidArgumentError(options.name + ": inserter is null");
+  auto processor =
+      InserterBatchProcessor<T>(std::move(inserter), options.dead_letter, options.name);
+  return BigQueryService<T>::Create(std::move(options), std::move(consumer), std::move(transformer),
+                                    std::move(processor));
+}
+
+}  // namespace dataflow::bqstore

@@ -1,0 +1,261 @@
+// BigQueryService over the in-process broker: which messages are acked, nacked and
+// dead-lettered for each inserter outcome.
+#include "dataflow/bqstore/bigquery_service.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <mutex>
+#include <set>
+
+#include "dataflow/bqstore/row_codec.h"
+#include "dataflow/bqstore/sqlite_inserter.h"
+#include "dataflow/messagepipeline/in_process_broker.h"
+#include "dataflow_testing/server_process.h"
+
+namespace dataflow::bqstore {
+namespace {
+
+using messagepipeline::InProcessBroker;
+using messagepipeline::Message;
+using messagepipeline::MessageData;
+using messagepipeline::TransformResult;
+using namespace std::chrono_literals;
+
+struct Reading {
+  std::string device;
+  std::int64_t value = 0;
+};
+DATAFLOW_DESCRIBE(Reading, device, value);
+
+TransformResult<Reading> ParseReading(const Message& message) {
+  if (message.data.payload == "skip") return messagepipeline::Skip<Reading>();
+  auto json = nlohmann::json::parse(message.data.payload, nullptr, false);
+  if (json.is_discarded()) return messagepipeline::PermanentError("not JSON");
+  auto row = FromJson<Reading>(json);
+  if (!row.ok()) return messagepipeline::MarkPermanent(row.status());
+  return std::optional<Reading>(*std::move(row));
+}
+
+// An inserter double: records rows; can fail the next N batches or reject negative values.
+class FakeInserter : public DataBatchInserter<Reading> {
+ public:
+  absl::StatusOr<std::vector<RowError>> Insert(std::span<const Reading> rows) override {
+    std::lock_guard lock(mu_);
+    ++batches_;
+    if (fail_next_ > 0) {
+      --fail_next_;
+      return absl::UnavailableError("warehouse unavailable");
+    }
+    std::vector<RowError> errors;
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      if (rows[i].value < 0) {
+        errors.push_back({i, absl::InvalidArgumentError("value must be >= 0")});
+      } else {
+        stored_.push_back(rows[i]);
+      }
+    }
+    return errors;
+  }
+  absl::Status Close() override { return absl::OkStatus(); }
+
+  void FailNext(int n) {
+    std::lock_guard lock(mu_);
+    fail_next_ = n;
+  }
+  std::multiset<std::string> StoredDevices() {
+    std::lock_guard lock(mu_);
+    std::multiset<std::string> out;
+    for (const auto& r : stored_) out.insert(r.device);
+    return out;
+  }
+  int batches() {
+    std::lock_guard lock(mu_);
+    return batches_;
+  }
+
+ private:
+  std::mutex mu_;
+  int fail_next_ = 0;
+  int batches_ = 0;
+  std::vector<Reading> stored_;
+};
+
+class BigQueryServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    broker_ = InProcessBroker::Create({.ack_deadline = 30s});
+    ASSERT_TRUE(broker_->CreateTopic("readings").ok());
+    ASSERT_TRUE(broker_->CreateSubscription("readings-sub", "readings").ok());
+    ASSERT_TRUE(broker_->CreateTopic("dead").ok());
+    ASSERT_TRUE(broker_->CreateSubscription("dead-sub", "dead").ok());
+  }
+
+  void Publish(const std::string& payload) {
+    ASSERT_TRUE(broker_->Publish("readings", MessageData{.payload = payload}).ok());
+  }
+  static std::string Json(const std::string& device, std::int64_t value) {
+    return ToJson(Reading{device, value}).dump();
+  }
+
+  std::unique_ptr<BigQueryService<Reading>> Start(std::shared_ptr<DataBatchInserter<Reading>> ins,
+                                                  std::size_t batch_size = 10) {
+    auto consumer = broker_->NewConsumer("readings-sub");
+    EXPECT_TRUE(consumer.ok());
+    auto service = NewBigQueryService<Reading>({.name = "bq-test",
+                                                .num_workers = 2,
+                                                .batch_size = batch_size,
+                                                .flush_interval = 50ms,
+                                                .dead_letter = broker_->NewDeadLetterSink("dead")},
+                                               *consumer, ParseReading, std::move(ins));
+    EXPECT_TRUE(service.ok()) << service.status();
+    EXPECT_TRUE((*service)->Start().ok());
+    return *std::move(service);
+  }
+
+  messagepipeline::SubscriptionStats Stats(const std::string& sub) {
+    auto s = broker_->Stats(sub);
+    EXPECT_TRUE(s.ok());
+    return s.ok() ? *s : messagepipeline::SubscriptionStats{};
+  }
+  bool AllAcked(std::uint64_t n) {
+    auto s = Stats("readings-sub");
+    return s.acked == n && s.pending == 0 && s.outstanding == 0;
+  }
+
+  std::shared_ptr<InProcessBroker> broker_;
+};
+
+TEST_F(BigQueryServiceTest, StoredBatchIsAcked) {
+  auto inserter = std::make_shared<FakeInserter>();
+  auto service = Start(inserter);
+  for (int i = 0; i < 25; ++i) Publish(Json("d" + std::to_string(i), i));
+  ASSERT_TRUE(dataflow::testing::WaitFor([&] { return AllAcked(25); }, 20s));
+  ASSERT_TRUE(service->Stop(10s).ok());
+  EXPECT_EQ(inserter->StoredDevices().size(), 25u);
+  EXPECT_EQ(Stats("readings-sub").nacked, 0u);
+  EXPECT_EQ(Stats("dead-sub").pending, 0u);
+}
+
+TEST_F(BigQueryServiceTest, FailedBatchIsNackedAndRedeliveredWithNoneLost) {
+  auto inserter = std::make_shared<FakeInserter>();
+  inserter->FailNext(2);
+  auto service = Start(inserter);
+  for (int i = 0; i < 20; ++i) Publish(Json("d" + std::to_string(i), i));
+  ASSERT_TRUE(dataflow::testing::WaitFor([&] { return AllAcked(20); }, 20s));
+  ASSERT_TRUE(service->Stop(10s).ok());
+  EXPECT_GE(Stats("readings-sub").nacked, 1u);  // the failed batches went back
+  std::multiset<std::string> stored = inserter->StoredDevices();
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(stored.count("d" + std::to_string(i)), 1u) << i;
+  EXPECT_GE(inserter->batches(), 3);
+}
+
+TEST_F(BigQueryServiceTest, RejectedRowsAreDeadLetteredAndTheRestAcked) {
+  auto inserter = std::make_shared<FakeInserter>();
+  auto service = Start(inserter, /*batch_size=*/5);
+  Publish(Json("good-1", 1));
+  Publish(Json("bad-1", -1));
+  Publish(Json("good-2", 2));
+  Publish(Json("bad-2", -2));
+  Publish(Json("good-3", 3));
+  ASSERT_TRUE(dataflow::testing::WaitFor([&] { return AllAcked(5); }, 20s));
+  ASSERT_TRUE(service->Stop(10s).ok());
+  EXPECT_EQ(inserter->StoredDevices(), (std::multiset<std::string>{"good-1", "good-2", "good-3"}));
+  EXPECT_EQ(Stats("readings-sub").nacked, 0u);
+
+  auto dead = broker_->NewConsumer("dead-sub");
+  ASSERT_TRUE(dead.ok());
+  ASSERT_TRUE((*dead)->Start().ok());
+  std::set<std::string> dead_devices;
+  for (int i = 0; i < 2; ++i) {
+    std::optional<Message> m = (*dead)->Messages().Pop();
+    ASSERT_TRUE(m.has_value());
+    dead_devices.insert(nlohmann::json::parse(m->data.payload)["device"]);
+    auto error = m->attributes.find(messagepipeline::kDeadLetterErrorAttribute);
+    ASSERT_NE(error, m->attributes.end());
+    EXPECT_NE(error->second.find("value must be >= 0"), std::string::npos);
+    EXPECT_EQ(m->attributes.at(std::string(messagepipeline::kDeadLetterSourceAttribute)),
+              "bq-test");
+    m->Ack();
+  }
+  EXPECT_EQ(dead_devices, (std::set<std::string>{"bad-1", "bad-2"}));
+  ASSERT_TRUE((*dead)->Stop(std::chrono::steady_clock::now() + 5s).ok());
+}
+
+TEST_F(BigQueryServiceTest, RejectedRowsWithoutDeadLetterSinkAreNacked) {
+  auto inserter = std::make_shared<FakeInserter>();
+  auto consumer = broker_->NewConsumer("readings-sub");
+  ASSERT_TRUE(consumer.ok());
+  auto service = NewBigQueryService<Reading>(
+      {.name = "no-dlq", .num_workers = 1, .batch_size = 2, .flush_interval = 50ms}, *consumer,
+      ParseReading, inserter);
+  ASSERT_TRUE(service.ok()) << service.status();
+  ASSERT_TRUE((*service)->Start().ok());
+  Publish(Json("good", 1));
+  Publish(Json("bad", -1));
+  ASSERT_TRUE(dataflow::testing::WaitFor(
+      [&] { return Stats("readings-sub").acked == 1 && Stats("readings-sub").nacked >= 1; }, 20s));
+  ASSERT_TRUE((*service)->Stop(10s).ok());
+  EXPECT_EQ(inserter->StoredDevices().count("good"), 1u);
+  EXPECT_EQ(inserter->StoredDevices().count("bad"), 0u);
+}
+
+TEST_F(BigQueryServiceTest, SkipAcksAndTransformErrorDeadLetters) {
+  auto inserter = std::make_shared<FakeInserter>();
+  auto service = Start(inserter);
+  Publish("skip");
+  Publish("{not json");
+  Publish(Json("kept", 7));
+  ASSERT_TRUE(dataflow::testing::WaitFor([&] { return AllAcked(3); }, 20s));
+  ASSERT_TRUE(service->Stop(10s).ok());
+  EXPECT_EQ(inserter->StoredDevices(), (std::multiset<std::string>{"kept"}));
+  EXPECT_EQ(Stats("dead-sub").pending, 1u);  // the undecodable one
+}
+
+TEST_F(BigQueryServiceTest, EndToEndIntoSqlite) {
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("bqstore_service_" + std::to_string(::getpid()) + ".db"))
+                               .string();
+  std::filesystem::remove(path);
+  auto sqlite = SQLiteInserter<Reading>::Create({.path = path, .table = "readings"});
+  ASSERT_TRUE(sqlite.ok()) << sqlite.status();
+  std::shared_ptr<DataBatchInserter<Reading>> inserter = *std::move(sqlite);
+  auto service = Start(inserter);
+  for (int i = 0; i < 30; ++i) Publish(Json("s" + std::to_string(i), i));
+  ASSERT_TRUE(dataflow::testing::WaitFor([&] { return AllAcked(30); }, 20s));
+  ASSERT_TRUE(service->Stop(10s).ok());
+  ASSERT_TRUE(inserter->Close().ok());
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT COUNT(DISTINCT device), SUM(value) FROM readings", -1,
+                               &stmt, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int64(stmt, 0), 30);
+  EXPECT_EQ(sqlite3_column_int64(stmt, 1), 29 * 30 / 2);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  std::filesystem::remove(path);
+  std::filesystem::remove(path + "-wal");
+  std::filesystem::remove(path + "-shm");
+}
+
+TEST(BigQueryServiceFactoryTest, ValidatesArguments) {
+  auto broker = InProcessBroker::Create();
+  ASSERT_TRUE(broker->CreateTopic("t").ok());
+  ASSERT_TRUE(broker->CreateSubscription("s", "t").ok());
+  auto consumer = broker->NewConsumer("s");
+  ASSERT_TRUE(consumer.ok());
+  auto no_inserter = NewBigQueryService<Reading>({}, *consumer, ParseReading, nullptr);
+  EXPECT_EQ(no_inserter.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(no_inserter.status().message().find("inserter is null"), std::string::npos);
+  auto zero_batch = NewBigQueryService<Reading>({.batch_size = 0}, *consumer, ParseReading,
+                                                std::make_shared<FakeInserter>());
+  EXPECT_EQ(zero_batch.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace dataflow::bqstore
