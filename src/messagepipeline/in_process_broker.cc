@@ -318,12 +318,6 @@ class InProcessPublisher final : public MessagePublisher {
 
 }  // namespace
 
-std::future<absl::StatusOr<std::string>> ReadyFuture(absl::StatusOr<std::string> value) {
-  std::promise<absl::StatusOr<std::string>> promise;
-  promise.set_value(std::move(value));
-  return promise.get_future();
-}
-
 std::shared_ptr<MessagePublisher> InProcessBroker::NewPublisher() {
   return std::make_shared<InProcessPublisher>(weak_from_this());
 }

@@ -8,7 +8,9 @@
 
 #include <absl/status/statusor.h>
 
+#include <functional>
 #include <future>
+#include <memory>
 #include <string>
 
 #include "dataflow/messagepipeline/consumer.h"
@@ -30,6 +32,12 @@ class MessagePublisher {
   // Sends whatever is batched and waits for it; publishes issued after Stop() fail.
   virtual absl::Status Stop(Deadline deadline) = 0;
 };
+
+// A processor that publishes the message's MessageData as the JSON envelope (with its
+// enrichment data), keeping its attributes and ordering key, to `topic`; its future resolves
+// with the publisher's result. For StreamingService::CreateAsync and the enrichment service.
+std::function<std::future<absl::Status>(Message&)> PublishEnvelope(
+    std::shared_ptr<MessagePublisher> publisher, std::string topic);
 
 // A future that is already resolved; for synchronous publishers.
 std::future<absl::StatusOr<std::string>> ReadyFuture(absl::StatusOr<std::string> value);

@@ -1,0 +1,54 @@
+// EnrichmentService: consumer → N workers (enrich → process) → ack/nack.
+//
+// The processor is usually PublishEnvelope(): the enriched MessageData is published as the
+// JSON envelope (with `enrichmentData`) and the input message is acked only once the
+// publisher confirmed. Shutdown, dead letters and metrics are those of StreamingService
+// (messages the enricher skips count as processed there; enrichment_metrics() tells them
+// apart). Thread-safe.
+#pragma once
+
+#include <absl/status/statusor.h>
+
+#include <memory>
+#include <string>
+#include <variant>
+
+#include "dataflow/enrichment/enricher.h"
+#include "dataflow/messagepipeline/streaming_service.h"
+
+namespace dataflow::enrichment {
+
+struct EnrichmentServiceOptions {
+  std::string name = "enrichment";
+  int num_workers = 5;
+  std::shared_ptr<messagepipeline::DeadLetterSink> dead_letter;
+  int max_delivery_attempts = 0;
+  std::size_t max_in_flight = 1000;  // async processors: messages awaiting confirmation
+};
+
+class EnrichmentService {
+ public:
+  static absl::StatusOr<std::unique_ptr<EnrichmentService>> Create(
+      EnrichmentServiceOptions options, std::shared_ptr<messagepipeline::MessageConsumer> consumer,
+      std::shared_ptr<MessageEnricher> enricher, messagepipeline::MessageProcessor processor);
+  static absl::StatusOr<std::unique_ptr<EnrichmentService>> CreateAsync(
+      EnrichmentServiceOptions options, std::shared_ptr<messagepipeline::MessageConsumer> consumer,
+      std::shared_ptr<MessageEnricher> enricher, messagepipeline::AsyncMessageProcessor processor);
+
+  absl::Status Start() { return service_->Start(); }
+  absl::Status Stop(messagepipeline::Deadline deadline) { return service_->Stop(deadline); }
+  absl::Status Stop(std::chrono::steady_clock::duration timeout) { return service_->Stop(timeout); }
+  void Wait() { service_->Wait(); }
+  [[nodiscard]] messagepipeline::ServiceMetrics metrics() const { return service_->metrics(); }
+  [[nodiscard]] EnrichmentMetrics enrichment_metrics() const { return enricher_->metrics(); }
+
+ private:
+  using Service = messagepipeline::StreamingService<std::monostate>;
+  EnrichmentService(std::shared_ptr<MessageEnricher> enricher, std::unique_ptr<Service> service)
+      : enricher_(std::move(enricher)), service_(std::move(service)) {}
+
+  std::shared_ptr<MessageEnricher> enricher_;
+  std::unique_ptr<Service> service_;
+};
+
+}  // namespace dataflow::enrichment

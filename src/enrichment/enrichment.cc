@@ -1,0 +1,147 @@
+#include <absl/strings/str_cat.h>
+
+#include "dataflow/enrichment/enricher.h"
+#include "dataflow/enrichment/enrichment_service.h"
+
+namespace dataflow::enrichment {
+
+namespace mp = messagepipeline;
+
+absl::StatusOr<FailurePolicy> ParseFailurePolicy(std::string_view name) {
+  if (name == "skip") return FailurePolicy::kSkip;
+  if (name == "pass_unenriched") return FailurePolicy::kPassUnenriched;
+  if (name == "nack") return FailurePolicy::kNack;
+  return absl::InvalidArgumentError(absl::StrCat("unknown enrichment failure policy \"",
+                                                 std::string(name),
+                                                 "\"; use skip, pass_unenriched or nack"));
+}
+
+std::string_view FailurePolicyName(FailurePolicy policy) {
+  switch (policy) {
+    case FailurePolicy::kSkip:
+      return "skip";
+    case FailurePolicy::kPassUnenriched:
+      return "pass_unenriched";
+    case FailurePolicy::kNack:
+      return "nack";
+  }
+  return "unknown";
+}
+
+EnrichAction EnrichmentOutcomes::Enriched() {
+  enriched_.fetch_add(1, std::memory_order_relaxed);
+  return EnrichAction::kContinue;
+}
+
+EnrichAction EnrichmentOutcomes::NoKey() {
+  no_key_.fetch_add(1, std::memory_order_relaxed);
+  return EnrichAction::kContinue;
+}
+
+absl::StatusOr<EnrichAction> EnrichmentOutcomes::LookupFailed(const Message& message,
+                                                              std::string_view key,
+                                                              const absl::Status& error) {
+  const bool not_found = absl::IsNotFound(error);
+  (not_found ? not_found_ : fetch_errors_).fetch_add(1, std::memory_order_relaxed);
+  const FailurePolicy policy = not_found ? options_.on_not_found : options_.on_error;
+  static LogRateLimit not_found_limit;
+  static LogRateLimit error_limit;
+  LogRateLimit& limit = not_found ? not_found_limit : error_limit;
+  if (limit.Allow()) {
+    Log()->warn("enrichment lookup {} id={} key={} policy={} error=\"{}\" suppressed={}",
+                not_found ? "found nothing" : "failed", message.data.id, key,
+                FailurePolicyName(policy), error.ToString(), limit.suppressed());
+  }
+  switch (policy) {
+    case FailurePolicy::kSkip:
+      return EnrichAction::kSkip;
+    case FailurePolicy::kPassUnenriched:
+      return EnrichAction::kContinue;
+    case FailurePolicy::kNack:
+      return absl::Status(error.code(), absl::StrCat("enrichment lookup for key ", std::string(key),
+                                                     ": ", error.message()));
+  }
+  return EnrichAction::kSkip;
+}
+
+EnrichmentMetrics EnrichmentOutcomes::Snapshot() const {
+  return EnrichmentMetrics{.enriched = enriched_.load(std::memory_order_relaxed),
+                           .no_key = no_key_.load(std::memory_order_relaxed),
+                           .not_found = not_found_.load(std::memory_order_relaxed),
+                           .fetch_errors = fetch_errors_.load(std::memory_order_relaxed)};
+}
+
+KeyExtractor<std::string> AttributeKey(std::string attribute) {
+  return [attribute = std::move(attribute)](const Message& m) -> std::optional<std::string> {
+    auto it = m.attributes.find(attribute);
+    if (it == m.attributes.end() || it->second.empty()) return std::nullopt;
+    return it->second;
+  };
+}
+
+KeyExtractor<std::string> JsonPayloadKey(std::string field) {
+  return [field = std::move(field)](const Message& m) -> std::optional<std::string> {
+    auto j = nlohmann::json::parse(m.data.payload, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object()) return std::nullopt;
+    auto it = j.find(field);
+    if (it == j.end() || !it->is_string() || it->get_ref<const std::string&>().empty()) {
+      return std::nullopt;
+    }
+    return it->get<std::string>();
+  };
+}
+
+namespace {
+
+mp::StreamingServiceOptions ServiceOptions(const EnrichmentServiceOptions& o) {
+  return mp::StreamingServiceOptions{.name = o.name,
+                                     .num_workers = o.num_workers,
+                                     .dead_letter = o.dead_letter,
+                                     .max_delivery_attempts = o.max_delivery_attempts,
+                                     .max_in_flight = o.max_in_flight};
+}
+
+// The enricher runs in the processor stage, where the message may be changed.
+mp::TransformResult<std::monostate> PassThrough(const Message&) {
+  return std::optional<std::monostate>(std::monostate{});
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<EnrichmentService>> EnrichmentService::Create(
+    EnrichmentServiceOptions options, std::shared_ptr<mp::MessageConsumer> consumer,
+    std::shared_ptr<MessageEnricher> enricher, mp::MessageProcessor processor) {
+  if (!enricher) return absl::InvalidArgumentError(options.name + ": enricher is null");
+  if (!processor) return absl::InvalidArgumentError(options.name + ": processor is null");
+  auto service = Service::Create(
+      ServiceOptions(options), std::move(consumer), PassThrough,
+      [enricher, processor = std::move(processor)](Message& m, std::monostate&) -> absl::Status {
+        absl::StatusOr<EnrichAction> action = enricher->Enrich(m);
+        if (!action.ok()) return action.status();
+        if (*action == EnrichAction::kSkip) return absl::OkStatus();  // ack and drop
+        return processor(m);
+      });
+  if (!service.ok()) return service.status();
+  return std::unique_ptr<EnrichmentService>(
+      new EnrichmentService(std::move(enricher), *std::move(service)));
+}
+
+absl::StatusOr<std::unique_ptr<EnrichmentService>> EnrichmentService::CreateAsync(
+    EnrichmentServiceOptions options, std::shared_ptr<mp::MessageConsumer> consumer,
+    std::shared_ptr<MessageEnricher> enricher, mp::AsyncMessageProcessor processor) {
+  if (!enricher) return absl::InvalidArgumentError(options.name + ": enricher is null");
+  if (!processor) return absl::InvalidArgumentError(options.name + ": processor is null");
+  auto service = Service::CreateAsync(
+      ServiceOptions(options), std::move(consumer), PassThrough,
+      [enricher, processor = std::move(processor)](Message& m, std::monostate&) {
+        absl::StatusOr<EnrichAction> action = enricher->Enrich(m);
+        if (!action.ok()) return mp::ReadyStatus(action.status());
+        if (*action == EnrichAction::kSkip) return mp::ReadyStatus(absl::OkStatus());
+        return processor(m);
+      });
+  if (!service.ok()) return service.status();
+  return std::unique_ptr<EnrichmentService>(
+      new EnrichmentService(std::move(enricher), *std::move(service)));
+}
+
+}  // namespace dataflow::enrichment

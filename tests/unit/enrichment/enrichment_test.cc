@@ -1,0 +1,286 @@
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "dataflow/enrichment/enricher.h"
+#include "dataflow/enrichment/enrichment_service.h"
+#include "dataflow/messagepipeline/in_process_broker.h"
+#include "dataflow/messagepipeline/publisher.h"
+#include "dataflow_testing/server_process.h"
+
+namespace dataflow::enrichment {
+namespace {
+
+namespace mp = messagepipeline;
+using dataflow::testing::WaitFor;
+using namespace std::chrono_literals;
+
+struct Device {
+  std::string name;
+  std::string location;
+  friend bool operator==(const Device&, const Device&) = default;
+};
+void to_json(nlohmann::json& j, const Device& d) {
+  j = {{"name", d.name}, {"location", d.location}};
+}
+
+// A source of truth in memory, which can be made to fail like an unreachable backend.
+class DeviceRegistry {
+ public:
+  absl::StatusOr<Device> Fetch(const std::string& id) {
+    ++calls;
+    if (down) return absl::UnavailableError("registry unreachable");
+    std::lock_guard lock(mu_);
+    auto it = devices_.find(id);
+    if (it == devices_.end()) return absl::NotFoundError("no device " + id);
+    return it->second;
+  }
+  void Add(const std::string& id, Device d) {
+    std::lock_guard lock(mu_);
+    devices_[id] = std::move(d);
+  }
+  std::atomic<bool> down{false};
+  std::atomic<int> calls{0};
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, Device> devices_;
+};
+
+mp::Message WithDevice(const std::string& id) {
+  return mp::Message(mp::MessageData{.id = "m-" + id, .payload = "{}"}, {{"deviceId", id}});
+}
+
+std::shared_ptr<MessageEnricher> MakeDeviceEnricher(std::shared_ptr<DeviceRegistry> registry,
+                                                    EnricherOptions options = {}) {
+  auto enricher = MakeEnricher<std::string, Device>(registry, AttributeKey("deviceId"),
+                                                    JsonApplier<Device>(), options);
+  EXPECT_TRUE(enricher.ok()) << enricher.status();
+  return *enricher;
+}
+
+TEST(Enricher, AppliesTheFetchedValue) {
+  auto registry = std::make_shared<DeviceRegistry>();
+  registry->Add("d1", {"Boiler", "basement"});
+  auto enricher = MakeDeviceEnricher(registry);
+  mp::Message m = WithDevice("d1");
+  auto action = enricher->Enrich(m);
+  ASSERT_TRUE(action.ok());
+  EXPECT_EQ(*action, EnrichAction::kContinue);
+  EXPECT_EQ(m.data.enrichment_data.at("name"), "Boiler");
+  EXPECT_EQ(m.data.enrichment_data.at("location"), "basement");
+  EXPECT_EQ(enricher->metrics().enriched, 1u);
+}
+
+TEST(Enricher, NoKeyPassesUnenriched) {
+  auto registry = std::make_shared<DeviceRegistry>();
+  auto enricher = MakeDeviceEnricher(registry);
+  mp::Message m(mp::MessageData{.id = "x"});
+  EXPECT_EQ(*enricher->Enrich(m), EnrichAction::kContinue);
+  EXPECT_TRUE(m.data.enrichment_data.is_null());
+  EXPECT_EQ(registry->calls.load(), 0);
+  EXPECT_EQ(enricher->metrics().no_key, 1u);
+}
+
+TEST(Enricher, NotFoundAndErrorsFollowTheirOwnPolicies) {
+  auto registry = std::make_shared<DeviceRegistry>();
+  {
+    auto skip = MakeDeviceEnricher(registry);  // the defaults: skip both, as the original
+    mp::Message m = WithDevice("unknown");
+    EXPECT_EQ(*skip->Enrich(m), EnrichAction::kSkip);
+    EXPECT_EQ(skip->metrics().not_found, 1u);
+  }
+  {
+    auto pass = MakeDeviceEnricher(registry, {.on_not_found = FailurePolicy::kPassUnenriched});
+    mp::Message m = WithDevice("unknown");
+    EXPECT_EQ(*pass->Enrich(m), EnrichAction::kContinue);
+    EXPECT_TRUE(m.data.enrichment_data.is_null());
+  }
+  {
+    auto nack = MakeDeviceEnricher(registry, {.on_error = FailurePolicy::kNack});
+    registry->down = true;
+    mp::Message m = WithDevice("d1");
+    auto action = nack->Enrich(m);
+    ASSERT_FALSE(action.ok());
+    EXPECT_EQ(action.status().code(), absl::StatusCode::kUnavailable);
+    EXPECT_NE(action.status().message().find("d1"), absl::string_view::npos);
+    EXPECT_EQ(nack->metrics().fetch_errors, 1u);
+    EXPECT_EQ(nack->metrics().not_found, 0u);
+    registry->down = false;
+  }
+}
+
+TEST(Enricher, BadArgumentsAreClearErrors) {
+  auto registry = std::make_shared<DeviceRegistry>();
+  EXPECT_EQ((MakeEnricher<std::string, Device>(std::shared_ptr<DeviceRegistry>(), AttributeKey("a"),
+                                               JsonApplier<Device>()))
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      (MakeEnricher<std::string, Device>(registry, nullptr, JsonApplier<Device>())).status().code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      (MakeEnricher<std::string, Device>(registry, AttributeKey("a"), nullptr)).status().code(),
+      absl::StatusCode::kInvalidArgument);
+  auto bad = ParseFailurePolicy("retry");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("pass_unenriched"), absl::string_view::npos);
+  EXPECT_EQ(*ParseFailurePolicy("nack"), FailurePolicy::kNack);
+}
+
+TEST(KeyExtractors, AttributeAndJsonPayload) {
+  mp::Message m(mp::MessageData{.payload = R"({"deviceId":"d9","n":1})"}, {{"device", "d3"}});
+  EXPECT_EQ(AttributeKey("device")(m), "d3");
+  EXPECT_EQ(AttributeKey("other")(m), std::nullopt);
+  EXPECT_EQ(JsonPayloadKey("deviceId")(m), "d9");
+  EXPECT_EQ(JsonPayloadKey("n")(m), std::nullopt);  // not a string
+  mp::Message bad(mp::MessageData{.payload = "not json"});
+  EXPECT_EQ(JsonPayloadKey("deviceId")(bad), std::nullopt);
+}
+
+TEST(JsonApplier, NonObjectValuesGoUnderTheField) {
+  mp::Message m(mp::MessageData{.id = "x"});
+  JsonApplier<int>("floor")(m, 3);
+  EXPECT_EQ(m.data.enrichment_data.at("floor"), 3);
+}
+
+// The whole service on the in-process broker: raw → enrichment → enriched.
+class EnrichmentServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    broker_ = mp::InProcessBroker::Create({.redelivery_delay = 10ms});
+    ASSERT_TRUE(broker_->CreateTopic("raw").ok());
+    ASSERT_TRUE(broker_->CreateSubscription("raw-sub", "raw").ok());
+    ASSERT_TRUE(broker_->CreateTopic("enriched").ok());
+    ASSERT_TRUE(broker_->CreateSubscription("enriched-sub", "enriched").ok());
+    registry_ = std::make_shared<DeviceRegistry>();
+    for (int i = 0; i < 10; ++i) {
+      registry_->Add("dev-" + std::to_string(i),
+                     {"Sensor " + std::to_string(i), "floor-" + std::to_string(i % 3)});
+    }
+  }
+
+  std::unique_ptr<EnrichmentService> StartService(EnricherOptions policy) {
+    auto service = EnrichmentService::CreateAsync(
+        {.num_workers = 3}, *broker_->NewConsumer("raw-sub"), MakeDeviceEnricher(registry_, policy),
+        mp::PublishEnvelope(broker_->NewPublisher(), "enriched"));
+    EXPECT_TRUE(service.ok()) << service.status();
+    EXPECT_TRUE((*service)->Start().ok());
+    return *std::move(service);
+  }
+
+  // Reads everything published to "enriched", acking it.
+  std::vector<mp::MessageData> Drain(std::size_t expected) {
+    auto consumer = *broker_->NewConsumer("enriched-sub");
+    EXPECT_TRUE(consumer->Start().ok());
+    std::vector<mp::MessageData> out;
+    std::vector<mp::Message> batch;
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (out.size() < expected && std::chrono::steady_clock::now() < deadline) {
+      consumer->Messages().PopBatchUntil(batch, 64, std::chrono::steady_clock::now() + 100ms);
+      for (auto& m : batch) {
+        auto decoded = mp::DecodeMessageData(m.data.payload);
+        EXPECT_TRUE(decoded.ok()) << decoded.status();
+        if (decoded.ok()) out.push_back(*decoded);
+        EXPECT_EQ(m.attributes.count("deviceId"), 1u) << "attributes travel with the envelope";
+        m.Ack();
+      }
+      batch.clear();
+    }
+    EXPECT_TRUE(consumer->Stop(std::chrono::steady_clock::now() + 1s).ok());
+    return out;
+  }
+
+  std::shared_ptr<mp::InProcessBroker> broker_;
+  std::shared_ptr<DeviceRegistry> registry_;
+};
+
+TEST_F(EnrichmentServiceTest, EveryKnownDeviceComesOutEnrichedAndUnknownOnesAreSkipped) {
+  auto service = StartService({});
+  constexpr int kMessages = 300;
+  for (int i = 0; i < kMessages; ++i) {
+    const std::string device = i % 30 == 29 ? "ghost" : "dev-" + std::to_string(i % 10);
+    ASSERT_TRUE(broker_
+                    ->Publish("raw", {.id = "r" + std::to_string(i), .payload = "{\"v\":1}"},
+                              {{"deviceId", device}})
+                    .ok());
+  }
+  ASSERT_TRUE(WaitFor([&] { return broker_->Stats("raw-sub")->acked == kMessages; }, 20s));
+  ASSERT_TRUE(service->Stop(10s).ok());
+  auto out = Drain(kMessages - kMessages / 30);
+  ASSERT_EQ(out.size(), static_cast<std::size_t>(kMessages - kMessages / 30));
+  for (const auto& d : out) {
+    ASSERT_TRUE(d.enrichment_data.is_object()) << d.id;
+    const int index = std::stoi(d.id.substr(1)) % 10;
+    EXPECT_EQ(d.enrichment_data.at("name"), "Sensor " + std::to_string(index)) << d.id;
+    EXPECT_EQ(d.payload, "{\"v\":1}");
+  }
+  EXPECT_EQ(service->enrichment_metrics().not_found, static_cast<std::uint64_t>(kMessages / 30));
+  EXPECT_EQ(service->enrichment_metrics().enriched, out.size());
+}
+
+TEST_F(EnrichmentServiceTest, WithTheNackPolicyABackendOutageLosesNothing) {
+  registry_->down = true;
+  auto service = StartService({.on_error = FailurePolicy::kNack});
+  constexpr int kMessages = 50;
+  for (int i = 0; i < kMessages; ++i) {
+    ASSERT_TRUE(broker_
+                    ->Publish("raw", {.id = "r" + std::to_string(i), .payload = "{}"},
+                              {{"deviceId", "dev-" + std::to_string(i % 10)}})
+                    .ok());
+  }
+  ASSERT_TRUE(WaitFor([&] { return broker_->Stats("raw-sub")->nacked >= kMessages; }, 20s));
+  EXPECT_EQ(broker_->Stats("raw-sub")->acked, 0u) << "nothing is acked while the backend is down";
+  registry_->down = false;  // the backend comes back: redeliveries now succeed
+  ASSERT_TRUE(WaitFor([&] { return broker_->Stats("raw-sub")->acked == kMessages; }, 20s));
+  ASSERT_TRUE(service->Stop(10s).ok());
+  auto out = Drain(kMessages);
+  std::set<std::string> ids;
+  for (const auto& d : out) {
+    ids.insert(d.id);
+    EXPECT_TRUE(d.enrichment_data.is_object());
+  }
+  EXPECT_EQ(ids.size(), static_cast<std::size_t>(kMessages));
+}
+
+TEST_F(EnrichmentServiceTest, FactoryRejectsNulls) {
+  auto consumer = *broker_->NewConsumer("raw-sub");
+  auto enricher = MakeDeviceEnricher(registry_);
+  EXPECT_EQ(EnrichmentService::Create({}, consumer, nullptr,
+                                      [](mp::Message&) { return absl::OkStatus(); })
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(EnrichmentService::Create({}, consumer, enricher, nullptr).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(EnrichmentService::CreateAsync({}, nullptr, enricher,
+                                           mp::PublishEnvelope(broker_->NewPublisher(), "x"))
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(EnrichmentServiceTest, SynchronousProcessorSeesTheEnrichedMessage) {
+  std::mutex mu;
+  std::vector<std::string> names;
+  auto service =
+      EnrichmentService::Create({.num_workers = 1}, *broker_->NewConsumer("raw-sub"),
+                                MakeDeviceEnricher(registry_), [&](mp::Message& m) {
+                                  std::lock_guard lock(mu);
+                                  names.push_back(m.data.enrichment_data.value("name", ""));
+                                  return absl::OkStatus();
+                                });
+  ASSERT_TRUE(service.ok());
+  ASSERT_TRUE((*service)->Start().ok());
+  ASSERT_TRUE(broker_->Publish("raw", {.payload = "{}"}, {{"deviceId", "dev-4"}}).ok());
+  ASSERT_TRUE(WaitFor([&] { return broker_->Stats("raw-sub")->acked == 1; }, 10s));
+  ASSERT_TRUE((*service)->Stop(5s).ok());
+  EXPECT_EQ(names, std::vector<std::string>{"Sensor 4"});
+}
+
+}  // namespace
+}  // namespace dataflow::enrichment
