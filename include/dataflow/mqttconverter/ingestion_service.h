@@ -1,0 +1,80 @@
+// IngestionService: MQTT → broker topics. The front door of the platform.
+//
+// Wires a MessageConsumer (normally an MqttConsumer) through a StreamingService to a
+// MessagePublisher (the Pub/Sub producer, or the in-process broker's publisher): each message
+// is published to the topic of its `route_name` attribute, with its attributes (route_name,
+// mqtt_topic, ...) carried over, and is acked only once the publish future resolved OK; a
+// failed publish nacks it. A route missing from `route_topics` (or a message without a
+// route) goes to `default_topic`, or, with UnmappedRoutePolicy::kReject, is dead-lettered
+// (with a dead-letter sink) or logged, counted and dropped (without one).
+// Thread-safe; Start/Stop from any thread. Stop() stops the consumer and drains the pipeline;
+// the publisher belongs to the caller, who stops it afterwards.
+#pragma once
+
+#include <absl/status/statusor.h>
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "dataflow/messagepipeline/consumer.h"
+#include "dataflow/messagepipeline/dead_letter.h"
+#include "dataflow/messagepipeline/publisher.h"
+#include "dataflow/messagepipeline/service_core.h"
+#include "dataflow/messagepipeline/streaming_service.h"
+
+namespace dataflow::mqttconverter {
+
+enum class UnmappedRoutePolicy { kDefaultTopic, kReject };
+
+enum class PayloadFormat {
+  kRaw,       // the MQTT payload bytes as the message body
+  kEnvelope,  // the MessageData JSON envelope (id, payload base64, publishTime, ...)
+};
+
+struct IngestionServiceOptions {
+  std::string name = "mqtt-ingestion";
+  std::map<std::string, std::string, std::less<>> route_topics;  // route_name → topic
+  UnmappedRoutePolicy unmapped = UnmappedRoutePolicy::kDefaultTopic;
+  std::string default_topic;  // required with kDefaultTopic
+  PayloadFormat payload_format = PayloadFormat::kRaw;
+  int num_workers = 5;
+  std::size_t max_in_flight = 1000;  // publishes awaiting confirmation
+  std::shared_ptr<messagepipeline::DeadLetterSink> dead_letter;
+  int max_delivery_attempts = 0;  // 0: unlimited; > 0 needs dead_letter
+};
+
+// What one message becomes: the topic and the outgoing message.
+struct RoutedMessage {
+  std::string topic;
+  messagepipeline::OutgoingMessage message;
+};
+
+class IngestionService {
+ public:
+  static absl::StatusOr<std::unique_ptr<IngestionService>> Create(
+      IngestionServiceOptions options, std::shared_ptr<messagepipeline::MessageConsumer> consumer,
+      std::shared_ptr<messagepipeline::MessagePublisher> publisher);
+
+  absl::Status Start();
+  absl::Status Stop(messagepipeline::Deadline deadline);
+  void Wait();
+
+  [[nodiscard]] messagepipeline::ServiceMetrics metrics() const;
+  // Messages of unmapped routes dropped under kReject without a dead-letter sink.
+  [[nodiscard]] std::uint64_t rejected() const { return rejected_.load(); }
+
+ private:
+  IngestionService(IngestionServiceOptions options,
+                   std::shared_ptr<messagepipeline::MessagePublisher> publisher)
+      : options_(std::move(options)), publisher_(std::move(publisher)) {}
+  messagepipeline::TransformResult<RoutedMessage> Route(const messagepipeline::Message& m);
+
+  const IngestionServiceOptions options_;
+  std::shared_ptr<messagepipeline::MessagePublisher> publisher_;
+  std::atomic<std::uint64_t> rejected_{0};
+  std::unique_ptr<messagepipeline::StreamingService<RoutedMessage>> service_;  // last
+};
+
+}  // namespace dataflow::mqttconverter

@@ -1,0 +1,96 @@
+#include "dataflow/mqttconverter/ingestion_service.h"
+
+#include <absl/strings/str_cat.h>
+
+#include "dataflow/messagepipeline/errors.h"
+#include "dataflow/messagepipeline/logging.h"
+
+namespace dataflow::mqttconverter {
+
+using messagepipeline::Message;
+using messagepipeline::TransformResult;
+
+absl::StatusOr<std::unique_ptr<IngestionService>> IngestionService::Create(
+    IngestionServiceOptions options, std::shared_ptr<messagepipeline::MessageConsumer> consumer,
+    std::shared_ptr<messagepipeline::MessagePublisher> publisher) {
+  const std::string& name = options.name;
+  if (!publisher) return absl::InvalidArgumentError(name + ": publisher is null");
+  for (const auto& [route, topic] : options.route_topics) {
+    if (route.empty())
+      return absl::InvalidArgumentError(name + ": route_topics has an empty route");
+    if (topic.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ": route_topics[\"", route, "\"] is an empty topic"));
+    }
+  }
+  if (options.unmapped == UnmappedRoutePolicy::kDefaultTopic && options.default_topic.empty()) {
+    return absl::InvalidArgumentError(
+        name + ": default_topic is required when unmapped routes go to the default topic");
+  }
+  if (options.unmapped == UnmappedRoutePolicy::kReject && options.route_topics.empty()) {
+    return absl::InvalidArgumentError(
+        name + ": route_topics is empty and unmapped routes are rejected: nothing would pass");
+  }
+  std::unique_ptr<IngestionService> self(new IngestionService(std::move(options), publisher));
+  IngestionService* raw = self.get();
+  messagepipeline::StreamingServiceOptions sopts{
+      .name = raw->options_.name,
+      .num_workers = raw->options_.num_workers,
+      .dead_letter = raw->options_.dead_letter,
+      .max_delivery_attempts = raw->options_.max_delivery_attempts,
+      .max_in_flight = raw->options_.max_in_flight};
+  auto service = messagepipeline::StreamingService<RoutedMessage>::CreateAsync(
+      std::move(sopts), std::move(consumer), [raw](const Message& m) { return raw->Route(m); },
+      [publisher](Message& /*original*/, RoutedMessage& routed) {
+        auto published = publisher->Publish(routed.topic, std::move(routed.message));
+        // Deferred: the service's settler runs it, so no thread per publish; the message is
+        // settled by the publish outcome only.
+        return std::async(std::launch::deferred,
+                          [f = std::move(published)]() mutable -> absl::Status {
+                            absl::StatusOr<std::string> id = f.get();
+                            return id.ok() ? absl::OkStatus() : id.status();
+                          });
+      });
+  if (!service.ok()) return service.status();
+  self->service_ = std::move(*service);
+  return self;
+}
+
+TransformResult<RoutedMessage> IngestionService::Route(const Message& m) {
+  std::string route;
+  if (auto it = m.attributes.find("route_name"); it != m.attributes.end()) route = it->second;
+  RoutedMessage out;
+  if (auto it = options_.route_topics.find(route); it != options_.route_topics.end()) {
+    out.topic = it->second;
+  } else if (options_.unmapped == UnmappedRoutePolicy::kDefaultTopic) {
+    out.topic = options_.default_topic;
+  } else {
+    absl::Status error = messagepipeline::PermanentError(
+        absl::StrCat("route '", route, "' has no topic and unmapped routes are rejected"));
+    if (options_.dead_letter) return error;  // the service dead-letters permanent errors
+    rejected_.fetch_add(1, std::memory_order_relaxed);
+    static LogRateLimit limit;
+    if (limit.Allow()) {
+      Log()->error(
+          "ingestion rejected a message; dropping it (no dead-letter sink) source={} "
+          "id={} route={} error=\"{}\" suppressed={}",
+          options_.name, m.data.id, route, std::string(error.message()), limit.suppressed());
+    }
+    return messagepipeline::Skip<RoutedMessage>();
+  }
+  out.message.attributes = m.attributes;
+  out.message.ordering_key = m.ordering_key;
+  out.message.payload = options_.payload_format == PayloadFormat::kEnvelope
+                            ? messagepipeline::EncodeMessageData(m.data)
+                            : m.data.payload;
+  return std::optional<RoutedMessage>(std::move(out));
+}
+
+absl::Status IngestionService::Start() { return service_->Start(); }
+absl::Status IngestionService::Stop(messagepipeline::Deadline deadline) {
+  return service_->Stop(deadline);
+}
+void IngestionService::Wait() { service_->Wait(); }
+messagepipeline::ServiceMetrics IngestionService::metrics() const { return service_->metrics(); }
+
+}  // namespace dataflow::mqttconverter
