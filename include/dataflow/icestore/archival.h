@@ -1,0 +1,45 @@
+// ArchivalData and ArchivalTransformer: what icestore writes, one JSON line per message.
+//
+// A line is {"id", "batchKey", "originalPubSubPayload" (base64), "archivedAt" (RFC 3339)},
+// the Go library's field names, so archives written by either read the same. The batch
+// key groups messages into objects: "YYYY/MM/DD" of the publish time (now if unset), plus
+// "/<location>" from the enrichment data or, failing that, the `location` attribute.
+// Keys become object-name segments, so every key is sanitised: it can never climb out of
+// the prefix ("..", "."), start with "/", or carry control characters.
+// Everything here is a pure function: thread-safe.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "dataflow/messagepipeline/message.h"
+#include "dataflow/messagepipeline/transformer.h"
+
+namespace dataflow::icestore {
+
+struct ArchivalData {
+  std::string id;
+  std::string batch_key;
+  std::string original_payload;  // raw bytes, base64 in JSON
+  messagepipeline::Clock::time_point archived_at{};
+
+  friend bool operator==(const ArchivalData&, const ArchivalData&) = default;
+};
+
+// One JSONL line, with the trailing '\n'.
+std::string EncodeArchivalLine(const ArchivalData& data);
+// Parses a line written by EncodeArchivalLine (or the Go library); InvalidArgument on error.
+absl::StatusOr<ArchivalData> DecodeArchivalLine(std::string_view line);
+
+// Makes `key` safe as a relative object path: empty, "." and ".." segments are dropped
+// (so no leading '/', no "//", no climbing), control characters and '\\' become '_', and
+// an empty result becomes "_". Idempotent.
+std::string SanitizeBatchKey(std::string_view key);
+// True if SanitizeBatchKey(key) == key; uploaders refuse other keys.
+bool IsSafeBatchKey(std::string_view key);
+
+// The Go library's transformer (minus its test-only attribute hook).
+messagepipeline::TransformResult<ArchivalData> ArchivalTransformer(
+    const messagepipeline::Message& message);
+
+}  // namespace dataflow::icestore

@@ -1,0 +1,57 @@
+// IceStorageService: consumer → N transform workers (ArchivalTransformer, sanitised key,
+// JSONL encoding) → one KeyAwareBatcher → DataUploader, one object per flushed group.
+//
+// Delivery: a group's messages are acked only after Upload() returned OK (the object is
+// durable); a failed upload nacks them all, for redelivery. Transform errors nack (or
+// dead-letter a permanent one), skips ack, as in every service. Stop(deadline) stops the
+// consumer, drains the channel, flushes every batch and waits for the uploads; past the
+// deadline what is left is nacked and Stop reports it (WorkerPool's rules). Thread-safe.
+#pragma once
+
+#include <absl/status/statusor.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "dataflow/icestore/archival.h"
+#include "dataflow/icestore/key_aware_batcher.h"
+#include "dataflow/icestore/uploader.h"
+#include "dataflow/messagepipeline/service_core.h"
+
+namespace dataflow::icestore {
+
+struct IceStorageServiceOptions {
+  std::string name = "icestore";
+  int num_workers = 5;
+  KeyAwareBatcherOptions batcher;
+  std::shared_ptr<messagepipeline::DeadLetterSink> dead_letter;
+  int max_delivery_attempts = 0;  // 0: unlimited; > 0 needs dead_letter
+};
+
+class IceStorageService {
+ public:
+  // `transformer` defaults to ArchivalTransformer; whatever key it returns is sanitised.
+  static absl::StatusOr<std::unique_ptr<IceStorageService>> Create(
+      IceStorageServiceOptions options, std::shared_ptr<messagepipeline::MessageConsumer> consumer,
+      std::shared_ptr<DataUploader> uploader,
+      messagepipeline::MessageTransformer<ArchivalData> transformer = ArchivalTransformer);
+  ~IceStorageService();
+
+  absl::Status Start();
+  absl::Status Stop(messagepipeline::Deadline deadline);
+  absl::Status Stop(std::chrono::steady_clock::duration timeout) {
+    return Stop(std::chrono::steady_clock::now() + timeout);
+  }
+  void Wait();
+  [[nodiscard]] messagepipeline::ServiceMetrics metrics() const;
+  // Objects written so far.
+  [[nodiscard]] std::uint64_t objects_written() const;
+
+ private:
+  struct Impl;
+  explicit IceStorageService(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dataflow::icestore

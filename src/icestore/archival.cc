@@ -1,0 +1,115 @@
+#include "dataflow/icestore/archival.h"
+
+#include <absl/strings/escaping.h>
+#include <absl/strings/str_cat.h>
+#include <absl/strings/str_format.h>
+#include <absl/time/clock.h>
+#include <absl/time/time.h>
+
+#include <ctime>
+
+namespace dataflow::icestore {
+
+using messagepipeline::Clock;
+
+std::string EncodeArchivalLine(const ArchivalData& data) {
+  nlohmann::json j = {
+      {"id", data.id},
+      {"batchKey", data.batch_key},
+      {"originalPubSubPayload", absl::Base64Escape(data.original_payload)},
+      {"archivedAt", messagepipeline::FormatTimestamp(data.archived_at)},
+  };
+  // Replace, not throw, on invalid UTF-8 in ids or keys: a bad id must not stop archival.
+  std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  line.push_back('\n');
+  return line;
+}
+
+absl::StatusOr<ArchivalData> DecodeArchivalLine(std::string_view line) {
+  nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError("archival line is not a JSON object");
+  }
+  ArchivalData out;
+  auto string_field = [&](const char* name, std::string* dst) -> absl::Status {
+    auto it = j.find(name);
+    if (it == j.end() || !it->is_string()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("archival line: field '", name, "' is missing or not a string"));
+    }
+    *dst = it->get<std::string>();
+    return absl::OkStatus();
+  };
+  std::string payload64, archived_at;
+  for (auto [name, dst] :
+       {std::pair{"id", &out.id}, std::pair{"batchKey", &out.batch_key},
+        std::pair{"originalPubSubPayload", &payload64}, std::pair{"archivedAt", &archived_at}}) {
+    if (auto s = string_field(name, dst); !s.ok()) return s;
+  }
+  if (!absl::Base64Unescape(payload64, &out.original_payload)) {
+    return absl::InvalidArgumentError("archival line: originalPubSubPayload is not base64");
+  }
+  auto t = messagepipeline::ParseTimestamp(archived_at);
+  if (!t.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("archival line: archivedAt: ", t.status().message()));
+  }
+  out.archived_at = *t;
+  return out;
+}
+
+std::string SanitizeBatchKey(std::string_view key) {
+  std::string out;
+  out.reserve(key.size());
+  std::size_t start = 0;
+  while (start <= key.size()) {
+    std::size_t end = key.find('/', start);
+    if (end == std::string_view::npos) end = key.size();
+    std::string segment;
+    for (char c : key.substr(start, end - start)) {
+      const auto u = static_cast<unsigned char>(c);
+      segment.push_back(u < 0x20 || u == 0x7f || c == '\\' ? '_' : c);
+    }
+    // Empty, "." and ".." segments would make a leading '/', "//" or climb out of the prefix.
+    if (!segment.empty() && segment != "." && segment != "..") {
+      if (!out.empty()) out.push_back('/');
+      out += segment;
+    }
+    start = end + 1;
+  }
+  if (out.empty()) out = "_";
+  return out;
+}
+
+bool IsSafeBatchKey(std::string_view key) { return SanitizeBatchKey(key) == key; }
+
+messagepipeline::TransformResult<ArchivalData> ArchivalTransformer(
+    const messagepipeline::Message& message) {
+  const Clock::time_point now = Clock::now();
+  const Clock::time_point when =
+      message.data.publish_time == Clock::time_point{} ? now : message.data.publish_time;
+  const absl::CivilDay day = absl::ToCivilDay(absl::FromChrono(when), absl::UTCTimeZone());
+  std::string key = absl::StrFormat("%04d/%02d/%02d", day.year(), day.month(), day.day());
+
+  std::string location;
+  const nlohmann::json& enrichment = message.data.enrichment_data;
+  if (enrichment.is_object()) {
+    auto it = enrichment.find("location");
+    if (it != enrichment.end() && it->is_string()) location = it->get<std::string>();
+  }
+  // The Go code consults the attribute only when there is no enrichment data at all; we
+  // also fall back when the enrichment lacks a location, which loses nothing.
+  if (location.empty()) {
+    if (auto it = message.attributes.find("location"); it != message.attributes.end()) {
+      location = it->second;
+    }
+  }
+  if (!location.empty()) key = SanitizeBatchKey(absl::StrCat(key, "/", location));
+
+  return std::optional<ArchivalData>(ArchivalData{.id = message.data.id,
+                                                  .batch_key = std::move(key),
+                                                  .original_payload = message.data.payload,
+                                                  .archived_at = now});
+}
+
+}  // namespace dataflow::icestore

@@ -1,0 +1,91 @@
+#include "dataflow/icestore/local_directory_uploader.h"
+
+#include <absl/strings/str_cat.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+
+#include "dataflow/icestore/archival.h"
+
+namespace dataflow::icestore {
+namespace {
+
+absl::Status ErrnoError(std::string_view what, const std::string& path, int err) {
+  return absl::UnavailableError(
+      absl::StrCat(std::string(what), " ", path, ": ", std::strerror(err)));
+}
+
+absl::Status WriteAll(int fd, std::string_view data, const std::string& path) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError("write", path, errno);
+    }
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LocalDirectoryUploader>> LocalDirectoryUploader::Create(
+    LocalDirectoryUploaderOptions options) {
+  if (options.root.empty()) {
+    return absl::InvalidArgumentError("LocalDirectoryUploader: root directory is empty");
+  }
+  if (auto s = ValidatePrefix(options.prefix); !s.ok()) return s;
+  if (auto s = ValidateGzipOptions(options.gzip); !s.ok()) return s;
+  std::error_code ec;
+  std::filesystem::create_directories(options.root, ec);
+  if (ec || !std::filesystem::is_directory(options.root)) {
+    return absl::InvalidArgumentError(absl::StrCat("LocalDirectoryUploader: cannot create root ",
+                                                   options.root, ": ", ec.message()));
+  }
+  return std::unique_ptr<LocalDirectoryUploader>(new LocalDirectoryUploader(std::move(options)));
+}
+
+absl::StatusOr<std::string> LocalDirectoryUploader::Upload(const ObjectGroup& group) {
+  if (!IsSafeBatchKey(group.batch_key)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unsafe batch key '", group.batch_key, "'; sanitise it first"));
+  }
+  auto compressed = GzipCompress(group.jsonl, options_.gzip);
+  if (!compressed.ok()) return compressed.status();
+  const std::string name = MakeObjectName(options_.prefix, group.batch_key);
+  const std::filesystem::path final_path = std::filesystem::path(options_.root) / name;
+  const std::filesystem::path dir = final_path.parent_path();
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("mkdir ", dir.string(), ": ", ec.message()));
+  // A dot file in the same directory: same filesystem, so the rename is atomic, and
+  // readers globbing *.jsonl.gz never pick it up.
+  const std::string tmp = (dir / ("." + final_path.filename().string() + ".tmp")).string();
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return ErrnoError("open", tmp, errno);
+  absl::Status s = WriteAll(fd, *compressed, tmp);
+  if (s.ok() && options_.fsync && ::fsync(fd) != 0) s = ErrnoError("fsync", tmp, errno);
+  if (::close(fd) != 0 && s.ok()) s = ErrnoError("close", tmp, errno);
+  if (s.ok() && ::rename(tmp.c_str(), final_path.c_str()) != 0) {
+    s = ErrnoError("rename", tmp, errno);
+  }
+  if (!s.ok()) {
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  if (options_.fsync) {
+    // The rename is durable only once the directory entry is.
+    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      ::fsync(dfd);
+      ::close(dfd);
+    }
+  }
+  return name;
+}
+
+}  // namespace dataflow::icestore

@@ -1,0 +1,36 @@
+#include "dataflow/icestore/uploader.h"
+
+#include <absl/strings/str_cat.h>
+#include <absl/strings/str_format.h>
+
+#include <atomic>
+#include <chrono>
+#include <random>
+
+#include "dataflow/icestore/archival.h"
+
+namespace dataflow::icestore {
+
+std::string MakeObjectName(std::string_view prefix, std::string_view batch_key) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  const auto now = std::chrono::duration_cast<std::chrono::microseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  // Time first so a listing sorts roughly by write order; randomness makes it unique
+  // across threads and processes (several copies of the service share a bucket).
+  std::string id = absl::StrFormat("%016x-%016x", static_cast<std::uint64_t>(now), rng());
+  std::string key(batch_key);
+  if (prefix.empty()) return absl::StrCat(key, "/", id, ".jsonl.gz");
+  return absl::StrCat(std::string(prefix), "/", key, "/", id, ".jsonl.gz");
+}
+
+absl::Status ValidatePrefix(std::string_view prefix) {
+  if (prefix.empty() || IsSafeBatchKey(prefix)) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("object prefix '", std::string(prefix),
+                   "' must be relative, without empty, '.' or '..' segments or control "
+                   "characters (suggest '",
+                   SanitizeBatchKey(prefix), "')"));
+}
+
+}  // namespace dataflow::icestore
