@@ -75,6 +75,9 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ChannelOptions&
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(options.keepalive_time.count()));
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000);
   }
+  // gRPC's reconnect backoff grows to 120 s by default; after an outage (an emulator or
+  // proxy restart) a service should be back within seconds.
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
   if (!options.user_agent.empty()) args.SetUserAgentPrefix(options.user_agent);
 
   std::shared_ptr<grpc::ChannelCredentials> creds;

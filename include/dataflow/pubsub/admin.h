@@ -1,0 +1,27 @@
+// Topic and subscription administration for tests, the demo and users' tooling.
+// Free functions over a PubsubStub; thread-safe.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "absl/status/status.h"
+#include "dataflow/pubsub/pubsub_stub.h"
+
+namespace dataflow::pubsub {
+
+struct SubscriptionOptions {
+  std::chrono::seconds ack_deadline{10};  // Pub/Sub accepts 10..600 s
+  bool enable_message_ordering = false;
+};
+
+// ALREADY_EXISTS is reported as such, so callers can decide whether that is fine.
+absl::Status CreateTopic(PubsubStub& stub, const std::string& project, const std::string& topic);
+absl::Status DeleteTopic(PubsubStub& stub, const std::string& project, const std::string& topic);
+absl::Status CreateSubscription(PubsubStub& stub, const std::string& project,
+                                const std::string& subscription, const std::string& topic,
+                                const SubscriptionOptions& options = {});
+absl::Status DeleteSubscription(PubsubStub& stub, const std::string& project,
+                                const std::string& subscription);
+
+}  // namespace dataflow::pubsub

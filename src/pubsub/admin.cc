@@ -1,0 +1,38 @@
+#include "dataflow/pubsub/admin.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace dataflow::pubsub {
+
+absl::Status CreateTopic(PubsubStub& stub, const std::string& project, const std::string& topic) {
+  v1::Topic t;
+  t.set_name(TopicName(project, topic));
+  return stub.CreateTopic(t).status();
+}
+
+absl::Status DeleteTopic(PubsubStub& stub, const std::string& project, const std::string& topic) {
+  return stub.DeleteTopic(TopicName(project, topic));
+}
+
+absl::Status CreateSubscription(PubsubStub& stub, const std::string& project,
+                                const std::string& subscription, const std::string& topic,
+                                const SubscriptionOptions& options) {
+  if (options.ack_deadline < std::chrono::seconds(10) ||
+      options.ack_deadline > std::chrono::seconds(600)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ack_deadline must be 10..600 s, got ", options.ack_deadline.count()));
+  }
+  v1::Subscription s;
+  s.set_name(SubscriptionName(project, subscription));
+  s.set_topic(TopicName(project, topic));
+  s.set_ack_deadline_seconds(static_cast<int>(options.ack_deadline.count()));
+  s.set_enable_message_ordering(options.enable_message_ordering);
+  return stub.CreateSubscription(s).status();
+}
+
+absl::Status DeleteSubscription(PubsubStub& stub, const std::string& project,
+                                const std::string& subscription) {
+  return stub.DeleteSubscription(SubscriptionName(project, subscription));
+}
+
+}  // namespace dataflow::pubsub

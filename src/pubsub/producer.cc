@@ -1,0 +1,321 @@
+#include "dataflow/pubsub/producer.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "dataflow/gcp/project.h"
+#include "dataflow/gcp/status.h"
+#include "dataflow/messagepipeline/logging.h"
+
+namespace dataflow::pubsub {
+namespace {
+
+// Pub/Sub rejects requests over 10 MB; a single message that alone exceeds it can never be
+// sent, so it fails at once instead of after retries.
+constexpr std::size_t kMaxRequestBytes = 10 * 1000 * 1000;
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<GooglePubsubProducer>> GooglePubsubProducer::Create(
+    std::shared_ptr<PubsubStub> stub, ProducerOptions options) {
+  if (stub == nullptr) return absl::InvalidArgumentError("producer: stub is null");
+  auto project = gcp::ResolveProjectId(options.project_id);
+  if (!project.ok()) return project.status();
+  options.project_id = *project;
+  if (options.max_batch_messages == 0 || options.max_batch_messages > 1000) {
+    return absl::InvalidArgumentError("producer: max_batch_messages must be 1..1000");
+  }
+  if (options.max_batch_bytes == 0 || options.max_batch_bytes > kMaxRequestBytes) {
+    return absl::InvalidArgumentError("producer: max_batch_bytes must be 1..10000000");
+  }
+  if (options.max_batch_delay.count() < 0) {
+    return absl::InvalidArgumentError("producer: max_batch_delay must not be negative");
+  }
+  if (options.max_concurrent_batches < 1) {
+    return absl::InvalidArgumentError("producer: max_concurrent_batches must be >= 1");
+  }
+  if (auto b = gcp::ExponentialBackoff::Create(options.backoff); !b.ok()) return b.status();
+  return std::unique_ptr<GooglePubsubProducer>(
+      new GooglePubsubProducer(std::move(stub), std::move(options)));
+}
+
+GooglePubsubProducer::GooglePubsubProducer(std::shared_ptr<PubsubStub> stub,
+                                           ProducerOptions options)
+    : stub_(std::move(stub)), options_(std::move(options)) {
+  for (int i = 0; i < options_.max_concurrent_batches; ++i) {
+    senders_.emplace_back([this] { SenderLoop(); });
+  }
+  timer_ = std::jthread([this](std::stop_token st) { TimerLoop(st); });
+}
+
+GooglePubsubProducer::~GooglePubsubProducer() {
+  (void)Stop(std::chrono::steady_clock::now() + options_.publish_timeout);
+}
+
+std::future<GooglePubsubProducer::Result> GooglePubsubProducer::Publish(const MessageData& data,
+                                                                        Attributes attributes,
+                                                                        std::string ordering_key) {
+  return Publish(options_.topic_id,
+                 OutgoingMessage{.payload = messagepipeline::EncodeMessageData(data),
+                                 .attributes = std::move(attributes),
+                                 .ordering_key = std::move(ordering_key)});
+}
+
+std::future<GooglePubsubProducer::Result> GooglePubsubProducer::PublishRaw(
+    std::string payload, Attributes attributes, std::string ordering_key) {
+  return Publish(options_.topic_id, OutgoingMessage{.payload = std::move(payload),
+                                                    .attributes = std::move(attributes),
+                                                    .ordering_key = std::move(ordering_key)});
+}
+
+std::future<GooglePubsubProducer::Result> GooglePubsubProducer::Publish(const std::string& topic,
+                                                                        OutgoingMessage message) {
+  Pending p;
+  auto future = p.promise.get_future();
+  p.message.set_data(std::move(message.payload));
+  for (auto& [k, v] : message.attributes) (*p.message.mutable_attributes())[k] = v;
+  p.message.set_ordering_key(message.ordering_key);
+  Enqueue(topic, std::move(p), message.ordering_key);
+  return future;
+}
+
+void GooglePubsubProducer::PublishAsync(const std::string& topic, OutgoingMessage message,
+                                        Callback done) {
+  Pending p;
+  p.callback = std::move(done);
+  p.message.set_data(std::move(message.payload));
+  for (auto& [k, v] : message.attributes) (*p.message.mutable_attributes())[k] = v;
+  p.message.set_ordering_key(message.ordering_key);
+  Enqueue(topic, std::move(p), message.ordering_key);
+}
+
+void GooglePubsubProducer::Resolve(Pending& p, const Result& r) {
+  if (p.callback) {
+    p.callback(r);
+  } else {
+    p.promise.set_value(r);
+  }
+}
+
+void GooglePubsubProducer::Enqueue(const std::string& topic, Pending pending,
+                                   const std::string& ordering_key) {
+  if (topic.empty()) {
+    Resolve(pending,
+            absl::InvalidArgumentError("publish: no topic (set ProducerOptions.topic_id)"));
+    return;
+  }
+  const std::size_t bytes = pending.message.ByteSizeLong();
+  if (bytes + 1024 > kMaxRequestBytes) {
+    Resolve(pending, absl::InvalidArgumentError(absl::StrCat(
+                         "publish: message of ", bytes, " bytes exceeds Pub/Sub's 10 MB limit")));
+    return;
+  }
+  std::unique_lock lock(mu_);
+  if (stopping_) {
+    lock.unlock();
+    Resolve(pending, absl::FailedPreconditionError("publish: producer is stopped"));
+    return;
+  }
+  Key key{topic, ordering_key};
+  auto it = open_.find(key);
+  if (it != open_.end() && it->second.bytes + bytes > options_.max_batch_bytes) {
+    // Would overflow the byte limit: send what is there, start a new batch.
+    ready_.push_back(std::move(it->second));
+    open_.erase(it);
+    it = open_.end();
+  }
+  if (it == open_.end()) {
+    it = open_
+             .emplace(key, Batch{.topic = topic,
+                                 .ordering_key = ordering_key,
+                                 .opened = std::chrono::steady_clock::now()})
+             .first;
+    ++batches_opened_;
+  }
+  it->second.items.push_back(std::move(pending));
+  it->second.bytes += bytes;
+  ++outstanding_;
+  if (it->second.items.size() >= options_.max_batch_messages ||
+      it->second.bytes >= options_.max_batch_bytes) {
+    ready_.push_back(std::move(it->second));
+    open_.erase(it);
+  }
+  cv_.notify_all();
+}
+
+void GooglePubsubProducer::TimerLoop(std::stop_token stop) {
+  std::unique_lock lock(mu_);
+  while (!stop.stop_requested()) {
+    auto now = std::chrono::steady_clock::now();
+    auto next = now + std::chrono::hours(1);
+    for (auto it = open_.begin(); it != open_.end();) {
+      auto due = it->second.opened + options_.max_batch_delay;
+      if (due <= now) {
+        ready_.push_back(std::move(it->second));
+        it = open_.erase(it);
+        cv_.notify_all();
+      } else {
+        next = std::min(next, due);
+        ++it;
+      }
+    }
+    // Wake at the earliest due time, or when a new batch opens (it may be due sooner).
+    const std::uint64_t seen = batches_opened_;
+    cv_.wait_until(lock, stop, next, [&] { return batches_opened_ != seen; });
+  }
+}
+
+void GooglePubsubProducer::SenderLoop() {
+  std::unique_lock lock(mu_);
+  while (true) {
+    auto pick = ready_.end();
+    cv_.wait(lock, [&] {
+      for (pick = ready_.begin(); pick != ready_.end(); ++pick) {
+        if (pick->ordering_key.empty() ||
+            !in_flight_keys_.contains(Key{pick->topic, pick->ordering_key})) {
+          return true;
+        }
+      }
+      return shutdown_ && ready_.empty();
+    });
+    if (pick == ready_.end()) return;  // shut down and nothing left
+    Batch batch = std::move(*pick);
+    ready_.erase(pick);
+    Key key{batch.topic, batch.ordering_key};
+    if (!batch.ordering_key.empty()) in_flight_keys_.insert(key);
+    lock.unlock();
+    Send(batch);
+    lock.lock();
+    if (!batch.ordering_key.empty()) in_flight_keys_.erase(key);
+    outstanding_ -= batch.items.size();
+    if (outstanding_ == 0) idle_cv_.notify_all();
+    cv_.notify_all();
+  }
+}
+
+void GooglePubsubProducer::Send(Batch& batch) {
+  v1::PublishRequest request;
+  request.set_topic(TopicName(options_.project_id, batch.topic));
+  for (auto& p : batch.items) *request.add_messages() = p.message;
+  auto backoff = *gcp::ExponentialBackoff::Create(options_.backoff);
+  const auto give_up = std::chrono::steady_clock::now() + options_.retry_timeout;
+  Result failure = absl::UnknownError("publish: not attempted");
+  while (true) {
+    auto response = stub_->Publish(request, options_.publish_timeout);
+    if (response.ok()) {
+      if (static_cast<std::size_t>(response->message_ids_size()) != batch.items.size()) {
+        failure = absl::InternalError(absl::StrCat("publish: server returned ",
+                                                   response->message_ids_size(), " ids for ",
+                                                   batch.items.size(), " messages"));
+        break;
+      }
+      for (std::size_t i = 0; i < batch.items.size(); ++i) {
+        Resolve(batch.items[i], response->message_ids(static_cast<int>(i)));
+      }
+      return;
+    }
+    failure = response.status();
+    if (!gcp::IsRetryable(response.status().code())) break;
+    auto delay = backoff.Next();
+    if (std::chrono::steady_clock::now() + delay > give_up) break;
+    static LogRateLimit limit;
+    if (limit.Allow()) {
+      Log()->warn("pubsub publish retry topic={} messages={} error={} delay_ms={}", batch.topic,
+                  batch.items.size(), response.status().ToString(), delay.count());
+    }
+    std::unique_lock lock(mu_);
+    if (cv_.wait_for(lock, delay, [&] { return abort_; })) break;
+  }
+  static LogRateLimit fail_limit;
+  if (fail_limit.Allow()) {
+    Log()->error("pubsub publish failed topic={} messages={} error={}", batch.topic,
+                 batch.items.size(), failure.status().ToString());
+  }
+  for (auto& p : batch.items) Resolve(p, failure);
+}
+
+absl::Status GooglePubsubProducer::Flush(Deadline deadline) {
+  std::unique_lock lock(mu_);
+  for (auto& [key, batch] : open_) ready_.push_back(std::move(batch));
+  open_.clear();
+  cv_.notify_all();
+  // idle_cv_ is a plain condition_variable; steady deadline.
+  if (!idle_cv_.wait_until(lock, deadline, [&] { return outstanding_ == 0; })) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("producer flush: ", outstanding_, " messages still unpublished"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GooglePubsubProducer::Stop(Deadline deadline) {
+  {
+    std::lock_guard lock(mu_);
+    if (shutdown_) return absl::OkStatus();
+    stopping_ = true;
+  }
+  absl::Status result = Flush(deadline);
+  std::vector<Pending> failed;
+  {
+    std::lock_guard lock(mu_);
+    if (!result.ok()) {
+      // Out of time: stop retrying and fail what never went out, so no future hangs.
+      abort_ = true;
+      for (auto& batch : ready_) {
+        for (auto& p : batch.items) failed.push_back(std::move(p));
+        outstanding_ -= batch.items.size();
+      }
+      ready_.clear();
+    }
+    shutdown_ = true;
+    cv_.notify_all();
+  }
+  for (auto& p : failed) {
+    Resolve(p, absl::DeadlineExceededError("producer stopped before this message was sent"));
+  }
+  timer_.request_stop();
+  if (timer_.joinable()) timer_.join();
+  for (auto& t : senders_) {
+    if (t.joinable()) t.join();
+  }
+  return result;
+}
+
+absl::StatusOr<std::unique_ptr<GoogleSimplePublisher>> GoogleSimplePublisher::Create(
+    std::shared_ptr<PubsubStub> stub, ProducerOptions options) {
+  if (options.topic_id.empty()) {
+    return absl::InvalidArgumentError("simple publisher: topic_id is required");
+  }
+  auto producer = GooglePubsubProducer::Create(std::move(stub), std::move(options));
+  if (!producer.ok()) return producer.status();
+  auto out = std::unique_ptr<GoogleSimplePublisher>(new GoogleSimplePublisher());
+  out->topic_ = (*producer)->default_topic();
+  out->producer_ = *std::move(producer);
+  return out;
+}
+
+void GoogleSimplePublisher::Publish(std::string payload, Attributes attributes) {
+  producer_->PublishAsync(
+      topic_, OutgoingMessage{.payload = std::move(payload), .attributes = std::move(attributes)},
+      [failures = failures_, topic = topic_](const GooglePubsubProducer::Result& r) {
+        if (r.ok()) return;
+        failures->fetch_add(1);
+        static LogRateLimit limit;
+        if (limit.Allow()) {
+          Log()->error("pubsub fire-and-forget publish failed topic={} error={} suppressed={}",
+                       topic, r.status().ToString(), limit.suppressed());
+        }
+      });
+}
+
+absl::Status PubsubDeadLetterSink::Send(const messagepipeline::Message& message,
+                                        const absl::Status& reason, std::string_view source) {
+  auto attributes = messagepipeline::DeadLetterAttributes(message, reason, source);
+  auto result = producer_
+                    ->Publish(topic_, OutgoingMessage{.payload = message.data.payload,
+                                                      .attributes = std::move(attributes),
+                                                      .ordering_key = message.ordering_key})
+                    .get();
+  return result.status();
+}
+
+}  // namespace dataflow::pubsub

@@ -1,0 +1,308 @@
+// The Pub/Sub clients against Google's Pub/Sub emulator, started once for this binary.
+#include "dataflow_testing/pubsub_emulator.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "dataflow/messagepipeline/streaming_service.h"
+#include "dataflow/pubsub/admin.h"
+#include "dataflow/pubsub/consumer.h"
+#include "dataflow/pubsub/producer.h"
+
+namespace dataflow::pubsub {
+namespace {
+
+using messagepipeline::Message;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using std::chrono::steady_clock;
+
+constexpr char kProject[] = "dataflow-test";
+testing::PubsubEmulator* g_emulator = nullptr;
+
+class EmulatorEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    if (testing::FindPubsubEmulator().empty()) return;  // tests skip with the reason
+    auto e = testing::PubsubEmulator::Start();
+    ASSERT_TRUE(e.ok()) << e.status();
+    emulator_ = *std::move(e);
+    g_emulator = emulator_.get();
+    setenv("PUBSUB_EMULATOR_HOST", g_emulator->host().c_str(), 1);
+    setenv("GOOGLE_CLOUD_PROJECT", kProject, 1);
+  }
+  void TearDown() override {
+    g_emulator = nullptr;
+    emulator_.reset();
+  }
+
+ private:
+  std::unique_ptr<testing::PubsubEmulator> emulator_;
+};
+const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new EmulatorEnvironment);
+
+// Pops one message or nothing within `timeout`.
+std::optional<Message> PopFor(messagepipeline::BoundedQueue<Message>& q, milliseconds timeout) {
+  std::vector<Message> out;
+  q.PopBatchUntil(out, 1, steady_clock::now() + timeout);
+  if (out.empty()) return std::nullopt;
+  return std::move(out.front());
+}
+
+class PubsubEmulatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (g_emulator == nullptr) GTEST_SKIP() << testing::PubsubEmulatorMissingReason();
+    auto stub = MakePubsubStub();
+    ASSERT_TRUE(stub.ok()) << stub.status();
+    stub_ = *stub;
+    static std::atomic<int> counter{0};
+    id_ = std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + "-" +
+          std::to_string(counter++);
+    ASSERT_TRUE(CreateResources().ok());
+  }
+  absl::Status CreateResources() {
+    if (auto s = CreateTopic(*stub_, kProject, topic()); !s.ok()) return s;
+    return CreateSubscription(*stub_, kProject, sub(), topic(), {.ack_deadline = seconds(10)});
+  }
+  std::string topic() const { return "t-" + id_; }
+  std::string sub() const { return "s-" + id_; }
+
+  std::unique_ptr<GooglePubsubProducer> Producer(ProducerOptions o = {}) {
+    o.topic_id = topic();
+    auto p = GooglePubsubProducer::Create(stub_, o);
+    EXPECT_TRUE(p.ok()) << p.status();
+    return p.ok() ? *std::move(p) : nullptr;
+  }
+  std::unique_ptr<GooglePubsubConsumer> Consumer(ConsumerOptions o = {}) {
+    if (o.subscription_id.empty()) o.subscription_id = sub();
+    auto c = GooglePubsubConsumer::Create(stub_, o);
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? *std::move(c) : nullptr;
+  }
+  void PublishRaw(const std::vector<std::string>& payloads) {
+    auto p = Producer();
+    std::vector<std::future<GooglePubsubProducer::Result>> fs;
+    for (const auto& s : payloads) fs.push_back(p->PublishRaw(s));
+    for (auto& f : fs) ASSERT_TRUE(f.get().ok());
+  }
+
+  std::shared_ptr<PubsubStub> stub_;
+  std::string id_;
+};
+
+TEST_F(PubsubEmulatorTest, RoundTripWithAttributesAndEnvelope) {
+  auto producer = Producer();
+  messagepipeline::MessageData data{.id = "original-id", .payload = std::string("he\0llo", 6)};
+  auto id = producer->Publish(data, {{"device", "d1"}, {"kind", "reading"}}).get();
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_FALSE(id->empty());
+
+  auto consumer = Consumer();
+  ASSERT_TRUE(consumer->Start().ok());
+  auto m = PopFor(consumer->Messages(), seconds(20));
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->data.id, *id);  // the server's id
+  EXPECT_EQ(m->attributes.at("device"), "d1");
+  EXPECT_EQ(m->attributes.at("kind"), "reading");
+  EXPECT_GT(m->data.publish_time.time_since_epoch().count(), 0);
+  auto decoded = messagepipeline::DecodeMessageData(m->data.payload);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->id, "original-id");
+  EXPECT_EQ(decoded->payload, std::string("he\0llo", 6));
+  m->Ack();
+  EXPECT_TRUE(consumer->Stop(steady_clock::now() + seconds(5)).ok());
+}
+
+TEST_F(PubsubEmulatorTest, NackIsRedelivered) {
+  PublishRaw({"again"});
+  auto consumer = Consumer({.ack_deadline = seconds(60)});
+  ASSERT_TRUE(consumer->Start().ok());
+  auto first = PopFor(consumer->Messages(), seconds(20));
+  ASSERT_TRUE(first.has_value());
+  std::string id = first->data.id;
+  first->Nack();
+  // The consumer's deadline is 60 s, so only the nack can bring it back this soon.
+  auto second = PopFor(consumer->Messages(), seconds(20));
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->data.id, id);
+  EXPECT_EQ(second->data.payload, "again");
+  second->Ack();
+}
+
+TEST_F(PubsubEmulatorTest, AckedIsNotRedeliveredAfterTheDeadline) {
+  PublishRaw({"once"});
+  auto consumer = Consumer({.ack_deadline = seconds(10)});
+  ASSERT_TRUE(consumer->Start().ok());
+  auto m = PopFor(consumer->Messages(), seconds(20));
+  ASSERT_TRUE(m.has_value());
+  m->Ack();
+  // Past the 10 s deadline an unacked message would be back.
+  EXPECT_FALSE(PopFor(consumer->Messages(), seconds(13)).has_value());
+  EXPECT_GE(consumer->stats().acks_sent, 1u);
+}
+
+TEST_F(PubsubEmulatorTest, LeaseExtensionKeepsASlowMessage) {
+  PublishRaw({"slow"});
+  auto consumer = Consumer({.ack_deadline = seconds(10)});
+  ASSERT_TRUE(consumer->Start().ok());
+  auto m = PopFor(consumer->Messages(), seconds(20));
+  ASSERT_TRUE(m.has_value());
+  // Held unsettled for longer than the deadline: extensions must keep it leased.
+  EXPECT_FALSE(PopFor(consumer->Messages(), seconds(13)).has_value());
+  EXPECT_GE(consumer->stats().extensions_sent, 1u);
+  m->Ack();
+}
+
+TEST_F(PubsubEmulatorTest, StopNacksMessagesNotHandedOver) {
+  PublishRaw({"a", "b", "c", "d", "e"});
+  std::set<std::string> ids;
+  {
+    auto consumer = Consumer({.channel_capacity = 1, .ack_deadline = seconds(10)});
+    ASSERT_TRUE(consumer->Start().ok());
+    ASSERT_TRUE(
+        ::dataflow::testing::WaitFor([&] { return consumer->stats().received >= 5; }, seconds(20)));
+    ASSERT_TRUE(consumer->Stop(steady_clock::now() + seconds(5)).ok());
+    EXPECT_TRUE(consumer->Messages().closed());
+    // One sits in the closed channel, as it would for the pipeline to drain; it is acked.
+    auto handed_over = PopFor(consumer->Messages(), milliseconds(0));
+    ASSERT_TRUE(handed_over.has_value());
+    handed_over->Ack();
+    EXPECT_GE(consumer->stats().nacks_sent, 4u);
+    ids.insert(handed_over->data.payload);
+  }
+  // The four never handed over come back. (Observed: the emulator does not redeliver a nacked
+  // message early once the stream it went to is closed; it waits out the 10 s deadline. The
+  // nacks themselves are asserted above.)
+  auto consumer = Consumer({.ack_deadline = seconds(60)});
+  ASSERT_TRUE(consumer->Start().ok());
+  while (ids.size() < 5) {
+    auto m = PopFor(consumer->Messages(), seconds(30));
+    ASSERT_TRUE(m.has_value()) << "have " << ids.size();
+    ids.insert(m->data.payload);
+    m->Ack();
+  }
+  EXPECT_EQ(ids, (std::set<std::string>{"a", "b", "c", "d", "e"}));
+}
+
+TEST_F(PubsubEmulatorTest, ProducerBatchesAndFlushes) {
+  auto producer = Producer({.max_batch_messages = 10, .max_batch_delay = seconds(30)});
+  std::vector<std::future<GooglePubsubProducer::Result>> fs;
+  for (int i = 0; i < 25; ++i) fs.push_back(producer->PublishRaw("m" + std::to_string(i)));
+  // Two full batches go at once; the last five wait for the 30 s delay or a flush.
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(fs[i].get().ok());
+  EXPECT_EQ(fs[24].wait_for(milliseconds(200)), std::future_status::timeout);
+  ASSERT_TRUE(producer->Flush(steady_clock::now() + seconds(20)).ok());
+  std::set<std::string> server_ids;
+  for (int i = 20; i < 25; ++i) {
+    ASSERT_EQ(fs[i].wait_for(milliseconds(0)), std::future_status::ready);
+    auto r = fs[i].get();
+    ASSERT_TRUE(r.ok());
+    server_ids.insert(*r);
+  }
+  EXPECT_EQ(server_ids.size(), 5u);
+  ASSERT_TRUE(producer->Stop(steady_clock::now() + seconds(5)).ok());
+  EXPECT_EQ(producer->PublishRaw("late").get().status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  auto consumer = Consumer();
+  ASSERT_TRUE(consumer->Start().ok());
+  std::set<std::string> got;
+  while (got.size() < 25) {
+    auto m = PopFor(consumer->Messages(), seconds(20));
+    ASSERT_TRUE(m.has_value()) << got.size();
+    got.insert(m->data.payload);
+    m->Ack();
+  }
+}
+
+TEST_F(PubsubEmulatorTest, MissingSubscriptionIsAClearError) {
+  auto consumer = Consumer({.subscription_id = "does-not-exist"});
+  absl::Status s = consumer->Start();
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
+  EXPECT_NE(s.message().find("projects/dataflow-test/subscriptions/does-not-exist"),
+            std::string::npos)
+      << s;
+  auto done = consumer->Done();
+  ASSERT_EQ(done.wait_for(seconds(5)), std::future_status::ready);
+  EXPECT_EQ(done.get().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(PubsubEmulatorTest, StreamingServiceProcessesEachMessageOnce) {
+  constexpr int kN = 300;
+  std::vector<std::string> payloads;
+  for (int i = 0; i < kN; ++i) payloads.push_back("p" + std::to_string(i));
+  PublishRaw(payloads);
+
+  std::shared_ptr<GooglePubsubConsumer> consumer = Consumer({.ack_deadline = seconds(60)});
+  std::mutex mu;
+  std::map<std::string, int> seen;
+  auto service = messagepipeline::StreamingService<std::string>::Create(
+      {.name = "it"}, consumer,
+      [](const Message& m) -> absl::StatusOr<std::optional<std::string>> {
+        return std::optional<std::string>(m.data.payload);
+      },
+      [&](Message&, std::string& payload) {
+        std::lock_guard lock(mu);
+        ++seen[payload];
+        return absl::OkStatus();
+      });
+  ASSERT_TRUE(service.ok()) << service.status();
+  ASSERT_TRUE((*service)->Start().ok());
+  ASSERT_TRUE(::dataflow::testing::WaitFor(
+      [&] {
+        std::lock_guard lock(mu);
+        return seen.size() == kN;
+      },
+      seconds(60)));
+  ASSERT_TRUE((*service)->Stop(seconds(10)).ok());
+  for (const auto& [payload, count] : seen) EXPECT_EQ(count, 1) << payload;
+  // Every message was acked to the server (acks go out in batches, shortly after).
+  EXPECT_TRUE(::dataflow::testing::WaitFor(
+      [&] { return consumer->stats().acks_sent >= static_cast<std::size_t>(kN); }, seconds(10)));
+  EXPECT_EQ(consumer->stats().nacks_sent, 0u);
+}
+
+TEST_F(PubsubEmulatorTest, ReconnectsAfterTheEmulatorRestarts) {
+  auto consumer = Consumer(
+      {.reconnect_backoff = {.initial = seconds(2), .maximum = seconds(2), .multiplier = 1.0}});
+  ASSERT_TRUE(consumer->Start().ok());
+  PublishRaw({"before"});
+  auto m = PopFor(consumer->Messages(), seconds(20));
+  ASSERT_TRUE(m.has_value());
+  m->Ack();
+  ASSERT_TRUE(
+      ::dataflow::testing::WaitFor([&] { return consumer->stats().acks_sent >= 1; }, seconds(10)));
+
+  g_emulator->process().Kill();
+  ASSERT_TRUE(::dataflow::testing::WaitFor([&] { return !consumer->IsConnected(); }, seconds(20)));
+  ASSERT_TRUE(g_emulator->process().Restart().ok());
+  // The emulator keeps no state; recreate before the consumer's next attempt (>= 1 s away),
+  // on a fresh channel (the old one may still be in its reconnect backoff).
+  auto fresh = MakePubsubStub({.channel_id = 1});
+  ASSERT_TRUE(fresh.ok());
+  stub_ = *fresh;
+  ASSERT_TRUE(CreateResources().ok());
+  PublishRaw({"after-1", "after-2"});
+  std::set<std::string> got;
+  while (got.size() < 2) {
+    auto n = PopFor(consumer->Messages(), seconds(30));
+    ASSERT_TRUE(n.has_value()) << "reconnects=" << consumer->stats().reconnects;
+    got.insert(n->data.payload);
+    n->Ack();
+  }
+  EXPECT_EQ(got, (std::set<std::string>{"after-1", "after-2"}));
+  EXPECT_GE(consumer->stats().reconnects, 1u);
+  EXPECT_EQ(consumer->Done().wait_for(milliseconds(0)), std::future_status::timeout);
+}
+
+}  // namespace
+}  // namespace dataflow::pubsub
