@@ -25,6 +25,8 @@ struct GooglePubsubConsumer::State {
   struct Lease {
     SteadyClock::time_point received;
     SteadyClock::time_point next_extension;
+    std::size_t bytes = 0;
+    bool handed_out = false;  // counted in handed_out_messages/bytes
   };
 
   std::shared_ptr<PubsubStub> stub;
@@ -38,7 +40,11 @@ struct GooglePubsubConsumer::State {
   std::vector<std::string> acks;                  // settled, not yet sent
   std::vector<std::string> nacks;
   std::vector<PullStream*> streams;
-  std::vector<char> pushing;  // reader i is handing a response to the channel
+  std::vector<char> pushing;
+  // Client-side flow control: messages in the channel or the pipeline, not yet settled.
+  // (The emulator ignores the stream's server-side limits; Google's clients enforce both.)
+  std::size_t handed_out_messages = 0;
+  std::size_t handed_out_bytes = 0;  // reader i is handing a response to the channel
   bool started = false;
   bool stopping = false;
   bool done_set = false;
@@ -175,7 +181,9 @@ void GooglePubsubConsumer::ReadLoop(int index) {
           std::lock_guard lock(s.mu);
           s.stats.received += static_cast<std::size_t>(response.received_messages_size());
           for (const auto& rm : response.received_messages()) {
-            s.leases[rm.ack_id()] = State::Lease{now, now + s.options.ack_deadline / 2};
+            s.leases[rm.ack_id()] = State::Lease{.received = now,
+                                                 .next_extension = now + s.options.ack_deadline / 2,
+                                                 .bytes = rm.message().ByteSizeLong()};
           }
         }
         for (auto& rm : *response.mutable_received_messages()) {
@@ -189,7 +197,14 @@ void GooglePubsubConsumer::ReadLoop(int index) {
             if (!st) return;
             std::lock_guard lock(st->mu);
             // An unleased id was given up on (lease expired or consumer destroyed).
-            if (st->leases.erase(id) == 0) return;
+            auto it = st->leases.find(id);
+            if (it == st->leases.end()) return;
+            if (it->second.handed_out) {
+              --st->handed_out_messages;
+              st->handed_out_bytes -= it->second.bytes;
+              st->cv.notify_all();
+            }
+            st->leases.erase(it);
             (ack ? st->acks : st->nacks).push_back(id);
           };
           Message msg(std::move(data), std::move(attributes),
@@ -204,7 +219,30 @@ void GooglePubsubConsumer::ReadLoop(int index) {
           s.pushing[static_cast<std::size_t>(index)] = 1;
         }
         // Blocks while the channel is full (backpressure); after Close() the rest is nacked.
-        std::size_t pushed = s.queue.PushAll(batch);
+        std::size_t pushed = 0;
+        const auto& received = response.received_messages();
+        for (; pushed < batch.size(); ++pushed) {
+          const std::string& ack_id = received[static_cast<int>(pushed)].ack_id();
+          {
+            // Wait for room under the flow-control limits (one message always fits).
+            std::unique_lock lock(s.mu);
+            auto it = s.leases.find(ack_id);
+            const std::size_t bytes = it == s.leases.end() ? 0 : it->second.bytes;
+            s.cv.wait(lock, [&] {
+              return s.stopping || s.handed_out_messages == 0 ||
+                     (s.handed_out_messages < s.options.max_outstanding_messages &&
+                      s.handed_out_bytes + bytes <= s.options.max_outstanding_bytes);
+            });
+            if (s.stopping) break;
+            it = s.leases.find(ack_id);
+            if (it != s.leases.end()) {
+              it->second.handed_out = true;
+              ++s.handed_out_messages;
+              s.handed_out_bytes += it->second.bytes;
+            }
+          }
+          if (!s.queue.Push(std::move(batch[pushed]))) break;  // closed: not moved
+        }
         for (std::size_t i = pushed; i < batch.size(); ++i) batch[i].Nack();
         bool stopping;
         {
@@ -274,7 +312,13 @@ void GooglePubsubConsumer::LeaseLoop(std::stop_token stop) {
           nacks.push_back(it->first);
           it = s.leases.erase(it);
         } else if (now - it->second.received > s.options.max_lease_extension) {
-          it = s.leases.erase(it);  // let the server redeliver it
+          // Let the server redeliver it; a later settle of this copy is ignored.
+          if (it->second.handed_out) {
+            --s.handed_out_messages;
+            s.handed_out_bytes -= it->second.bytes;
+            s.cv.notify_all();
+          }
+          it = s.leases.erase(it);
         } else {
           if (it->second.next_extension <= now) {
             extend.push_back(it->first);

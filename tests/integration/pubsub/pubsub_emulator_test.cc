@@ -1,13 +1,19 @@
 // The Pub/Sub clients against Google's Pub/Sub emulator, started once for this binary.
 #include "dataflow_testing/pubsub_emulator.h"
 
+#include <absl/strings/escaping.h>
+#include <absl/strings/str_cat.h>
+#include <absl/strings/str_split.h>
 #include <gtest/gtest.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
@@ -302,6 +308,85 @@ TEST_F(PubsubEmulatorTest, ReconnectsAfterTheEmulatorRestarts) {
   EXPECT_EQ(got, (std::set<std::string>{"after-1", "after-2"}));
   EXPECT_GE(consumer->stats().reconnects, 1u);
   EXPECT_EQ(consumer->Done().wait_for(milliseconds(0)), std::future_status::timeout);
+}
+
+// Runs the Node.js cross-check script; its stdout, or nullopt if it failed.
+std::optional<std::string> RunNode(const std::string& args) {
+  std::string node = ::dataflow::testing::FindExecutable("node");
+  if (node.empty()) return std::nullopt;
+  std::string cmd =
+      "METADATA_SERVER_DETECTION=none " + node + " " DATAFLOW_NODE_CROSSCHECK " " + args;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return std::nullopt;
+  std::string out;
+  std::array<char, 4096> buf{};
+  while (std::size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
+  if (pclose(p) != 0) return std::nullopt;
+  return out;
+}
+
+TEST_F(PubsubEmulatorTest, OfficialNodeClientReadsWhatWePublishAndViceVersa) {
+  if (::dataflow::testing::FindExecutable("node").empty()) GTEST_SKIP() << "node not found";
+  constexpr int kN = 20;
+  auto producer = Producer();
+  std::map<std::string, std::string> sent;  // server id -> payload
+  for (int i = 0; i < kN; ++i) {
+    std::string payload = "cpp-" + std::to_string(i) + std::string("\0\xff", 2);
+    auto id = producer->PublishRaw(payload, {{"from", "cpp"}}).get();
+    ASSERT_TRUE(id.ok());
+    sent[*id] = payload;
+  }
+  auto out = RunNode(absl::StrCat("read ", kProject, " ", sub(), " ", kN));
+  ASSERT_TRUE(out.has_value()) << "node read failed";
+  std::map<std::string, std::string> read;
+  for (absl::string_view line : absl::StrSplit(*out, '\n', absl::SkipEmpty())) {
+    auto j = nlohmann::json::parse(std::string(line));
+    std::string data;
+    ASSERT_TRUE(absl::Base64Unescape(j.at("data").get<std::string>(), &data));
+    EXPECT_EQ(j.at("attributes").at("from"), "cpp");
+    read[j.at("id").get<std::string>()] = data;
+  }
+  EXPECT_EQ(read, sent);
+
+  auto ids = RunNode(absl::StrCat("publish ", kProject, " ", topic(), " ", kN));
+  ASSERT_TRUE(ids.has_value()) << "node publish failed";
+  auto consumer = Consumer();
+  ASSERT_TRUE(consumer->Start().ok());
+  std::set<std::string> got;
+  while (got.size() < static_cast<std::size_t>(kN)) {
+    auto m = PopFor(consumer->Messages(), seconds(20));
+    ASSERT_TRUE(m.has_value()) << got.size();
+    EXPECT_EQ(m->attributes.at("from"), "node");
+    EXPECT_EQ(m->data.payload, "node-" + m->attributes.at("index"));
+    EXPECT_NE(ids->find(m->data.id), std::string::npos);
+    got.insert(m->data.payload);
+    m->Ack();
+  }
+}
+
+TEST_F(PubsubEmulatorTest, FlowControlCapsOutstandingMessages) {
+  std::vector<std::string> payloads;
+  for (int i = 0; i < 30; ++i) payloads.push_back("f" + std::to_string(i));
+  PublishRaw(payloads);
+  auto consumer = Consumer({.max_outstanding_messages = 5, .ack_deadline = seconds(60)});
+  ASSERT_TRUE(consumer->Start().ok());
+  std::vector<Message> held;
+  for (int i = 0; i < 5; ++i) {
+    auto m = PopFor(consumer->Messages(), seconds(20));
+    ASSERT_TRUE(m.has_value());
+    held.push_back(*std::move(m));
+  }
+  // Nothing acked: the server may not send more than 5 while these are outstanding.
+  EXPECT_FALSE(PopFor(consumer->Messages(), seconds(2)).has_value());
+  for (auto& m : held) m.Ack();
+  std::set<std::string> got;
+  for (auto& m : held) got.insert(m.data.payload);
+  while (got.size() < 30) {
+    auto m = PopFor(consumer->Messages(), seconds(20));
+    ASSERT_TRUE(m.has_value()) << got.size();
+    got.insert(m->data.payload);
+    m->Ack();
+  }
 }
 
 }  // namespace
