@@ -1,0 +1,284 @@
+#include "dataflow/icestore/gcs_uploader.h"
+
+#include <absl/strings/ascii.h>
+#include <absl/strings/numbers.h>
+#include <absl/strings/str_cat.h>
+#include <curl/curl.h>
+
+#include <cstdlib>
+#include <random>
+#include <thread>
+
+#include "dataflow/icestore/archival.h"
+#include "dataflow/messagepipeline/logging.h"
+
+namespace dataflow::icestore {
+namespace {
+
+constexpr std::size_t kChunkQuantum = 256 * 1024;  // GCS requires chunk sizes in these units
+
+class StaticTokenProvider : public TokenProvider {
+ public:
+  explicit StaticTokenProvider(std::string token) : token_(std::move(token)) {}
+  absl::StatusOr<std::string> Token() override { return token_; }
+
+ private:
+  std::string token_;
+};
+
+class CurlHttpClient : public HttpClient {
+ public:
+  CurlHttpClient() {
+    static const bool initialised = [] { return curl_global_init(CURL_GLOBAL_DEFAULT) == 0; }();
+    (void)initialised;
+  }
+
+  absl::StatusOr<HttpResponse> Send(const HttpRequest& request) override {
+    std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), &curl_easy_cleanup);
+    if (!curl) return absl::ResourceExhaustedError("curl_easy_init failed");
+    HttpResponse response;
+    curl_slist* headers = nullptr;
+    for (const auto& [k, v] : request.headers) {
+      headers = curl_slist_append(headers, absl::StrCat(k, ": ", v).c_str());
+    }
+    // No "Expect: 100-continue" round trip for uploads.
+    headers = curl_slist_append(headers, "Expect:");
+    CURL* c = curl.get();
+    curl_easy_setopt(c, CURLOPT_URL, request.url.c_str());
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout.count()));
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+    if (request.method != "GET") {
+      curl_easy_setopt(c, CURLOPT_POSTFIELDS, request.body.data());
+      curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
+                       static_cast<curl_off_t>(request.body.size()));
+    }
+    curl_easy_setopt(
+        c, CURLOPT_WRITEFUNCTION, +[](char* p, size_t s, size_t n, void* out) {
+          static_cast<std::string*>(out)->append(p, s * n);
+          return s * n;
+        });
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &response.body);
+    curl_easy_setopt(
+        c, CURLOPT_HEADERFUNCTION, +[](char* p, size_t s, size_t n, void* out) {
+          std::string_view line(p, s * n);
+          if (auto colon = line.find(':'); colon != std::string_view::npos) {
+            std::string name(line.substr(0, colon));
+            absl::AsciiStrToLower(&name);
+            std::string value(line.substr(colon + 1));
+            absl::StripAsciiWhitespace(&value);
+            (*static_cast<std::map<std::string, std::string>*>(out))[name] = value;
+          }
+          return s * n;
+        });
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &response.headers);
+    const CURLcode rc = curl_easy_perform(c);
+    curl_slist_free_all(headers);
+    if (rc != CURLE_OK) {
+      return absl::UnavailableError(
+          absl::StrCat(request.method, " ", request.url, ": ", curl_easy_strerror(rc)));
+    }
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &response.status);
+    return response;
+  }
+};
+
+std::string UrlEncode(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(ch);
+    } else {
+      out += {'%', kHex[c >> 4], kHex[c & 15]};
+    }
+  }
+  return out;
+}
+
+bool Retryable(long status) { return status == 408 || status == 429 || status >= 500; }
+
+absl::Status HttpError(const HttpRequest& req, const HttpResponse& resp) {
+  std::string msg = absl::StrCat("GCS ", req.method, " ", req.url, ": HTTP ", resp.status, " ",
+                                 resp.body.substr(0, 300));
+  if (resp.status == 401 || resp.status == 403) return absl::PermissionDeniedError(msg);
+  if (resp.status == 404) return absl::NotFoundError(msg);
+  if (resp.status == 412) return absl::FailedPreconditionError(msg);
+  if (Retryable(resp.status)) return absl::UnavailableError(msg);
+  return absl::InvalidArgumentError(msg);
+}
+
+// "bytes=0-1234" → 1235 committed bytes; no Range header → 0.
+std::size_t CommittedBytes(const HttpResponse& resp) {
+  auto it = resp.headers.find("range");
+  if (it == resp.headers.end()) return 0;
+  auto dash = it->second.rfind('-');
+  std::size_t last = 0;
+  if (dash == std::string::npos || !absl::SimpleAtoi(it->second.substr(dash + 1), &last)) return 0;
+  return last + 1;
+}
+
+}  // namespace
+
+std::shared_ptr<TokenProvider> MakeStaticTokenProvider(std::string token) {
+  return std::make_shared<StaticTokenProvider>(std::move(token));
+}
+std::shared_ptr<HttpClient> MakeCurlHttpClient() { return std::make_shared<CurlHttpClient>(); }
+
+absl::StatusOr<std::unique_ptr<GcsBatchUploader>> GcsBatchUploader::Create(
+    GcsUploaderOptions options) {
+  if (options.bucket.empty()) return absl::InvalidArgumentError("GCS uploader: bucket is empty");
+  if (auto s = ValidatePrefix(options.prefix); !s.ok()) return s;
+  if (auto s = ValidateGzipOptions(options.gzip); !s.ok()) return s;
+  bool emulator = false;
+  if (options.endpoint.empty()) {
+    const char* host = std::getenv("STORAGE_EMULATOR_HOST");
+    if (host != nullptr && *host != '\0') {
+      options.endpoint = host;
+      emulator = true;
+    } else {
+      options.endpoint = "https://storage.googleapis.com";
+    }
+  }
+  if (options.endpoint.find("://") == std::string::npos) {
+    options.endpoint = "http://" + options.endpoint;
+  }
+  while (options.endpoint.ends_with('/')) options.endpoint.pop_back();
+  // Plain http is an emulator or a test server; Google's endpoint is https and needs a token.
+  if (options.endpoint.starts_with("http://")) emulator = true;
+  if (!emulator && !options.token_provider) {
+    return absl::InvalidArgumentError(
+        "GCS uploader: token_provider is required outside the emulator (STORAGE_EMULATOR_HOST)");
+  }
+  if (options.chunk_size == 0 || options.chunk_size % kChunkQuantum != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("GCS uploader: chunk_size must be a positive multiple of 262144, got ",
+                     options.chunk_size));
+  }
+  if (options.max_attempts < 1) {
+    return absl::InvalidArgumentError("GCS uploader: max_attempts must be >= 1");
+  }
+  if (options.initial_backoff <= std::chrono::milliseconds::zero() ||
+      options.max_backoff < options.initial_backoff) {
+    return absl::InvalidArgumentError("GCS uploader: need 0 < initial_backoff <= max_backoff");
+  }
+  if (!options.http) options.http = MakeCurlHttpClient();
+  return std::unique_ptr<GcsBatchUploader>(new GcsBatchUploader(std::move(options)));
+}
+
+absl::Status GcsBatchUploader::Authorize(HttpRequest& request) {
+  if (!options_.token_provider) return absl::OkStatus();  // the emulator
+  auto token = options_.token_provider->Token();
+  if (!token.ok()) return token.status();
+  request.headers["Authorization"] = "Bearer " + *token;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<HttpResponse> GcsBatchUploader::SendWithRetry(HttpRequest request, bool is_create) {
+  thread_local std::minstd_rand rng{std::random_device{}()};
+  double backoff_ms = static_cast<double>(options_.initial_backoff.count());
+  absl::Status last;
+  for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
+    if (attempt > 1) {
+      // Full jitter in [b/2, b]: many uploaders recovering together do not retry in lockstep.
+      std::uniform_real_distribution<double> jitter(backoff_ms / 2, backoff_ms);
+      std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<long>(jitter(rng))));
+      backoff_ms = std::min(backoff_ms * 2, static_cast<double>(options_.max_backoff.count()));
+    }
+    if (auto s = Authorize(request); !s.ok()) return s;
+    request.timeout = options_.request_timeout;
+    auto resp = options_.http->Send(request);
+    if (!resp.ok()) {
+      last = resp.status();
+      continue;
+    }
+    // Our names are unique per upload, so on a retry "already exists" is our earlier attempt.
+    if (is_create && resp->status == 412 && attempt > 1) return resp;
+    if (!Retryable(resp->status)) return resp;
+    last = HttpError(request, *resp);
+  }
+  return absl::UnavailableError(
+      absl::StrCat("GCS: gave up after ", options_.max_attempts, " attempts: ", last.message()));
+}
+
+absl::StatusOr<std::string> GcsBatchUploader::Upload(const ObjectGroup& group) {
+  if (!IsSafeBatchKey(group.batch_key)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unsafe batch key '", group.batch_key, "'; sanitise it first"));
+  }
+  auto compressed = GzipCompress(group.jsonl, options_.gzip);
+  if (!compressed.ok()) return compressed.status();
+  const std::string name = MakeObjectName(options_.prefix, group.batch_key);
+  absl::Status s = compressed->size() >= options_.resumable_threshold
+                       ? ResumableUpload(name, *compressed)
+                       : SimpleUpload(name, *compressed);
+  if (!s.ok()) return s;
+  return name;
+}
+
+absl::Status GcsBatchUploader::SimpleUpload(const std::string& name, std::string_view data) {
+  HttpRequest req{
+      .method = "POST",
+      .url = absl::StrCat(options_.endpoint, "/upload/storage/v1/b/", UrlEncode(options_.bucket),
+                          "/o?uploadType=media&name=", UrlEncode(name), "&ifGenerationMatch=0"),
+      .headers = {{"Content-Type", "application/gzip"}},
+      .body = data};
+  auto resp = SendWithRetry(req, /*is_create=*/true);
+  if (!resp.ok()) return resp.status();
+  if (resp->status == 200 || resp->status == 201 || resp->status == 412) return absl::OkStatus();
+  return HttpError(req, *resp);
+}
+
+absl::Status GcsBatchUploader::ResumableUpload(const std::string& name, std::string_view data) {
+  HttpRequest start{
+      .method = "POST",
+      .url = absl::StrCat(options_.endpoint, "/upload/storage/v1/b/", UrlEncode(options_.bucket),
+                          "/o?uploadType=resumable&name=", UrlEncode(name), "&ifGenerationMatch=0"),
+      .headers = {{"Content-Type", "application/json; charset=UTF-8"},
+                  {"X-Upload-Content-Type", "application/gzip"},
+                  {"X-Upload-Content-Length", std::to_string(data.size())}},
+      .body = "{}"};
+  auto session = SendWithRetry(start, /*is_create=*/true);
+  if (!session.ok()) return session.status();
+  if (session->status != 200 && session->status != 201) return HttpError(start, *session);
+  auto loc = session->headers.find("location");
+  if (loc == session->headers.end()) {
+    return absl::InternalError("GCS resumable upload: no Location header in the session reply");
+  }
+  const std::string url = loc->second;
+  const std::size_t total = data.size();
+  std::size_t offset = 0;
+  int failures = 0;
+  while (true) {
+    const std::size_t n = std::min(options_.chunk_size, total - offset);
+    const bool last = offset + n == total;
+    HttpRequest put{.method = "PUT", .url = url, .body = data.substr(offset, n)};
+    put.headers["Content-Range"] =
+        n == 0 ? absl::StrCat("bytes */", total)
+               : absl::StrCat("bytes ", offset, "-", offset + n - 1, "/",
+                              last ? std::to_string(total) : std::string("*"));
+    auto resp = SendWithRetry(put, /*is_create=*/false);
+    if (resp.ok() && (resp->status == 200 || resp->status == 201)) return absl::OkStatus();
+    if (resp.ok() && resp->status == 308) {
+      offset = CommittedBytes(*resp);  // the server says what it kept
+      if (offset > total) return absl::InternalError("GCS: server committed more than sent");
+      continue;
+    }
+    if (++failures >= options_.max_attempts) {
+      return resp.ok() ? HttpError(put, *resp) : resp.status();
+    }
+    // Ask the session where it stands, then resume from there.
+    HttpRequest query{.method = "PUT", .url = url};
+    query.headers["Content-Range"] = absl::StrCat("bytes */", total);
+    auto status = SendWithRetry(query, /*is_create=*/false);
+    if (!status.ok()) return status.status();
+    if (status->status == 200 || status->status == 201) return absl::OkStatus();
+    if (status->status != 308) return HttpError(query, *status);
+    offset = CommittedBytes(*status);
+  }
+}
+
+}  // namespace dataflow::icestore

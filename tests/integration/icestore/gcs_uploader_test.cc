@@ -1,0 +1,218 @@
+// GcsBatchUploader against a real GCS JSON API server: the firebase-tools Cloud Storage
+// emulator, started offline on a loopback port for this binary.
+#include "dataflow/icestore/gcs_uploader.h"
+
+#include <absl/time/time.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <map>
+
+#include "dataflow/icestore/archival.h"
+#include "dataflow/icestore/ice_storage_service.h"
+#include "dataflow/messagepipeline/in_process_broker.h"
+#include "dataflow_testing/storage_emulator.h"
+
+namespace dataflow::icestore {
+namespace {
+
+using messagepipeline::InProcessBroker;
+using messagepipeline::MessageData;
+using testing::StorageEmulator;
+using testing::WaitFor;
+using namespace std::chrono_literals;
+
+constexpr char kBucket[] = "icestore-test";
+
+StorageEmulator* emulator = nullptr;
+
+class EmulatorEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    auto e = StorageEmulator::Start();
+    ASSERT_TRUE(e.ok()) << e.status();
+    owned_ = std::move(*e);
+    emulator = owned_.get();
+  }
+  void TearDown() override {
+    emulator = nullptr;
+    owned_.reset();
+  }
+
+ private:
+  std::unique_ptr<StorageEmulator> owned_;
+};
+const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new EmulatorEnvironment);
+
+GcsUploaderOptions Options(const std::string& prefix) {
+  return {.bucket = kBucket,
+          .prefix = prefix,
+          .endpoint = "http://" + emulator->host(),
+          .max_attempts = 2,
+          .initial_backoff = 20ms,
+          .max_backoff = 50ms,
+          .request_timeout = 10s};
+}
+
+// name → records, for every object under prefix; fails the test on any unreadable line.
+std::map<std::string, std::vector<ArchivalData>> ReadObjects(const std::string& prefix) {
+  std::map<std::string, std::vector<ArchivalData>> out;
+  auto names = emulator->List(kBucket, prefix + "/");
+  EXPECT_TRUE(names.ok()) << names.status();
+  if (!names.ok()) return out;
+  for (const auto& name : *names) {
+    auto bytes = emulator->Download(kBucket, name);
+    EXPECT_TRUE(bytes.ok()) << bytes.status();
+    if (!bytes.ok()) continue;
+    auto text = GzipDecompress(*bytes);
+    EXPECT_TRUE(text.ok()) << name << ": " << text.status();
+    if (!text.ok()) continue;
+    auto& records = out[name];
+    std::size_t start = 0;
+    while (start < text->size()) {
+      const std::size_t end = text->find('\n', start);
+      EXPECT_NE(end, std::string::npos) << name;
+      if (end == std::string::npos) break;
+      auto rec = DecodeArchivalLine(std::string_view(*text).substr(start, end - start));
+      EXPECT_TRUE(rec.ok()) << name << ": " << rec.status();
+      if (rec.ok()) records.push_back(*rec);
+      start = end + 1;
+    }
+  }
+  return out;
+}
+
+std::string Lines(int n, const std::string& key, std::size_t payload_bytes = 50) {
+  std::string jsonl;
+  for (int i = 0; i < n; ++i) {
+    jsonl += EncodeArchivalLine({.id = "id-" + std::to_string(i),
+                                 .batch_key = key,
+                                 .original_payload = std::string(payload_bytes, 'p')});
+  }
+  return jsonl;
+}
+
+TEST(GcsBatchUploader, CreateValidates) {
+  EXPECT_EQ(GcsBatchUploader::Create({.bucket = ""}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  auto o = Options("v");
+  o.chunk_size = 1000;
+  EXPECT_NE(GcsBatchUploader::Create(o).status().message().find("262144"), std::string::npos);
+  o = Options("../up");
+  EXPECT_FALSE(GcsBatchUploader::Create(o).ok());
+  ::unsetenv("STORAGE_EMULATOR_HOST");
+  auto no_token = GcsBatchUploader::Create({.bucket = kBucket});
+  EXPECT_NE(no_token.status().message().find("token_provider"), std::string::npos);
+}
+
+TEST(GcsBatchUploader, HonoursStorageEmulatorHost) {
+  ::setenv("STORAGE_EMULATOR_HOST", emulator->host().c_str(), 1);
+  auto up = GcsBatchUploader::Create({.bucket = kBucket, .prefix = "envhost"});
+  ::unsetenv("STORAGE_EMULATOR_HOST");
+  ASSERT_TRUE(up.ok()) << up.status();
+  EXPECT_EQ((*up)->endpoint(), "http://" + emulator->host());
+  auto name = (*up)->Upload({.batch_key = "2025/01/01", .jsonl = Lines(3, "2025/01/01")});
+  ASSERT_TRUE(name.ok()) << name.status();
+  EXPECT_EQ(ReadObjects("envhost")[*name].size(), 3u);
+}
+
+TEST(GcsBatchUploader, SimpleAndResumableUploadsLandUnderTheirKeys) {
+  auto simple = GcsBatchUploader::Create(Options("modes"));
+  auto o = Options("modes");
+  o.resumable_threshold = 0;  // every object through a (single-chunk) resumable session
+  auto resumable = GcsBatchUploader::Create(o);
+  ASSERT_TRUE(simple.ok() && resumable.ok());
+  auto a = (*simple)->Upload({.batch_key = "2025/06/15/loc-a", .jsonl = Lines(10, "k")});
+  auto b = (*resumable)->Upload({.batch_key = "2025/06/15/loc-b", .jsonl = Lines(20, "k", 4000)});
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_TRUE(a->starts_with("modes/2025/06/15/loc-a/")) << *a;
+  EXPECT_TRUE(b->starts_with("modes/2025/06/15/loc-b/")) << *b;
+  auto objects = ReadObjects("modes");
+  ASSERT_EQ(objects.size(), 2u);
+  EXPECT_EQ(objects[*a].size(), 10u);
+  EXPECT_EQ(objects[*b].size(), 20u);
+  EXPECT_EQ(objects[*b][19].original_payload.size(), 4000u);
+  EXPECT_EQ((*simple)->Upload({.batch_key = "../x", .jsonl = "{}\n"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(GcsBatchUploader, UnreachableServerIsUnavailableNotACrash) {
+  auto o = Options("down");
+  o.endpoint = "http://127.0.0.1:" + std::to_string(testing::FreeTcpPort());
+  auto up = GcsBatchUploader::Create(o);
+  ASSERT_TRUE(up.ok());
+  auto r = (*up)->Upload({.batch_key = "k", .jsonl = "{}\n"});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  EXPECT_NE(r.status().message().find("2 attempts"), std::string::npos) << r.status();
+}
+
+struct Pipeline {
+  std::shared_ptr<InProcessBroker> broker;
+  std::unique_ptr<IceStorageService> service;
+  std::map<std::string, std::string> expected;  // id → key
+
+  Pipeline(const std::string& prefix, int batch_size) {
+    broker = InProcessBroker::Create({.redelivery_delay = 50ms});
+    EXPECT_TRUE(broker->CreateTopic("t").ok());
+    EXPECT_TRUE(broker->CreateSubscription("s", "t").ok());
+    std::shared_ptr<DataUploader> up = std::move(*GcsBatchUploader::Create(Options(prefix)));
+    service = std::move(*IceStorageService::Create(
+        {.num_workers = 2,
+         .batcher = {.batch_size = static_cast<std::size_t>(batch_size), .flush_interval = 200ms}},
+        *broker->NewConsumer("s"), up));
+  }
+  void Publish(int n) {
+    const auto t = absl::ToChronoTime(
+        absl::FromCivil(absl::CivilSecond(2025, 6, 15, 8, 0, 0), absl::UTCTimeZone()));
+    for (int i = 0; i < n; ++i) {
+      const std::string loc = "site-" + std::to_string(i % 4);
+      MessageData d{.id = "m" + std::to_string(i),
+                    .payload = "{\"n\":" + std::to_string(i) + "}",
+                    .publish_time = t,
+                    .enrichment_data = {{"location", loc}}};
+      expected[d.id] = "2025/06/15/" + loc;
+      EXPECT_TRUE(broker->Publish("t", d).ok());
+    }
+  }
+  void ExpectExactlyOnce(const std::string& prefix) {
+    std::map<std::string, int> seen;
+    for (const auto& [name, records] : ReadObjects(prefix)) {
+      for (const auto& r : records) {
+        ++seen[r.id];
+        EXPECT_EQ(r.batch_key, expected[r.id]);
+        EXPECT_TRUE(name.starts_with(prefix + "/" + r.batch_key + "/")) << name;
+      }
+    }
+    EXPECT_EQ(seen.size(), expected.size());
+    for (const auto& [id, n] : seen) EXPECT_EQ(n, 1) << id;
+  }
+};
+
+TEST(IceStorageOverGcs, EveryMessageLandsOnceUnderItsKey) {
+  Pipeline p("e2e", 25);
+  ASSERT_TRUE(p.service->Start().ok());
+  p.Publish(300);
+  ASSERT_TRUE(WaitFor([&] { return p.broker->Stats("s")->acked == 300; }, 30s));
+  ASSERT_TRUE(p.service->Stop(10s).ok());
+  p.ExpectExactlyOnce("e2e");
+}
+
+// Last: it stops and restarts the emulator (which loses its objects on restart).
+TEST(IceStorageOverGcs, ServerStoppedNacksThenRedeliveryArchivesEverything) {
+  Pipeline p("outage", 20);
+  emulator->process().Stop();
+  ASSERT_TRUE(p.service->Start().ok());
+  p.Publish(100);
+  ASSERT_TRUE(WaitFor([&] { return p.broker->Stats("s")->nacked >= 100; }, 30s));
+  EXPECT_EQ(p.broker->Stats("s")->acked, 0u);
+  ASSERT_TRUE(emulator->process().Restart().ok());
+  ASSERT_TRUE(WaitFor([&] { return p.broker->Stats("s")->acked == 100; }, 40s));
+  ASSERT_TRUE(p.service->Stop(10s).ok());
+  auto stats = *p.broker->Stats("s");
+  EXPECT_EQ(stats.pending + stats.outstanding, 0u);
+  p.ExpectExactlyOnce("outage");
+}
+
+}  // namespace
+}  // namespace dataflow::icestore
