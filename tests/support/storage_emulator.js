@@ -12,6 +12,13 @@ if (!Number.isInteger(port) || port <= 0) {
   console.error("usage: storage_emulator.js <port> [project]");
   process.exit(2);
 }
+// Objects live in memory and in a temp dir that the next start resets, so a test server
+// has nothing to save: exit at once (the emulator's own stop can wait on open
+// keep-alive connections for a long time).
+const stop = () => process.exit(0);
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);
+
 const root = path.resolve(__dirname, "..", "..");
 const lib = path.join(root, "node_modules/firebase-tools/lib/emulator");
 const { StorageEmulator } = require(path.join(lib, "storage/index.js"));
@@ -27,11 +34,6 @@ async function main() {
   // The registry starts it and tells its metadata code our host and port (object URLs).
   await EmulatorRegistry.start(emulator);
   console.log(`storage emulator listening on 127.0.0.1:${port}`);
-  const stop = async () => {
-    try { await EmulatorRegistry.stop(emulator.getName()); } finally { process.exit(0); }
-  };
-  process.on("SIGTERM", stop);
-  process.on("SIGINT", stop);
 }
 main().catch((e) => {
   console.error(e);
