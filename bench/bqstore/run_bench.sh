@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Prints bqstore's encode rate beside the generated-protobuf baseline from the same run
+# (median of N repetitions) and the ratio, plus rows/s into SQLite.
+# Usage: bench/bqstore/run_bench.sh [build-dir] [repetitions]
+set -euo pipefail
+build=${1:-build/bqstore}
+reps=${2:-5}
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+"$build/bench/bqstore/bqstore_bench" --benchmark_repetitions="$reps" \
+  --benchmark_report_aggregates_only=true --benchmark_format=json >"$out"
+python3 - "$out" <<'PY'
+import json, sys
+data = json.load(open(sys.argv[1]))
+med = {b["run_name"]: b["items_per_second"] for b in data["benchmarks"] if b.get("aggregate_name") == "median"}
+ours, base, sql = med["BM_DescribedEncode"], med["BM_GeneratedProtoBaseline"], med["BM_SQLiteInsert"]
+print(f"described encode -> AppendRowsRequest: {ours:,.0f} rows/s")
+print(f"generated proto  -> AppendRowsRequest: {base:,.0f} rows/s")
+print(f"ratio (target >= 0.5): {ours / base:.2f}")
+print(f"SQLite insert (batches of 500, WAL):   {sql:,.0f} rows/s")
+PY

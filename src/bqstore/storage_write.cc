@@ -1,0 +1,259 @@
+#include "dataflow/bqstore/storage_write.h"
+
+#include <absl/strings/str_cat.h>
+#include <google/protobuf/descriptor.pb.h>
+#include <grpcpp/grpcpp.h>
+
+#include <numeric>
+#include <thread>
+
+#include "dataflow/gcp/status.h"
+#include "dataflow/messagepipeline/logging.h"
+#include "google/cloud/bigquery/storage/v1/storage.grpc.pb.h"
+
+namespace dataflow::bqstore {
+namespace {
+
+absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+class GrpcStorageWriteStub : public StorageWriteStub {
+ public:
+  explicit GrpcStorageWriteStub(std::shared_ptr<grpc::Channel> channel)
+      : stub_(bqs::BigQueryWrite::NewStub(std::move(channel))) {}
+  ~GrpcStorageWriteStub() override { Close(); }
+
+  absl::StatusOr<bqs::AppendRowsResponse> Append(const bqs::AppendRowsRequest& request) override {
+    bool first = false;
+    if (!stream_) {
+      context_ = std::make_unique<grpc::ClientContext>();
+      // Routing header the service uses to find the stream's region.
+      context_->AddMetadata("x-goog-request-params", "write_stream=" + request.write_stream());
+      stream_ = stub_->AppendRows(context_.get());
+      first = true;
+    }
+    bool ok;
+    if (first || !request.proto_rows().has_writer_schema()) {
+      ok = stream_->Write(request);
+    } else {
+      bqs::AppendRowsRequest lean = request;  // the stream already knows the schema
+      lean.mutable_proto_rows()->clear_writer_schema();
+      lean.clear_write_stream();
+      ok = stream_->Write(lean);
+    }
+    bqs::AppendRowsResponse response;
+    if (ok && stream_->Read(&response)) return response;
+    return Broken();
+  }
+
+  void Close() override {
+    if (!stream_) return;
+    stream_->WritesDone();
+    bqs::AppendRowsResponse drain;
+    while (stream_->Read(&drain)) {
+    }
+    (void)stream_->Finish();
+    stream_.reset();
+    context_.reset();
+  }
+
+ private:
+  absl::Status Broken() {
+    stream_->WritesDone();
+    grpc::Status status = stream_->Finish();
+    stream_.reset();
+    context_.reset();
+    if (status.ok()) return absl::UnavailableError("AppendRows stream closed by the server");
+    return gcp::FromGrpcStatus(status, "AppendRows");
+  }
+
+  std::unique_ptr<bqs::BigQueryWrite::Stub> stub_;
+  std::unique_ptr<grpc::ClientContext> context_;
+  std::unique_ptr<grpc::ClientReaderWriter<bqs::AppendRowsRequest, bqs::AppendRowsResponse>>
+      stream_;
+};
+
+// Request overhead beyond the rows: stream name, schema, and per-row length prefixes.
+constexpr std::size_t kPerRowOverhead = 6;
+constexpr std::size_t kFixedOverhead = 1024;
+
+}  // namespace
+
+std::unique_ptr<StorageWriteStub> MakeGrpcStorageWriteStub(std::shared_ptr<grpc::Channel> channel) {
+  return std::make_unique<GrpcStorageWriteStub>(std::move(channel));
+}
+
+gcp::ChannelOptions DefaultStorageWriteChannelOptions() {
+  return {.default_endpoint = "bigquerystorage.googleapis.com:443",
+          .emulator_host_env = "BIGQUERY_EMULATOR_HOST"};
+}
+
+std::string TablePath(std::string_view project, std::string_view dataset, std::string_view table) {
+  return absl::StrCat("projects/", Sv(project), "/datasets/", Sv(dataset), "/tables/", Sv(table));
+}
+
+BigQueryWriter::BigQueryWriter(BigQueryWriterOptions options, std::string write_stream,
+                               std::shared_ptr<StorageWriteStub> stub)
+    : options_(std::move(options)),
+      write_stream_(std::move(write_stream)),
+      stub_(std::move(stub)) {}
+
+BigQueryWriter::~BigQueryWriter() { Close(); }
+
+absl::StatusOr<std::unique_ptr<BigQueryWriter>> BigQueryWriter::Create(
+    BigQueryWriterOptions options, const TableSchema& schema) {
+  if (options.project_id.empty() || options.dataset_id.empty() || options.table_id.empty()) {
+    return absl::InvalidArgumentError(
+        "bigquery writer: project_id, dataset_id and table_id are required");
+  }
+  if (options.max_request_bytes < 4096) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "bigquery writer: max_request_bytes must be >= 4096, got ", options.max_request_bytes));
+  }
+  if (options.max_attempts < 1) {
+    return absl::InvalidArgumentError("bigquery writer: max_attempts must be >= 1");
+  }
+  if (auto b = gcp::ExponentialBackoff::Create(options.backoff); !b.ok()) return b.status();
+  auto descriptor = RowDescriptorProto(schema, "Row");
+  if (!descriptor.ok()) return descriptor.status();
+  // Checks the descriptor really builds before any row is sent with it.
+  if (auto built = RowDescriptor::Create(*descriptor); !built.ok()) return built.status();
+  std::shared_ptr<StorageWriteStub> stub = options.stub;
+  if (!stub) {
+    auto channel = gcp::MakeChannel(options.channel);
+    if (!channel.ok()) return channel.status();
+    stub = MakeGrpcStorageWriteStub(*std::move(channel));
+  }
+  const std::string stream =
+      TablePath(options.project_id, options.dataset_id, options.table_id) + "/streams/_default";
+  std::unique_ptr<BigQueryWriter> writer(
+      new BigQueryWriter(std::move(options), stream, std::move(stub)));
+  *writer->schema_.mutable_proto_descriptor() = *std::move(descriptor);
+  writer->schema_bytes_ = writer->schema_.ByteSizeLong();
+  return writer;
+}
+
+void BigQueryWriter::Close() {
+  std::lock_guard lock(mu_);
+  if (closed_) return;
+  closed_ = true;
+  stub_->Close();
+}
+
+std::uint64_t BigQueryWriter::requests_sent() const {
+  std::lock_guard lock(mu_);
+  return requests_sent_;
+}
+
+absl::StatusOr<std::vector<RowError>> BigQueryWriter::Append(std::span<const std::string> rows) {
+  std::lock_guard lock(mu_);
+  if (closed_) return absl::FailedPreconditionError("bigquery writer is closed");
+  std::vector<RowError> rejected;
+  std::vector<std::size_t> chunk;
+  std::size_t chunk_bytes = kFixedOverhead + schema_bytes_ + write_stream_.size();
+  const std::size_t base = chunk_bytes;
+  auto flush = [&]() -> absl::Status {
+    if (chunk.empty()) return absl::OkStatus();
+    auto errors = AppendChunk(rows, chunk);
+    if (!errors.ok()) return errors.status();
+    rejected.insert(rejected.end(), errors->begin(), errors->end());
+    chunk.clear();
+    chunk_bytes = base;
+    return absl::OkStatus();
+  };
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const std::size_t size = rows[i].size() + kPerRowOverhead;
+    if (base + size > options_.max_request_bytes) {
+      // Can never be sent: reject it rather than fail every retry of the batch.
+      rejected.push_back({i, absl::InvalidArgumentError(absl::StrCat(
+                                 "row of ", rows[i].size(), " bytes exceeds the request limit of ",
+                                 options_.max_request_bytes, " bytes"))});
+      continue;
+    }
+    if (chunk_bytes + size > options_.max_request_bytes) {
+      if (auto s = flush(); !s.ok()) return s;
+    }
+    chunk.push_back(i);
+    chunk_bytes += size;
+  }
+  if (auto s = flush(); !s.ok()) return s;
+  std::sort(rejected.begin(), rejected.end(),
+            [](const RowError& a, const RowError& b) { return a.index < b.index; });
+  return rejected;
+}
+
+absl::StatusOr<std::vector<RowError>> BigQueryWriter::AppendChunk(
+    std::span<const std::string> rows, std::span<const std::size_t> indexes) {
+  std::vector<RowError> rejected;
+  std::vector<std::size_t> pending(indexes.begin(), indexes.end());
+  // Each round drops at least one row (the rejected ones), so this terminates.
+  while (!pending.empty()) {
+    bqs::AppendRowsRequest request;
+    request.set_write_stream(write_stream_);
+    *request.mutable_proto_rows()->mutable_writer_schema() = schema_;
+    auto* serialized = request.mutable_proto_rows()->mutable_rows()->mutable_serialized_rows();
+    serialized->Reserve(static_cast<int>(pending.size()));
+    for (std::size_t i : pending) *serialized->Add() = rows[i];
+    auto response = SendWithRetry(request);
+    if (!response.ok()) return response.status();
+    if (response->row_errors_size() == 0) {
+      if (response->has_error() && response->error().code() != 0) {
+        return gcp::FromGrpcStatus(
+            grpc::Status(static_cast<grpc::StatusCode>(response->error().code()),
+                         response->error().message()),
+            "AppendRows");
+      }
+      return rejected;
+    }
+    std::vector<bool> bad(pending.size(), false);
+    for (const bqs::RowError& e : response->row_errors()) {
+      if (e.index() < 0 || static_cast<std::size_t>(e.index()) >= pending.size()) {
+        return absl::InternalError(absl::StrCat("AppendRows: row error index ", e.index(),
+                                                " outside a request of ", pending.size(), " rows"));
+      }
+      const auto k = static_cast<std::size_t>(e.index());
+      if (bad[k]) continue;
+      bad[k] = true;
+      rejected.push_back({pending[k], absl::InvalidArgumentError(e.message())});
+    }
+    std::vector<std::size_t> rest;
+    for (std::size_t k = 0; k < pending.size(); ++k) {
+      if (!bad[k]) rest.push_back(pending[k]);
+    }
+    pending = std::move(rest);
+  }
+  return rejected;
+}
+
+absl::StatusOr<bqs::AppendRowsResponse> BigQueryWriter::SendWithRetry(
+    const bqs::AppendRowsRequest& request) {
+  auto backoff = gcp::ExponentialBackoff::Create(options_.backoff);  // validated in Create
+  absl::Status last;
+  for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
+    ++requests_sent_;
+    auto response = stub_->Append(request);
+    if (response.ok()) {
+      // A request-level error in the response (not row errors) is treated like a failed call.
+      if (response->row_errors_size() > 0 || !response->has_error() ||
+          response->error().code() == 0) {
+        return response;
+      }
+      last =
+          gcp::FromGrpcStatus(grpc::Status(static_cast<grpc::StatusCode>(response->error().code()),
+                                           response->error().message()),
+                              "AppendRows");
+    } else {
+      last = response.status();
+    }
+    if (!gcp::IsRetryable(last.code()) || attempt == options_.max_attempts) break;
+    const auto delay = backoff->Next();
+    static dataflow::LogRateLimit limit;
+    if (limit.Allow()) {
+      dataflow::Log()->warn("append failed; retrying stream={} attempt={} delay_ms={} error=\"{}\"",
+                            write_stream_, attempt, delay.count(), last.ToString());
+    }
+    std::this_thread::sleep_for(delay);  // a retry backoff, not synchronisation
+  }
+  return last;
+}
+
+}  // namespace dataflow::bqstore
