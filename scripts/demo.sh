@@ -1,18 +1,11 @@
 #!/usr/bin/env bash
-# The README's demo command: install what is missing, build (release), run the demo.
+# The README's demo command: install what is missing, build the dataflow program (release),
+# and run the demo. Extra arguments go to `dataflow demo` (see `--help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc)}
 
 ./scripts/setup.sh
-cmake --preset release >/dev/null
-cmake --build --preset release -j "$JOBS"
-
-if [[ -x build/release/apps/dataflow/dataflow ]]; then
-  exec build/release/apps/dataflow/dataflow demo "$@"
-fi
-# Until the dataflow program lands: the messagepipeline example pipelines.
-echo "=== streaming pipeline (in-process broker)"
-build/release/examples/messagepipeline/messagepipeline_streaming_example
-echo "=== batching pipeline (in-process broker)"
-build/release/examples/messagepipeline/messagepipeline_batching_example
+cmake --preset demo >/dev/null
+cmake --build --preset demo -j "$JOBS"
+exec build/demo/apps/dataflow/dataflow demo --out build/demo-output "$@"
