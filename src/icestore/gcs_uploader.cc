@@ -255,7 +255,11 @@ absl::Status GcsBatchUploader::ResumableUpload(const std::string& name, std::str
   while (true) {
     const std::size_t n = std::min(options_.chunk_size, total - offset);
     const bool last = offset + n == total;
-    HttpRequest put{.method = "PUT", .url = url, .body = data.substr(offset, n)};
+    // An explicit type: libcurl would otherwise label the bytes as a urlencoded form.
+    HttpRequest put{.method = "PUT",
+                    .url = url,
+                    .headers = {{"Content-Type", "application/gzip"}},
+                    .body = data.substr(offset, n)};
     put.headers["Content-Range"] =
         n == 0 ? absl::StrCat("bytes */", total)
                : absl::StrCat("bytes ", offset, "-", offset + n - 1, "/",

@@ -4,6 +4,7 @@
 
 #include <absl/time/time.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <cstdlib>
 #include <map>
@@ -11,6 +12,7 @@
 #include "dataflow/icestore/archival.h"
 #include "dataflow/icestore/ice_storage_service.h"
 #include "dataflow/messagepipeline/in_process_broker.h"
+#include "dataflow_testing/gcs_fake_server.h"
 #include "dataflow_testing/storage_emulator.h"
 
 namespace dataflow::icestore {
@@ -145,6 +147,87 @@ TEST(GcsBatchUploader, UnreachableServerIsUnavailableNotACrash) {
   auto r = (*up)->Upload({.batch_key = "k", .jsonl = "{}\n"});
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
   EXPECT_NE(r.status().message().find("2 attempts"), std::string::npos) << r.status();
+}
+
+// The emulator's gaps, against the strict wire-level fake.
+GcsUploaderOptions FakeOptions(const testing::GcsFakeServer& fake) {
+  return {.bucket = kBucket,
+          .prefix = "fake",
+          .gzip = {.level = 1},
+          .endpoint = fake.endpoint(),
+          .resumable_threshold = 256 * 1024,
+          .chunk_size = 256 * 1024,
+          .max_attempts = 3,
+          .initial_backoff = 5ms,
+          .max_backoff = 20ms};
+}
+
+// Incompressible-ish JSONL so the gzip object spans several 256 KiB chunks.
+std::string BigJsonl() {
+  std::string jsonl;
+  std::uint64_t x = 88172645463325252ull;
+  for (int i = 0; i < 600; ++i) {
+    std::string payload(1500, ' ');
+    for (char& c : payload) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      c = static_cast<char>(x);
+    }
+    jsonl += EncodeArchivalLine(
+        {.id = "big-" + std::to_string(i), .batch_key = "k", .original_payload = payload});
+  }
+  return jsonl;
+}
+
+TEST(GcsFake, MultiChunkResumableUploadResumesAfterFailedChunks) {
+  testing::GcsFakeServer fake;
+  fake.CreateBucket(kBucket);
+  auto up = GcsBatchUploader::Create(FakeOptions(fake));
+  ASSERT_TRUE(up.ok()) << up.status();
+  const std::string jsonl = BigJsonl();
+  fake.fail_next_chunks = 2;  // two chunk PUTs fail: the uploader must ask and resume
+  auto name = (*up)->Upload({.batch_key = "2025/06/15", .jsonl = jsonl, .records = 600});
+  ASSERT_TRUE(name.ok()) << name.status();
+  bool found = false;
+  const std::string stored = fake.Object(kBucket, *name, &found);
+  ASSERT_TRUE(found);
+  EXPECT_GT(stored.size(), 3u * 256 * 1024);  // really several chunks
+  EXPECT_GE(fake.chunk_puts.load(), 4);
+  auto back = GzipDecompress(stored);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, jsonl);
+  EXPECT_EQ(fake.fail_next_chunks.load(), 0);
+}
+
+TEST(GcsFake, LostReplyRetryHitsThePreconditionAndCountsAsWritten) {
+  testing::GcsFakeServer fake;
+  fake.CreateBucket(kBucket);
+  auto up = GcsBatchUploader::Create(FakeOptions(fake));
+  ASSERT_TRUE(up.ok());
+  fake.lose_next_media_reply = 1;  // stored, but the client sees a 503 and retries
+  auto name = (*up)->Upload({.batch_key = "k", .jsonl = Lines(5, "k"), .records = 5});
+  ASSERT_TRUE(name.ok()) << name.status();
+  EXPECT_EQ(fake.preconditions_failed.load(), 1);  // ifGenerationMatch=0 stopped an overwrite
+  EXPECT_EQ(fake.Names(kBucket).size(), 1u);
+}
+
+TEST(GcsFake, MissingBucketIsNotFoundAndBucketCreationIsStrict) {
+  testing::GcsFakeServer fake;
+  auto up = GcsBatchUploader::Create(FakeOptions(fake));
+  ASSERT_TRUE(up.ok());
+  auto r = (*up)->Upload({.batch_key = "k", .jsonl = Lines(1, "k"), .records = 1});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound) << r.status();
+  httplib::Client client("127.0.0.1", fake.port());
+  auto created = client.Post("/storage/v1/b?project=p", "{\"name\":\"nb\"}", "application/json");
+  ASSERT_TRUE(created);
+  EXPECT_EQ(created->status, 200);
+  auto again = client.Post("/storage/v1/b?project=p", "{\"name\":\"nb\"}", "application/json");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 409);
+  auto unknown = client.Get("/storage/v1/b/nb/o/x/acl");
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->status, 501);
 }
 
 struct Pipeline {
