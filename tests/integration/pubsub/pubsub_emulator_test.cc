@@ -168,35 +168,66 @@ TEST_F(PubsubEmulatorTest, LeaseExtensionKeepsASlowMessage) {
   m->Ack();
 }
 
+// Forwards to the real stub and records the nacks (deadline-0 modacks) the server accepted.
+class NackRecordingStub : public PubsubStub {
+ public:
+  explicit NackRecordingStub(std::shared_ptr<PubsubStub> inner) : inner_(std::move(inner)) {}
+  absl::StatusOr<v1::PublishResponse> Publish(const v1::PublishRequest& r,
+                                              milliseconds t) override {
+    return inner_->Publish(r, t);
+  }
+  absl::Status Acknowledge(const v1::AcknowledgeRequest& r) override {
+    return inner_->Acknowledge(r);
+  }
+  absl::Status ModifyAckDeadline(const v1::ModifyAckDeadlineRequest& r) override {
+    absl::Status s = inner_->ModifyAckDeadline(r);
+    if (s.ok() && r.ack_deadline_seconds() == 0) nacked_ += r.ack_ids_size();
+    return s;
+  }
+  std::unique_ptr<PullStream> StreamingPull() override { return inner_->StreamingPull(); }
+  absl::StatusOr<v1::Topic> CreateTopic(const v1::Topic& t) override {
+    return inner_->CreateTopic(t);
+  }
+  absl::Status DeleteTopic(const std::string& t) override { return inner_->DeleteTopic(t); }
+  absl::StatusOr<v1::Subscription> CreateSubscription(const v1::Subscription& s) override {
+    return inner_->CreateSubscription(s);
+  }
+  absl::StatusOr<v1::Subscription> GetSubscription(const std::string& n) override {
+    return inner_->GetSubscription(n);
+  }
+  absl::Status DeleteSubscription(const std::string& n) override {
+    return inner_->DeleteSubscription(n);
+  }
+  std::atomic<int> nacked_{0};
+
+ private:
+  std::shared_ptr<PubsubStub> inner_;
+};
+
 TEST_F(PubsubEmulatorTest, StopNacksMessagesNotHandedOver) {
   PublishRaw({"a", "b", "c", "d", "e"});
-  std::set<std::string> ids;
-  {
-    auto consumer = Consumer({.channel_capacity = 1, .ack_deadline = seconds(10)});
-    ASSERT_TRUE(consumer->Start().ok());
-    ASSERT_TRUE(
-        ::dataflow::testing::WaitFor([&] { return consumer->stats().received >= 5; }, seconds(20)));
-    ASSERT_TRUE(consumer->Stop(steady_clock::now() + seconds(5)).ok());
-    EXPECT_TRUE(consumer->Messages().closed());
-    // One sits in the closed channel, as it would for the pipeline to drain; it is acked.
-    auto handed_over = PopFor(consumer->Messages(), milliseconds(0));
-    ASSERT_TRUE(handed_over.has_value());
-    handed_over->Ack();
-    EXPECT_GE(consumer->stats().nacks_sent, 4u);
-    ids.insert(handed_over->data.payload);
-  }
-  // The four never handed over come back. (Observed: the emulator does not redeliver a nacked
-  // message early once the stream it went to is closed; it waits out the 10 s deadline. The
-  // nacks themselves are asserted above.)
-  auto consumer = Consumer({.ack_deadline = seconds(60)});
+  auto recording = std::make_shared<NackRecordingStub>(stub_);
+  auto c = GooglePubsubConsumer::Create(
+      recording, {.subscription_id = sub(), .channel_capacity = 1, .ack_deadline = seconds(60)});
+  ASSERT_TRUE(c.ok());
+  auto consumer = *std::move(c);
   ASSERT_TRUE(consumer->Start().ok());
-  while (ids.size() < 5) {
-    auto m = PopFor(consumer->Messages(), seconds(30));
-    ASSERT_TRUE(m.has_value()) << "have " << ids.size();
-    ids.insert(m->data.payload);
-    m->Ack();
-  }
-  EXPECT_EQ(ids, (std::set<std::string>{"a", "b", "c", "d", "e"}));
+  ASSERT_TRUE(
+      ::dataflow::testing::WaitFor([&] { return consumer->stats().received >= 5; }, seconds(20)));
+  ASSERT_TRUE(consumer->Stop(steady_clock::now() + seconds(5)).ok());
+  EXPECT_TRUE(consumer->Messages().closed());
+  // One sits in the closed channel, as it would for the pipeline to drain; it is acked. The
+  // other four never reached the channel: the server has accepted a nack for each.
+  auto handed_over = PopFor(consumer->Messages(), milliseconds(0));
+  ASSERT_TRUE(handed_over.has_value());
+  handed_over->Ack();
+  EXPECT_FALSE(PopFor(consumer->Messages(), milliseconds(0)).has_value());
+  EXPECT_TRUE(
+      ::dataflow::testing::WaitFor([&] { return recording->nacked_.load() >= 4; }, seconds(10)))
+      << recording->nacked_.load();
+  EXPECT_GE(consumer->stats().nacks_sent, 4u);
+  // (The emulator was seen not to redeliver messages nacked as their stream closed until well
+  // after their deadline, so redelivery itself is checked in NackIsRedelivered.)
 }
 
 TEST_F(PubsubEmulatorTest, ProducerBatchesAndFlushes) {
