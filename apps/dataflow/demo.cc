@@ -1,0 +1,411 @@
+#include "demo.h"
+
+#include <mqtt/async_client.h>
+#include <sqlite3.h>
+#include <zlib.h>
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <thread>
+
+#include "child_process.h"
+#include "dataflow/bqstore/bigquery_service.h"
+#include "dataflow/bqstore/row.h"
+#include "dataflow/bqstore/sqlite_inserter.h"
+#include "dataflow/cache/lru_cache.h"
+#include "dataflow/enrichment/enrichment_service.h"
+#include "dataflow/icestore/ice_storage_service.h"
+#include "dataflow/icestore/local_directory_uploader.h"
+#include "dataflow/messagepipeline/errors.h"
+#include "dataflow/messagepipeline/in_process_broker.h"
+#include "dataflow/messagepipeline/publisher.h"
+#include "dataflow/mqttconverter/ingestion_service.h"
+#include "dataflow/mqttconverter/mqtt_consumer.h"
+
+namespace dataflow::app {
+namespace {
+
+namespace fs = std::filesystem;
+namespace mp = messagepipeline;
+using SteadyClock = std::chrono::steady_clock;
+
+struct DeviceInfo {
+  std::string name;
+  std::string location;
+};
+void to_json(nlohmann::json& j, const DeviceInfo& d) {
+  j = {{"name", d.name}, {"location", d.location}};
+}
+void from_json(const nlohmann::json& j, DeviceInfo& d) {
+  d.name = j.at("name").get<std::string>();
+  d.location = j.at("location").get<std::string>();
+}
+
+// The warehouse row: the reading plus what enrichment added.
+struct Reading {
+  std::string device_id;
+  double temperature = 0;
+  double humidity = 0;
+  std::optional<std::string> device_name;
+  std::optional<std::string> location;
+  bqstore::Timestamp published_at{};
+};
+DATAFLOW_DESCRIBE(Reading, device_id, temperature, humidity, device_name, location, published_at);
+
+// The source of truth for device metadata: a JSON file, as Firestore would be in production.
+class JsonFileRegistry final : public cache::Fetcher<std::string, DeviceInfo> {
+ public:
+  static absl::StatusOr<std::shared_ptr<JsonFileRegistry>> Load(const fs::path& path) {
+    std::ifstream in(path);
+    if (!in) return absl::NotFoundError("device registry not readable: " + path.string());
+    auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object()) {
+      return absl::InvalidArgumentError("device registry is not a JSON object: " + path.string());
+    }
+    auto registry = std::make_shared<JsonFileRegistry>();
+    for (auto& [id, value] : j.items()) {
+      if (!value.is_object() || !value.contains("name") || !value.contains("location")) {
+        return absl::InvalidArgumentError("device registry entry \"" + id +
+                                          "\" needs \"name\" and \"location\"");
+      }
+      registry->devices_[id] = value.get<DeviceInfo>();
+    }
+    return registry;
+  }
+  absl::StatusOr<DeviceInfo> Fetch(const std::string& id) override {
+    ++lookups_;
+    auto it = devices_.find(id);
+    if (it == devices_.end()) return absl::NotFoundError("unknown device " + id);
+    return it->second;
+  }
+  absl::Status Close() override { return absl::OkStatus(); }
+  [[nodiscard]] std::uint64_t lookups() const { return lookups_.load(); }
+
+ private:
+  std::map<std::string, DeviceInfo> devices_;
+  std::atomic<std::uint64_t> lookups_{0};
+};
+
+std::string DeviceId(int i) { return "device-" + std::to_string(i); }
+
+void WriteDefaultRegistry(const fs::path& path, int devices) {
+  static const char* kLocations[] = {"london", "paris", "berlin"};
+  nlohmann::json j = nlohmann::json::object();
+  // The last device is left out on purpose: the summary shows it passing unenriched.
+  for (int i = 0; i + 1 < devices || (devices == 1 && i == 0); ++i) {
+    j[DeviceId(i)] = DeviceInfo{"Sensor " + std::to_string(i), kLocations[i % 3]};
+  }
+  std::ofstream(path) << j.dump(2) << "\n";
+}
+
+// Turns the enriched envelope into a warehouse row; what does not parse is dead-lettered.
+mp::TransformResult<Reading> ToReading(const mp::Message& m) {
+  auto envelope = mp::DecodeMessageData(m.data.payload);
+  if (!envelope.ok()) return mp::MarkPermanent(envelope.status());
+  auto body = nlohmann::json::parse(envelope->payload, nullptr, false);
+  if (!body.is_object() || !body.contains("deviceId") || !body["temperature"].is_number()) {
+    return mp::PermanentError("not a device reading: " + envelope->payload);
+  }
+  Reading r;
+  r.device_id = body["deviceId"].get<std::string>();
+  r.temperature = body["temperature"].get<double>();
+  r.humidity = body.value("humidity", 0.0);
+  const auto& e = envelope->enrichment_data;
+  if (e.is_object() && e.contains("name")) r.device_name = e["name"].get<std::string>();
+  if (e.is_object() && e.contains("location")) r.location = e["location"].get<std::string>();
+  r.published_at = envelope->publish_time;
+  return std::optional<Reading>(std::move(r));
+}
+
+struct ArchiveCount {
+  std::size_t objects = 0;
+  std::size_t lines = 0;
+};
+
+ArchiveCount CountArchive(const fs::path& root) {
+  ArchiveCount count;
+  if (!fs::exists(root)) return count;
+  for (const auto& entry : fs::recursive_directory_iterator(root)) {
+    if (!entry.is_regular_file() || entry.path().extension() != ".gz") continue;
+    ++count.objects;
+    gzFile f = gzopen(entry.path().c_str(), "rb");
+    if (!f) continue;
+    char buf[1 << 16];
+    while (gzgets(f, buf, sizeof(buf))) ++count.lines;
+    gzclose(f);
+  }
+  return count;
+}
+
+long long CountRows(const fs::path& db, const std::string& table) {
+  sqlite3* conn = nullptr;
+  long long rows = -1;
+  if (sqlite3_open_v2(db.c_str(), &conn, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* stmt = nullptr;
+    const std::string sql = "SELECT COUNT(*) FROM " + table;
+    if (sqlite3_prepare_v2(conn, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW) {
+      rows = sqlite3_column_int64(stmt, 0);
+    }
+    sqlite3_finalize(stmt);
+  }
+  sqlite3_close(conn);
+  return rows;
+}
+
+// Simulated devices: publish readings over MQTT at QoS 1.
+absl::Status PublishReadings(const std::string& url, const DemoOptions& o,
+                             std::atomic<std::uint64_t>& published) {
+  try {
+    mqtt::async_client client(url, "dataflow-demo-devices");
+    client.connect(mqtt::connect_options_builder().clean_session(true).finalize())->wait();
+    std::mt19937 rng(42);
+    std::normal_distribution<double> temp(21.0, 3.0);
+    std::uniform_real_distribution<double> humidity(30, 70);
+    const int total = o.devices * o.messages_per_device;
+    const auto start = SteadyClock::now();
+    std::vector<mqtt::delivery_token_ptr> in_flight;
+    for (int n = 0; n < total; ++n) {
+      const int device = n % o.devices;
+      nlohmann::json body = {{"deviceId", DeviceId(device)},
+                             {"temperature", std::round(temp(rng) * 10) / 10},
+                             {"humidity", std::round(humidity(rng))},
+                             {"seq", n / o.devices}};
+      in_flight.push_back(client.publish(
+          mqtt::make_message("devices/" + DeviceId(device) + "/telemetry", body.dump(), 1, false)));
+      if (in_flight.size() >= 100) {
+        for (auto& t : in_flight) t->wait();
+        published += in_flight.size();
+        in_flight.clear();
+      }
+      if (o.rate > 0) {
+        std::this_thread::sleep_until(start + std::chrono::duration_cast<SteadyClock::duration>(
+                                                  std::chrono::duration<double>((n + 1) / o.rate)));
+      }
+    }
+    for (auto& t : in_flight) t->wait();
+    published += in_flight.size();
+    client.disconnect()->wait();
+  } catch (const mqtt::exception& e) {
+    return absl::UnavailableError(std::string("simulated devices: MQTT: ") + e.what());
+  }
+  return absl::OkStatus();
+}
+
+template <typename T>
+T OrDie(absl::StatusOr<T> v, const char* what) {
+  if (!v.ok()) {
+    std::fprintf(stderr, "demo: %s: %s\n", what, v.status().ToString().c_str());
+    std::exit(1);
+  }
+  return *std::move(v);
+}
+
+void Check(const absl::Status& s, const char* what) {
+  if (!s.ok()) {
+    std::fprintf(stderr, "demo: %s: %s\n", what, s.ToString().c_str());
+    std::exit(1);
+  }
+}
+
+}  // namespace
+
+int RunDemo(const DemoOptions& o) {
+  if (o.devices <= 0 || o.messages_per_device <= 0) {
+    std::fprintf(stderr, "demo: --devices and --messages must be > 0\n");
+    return 2;
+  }
+  const fs::path out = fs::absolute(o.out_dir);
+  fs::create_directories(out);
+  const fs::path registry_path = out / "registry.json";
+  const fs::path db_path = out / "warehouse.db";
+  const fs::path archive_root = out / "archive";
+  if (!fs::exists(registry_path)) WriteDefaultRegistry(registry_path, o.devices);
+  fs::remove(db_path);  // each run starts with an empty warehouse and archive
+  fs::remove(db_path.string() + "-wal");
+  fs::remove(db_path.string() + "-shm");
+  fs::remove_all(archive_root);
+
+  // 1. An MQTT broker: the user's, or a local Mosquitto on a free loopback port.
+  std::unique_ptr<ChildProcess> mosquitto;
+  std::string url = o.mqtt_url;
+  if (url.empty()) {
+    const int port = FreeLoopbackPort();
+    const fs::path conf = out / "mosquitto.conf";
+    std::ofstream(conf) << "listener " << port << " 127.0.0.1\nallow_anonymous true\n"
+                        << "persistence false\n";
+    mosquitto = OrDie(
+        ChildProcess::Start({"mosquitto", "-c", conf.string()}, (out / "mosquitto.log").string()),
+        "starting mosquitto (install it, or pass --mqtt-url)");
+    const auto deadline = SteadyClock::now() + std::chrono::seconds(10);
+    while (!LoopbackPortAnswers(port) && SteadyClock::now() < deadline && mosquitto->running()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (!LoopbackPortAnswers(port)) {
+      std::fprintf(stderr, "demo: mosquitto did not come up; see %s\n",
+                   (out / "mosquitto.log").c_str());
+      return 1;
+    }
+    url = "tcp://127.0.0.1:" + std::to_string(port);
+  }
+
+  // 2. In-process topics between the services.
+  auto broker = mp::InProcessBroker::Create();
+  for (const char* t : {"raw", "enriched", "dead-letters"}) Check(broker->CreateTopic(t), t);
+  Check(broker->CreateSubscription("raw-enrichment", "raw"), "subscription");
+  Check(broker->CreateSubscription("enriched-bigquery", "enriched"), "subscription");
+  Check(broker->CreateSubscription("enriched-icestore", "enriched"), "subscription");
+  Check(broker->CreateSubscription("dead-letters-sub", "dead-letters"), "subscription");
+  auto dead_letters = broker->NewDeadLetterSink("dead-letters");
+
+  // 3. Ingestion: MQTT → raw.
+  mqttconverter::MQTTClientConfig mqtt_config{
+      .broker_url = url,
+      .client_id = "dataflow-demo-ingestion",
+      .topic_mappings = {{.name = "telemetry", .topic = "devices/+/telemetry", .qos = 1}}};
+  auto mqtt_consumer = OrDie(mqttconverter::MqttConsumer::Create(mqtt_config), "MQTT consumer");
+  auto ingestion = OrDie(mqttconverter::IngestionService::Create(
+                             {.name = "ingestion",
+                              .route_topics = {{"telemetry", "raw"}},
+                              .unmapped = mqttconverter::UnmappedRoutePolicy::kReject},
+                             std::move(mqtt_consumer), broker->NewPublisher()),
+                         "ingestion service");
+
+  // 4. Enrichment: raw → (LRU → registry file) → enriched.
+  auto registry = OrDie(JsonFileRegistry::Load(registry_path), "device registry");
+  auto lru =
+      OrDie(cache::InMemoryLRUCache<std::string, DeviceInfo>::Create({.max_size = 1000}, registry),
+            "LRU cache");
+  std::shared_ptr<cache::Fetcher<std::string, DeviceInfo>> chain = std::move(lru);
+  auto applier = [json = enrichment::JsonApplier<DeviceInfo>()](mp::Message& m,
+                                                                const DeviceInfo& d) {
+    json(m, d);
+    m.attributes["location"] = d.location;  // icestore groups archives by it
+  };
+  auto enricher = OrDie(enrichment::MakeEnricher<std::string, DeviceInfo>(
+                            chain, enrichment::JsonPayloadKey("deviceId"), applier,
+                            {.on_not_found = enrichment::FailurePolicy::kPassUnenriched,
+                             .on_error = enrichment::FailurePolicy::kNack}),
+                        "enricher");
+  auto enrich = OrDie(enrichment::EnrichmentService::CreateAsync(
+                          {.name = "enrichment"}, *broker->NewConsumer("raw-enrichment"), enricher,
+                          mp::PublishEnvelope(broker->NewPublisher(), "enriched")),
+                      "enrichment service");
+
+  // 5. Warehouse: enriched → SQLite (the embedded stand-in for BigQuery).
+  auto inserter = OrDie(
+      bqstore::SQLiteInserter<Reading>::Create({.path = db_path.string(), .table = "readings"}),
+      "SQLite inserter");
+  auto bigquery =
+      OrDie(bqstore::NewBigQueryService<Reading>(
+                {.name = "bigquery",
+                 .batch_size = 100,
+                 .flush_interval = std::chrono::milliseconds(500),
+                 .dead_letter = dead_letters},
+                *broker->NewConsumer("enriched-bigquery"), ToReading,
+                std::shared_ptr<bqstore::DataBatchInserter<Reading>>(std::move(inserter))),
+            "bigquery service");
+
+  // 6. Archive: enriched → gzip JSONL objects grouped by date/location.
+  auto uploader = OrDie(icestore::LocalDirectoryUploader::Create({.root = archive_root.string()}),
+                        "archive uploader");
+  icestore::IceStorageServiceOptions ice_options{.name = "icestore"};
+  ice_options.batcher.batch_size = 250;
+  ice_options.batcher.flush_interval = std::chrono::milliseconds(500);
+  auto icestore = OrDie(icestore::IceStorageService::Create(
+                            ice_options, *broker->NewConsumer("enriched-icestore"),
+                            std::shared_ptr<icestore::DataUploader>(std::move(uploader))),
+                        "icestore service");
+
+  Check(bigquery->Start(), "starting bigquery");
+  Check(icestore->Start(), "starting icestore");
+  Check(enrich->Start(), "starting enrichment");
+  Check(ingestion->Start(), "starting ingestion");
+
+  const std::uint64_t total = static_cast<std::uint64_t>(o.devices) * o.messages_per_device;
+  std::printf("dataflow demo: %d devices x %d readings over MQTT (%s)\n", o.devices,
+              o.messages_per_device, url.c_str());
+  std::printf("  MQTT → ingestion → raw → enrichment → enriched → {SQLite, gzip archive}\n");
+  std::atomic<std::uint64_t> published{0};
+  absl::Status devices_status;
+  const auto started = SteadyClock::now();
+  std::jthread devices([&] { devices_status = PublishReadings(url, o, published); });
+
+  auto done = [&] {
+    const auto bq = bigquery->metrics();
+    return bq.processed + bq.dead_lettered >= total && icestore->metrics().processed >= total;
+  };
+  const auto deadline = started + std::chrono::seconds(o.timeout_seconds);
+  bool finished = false;
+  while (SteadyClock::now() < deadline) {
+    finished = done();
+    const double secs = std::chrono::duration<double>(SteadyClock::now() - started).count();
+    const auto bq = bigquery->metrics();
+    std::printf(
+        "\r  %5.1fs  published %llu  ingested %llu  enriched %llu  stored %llu  archived "
+        "%llu  errors %llu  (%.0f msg/s)   ",
+        secs, static_cast<unsigned long long>(published.load()),
+        static_cast<unsigned long long>(ingestion->metrics().processed),
+        static_cast<unsigned long long>(enrich->enrichment_metrics().enriched),
+        static_cast<unsigned long long>(bq.processed),
+        static_cast<unsigned long long>(icestore->metrics().processed),
+        static_cast<unsigned long long>(ingestion->metrics().nacked + bq.dead_lettered + bq.nacked +
+                                        icestore->metrics().nacked),
+        secs > 0 ? static_cast<double>(bq.processed) / secs : 0.0);
+    std::fflush(stdout);
+    if (finished) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  std::printf("\n");
+  devices.join();
+  const double elapsed = std::chrono::duration<double>(SteadyClock::now() - started).count();
+
+  // Stop front to back, each draining what it already has.
+  bool clean = true;
+  for (auto [name, stopped] :
+       {std::pair{"ingestion", ingestion->Stop(SteadyClock::now() + std::chrono::seconds(10))},
+        std::pair{"enrichment", enrich->Stop(std::chrono::seconds(10))},
+        std::pair{"bigquery", bigquery->Stop(std::chrono::seconds(10))},
+        std::pair{"icestore", icestore->Stop(std::chrono::seconds(10))}}) {
+    if (!stopped.ok()) {
+      std::fprintf(stderr, "demo: %s did not stop cleanly: %s\n", name, stopped.ToString().c_str());
+      clean = false;
+    }
+  }
+
+  const long long rows = CountRows(db_path, "readings");
+  const ArchiveCount archived = CountArchive(archive_root);
+  const auto em = enrich->enrichment_metrics();
+  std::printf("\nsummary (%.1f s, %.0f messages/s end to end)\n", elapsed,
+              static_cast<double>(total) / elapsed);
+  std::printf("  published over MQTT      %llu\n",
+              static_cast<unsigned long long>(published.load()));
+  std::printf("  ingested to 'raw'        %llu\n",
+              static_cast<unsigned long long>(ingestion->metrics().processed));
+  std::printf("  enriched                 %llu (unknown device, passed unenriched: %llu)\n",
+              static_cast<unsigned long long>(em.enriched),
+              static_cast<unsigned long long>(em.not_found));
+  std::printf("  registry lookups         %llu (the LRU answered the rest)\n",
+              static_cast<unsigned long long>(registry->lookups()));
+  std::printf("  rows in SQLite           %lld  (%s, table readings)\n", rows, db_path.c_str());
+  std::printf("  archived                 %zu lines in %zu gzip objects under %s\n", archived.lines,
+              archived.objects, archive_root.c_str());
+  std::printf("  dead letters             %llu\n",
+              static_cast<unsigned long long>(broker->Stats("dead-letters-sub")->pending));
+  std::printf(
+      "\ntry:\n  sqlite3 %s 'SELECT location, COUNT(*), ROUND(AVG(temperature),1) FROM "
+      "readings GROUP BY location'\n  zcat $(find %s -name \"*.gz\" | head -1) | head -2\n",
+      db_path.c_str(), archive_root.c_str());
+
+  const bool ok = finished && clean && devices_status.ok() &&
+                  rows == static_cast<long long>(total) && archived.lines == total;
+  if (!devices_status.ok()) std::fprintf(stderr, "demo: %s\n", devices_status.ToString().c_str());
+  if (!ok) std::fprintf(stderr, "demo: FAILED: not every message reached both sinks\n");
+  return ok ? 0 : 1;
+}
+
+}  // namespace dataflow::app
