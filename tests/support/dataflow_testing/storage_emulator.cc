@@ -21,10 +21,8 @@ std::string Escape(const std::string& s) {
   return out;
 }
 
-// The repository root, found from this source file's location at build time.
-std::filesystem::path RepoRoot() {
-  return std::filesystem::path(__FILE__).parent_path().parent_path().parent_path().parent_path();
-}
+// The repository root, given by the build (__FILE__ may be relative under ccache's basedir).
+std::filesystem::path RepoRoot() { return std::filesystem::path(DATAFLOW_SOURCE_DIR); }
 
 }  // namespace
 
