@@ -309,8 +309,11 @@ TEST_F(PubsubEmulatorTest, StreamingServiceProcessesEachMessageOnce) {
 }
 
 TEST_F(PubsubEmulatorTest, ReconnectsAfterTheEmulatorRestarts) {
+  // The restarted emulator has no state, and a NOT_FOUND subscription rightly stops the
+  // consumer: the backoff must outlast the restart plus the recreation below, even on a
+  // loaded machine (2 s did not, in CI). Jitter makes the first attempt 8-16 s away.
   auto consumer = Consumer(
-      {.reconnect_backoff = {.initial = seconds(2), .maximum = seconds(2), .multiplier = 1.0}});
+      {.reconnect_backoff = {.initial = seconds(16), .maximum = seconds(16), .multiplier = 1.0}});
   ASSERT_TRUE(consumer->Start().ok());
   PublishRaw({"before"});
   auto m = PopFor(consumer->Messages(), seconds(20));
@@ -322,7 +325,7 @@ TEST_F(PubsubEmulatorTest, ReconnectsAfterTheEmulatorRestarts) {
   g_emulator->process().Kill();
   ASSERT_TRUE(::dataflow::testing::WaitFor([&] { return !consumer->IsConnected(); }, seconds(20)));
   ASSERT_TRUE(g_emulator->process().Restart().ok());
-  // The emulator keeps no state; recreate before the consumer's next attempt (>= 1 s away),
+  // The emulator keeps no state; recreate before the consumer's next attempt (8-16 s away),
   // on a fresh channel (the old one may still be in its reconnect backoff).
   auto fresh = MakePubsubStub({.channel_id = 1});
   ASSERT_TRUE(fresh.ok());
