@@ -94,18 +94,8 @@ class BatchingService {
     std::vector<ProcessableItem<T>> items;
     items.reserve(batch.size());
     pool_.ForEach(batch, [&](Message& message) {
-      counters_.received.fetch_add(1, std::memory_order_relaxed);
-      if (policy_.SettleIfExhausted(message)) return;
-      TransformResult<T> transformed = RunTransformer(transformer_, message);
-      if (!transformed.ok()) {
-        policy_.Fail(message, transformed.status(), FailureStage::kTransform);
-        return;
-      }
-      if (!transformed->has_value()) {
-        policy_.Skip(message);
-        return;
-      }
-      items.push_back(ProcessableItem<T>{std::move(message), std::move(**transformed)});
+      std::optional<T> value = TransformOrSettle(message, transformer_, policy_, counters_);
+      if (value) items.push_back(ProcessableItem<T>{std::move(message), *std::move(value)});
     });
     const std::size_t pushed = items_.PushAll(items);
     // Only after the batcher is gone, which happens once all workers are done: defensive.

@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -107,6 +108,23 @@ class DeliveryPolicy {
   DeliveryPolicyOptions options_;
   ServiceCounters* counters_;
 };
+
+// The first steps every service takes with a message: count it, park it if its delivery
+// attempts are used up, transform it. Returns the value to process, or nullopt when the
+// message was settled here (dead-lettered, skipped, nacked).
+template <typename T>
+std::optional<T> TransformOrSettle(Message& message, const MessageTransformer<T>& transformer,
+                                   DeliveryPolicy& policy, ServiceCounters& counters) {
+  counters.received.fetch_add(1, std::memory_order_relaxed);
+  if (policy.SettleIfExhausted(message)) return std::nullopt;
+  TransformResult<T> transformed = RunTransformer(transformer, message);
+  if (!transformed.ok()) {
+    policy.Fail(message, transformed.status(), FailureStage::kTransform);
+    return std::nullopt;
+  }
+  if (!transformed->has_value()) policy.Skip(message);
+  return *std::move(transformed);
+}
 
 // Checks the options every service shares; names the service in the error.
 absl::Status ValidateDeliveryPolicy(const DeliveryPolicyOptions& options);

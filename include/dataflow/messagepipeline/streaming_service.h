@@ -109,21 +109,12 @@ class StreamingService {
   }
 
   void Handle(Message& message) {
-    counters_.received.fetch_add(1, std::memory_order_relaxed);
-    if (policy_.SettleIfExhausted(message)) return;
-    TransformResult<T> transformed = RunTransformer(transformer_, message);
-    if (!transformed.ok()) {
-      policy_.Fail(message, transformed.status(), FailureStage::kTransform);
-      return;
-    }
-    if (!transformed->has_value()) {
-      policy_.Skip(message);
-      return;
-    }
+    std::optional<T> value = TransformOrSettle(message, transformer_, policy_, counters_);
+    if (!value) return;
     if (async_processor_) {
       std::future<absl::Status> outcome;
       try {
-        outcome = async_processor_(message, **transformed);
+        outcome = async_processor_(message, *value);
       } catch (const std::exception& e) {
         outcome = ReadyStatus(absl::InternalError(absl::StrCat("processor threw: ", e.what())));
       }
@@ -131,7 +122,7 @@ class StreamingService {
       return;
     }
     absl::Status processed =
-        CallNoThrow("processor", [&] { return processor_(message, **transformed); });
+        CallNoThrow("processor", [&] { return processor_(message, *value); });
     if (processed.ok()) {
       policy_.Succeed(message);
     } else {
