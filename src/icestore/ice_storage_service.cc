@@ -34,18 +34,10 @@ struct IceStorageService::Impl {
     std::vector<Pending> out;
     out.reserve(batch.size());
     pool.ForEach(batch, [&](Message& message) {
-      counters.received.fetch_add(1, std::memory_order_relaxed);
-      if (policy.SettleIfExhausted(message)) return;
-      auto transformed = messagepipeline::RunTransformer(transformer, message);
-      if (!transformed.ok()) {
-        policy.Fail(message, transformed.status(), messagepipeline::FailureStage::kTransform);
-        return;
-      }
-      if (!transformed->has_value()) {
-        policy.Skip(message);
-        return;
-      }
-      ArchivalData& data = **transformed;
+      std::optional<ArchivalData> transformed =
+          messagepipeline::TransformOrSettle(message, transformer, policy, counters);
+      if (!transformed) return;
+      ArchivalData& data = *transformed;
       // Custom transformers too: no key may escape the prefix.
       data.batch_key = SanitizeBatchKey(data.batch_key);
       std::string line = EncodeArchivalLine(data);
