@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "child_process.h"
+#include "device_model.h"
 #include "dataflow/bqstore/bigquery_service.h"
 #include "dataflow/bqstore/row.h"
 #include "dataflow/bqstore/sqlite_inserter.h"
@@ -33,63 +34,6 @@ namespace fs = std::filesystem;
 namespace mp = messagepipeline;
 using SteadyClock = std::chrono::steady_clock;
 
-struct DeviceInfo {
-  std::string name;
-  std::string location;
-};
-void to_json(nlohmann::json& j, const DeviceInfo& d) {
-  j = {{"name", d.name}, {"location", d.location}};
-}
-void from_json(const nlohmann::json& j, DeviceInfo& d) {
-  d.name = j.at("name").get<std::string>();
-  d.location = j.at("location").get<std::string>();
-}
-
-// The warehouse row: the reading plus what enrichment added.
-struct Reading {
-  std::string device_id;
-  double temperature = 0;
-  double humidity = 0;
-  std::optional<std::string> device_name;
-  std::optional<std::string> location;
-  bqstore::Timestamp published_at{};
-};
-DATAFLOW_DESCRIBE(Reading, device_id, temperature, humidity, device_name, location, published_at);
-
-// The source of truth for device metadata: a JSON file, as Firestore would be in production.
-class JsonFileRegistry final : public cache::Fetcher<std::string, DeviceInfo> {
- public:
-  static absl::StatusOr<std::shared_ptr<JsonFileRegistry>> Load(const fs::path& path) {
-    std::ifstream in(path);
-    if (!in) return absl::NotFoundError("device registry not readable: " + path.string());
-    auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-    if (!j.is_object()) {
-      return absl::InvalidArgumentError("device registry is not a JSON object: " + path.string());
-    }
-    auto registry = std::make_shared<JsonFileRegistry>();
-    for (auto& [id, value] : j.items()) {
-      if (!value.is_object() || !value.contains("name") || !value.contains("location")) {
-        return absl::InvalidArgumentError("device registry entry \"" + id +
-                                          "\" needs \"name\" and \"location\"");
-      }
-      registry->devices_[id] = value.get<DeviceInfo>();
-    }
-    return registry;
-  }
-  absl::StatusOr<DeviceInfo> Fetch(const std::string& id) override {
-    ++lookups_;
-    auto it = devices_.find(id);
-    if (it == devices_.end()) return absl::NotFoundError("unknown device " + id);
-    return it->second;
-  }
-  absl::Status Close() override { return absl::OkStatus(); }
-  [[nodiscard]] std::uint64_t lookups() const { return lookups_.load(); }
-
- private:
-  std::map<std::string, DeviceInfo> devices_;
-  std::atomic<std::uint64_t> lookups_{0};
-};
-
 std::string DeviceId(int i) { return "device-" + std::to_string(i); }
 
 void WriteDefaultRegistry(const fs::path& path, int devices) {
@@ -100,25 +44,6 @@ void WriteDefaultRegistry(const fs::path& path, int devices) {
     j[DeviceId(i)] = DeviceInfo{"Sensor " + std::to_string(i), kLocations[i % 3]};
   }
   std::ofstream(path) << j.dump(2) << "\n";
-}
-
-// Turns the enriched envelope into a warehouse row; what does not parse is dead-lettered.
-mp::TransformResult<Reading> ToReading(const mp::Message& m) {
-  auto envelope = mp::DecodeMessageData(m.data.payload);
-  if (!envelope.ok()) return mp::MarkPermanent(envelope.status());
-  auto body = nlohmann::json::parse(envelope->payload, nullptr, false);
-  if (!body.is_object() || !body.contains("deviceId") || !body["temperature"].is_number()) {
-    return mp::PermanentError("not a device reading: " + envelope->payload);
-  }
-  Reading r;
-  r.device_id = body["deviceId"].get<std::string>();
-  r.temperature = body["temperature"].get<double>();
-  r.humidity = body.value("humidity", 0.0);
-  const auto& e = envelope->enrichment_data;
-  if (e.is_object() && e.contains("name")) r.device_name = e["name"].get<std::string>();
-  if (e.is_object() && e.contains("location")) r.location = e["location"].get<std::string>();
-  r.published_at = envelope->publish_time;
-  return std::optional<Reading>(std::move(r));
 }
 
 struct ArchiveCount {

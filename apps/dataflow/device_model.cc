@@ -1,0 +1,71 @@
+#include "device_model.h"
+
+#include <fstream>
+
+#include "dataflow/messagepipeline/errors.h"
+
+namespace dataflow::app {
+
+namespace mp = messagepipeline;
+
+void to_json(nlohmann::json& j, const DeviceInfo& d) {
+  j = {{"name", d.name}, {"location", d.location}};
+}
+void from_json(const nlohmann::json& j, DeviceInfo& d) {
+  d.name = j.at("name").get<std::string>();
+  d.location = j.at("location").get<std::string>();
+}
+
+absl::StatusOr<std::shared_ptr<JsonFileRegistry>> JsonFileRegistry::Load(
+    const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError("device registry not readable: " + path.string());
+  auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) {
+    return absl::InvalidArgumentError("device registry is not a JSON object: " + path.string());
+  }
+  auto registry = std::make_shared<JsonFileRegistry>();
+  for (auto& [id, value] : j.items()) {
+    if (!value.is_object() || !value.contains("name") || !value.contains("location") ||
+        !value["name"].is_string() || !value["location"].is_string()) {
+      return absl::InvalidArgumentError("device registry entry \"" + id +
+                                        "\" needs string \"name\" and \"location\"");
+    }
+    registry->devices_[id] = value.get<DeviceInfo>();
+  }
+  return registry;
+}
+
+absl::StatusOr<DeviceInfo> JsonFileRegistry::Fetch(const std::string& id) {
+  ++lookups_;
+  auto it = devices_.find(id);
+  if (it == devices_.end()) return absl::NotFoundError("unknown device " + id);
+  return it->second;
+}
+
+mp::TransformResult<Reading> ToReading(const mp::Message& m) {
+  auto envelope = mp::DecodeMessageData(m.data.payload);
+  if (!envelope.ok()) return mp::MarkPermanent(envelope.status());
+  auto body = nlohmann::json::parse(envelope->payload, nullptr, false);
+  if (!body.is_object() || !body["deviceId"].is_string() || !body["temperature"].is_number()) {
+    return mp::PermanentError("not a device reading: " + envelope->payload);
+  }
+  Reading r;
+  r.device_id = body["deviceId"].get<std::string>();
+  r.temperature = body["temperature"].get<double>();
+  if (body["humidity"].is_number()) r.humidity = body["humidity"].get<double>();
+  const auto& e = envelope->enrichment_data;
+  // value() rather than operator[]: the envelope is const and the keys may be absent.
+  if (e.is_object()) {
+    if (auto name = e.value("name", nlohmann::json()); name.is_string()) {
+      r.device_name = name.get<std::string>();
+    }
+    if (auto loc = e.value("location", nlohmann::json()); loc.is_string()) {
+      r.location = loc.get<std::string>();
+    }
+  }
+  r.published_at = envelope->publish_time;
+  return std::optional<Reading>(std::move(r));
+}
+
+}  // namespace dataflow::app
