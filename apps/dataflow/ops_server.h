@@ -1,0 +1,85 @@
+// OpsServer: the program's operations endpoints over HTTP (cpp-httplib).
+//
+//   GET /healthz  200 "ok" while the process is live, else 503
+//   GET /readyz   200 when every component is ready, else 503 listing those that are not
+//   GET /metrics  200, Prometheus text (exposition format 0.0.4)
+//   anything else 404
+//
+// The server knows nothing about services: the runner hands it probes (callbacks) that ask
+// them. Probes run on the server's threads, concurrently with the pipeline, so they must be
+// thread-safe; a probe that throws answers 503 (500 for /metrics) and is logged. Thread-safe.
+#pragma once
+
+#include <absl/status/statusor.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dataflow/messagepipeline/consumer.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace dataflow::app {
+
+struct OpsServerOptions {
+  std::string host = "0.0.0.0";
+  int port = 9464;  // Prometheus' customary exporter port; 0: any free port (see port())
+};
+
+struct ComponentReadiness {
+  std::string name;
+  bool ready = false;
+  std::string detail;  // optional: why it is not ready, shown by /readyz
+};
+
+struct OpsProbes {
+  std::function<bool()> live;                                  // null: always live
+  std::function<std::vector<ComponentReadiness>()> readiness;  // null or empty list: ready
+  std::function<std::string()> metrics;                        // null: an empty scrape
+};
+
+class OpsServer {
+ public:
+  // Binds and starts serving before it returns. InvalidArgument for a bad port or empty
+  // host; Unavailable naming host:port when it cannot listen there (in use, not permitted,
+  // not a local address).
+  static absl::StatusOr<std::unique_ptr<OpsServer>> Start(OpsServerOptions options,
+                                                          OpsProbes probes);
+  ~OpsServer();  // Stop()
+  OpsServer(const OpsServer&) = delete;
+  OpsServer& operator=(const OpsServer&) = delete;
+
+  // Stops accepting and joins the server's threads; a request being answered is finished
+  // first. Idempotent.
+  void Stop();
+
+  // The port it listens on (the chosen one when options.port was 0).
+  [[nodiscard]] int port() const { return port_; }
+  [[nodiscard]] const std::string& host() const { return options_.host; }
+
+ private:
+  OpsServer(OpsServerOptions options, OpsProbes probes);
+  void Route();
+
+  const OpsServerOptions options_;
+  const OpsProbes probes_;
+  std::unique_ptr<httplib::Server> server_;
+  int port_ = 0;
+  std::thread thread_;
+  std::atomic<bool> listen_ended_{false};
+  std::mutex stop_mu_;
+  bool stopped_ = false;
+};
+
+// A consumer's readiness: ready while it reports itself connected and has not stopped; the
+// detail says which of the two failed (with the consumer's final status if it stopped).
+ComponentReadiness ConsumerReadiness(std::string name, messagepipeline::MessageConsumer& consumer);
+
+}  // namespace dataflow::app

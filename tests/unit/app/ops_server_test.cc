@@ -1,0 +1,206 @@
+#include "ops_server.h"
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <atomic>
+#include <stdexcept>
+
+#include "metrics.h"
+
+namespace dataflow::app {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Answer {
+  int status = -1;  // -1: no answer
+  std::string body;
+  std::string content_type;
+};
+
+Answer Get(int port, const std::string& path) {
+  httplib::Client client("127.0.0.1", port);
+  client.set_connection_timeout(5s);
+  client.set_read_timeout(5s);
+  auto res = client.Get(path);
+  if (!res) return {};
+  return Answer{res->status, res->body, res->get_header_value("Content-Type")};
+}
+
+OpsServerOptions Loopback(int port = 0) { return {.host = "127.0.0.1", .port = port}; }
+
+TEST(OpsServer, EndpointsOverHttpWithReadinessFlipping) {
+  std::atomic<bool> consumer_connected{false};
+  MetricsRegistry registry;
+  registry.AddCollector([](PrometheusText& out) {
+    WriteServiceMetrics(out, "enrichment", messagepipeline::ServiceMetrics{.received = 3});
+  });
+  auto server =
+      OpsServer::Start(Loopback(), OpsProbes{
+                                       .live = [] { return true; },
+                                       .readiness =
+                                           [&] {
+                                             return std::vector<ComponentReadiness>{
+                                                 {.name = "ingestion consumer", .ready = true},
+                                                 {.name = "enrichment consumer",
+                                                  .ready = consumer_connected.load(),
+                                                  .detail = "not connected"},
+                                             };
+                                           },
+                                       .metrics = [&] { return registry.Render(); },
+                                   });
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  ASSERT_GT(port, 0);
+
+  Answer health = Get(port, "/healthz");
+  EXPECT_EQ(health.status, 200);
+  EXPECT_EQ(health.body, "ok\n");
+
+  Answer not_ready = Get(port, "/readyz");
+  EXPECT_EQ(not_ready.status, 503);
+  EXPECT_EQ(not_ready.body, "not ready (1 of 2 components):\nenrichment consumer: not connected\n");
+
+  consumer_connected = true;
+  Answer ready = Get(port, "/readyz");
+  EXPECT_EQ(ready.status, 200);
+  EXPECT_EQ(ready.body, "ready\n");
+
+  Answer metrics = Get(port, "/metrics");
+  EXPECT_EQ(metrics.status, 200);
+  EXPECT_TRUE(metrics.content_type.starts_with("text/plain; version=0.0.4"))
+      << metrics.content_type;
+  EXPECT_EQ(metrics.body, registry.Render());
+  EXPECT_NE(metrics.body.find("dataflow_messages_received_total{service=\"enrichment\"} 3\n"),
+            std::string::npos);
+
+  Answer unknown = Get(port, "/nope");
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_NE(unknown.body.find("/nope"), std::string::npos);
+}
+
+TEST(OpsServer, NotLiveIs503) {
+  std::atomic<bool> live{true};
+  auto server = OpsServer::Start(Loopback(), OpsProbes{.live = [&] { return live.load(); }});
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_EQ(Get((*server)->port(), "/healthz").status, 200);
+  live = false;
+  EXPECT_EQ(Get((*server)->port(), "/healthz").status, 503);
+}
+
+TEST(OpsServer, WithoutProbesLiveReadyAndEmptyMetrics) {
+  auto server = OpsServer::Start(Loopback(), OpsProbes{});
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_EQ(Get((*server)->port(), "/healthz").status, 200);
+  EXPECT_EQ(Get((*server)->port(), "/readyz").status, 200);
+  Answer metrics = Get((*server)->port(), "/metrics");
+  EXPECT_EQ(metrics.status, 200);
+  EXPECT_EQ(metrics.body, "");
+}
+
+TEST(OpsServer, ThrowingProbesAnswerErrors) {
+  auto server = OpsServer::Start(
+      Loopback(), OpsProbes{
+                      .live = []() -> bool { throw std::runtime_error("live broke"); },
+                      .readiness = []() -> std::vector<ComponentReadiness> {
+                        throw std::runtime_error("ready broke");
+                      },
+                      .metrics = []() -> std::string { throw std::runtime_error("scrape broke"); },
+                  });
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  Answer live = Get(port, "/healthz");
+  EXPECT_EQ(live.status, 503);
+  EXPECT_NE(live.body.find("live broke"), std::string::npos);
+  EXPECT_EQ(Get(port, "/readyz").status, 503);
+  Answer metrics = Get(port, "/metrics");
+  EXPECT_EQ(metrics.status, 500);
+  EXPECT_NE(metrics.body.find("scrape broke"), std::string::npos);
+}
+
+TEST(OpsServer, PortInUseIsAClearError) {
+  auto first = OpsServer::Start(Loopback(), OpsProbes{});
+  ASSERT_TRUE(first.ok()) << first.status();
+  const int port = (*first)->port();
+  auto second = OpsServer::Start(Loopback(port), OpsProbes{});
+  ASSERT_FALSE(second.ok()) << "two servers on one port";
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(second.status().message().find(absl::StrCat("127.0.0.1:", port)), std::string::npos)
+      << second.status();
+  // The first one still answers.
+  EXPECT_EQ(Get(port, "/healthz").status, 200);
+}
+
+TEST(OpsServer, BadOptionsAreRejected) {
+  EXPECT_EQ(OpsServer::Start(Loopback(-1), {}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(OpsServer::Start(Loopback(65536), {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(OpsServer::Start({.host = "", .port = 0}, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  auto not_local = OpsServer::Start({.host = "203.0.113.7", .port = 0}, {});  // TEST-NET-3
+  EXPECT_EQ(not_local.status().code(), absl::StatusCode::kUnavailable) << not_local.status();
+}
+
+TEST(OpsServer, StopClosesThePortAndItCanBeReused) {
+  auto server = OpsServer::Start(Loopback(), OpsProbes{});
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  EXPECT_EQ(Get(port, "/healthz").status, 200);
+  (*server)->Stop();
+  (*server)->Stop();  // idempotent
+  EXPECT_EQ(Get(port, "/healthz").status, -1) << "nothing listens after Stop";
+  auto again = OpsServer::Start(Loopback(port), OpsProbes{});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(Get(port, "/healthz").status, 200);
+}
+
+TEST(OpsServer, StopRightAfterStartReturns) {
+  for (int i = 0; i < 20; ++i) {
+    auto server = OpsServer::Start(Loopback(), OpsProbes{});
+    ASSERT_TRUE(server.ok()) << server.status();
+    (*server)->Stop();  // would hang if the accept loop were not running yet
+  }
+}
+
+// A consumer whose connection and end the test controls.
+class FakeConsumer final : public messagepipeline::MessageConsumer {
+ public:
+  FakeConsumer() : channel_(1), done_(done_promise_.get_future().share()) {}
+  absl::Status Start() override { return absl::OkStatus(); }
+  absl::Status Stop(messagepipeline::Deadline) override {
+    End(absl::OkStatus());
+    return absl::OkStatus();
+  }
+  messagepipeline::BoundedQueue<messagepipeline::Message>& Messages() override { return channel_; }
+  std::shared_future<absl::Status> Done() override { return done_; }
+  [[nodiscard]] bool IsConnected() const override { return connected.load(); }
+
+  void End(absl::Status status) {
+    if (!ended_.exchange(true)) done_promise_.set_value(std::move(status));
+  }
+  std::atomic<bool> connected{false};
+
+ private:
+  messagepipeline::BoundedQueue<messagepipeline::Message> channel_;
+  std::promise<absl::Status> done_promise_;
+  std::shared_future<absl::Status> done_;
+  std::atomic<bool> ended_{false};
+};
+
+TEST(ConsumerReadiness, ConnectedAndNotStopped) {
+  FakeConsumer consumer;
+  ComponentReadiness r = ConsumerReadiness("raw", consumer);
+  EXPECT_EQ(r.name, "raw");
+  EXPECT_FALSE(r.ready);
+  EXPECT_EQ(r.detail, "not connected");
+  consumer.connected = true;
+  EXPECT_TRUE(ConsumerReadiness("raw", consumer).ready);
+  consumer.End(absl::UnavailableError("broker gone"));
+  r = ConsumerReadiness("raw", consumer);
+  EXPECT_FALSE(r.ready);
+  EXPECT_NE(r.detail.find("broker gone"), std::string::npos) << r.detail;
+}
+
+}  // namespace
+}  // namespace dataflow::app

@@ -1,0 +1,231 @@
+#include "timed_publisher.h"
+
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <mutex>
+
+#include "dataflow/messagepipeline/in_process_broker.h"
+#include "dataflow/messagepipeline/streaming_service.h"
+#include "dataflow_testing/server_process.h"
+
+namespace dataflow::app {
+namespace {
+
+using messagepipeline::InProcessBroker;
+using messagepipeline::OutgoingMessage;
+using Result = absl::StatusOr<std::string>;
+using namespace std::chrono_literals;
+
+std::uint64_t Observed(const LatencyHistogram& h) { return h.Snapshot().count; }
+
+// A publisher whose results the test hands out later, like a broker that batches.
+class LatePublisher final : public messagepipeline::MessagePublisher {
+ public:
+  std::future<Result> Publish(const std::string& topic, OutgoingMessage message) override {
+    std::lock_guard lock(mu_);
+    topics_.push_back(topic);
+    payloads_.push_back(message.payload);
+    promises_.emplace_back();
+    return promises_.back().get_future();
+  }
+  absl::Status Stop(messagepipeline::Deadline) override {
+    return absl::DeadlineExceededError("late publisher: 2 still unpublished");
+  }
+  void Resolve(std::size_t i, Result r) {
+    std::lock_guard lock(mu_);
+    promises_.at(i).set_value(std::move(r));
+  }
+  void Abandon(std::size_t i) {
+    std::lock_guard lock(mu_);
+    promises_.at(i) = std::promise<Result>();  // the old one breaks
+  }
+  std::size_t published() {
+    std::lock_guard lock(mu_);
+    return promises_.size();
+  }
+
+ private:
+  std::mutex mu_;
+  std::deque<std::promise<Result>> promises_;  // deque: references stay valid
+  std::vector<std::string> topics_;
+  std::vector<std::string> payloads_;
+};
+
+TEST(TimedPublisher, CreateNeedsPublisherAndHistogram) {
+  EXPECT_EQ(
+      TimedPublisher::Create({.histogram = std::make_shared<LatencyHistogram>()}).status().code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      TimedPublisher::Create({.publisher = std::make_shared<LatePublisher>()}).status().code(),
+      absl::StatusCode::kInvalidArgument);
+}
+
+TEST(TimedPublisher, InProcessBrokerOneObservationPerPublishResultsUnchanged) {
+  auto broker = InProcessBroker::Create();
+  ASSERT_TRUE(broker->CreateTopic("out").ok());
+  ASSERT_TRUE(broker->CreateSubscription("out-sub", "out").ok());
+  auto histogram = std::make_shared<LatencyHistogram>();
+  auto bare = broker->NewPublisher();
+  auto timed = TimedPublisher::Create({.publisher = bare, .histogram = histogram});
+  ASSERT_TRUE(timed.ok()) << timed.status();
+
+  for (std::uint64_t i = 1; i <= 3; ++i) {
+    std::future<Result> f = (*timed)->Publish("out", OutgoingMessage{.payload = "p"});
+    // The broker's own ready future, not a deferred wrapper.
+    ASSERT_EQ(f.wait_for(0s), std::future_status::ready);
+    EXPECT_EQ(Observed(*histogram), i);
+    Result id = f.get();
+    ASSERT_TRUE(id.ok()) << id.status();
+    EXPECT_FALSE(id->empty());
+  }
+  EXPECT_EQ(broker->Stats("out-sub")->pending, 3u) << "every publish reached the broker";
+
+  // An error is passed through as the bare publisher gives it, and timed too.
+  Result direct = bare->Publish("missing", OutgoingMessage{.payload = "p"}).get();
+  Result through = (*timed)->Publish("missing", OutgoingMessage{.payload = "p"}).get();
+  ASSERT_FALSE(direct.ok());
+  EXPECT_EQ(through.status(), direct.status());
+  EXPECT_EQ(Observed(*histogram), 4u);
+}
+
+TEST(TimedPublisher, ALaterResultIsTimedWhenCollectedAndPassedThrough) {
+  auto late = std::make_shared<LatePublisher>();
+  auto histogram = std::make_shared<LatencyHistogram>();
+  auto timed = TimedPublisher::Create({.publisher = late, .histogram = histogram});
+  ASSERT_TRUE(timed.ok());
+  std::future<Result> ok = (*timed)->Publish("t", OutgoingMessage{.payload = "a"});
+  std::future<Result> failed = (*timed)->Publish("t", OutgoingMessage{.payload = "b"});
+  std::future<Result> broken = (*timed)->Publish("t", OutgoingMessage{.payload = "c"});
+  EXPECT_EQ(late->published(), 3u);
+  EXPECT_EQ(Observed(*histogram), 0u) << "nothing resolved yet";
+
+  late->Resolve(1, absl::UnavailableError("broker said no"));
+  late->Resolve(0, std::string("id-0"));
+  late->Abandon(2);
+  EXPECT_EQ(ok.get(), Result(std::string("id-0")));
+  EXPECT_EQ(failed.get().status(), absl::UnavailableError("broker said no"));
+  EXPECT_EQ(Observed(*histogram), 2u);
+  // No result from the broker: the caller sees the same exception, and nothing is timed.
+  EXPECT_THROW(broken.get(), std::future_error);
+  EXPECT_EQ(Observed(*histogram), 2u);
+  // Stop is the wrapped publisher's.
+  EXPECT_EQ((*timed)->Stop(std::chrono::steady_clock::now()),
+            absl::DeadlineExceededError("late publisher: 2 still unpublished"));
+}
+
+TEST(TimedPublisher, ACallbackPublisherGivesARealFutureTimedWhenTheBrokerAnswers) {
+  std::mutex mu;
+  std::vector<std::function<void(const Result&)>> callbacks;
+  auto histogram = std::make_shared<LatencyHistogram>();
+  auto timed =
+      TimedPublisher::Create({.publisher = std::make_shared<LatePublisher>(),
+                              .histogram = histogram,
+                              .publish_async = [&](const std::string&, OutgoingMessage,
+                                                   std::function<void(const Result&)> done) {
+                                std::lock_guard lock(mu);
+                                callbacks.push_back(std::move(done));
+                              }});
+  ASSERT_TRUE(timed.ok());
+  std::future<Result> ok = (*timed)->Publish("t", OutgoingMessage{.payload = "a"});
+  std::future<Result> failed = (*timed)->Publish("t", OutgoingMessage{.payload = "b"});
+  ASSERT_EQ(callbacks.size(), 2u);
+  EXPECT_EQ(ok.wait_for(0s), std::future_status::timeout) << "pollable, not deferred";
+
+  callbacks[0](std::string("id-a"));
+  EXPECT_EQ(Observed(*histogram), 1u) << "timed when the broker answered, before get()";
+  EXPECT_EQ(ok.wait_for(0s), std::future_status::ready);
+  EXPECT_EQ(ok.get(), Result(std::string("id-a")));
+
+  callbacks[1](absl::PermissionDeniedError("no publish right"));
+  EXPECT_EQ(Observed(*histogram), 2u);
+  EXPECT_EQ(failed.get().status(), absl::PermissionDeniedError("no publish right"));
+}
+
+// The services' way of consuming publish futures: PublishEnvelope wraps them, the
+// InFlightSettler waits for each before acking. Later results must still settle every
+// message, each publish timed once.
+TEST(TimedPublisher, UnderAStreamingServiceEveryMessageIsAckedAndTimedOnce) {
+  auto broker = InProcessBroker::Create();
+  ASSERT_TRUE(broker->CreateTopic("in").ok());
+  ASSERT_TRUE(broker->CreateSubscription("in-sub", "in").ok());
+  auto consumer = broker->NewConsumer("in-sub");
+  ASSERT_TRUE(consumer.ok());
+  auto late = std::make_shared<LatePublisher>();
+  auto histogram = std::make_shared<LatencyHistogram>();
+  std::shared_ptr<messagepipeline::MessagePublisher> timed =
+      *TimedPublisher::Create({.publisher = late, .histogram = histogram});
+  auto publish = messagepipeline::PublishEnvelope(timed, "out");
+  auto service = messagepipeline::StreamingService<std::string>::CreateAsync(
+      {.name = "timed", .num_workers = 2}, *consumer,
+      [](const messagepipeline::Message& m) {
+        return messagepipeline::TransformResult<std::string>(
+            std::optional<std::string>(m.data.payload));
+      },
+      [publish](messagepipeline::Message& m, std::string&) { return publish(m); });
+  ASSERT_TRUE(service.ok()) << service.status();
+  ASSERT_TRUE((*service)->Start().ok());
+
+  constexpr std::size_t kMessages = 5;
+  for (std::size_t i = 0; i < kMessages; ++i) {
+    ASSERT_TRUE(broker->Publish("in", messagepipeline::MessageData{.payload = "x"}).ok());
+  }
+  ASSERT_TRUE(testing::WaitFor([&] { return late->published() == kMessages; }, 10s));
+  EXPECT_EQ(broker->Stats("in-sub")->acked, 0u) << "no ack before the publish is confirmed";
+  for (std::size_t i = kMessages; i-- > 0;) late->Resolve(i, "id-" + std::to_string(i));
+  ASSERT_TRUE(testing::WaitFor([&] { return broker->Stats("in-sub")->acked == kMessages; }, 10s));
+  ASSERT_TRUE((*service)->Stop(10s).ok());
+  EXPECT_EQ((*service)->metrics().processed, kMessages);
+  EXPECT_EQ(Observed(*histogram), kMessages);
+}
+
+#ifdef DATAFLOW_APP_HAS_PUBSUB
+class IdStub final : public pubsub::PubsubStub {
+ public:
+  absl::StatusOr<pubsub::v1::PublishResponse> Publish(const pubsub::v1::PublishRequest& request,
+                                                      std::chrono::milliseconds) override {
+    if (request.topic().ends_with("/forbidden")) return absl::PermissionDeniedError("forbidden");
+    pubsub::v1::PublishResponse response;
+    for (int i = 0; i < request.messages_size(); ++i) {
+      response.add_message_ids("m-" + request.messages(i).data());
+    }
+    return response;
+  }
+  absl::Status Acknowledge(const pubsub::v1::AcknowledgeRequest&) override { return {}; }
+  absl::Status ModifyAckDeadline(const pubsub::v1::ModifyAckDeadlineRequest&) override {
+    return {};
+  }
+  std::unique_ptr<pubsub::PullStream> StreamingPull() override { return nullptr; }
+  absl::StatusOr<pubsub::v1::Topic> CreateTopic(const pubsub::v1::Topic& t) override { return t; }
+  absl::Status DeleteTopic(const std::string&) override { return {}; }
+  absl::StatusOr<pubsub::v1::Subscription> CreateSubscription(
+      const pubsub::v1::Subscription& s) override {
+    return s;
+  }
+  absl::StatusOr<pubsub::v1::Subscription> GetSubscription(const std::string&) override {
+    return pubsub::v1::Subscription();
+  }
+  absl::Status DeleteSubscription(const std::string&) override { return {}; }
+};
+
+TEST(TimedPublisher, PubsubProducerIsTimedThroughItsCallback) {
+  std::shared_ptr<pubsub::GooglePubsubProducer> producer = *pubsub::GooglePubsubProducer::Create(
+      std::make_shared<IdStub>(), {.project_id = "p", .max_batch_messages = 1});
+  auto histogram = std::make_shared<LatencyHistogram>();
+  auto timed = TimedPublisher::Create(TimedPubsubOptions(producer, histogram));
+  ASSERT_TRUE(timed.ok()) << timed.status();
+  std::future<Result> a = (*timed)->Publish("t", OutgoingMessage{.payload = "a"});
+  std::future<Result> b = (*timed)->Publish("forbidden", OutgoingMessage{.payload = "b"});
+  // A promise-backed future: wait() blocks until the producer's thread answered.
+  a.wait();
+  b.wait();
+  EXPECT_EQ(a.wait_for(0s), std::future_status::ready);
+  EXPECT_EQ(a.get(), Result(std::string("m-a")));
+  EXPECT_EQ(b.get().status(), absl::PermissionDeniedError("forbidden"));
+  EXPECT_EQ(Observed(*histogram), 2u);
+  EXPECT_TRUE((*timed)->Stop(std::chrono::steady_clock::now() + 10s).ok());
+}
+#endif
+
+}  // namespace
+}  // namespace dataflow::app
