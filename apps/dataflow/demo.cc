@@ -1,19 +1,22 @@
 #include "demo.h"
 
-#include <mqtt/async_client.h>
+#include <absl/strings/str_cat.h>
 #include <sqlite3.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <random>
+#include <mutex>
+#include <optional>
+#include <span>
 #include <thread>
 
 #include "child_process.h"
-#include "device_model.h"
 #include "dataflow/bqstore/bigquery_service.h"
 #include "dataflow/bqstore/row.h"
 #include "dataflow/bqstore/sqlite_inserter.h"
@@ -26,6 +29,8 @@
 #include "dataflow/messagepipeline/publisher.h"
 #include "dataflow/mqttconverter/ingestion_service.h"
 #include "dataflow/mqttconverter/mqtt_consumer.h"
+#include "device_model.h"
+#include "loadgen.h"
 
 namespace dataflow::app {
 namespace {
@@ -33,8 +38,6 @@ namespace {
 namespace fs = std::filesystem;
 namespace mp = messagepipeline;
 using SteadyClock = std::chrono::steady_clock;
-
-std::string DeviceId(int i) { return "device-" + std::to_string(i); }
 
 void WriteDefaultRegistry(const fs::path& path, int devices) {
   static const char* kLocations[] = {"london", "paris", "berlin"};
@@ -82,44 +85,71 @@ long long CountRows(const fs::path& db, const std::string& table) {
   return rows;
 }
 
-// Simulated devices: publish readings over MQTT at QoS 1.
-absl::Status PublishReadings(const std::string& url, const DemoOptions& o,
-                             std::atomic<std::uint64_t>& published) {
-  try {
-    mqtt::async_client client(url, "dataflow-demo-devices");
-    client.connect(mqtt::connect_options_builder().clean_session(true).finalize())->wait();
-    std::mt19937 rng(42);
-    std::normal_distribution<double> temp(21.0, 3.0);
-    std::uniform_real_distribution<double> humidity(30, 70);
-    const int total = o.devices * o.messages_per_device;
-    const auto start = SteadyClock::now();
-    std::vector<mqtt::delivery_token_ptr> in_flight;
-    for (int n = 0; n < total; ++n) {
-      const int device = n % o.devices;
-      nlohmann::json body = {{"deviceId", DeviceId(device)},
-                             {"temperature", std::round(temp(rng) * 10) / 10},
-                             {"humidity", std::round(humidity(rng))},
-                             {"seq", n / o.devices}};
-      in_flight.push_back(client.publish(
-          mqtt::make_message("devices/" + DeviceId(device) + "/telemetry", body.dump(), 1, false)));
-      if (in_flight.size() >= 100) {
-        for (auto& t : in_flight) t->wait();
-        published += in_flight.size();
-        in_flight.clear();
-      }
-      if (o.rate > 0) {
-        std::this_thread::sleep_until(start + std::chrono::duration_cast<SteadyClock::duration>(
-                                                  std::chrono::duration<double>((n + 1) / o.rate)));
+// Wraps the warehouse inserter to record, for every stored row that carries its device's
+// send time, how long it took to get there: publish → MQTT → pipeline → SQLite commit; and
+// the span from the first send to the last commit, on the same clock as the send times.
+// Thread-safe (the service may insert from several workers).
+class LatencyRecorder final : public bqstore::DataBatchInserter<Reading> {
+ public:
+  explicit LatencyRecorder(std::shared_ptr<bqstore::DataBatchInserter<Reading>> inner)
+      : inner_(std::move(inner)) {}
+
+  absl::StatusOr<std::vector<bqstore::RowError>> Insert(std::span<const Reading> rows) override {
+    auto result = inner_->Insert(rows);
+    if (!result.ok()) return result;
+    const auto now = std::chrono::system_clock::now();
+    std::vector<bool> rejected(rows.size(), false);
+    for (const auto& e : *result) {
+      if (e.index < rows.size()) rejected[e.index] = true;
+    }
+    std::lock_guard lock(mu_);
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      if (rejected[i] || !rows[i].sent_at) continue;
+      latencies_ms_.push_back(
+          std::chrono::duration<double, std::milli>(now - *rows[i].sent_at).count());
+      if (!first_sent_ || *rows[i].sent_at < *first_sent_) first_sent_ = rows[i].sent_at;
+      last_stored_ = now;
+    }
+    return result;
+  }
+  absl::Status Close() override { return inner_->Close(); }
+
+  struct Summary {
+    std::size_t samples = 0;
+    double p50_ms = 0, p99_ms = 0, max_ms = 0;
+    double seconds = 0;  // first send → last commit
+  };
+  Summary Summarise() const {
+    std::vector<double> sorted;
+    Summary out;
+    {
+      std::lock_guard lock(mu_);
+      sorted = latencies_ms_;
+      if (first_sent_) {
+        out.seconds = std::chrono::duration<double>(last_stored_ - *first_sent_).count();
       }
     }
-    for (auto& t : in_flight) t->wait();
-    published += in_flight.size();
-    client.disconnect()->wait();
-  } catch (const mqtt::exception& e) {
-    return absl::UnavailableError(std::string("simulated devices: MQTT: ") + e.what());
+    std::sort(sorted.begin(), sorted.end());
+    out.samples = sorted.size();
+    if (sorted.empty()) return out;
+    // Nearest rank: the smallest sample with at least p of all samples at or below it.
+    auto rank = [&](double p) {
+      const auto n = static_cast<std::size_t>(std::ceil(p * static_cast<double>(sorted.size())));
+      return sorted[std::clamp<std::size_t>(n, 1, sorted.size()) - 1];
+    };
+    out.p50_ms = rank(0.50);
+    out.p99_ms = rank(0.99);
+    out.max_ms = sorted.back();
+    return out;
   }
-  return absl::OkStatus();
-}
+
+ private:
+  std::shared_ptr<bqstore::DataBatchInserter<Reading>> inner_;
+  mutable std::mutex mu_;
+  std::vector<double> latencies_ms_;
+  std::optional<std::chrono::system_clock::time_point> first_sent_;
+  std::chrono::system_clock::time_point last_stored_;
+};
 
 template <typename T>
 T OrDie(absl::StatusOr<T> v, const char* what) {
@@ -138,6 +168,45 @@ void Check(const absl::Status& s, const char* what) {
 }
 
 }  // namespace
+
+CLI::App* AddDemoCommand(CLI::App& app, DemoOptions& options) {
+  CLI::App* cmd = app.add_subcommand(
+      "demo",
+      "Run the whole pipeline in one process: simulated devices → MQTT → ingestion → "
+      "enrichment → SQLite warehouse and gzip JSONL archive");
+  CLI::Option* devices = cmd->add_option("--devices", options.devices, "simulated devices")
+                             ->check(CLI::PositiveNumber)
+                             ->capture_default_str();
+  CLI::Option* messages =
+      cmd->add_option("--messages", options.messages_per_device, "readings per device")
+          ->check(CLI::PositiveNumber)
+          ->capture_default_str();
+  cmd->add_option("--rate", options.rate, "messages/s over all devices (0: as fast as acked)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--out", options.out_dir, "directory for the registry, warehouse, archive")
+      ->capture_default_str();
+  cmd->add_option("--mqtt-url", options.mqtt_url,
+                  "use this MQTT broker instead of starting a local Mosquitto");
+  cmd->add_option("--timeout", options.timeout_seconds, "seconds to wait for the sinks")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_flag("--bench", options.bench,
+                "also measure end-to-end msg/s and latency (p50/p99/max, MQTT publish → "
+                "SQLite row)");
+  cmd->footer(absl::StrCat(
+      "Benchmark: dataflow demo --bench [--rate R] runs ", kBenchDevices, " devices x ",
+      kBenchMessagesPerDevice,
+      " readings (unless --devices/--messages say otherwise), checks the result as usual and "
+      "prints messages, elapsed, msg/s and p50/p99/max latency from MQTT publish to SQLite "
+      "row on this machine."));
+  cmd->callback([&options, devices, messages] {
+    if (!options.bench) return;
+    if (devices->count() == 0) options.devices = kBenchDevices;
+    if (messages->count() == 0) options.messages_per_device = kBenchMessagesPerDevice;
+  });
+  return cmd;
+}
 
 int RunDemo(const DemoOptions& o) {
   if (o.devices <= 0 || o.messages_per_device <= 0) {
@@ -161,8 +230,11 @@ int RunDemo(const DemoOptions& o) {
   if (url.empty()) {
     const int port = FreeLoopbackPort();
     const fs::path conf = out / "mosquitto.conf";
+    // max_queued_messages 0: no limit on the QoS 1 messages queued for a subscriber that is
+    // behind (default 1000, beyond which Mosquitto drops them), so a fast load cannot lose
+    // readings between the broker and ingestion.
     std::ofstream(conf) << "listener " << port << " 127.0.0.1\nallow_anonymous true\n"
-                        << "persistence false\n";
+                        << "persistence false\nmax_queued_messages 0\n";
     mosquitto = OrDie(
         ChildProcess::Start({"mosquitto", "-c", conf.string()}, (out / "mosquitto.log").string()),
         "starting mosquitto (install it, or pass --mqtt-url)");
@@ -222,18 +294,16 @@ int RunDemo(const DemoOptions& o) {
                       "enrichment service");
 
   // 5. Warehouse: enriched → SQLite (the embedded stand-in for BigQuery).
-  auto inserter = OrDie(
+  auto inserter = std::make_shared<LatencyRecorder>(OrDie(
       bqstore::SQLiteInserter<Reading>::Create({.path = db_path.string(), .table = "readings"}),
-      "SQLite inserter");
-  auto bigquery =
-      OrDie(bqstore::NewBigQueryService<Reading>(
-                {.name = "bigquery",
-                 .batch_size = 100,
-                 .flush_interval = std::chrono::milliseconds(500),
-                 .dead_letter = dead_letters},
-                *broker->NewConsumer("enriched-bigquery"), ToReading,
-                std::shared_ptr<bqstore::DataBatchInserter<Reading>>(std::move(inserter))),
-            "bigquery service");
+      "SQLite inserter"));
+  auto bigquery = OrDie(bqstore::NewBigQueryService<Reading>(
+                            {.name = "bigquery",
+                             .batch_size = 100,
+                             .flush_interval = std::chrono::milliseconds(500),
+                             .dead_letter = dead_letters},
+                            *broker->NewConsumer("enriched-bigquery"), ToReading, inserter),
+                        "bigquery service");
 
   // 6. Archive: enriched → gzip JSONL objects grouped by date/location.
   auto uploader = OrDie(icestore::LocalDirectoryUploader::Create({.root = archive_root.string()}),
@@ -258,7 +328,17 @@ int RunDemo(const DemoOptions& o) {
   std::atomic<std::uint64_t> published{0};
   absl::Status devices_status;
   const auto started = SteadyClock::now();
-  std::jthread devices([&] { devices_status = PublishReadings(url, o, published); });
+  const MqttLoadOptions device_load{
+      .load = {.devices = o.devices, .count = static_cast<std::int64_t>(total), .rate = o.rate},
+      .url = url,
+      .topic = "devices/{device}/telemetry",
+      .qos = 1,
+      .client_id = "dataflow-demo-devices"};
+  std::atomic<bool> devices_failed{false};
+  std::jthread devices([&] {
+    devices_status = PublishReadings(device_load, published);
+    if (!devices_status.ok()) devices_failed = true;
+  });
 
   auto done = [&] {
     const auto bq = bigquery->metrics();
@@ -282,7 +362,8 @@ int RunDemo(const DemoOptions& o) {
                                         icestore->metrics().nacked),
         secs > 0 ? static_cast<double>(bq.processed) / secs : 0.0);
     std::fflush(stdout);
-    if (finished) break;
+    // What was not published will never arrive: no point waiting for it.
+    if (finished || devices_failed) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
   std::printf("\n");
@@ -321,15 +402,39 @@ int RunDemo(const DemoOptions& o) {
               archived.objects, archive_root.c_str());
   std::printf("  dead letters             %llu\n",
               static_cast<unsigned long long>(broker->Stats("dead-letters-sub")->pending));
-  std::printf(
-      "\ntry:\n  sqlite3 %s 'SELECT location, COUNT(*), ROUND(AVG(temperature),1) FROM "
-      "readings GROUP BY location'\n  zcat $(find %s -name \"*.gz\" | head -1) | head -2\n",
-      db_path.c_str(), archive_root.c_str());
+  if (o.bench) {
+    // From the first reading's send to the last SQLite commit: neither the connecting before
+    // nor the polling after counts.
+    const auto latency = inserter->Summarise();
+    const double secs = latency.seconds;
+    std::printf("\nbenchmark: MQTT publish → SQLite row, on this machine%s\n",
+                o.rate > 0 ? "" : " (publishing as fast as acknowledged)");
+    std::printf("  messages         %lld\n", rows);
+    std::printf("  elapsed          %.3f s (first publish → last row stored)\n", secs);
+    std::printf("  throughput       %.0f msg/s\n",
+                secs > 0 ? static_cast<double>(rows) / secs : 0.0);
+    std::printf("  latency p50      %.1f ms\n", latency.p50_ms);
+    std::printf("  latency p99      %.1f ms\n", latency.p99_ms);
+    std::printf("  latency max      %.1f ms  (%zu rows timed)\n", latency.max_ms, latency.samples);
+    if (o.rate <= 0) {
+      std::printf("  (latency at saturation is mostly queueing; --rate R measures it at a load)\n");
+    }
+  } else {
+    std::printf(
+        "\ntry:\n  sqlite3 %s 'SELECT location, COUNT(*), ROUND(AVG(temperature),1) FROM "
+        "readings GROUP BY location'\n  zcat $(find %s -name \"*.gz\" | head -1) | head -2\n",
+        db_path.c_str(), archive_root.c_str());
+  }
 
   const bool ok = finished && clean && devices_status.ok() &&
-                  rows == static_cast<long long>(total) && archived.lines == total;
+                  rows == static_cast<long long>(total) && archived.lines == total &&
+                  (!o.bench || inserter->Summarise().samples == total);
   if (!devices_status.ok()) std::fprintf(stderr, "demo: %s\n", devices_status.ToString().c_str());
   if (!ok) std::fprintf(stderr, "demo: FAILED: not every message reached both sinks\n");
+  if (o.bench && inserter->Summarise().samples != total) {
+    std::fprintf(stderr, "demo: FAILED: %zu of %llu stored rows carried a usable sentAt\n",
+                 inserter->Summarise().samples, static_cast<unsigned long long>(total));
+  }
   return ok ? 0 : 1;
 }
 

@@ -54,6 +54,13 @@ mp::TransformResult<Reading> ToReading(const mp::Message& m) {
   r.device_id = body["deviceId"].get<std::string>();
   r.temperature = body["temperature"].get<double>();
   if (body["humidity"].is_number()) r.humidity = body["humidity"].get<double>();
+  if (const auto& sent = body["sentAt"]; sent.is_string()) {
+    // Go's zero time parses to the unset time_point; that is no send time either.
+    if (auto t = mp::ParseTimestamp(sent.get_ref<const std::string&>());
+        t.ok() && *t != bqstore::Timestamp{}) {
+      r.sent_at = *t;
+    }
+  }
   const auto& e = envelope->enrichment_data;
   // value() rather than operator[]: the envelope is const and the keys may be absent.
   if (e.is_object()) {

@@ -35,8 +35,11 @@ struct Reading {
   std::optional<std::string> device_name;
   std::optional<std::string> location;
   bqstore::Timestamp published_at{};
+  // When the device sent it (the payload's "sentAt"): for end-to-end latency.
+  std::optional<bqstore::Timestamp> sent_at;
 };
-DATAFLOW_DESCRIBE(Reading, device_id, temperature, humidity, device_name, location, published_at);
+DATAFLOW_DESCRIBE(Reading, device_id, temperature, humidity, device_name, location, published_at,
+                  sent_at);
 
 // Device metadata from a JSON object file {"<device id>": {"name": …, "location": …}}.
 // Read once at creation; thread-safe.
@@ -52,8 +55,10 @@ class JsonFileRegistry final : public cache::Fetcher<std::string, DeviceInfo> {
   std::atomic<std::uint64_t> lookups_{0};
 };
 
-// Enriched envelope (JSON payload {"deviceId", "temperature", "humidity"?}) → Reading; what
-// does not parse is a permanent error (dead-lettered where the service has a sink).
+// Enriched envelope (JSON payload {"deviceId", "temperature", "humidity"?, "sentAt"?}) →
+// Reading; what does not parse is a permanent error (dead-lettered where the service has a
+// sink). A "sentAt" that is not an RFC 3339 time only leaves sent_at unset: it is
+// diagnostic, not worth losing the reading over.
 messagepipeline::TransformResult<Reading> ToReading(const messagepipeline::Message& m);
 
 }  // namespace dataflow::app

@@ -2,25 +2,28 @@
 # MqttConsumer vs mosquitto_sub, same broker, same stream, same run.
 #
 # For each QoS (0 and 1): start Mosquitto on a free loopback port, subscribe MqttConsumer
-# (mqtt_consume_bench) and mosquitto_sub to the same topic, publish COUNT messages of PAYLOAD
-# bytes as fast as mqtt_loadgen can, and time each subscriber from its first to its last
+# (mqtt_consume_bench) and mosquitto_sub to the same topic, publish COUNT simulated device
+# readings padded to PAYLOAD bytes as fast as the broker acknowledges them (`dataflow loadgen
+# mqtt`, the program's load generator), and time each subscriber from its first to its last
 # message. Prints both rates and the ratio. QoS 0 messages a slow subscriber cannot take are
 # dropped by the broker, so a subscriber that misses messages is reported, not hidden.
 # Repeats RUNS times and reports the median ratio.
 #
-#   bench/mqttconverter/run.sh [build-dir]      (default: build/mqtt)
+# Needs a build with the dataflow program and the benchmarks, e.g. the release preset:
+#   cmake --preset release && cmake --build build/release --target dataflow mqtt_consume_bench
+#   bench/mqttconverter/run.sh [build-dir]      (default: build/release)
 #   COUNT=100000 PAYLOAD=256 RUNS=3 bench/mqttconverter/run.sh
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BUILD=${1:-$ROOT/build/mqtt}
+BUILD=${1:-$ROOT/build/release}
 COUNT=${COUNT:-100000}
 PAYLOAD=${PAYLOAD:-256}
 RUNS=${RUNS:-3}
-LOADGEN=$BUILD/bench/mqttconverter/mqtt_loadgen
+DATAFLOW=$BUILD/apps/dataflow/dataflow
 CONSUMER=$BUILD/bench/mqttconverter/mqtt_consume_bench
 MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
-for exe in "$LOADGEN" "$CONSUMER" "$MOSQUITTO"; do
-  [[ -x $exe ]] || { echo "missing $exe (build mqtt_loadgen and mqtt_consume_bench)" >&2; exit 1; }
+for exe in "$DATAFLOW" "$CONSUMER" "$MOSQUITTO"; do
+  [[ -x $exe ]] || { echo "missing $exe (build the targets dataflow and mqtt_consume_bench)" >&2; exit 1; }
 done
 
 DIR=$(mktemp -d)
@@ -67,8 +70,8 @@ for QOS in 0 1; do
     OUR_PID=$!
     for _ in $(seq 200); do grep -q ready "$DIR/ours.txt" 2>/dev/null && break; sleep 0.05; done
     sleep 0.5  # mosquitto_sub has no ready signal; give its SUBSCRIBE time to land
-    "$LOADGEN" --broker "tcp://127.0.0.1:$PORT" --count "$COUNT" --payload-size "$PAYLOAD" \
-      --topic-pattern "$TOPIC" --qos "$QOS" > "$DIR/loadgen.txt"
+    "$DATAFLOW" loadgen mqtt --url "tcp://127.0.0.1:$PORT" --count "$COUNT" \
+      --payload-size "$PAYLOAD" --topic "$TOPIC" --qos "$QOS" --quiet > "$DIR/loadgen.txt"
     wait "$REF_PID"
     wait "$OUR_PID" || echo "MqttConsumer did not receive all $COUNT messages" >&2
     stop_broker
