@@ -163,18 +163,13 @@ ServerProcess::~ServerProcess() { Stop(); }
 void ServerProcess::Stop(std::chrono::milliseconds grace) {
   if (pid_ <= 0) return;
   ::kill(-pid_, SIGTERM);
-  const bool gone = WaitFor(
-      [&] {
-        int status = 0;
-        return ::waitpid(pid_, &status, WNOHANG) == pid_;
-      },
-      grace, std::chrono::milliseconds(20));
+  int status = 0;
+  const bool gone = WaitFor([&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, grace,
+                            std::chrono::milliseconds(20));
   // The group may hold children that outlive the leader (emulator wrappers): kill them all.
   ::kill(-pid_, SIGKILL);
-  if (!gone) {
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-  }
+  if (!gone) ::waitpid(pid_, &status, 0);
+  last_exit_code_ = ExitCode(status);
   pid_ = -1;
 }
 
@@ -183,7 +178,14 @@ void ServerProcess::Kill() {
   ::kill(-pid_, SIGKILL);
   int status = 0;
   ::waitpid(pid_, &status, 0);
+  last_exit_code_ = ExitCode(status);
   pid_ = -1;
+}
+
+int ServerProcess::ExitCode(int wait_status) {
+  if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
+  if (WIFSIGNALED(wait_status)) return 128 + WTERMSIG(wait_status);
+  return -1;
 }
 
 absl::Status ServerProcess::Restart() {

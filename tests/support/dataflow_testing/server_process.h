@@ -53,14 +53,19 @@ class ServerProcess {
   absl::Status Restart();
   [[nodiscard]] pid_t pid() const { return pid_; }
   [[nodiscard]] const std::string& log_path() const { return log_path_; }
+  // How the last Stop()/Kill() found it ended: its exit code, 128 + signal if a signal
+  // ended it, -1 before the first stop.
+  [[nodiscard]] int last_exit_code() const { return last_exit_code_; }
 
  private:
   explicit ServerProcess(Options options) : options_(std::move(options)) {}
   absl::Status Spawn();
+  static int ExitCode(int wait_status);
 
   Options options_;
   pid_t pid_ = -1;
   std::string log_path_;
+  int last_exit_code_ = -1;
 };
 
 }  // namespace dataflow::testing

@@ -1,0 +1,798 @@
+#include "config.h"
+
+#include <absl/strings/ascii.h>
+#include <absl/strings/str_join.h>
+#include <absl/strings/str_split.h>
+#include <absl/time/time.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+extern char** environ;  // NOLINT: POSIX
+
+namespace dataflow::app {
+namespace {
+
+using Errors = std::vector<ConfigError>;
+
+std::string Join(const std::string& path, const std::string& key) {
+  return path.empty() ? key : path + "." + key;
+}
+std::string Index(const std::string& path, std::size_t i) {
+  return path + "[" + std::to_string(i) + "]";
+}
+
+// ${NAME} and ${NAME:-default}; an unset variable without a default is an error.
+std::string Expand(const std::string& value, const EnvLookup& lookup, const std::string& path,
+                   Errors& errors) {
+  std::string out;
+  std::size_t pos = 0;
+  while (true) {
+    const std::size_t start = value.find("${", pos);
+    if (start == std::string::npos) break;
+    const std::size_t end = value.find('}', start);
+    if (end == std::string::npos) {
+      errors.push_back({path, "unterminated ${ in \"" + value + "\""});
+      return value;
+    }
+    out.append(value, pos, start - pos);
+    std::string expr = value.substr(start + 2, end - start - 2);
+    std::optional<std::string> fallback;
+    if (auto dash = expr.find(":-"); dash != std::string::npos) {
+      fallback = expr.substr(dash + 2);
+      expr.resize(dash);
+    }
+    std::optional<std::string> got = lookup ? lookup(expr) : std::nullopt;
+    if (got && !got->empty()) {
+      out += *got;
+    } else if (fallback) {
+      out += *fallback;
+    } else {
+      errors.push_back({path, "environment variable " + expr + " is not set"});
+    }
+    pos = end + 1;
+  }
+  out.append(value, pos);
+  return out;
+}
+
+// Reads typed values out of a YAML tree, recording errors with their paths.
+class Reader {
+ public:
+  Reader(Errors& errors, EnvLookup lookup) : errors_(errors), lookup_(std::move(lookup)) {}
+
+  void Error(const std::string& path, const std::string& message) {
+    errors_.push_back({path, message});
+  }
+
+  // True when `node` is a map; reports keys outside `allowed`.
+  bool Map(const YAML::Node& node, const std::string& path,
+           std::initializer_list<const char*> allowed) {
+    if (!node.IsMap()) {
+      Error(path, "expected a mapping");
+      return false;
+    }
+    const std::set<std::string> known(allowed.begin(), allowed.end());
+    for (const auto& kv : node) {
+      const auto key = kv.first.as<std::string>();
+      if (!known.contains(key)) {
+        Error(Join(path, key),
+              "unknown key (expected one of: " + absl::StrJoin(allowed, ", ") + ")");
+      }
+    }
+    return true;
+  }
+
+  std::optional<std::string> Scalar(const YAML::Node& parent, const char* key,
+                                    const std::string& path, bool required) {
+    const YAML::Node node = parent[key];
+    const std::string at = Join(path, key);
+    if (!node || node.IsNull()) {
+      if (required) Error(at, "missing");
+      return std::nullopt;
+    }
+    if (!node.IsScalar()) {
+      Error(at, "expected a single value");
+      return std::nullopt;
+    }
+    return Expand(node.Scalar(), lookup_, at, errors_);
+  }
+
+  void String(const YAML::Node& parent, const char* key, const std::string& path, std::string& out,
+              bool required = false) {
+    auto v = Scalar(parent, key, path, required);
+    if (!v) return;
+    if (required && v->empty()) {
+      Error(Join(path, key), "must not be empty");
+      return;
+    }
+    out = *v;
+  }
+
+  template <typename Int>
+  void Integer(const YAML::Node& parent, const char* key, const std::string& path, Int& out,
+               long long min, long long max) {
+    auto v = Scalar(parent, key, path, false);
+    if (!v) return;
+    char* end = nullptr;
+    errno = 0;
+    const long long n = std::strtoll(v->c_str(), &end, 10);
+    if (v->empty() || *end != '\0' || errno != 0) {
+      Error(Join(path, key), "expected an integer, got \"" + *v + "\"");
+    } else if (n < min || n > max) {
+      Error(Join(path, key), "must be between " + std::to_string(min) + " and " +
+                                 std::to_string(max) + ", got " + *v);
+    } else {
+      out = static_cast<Int>(n);
+    }
+  }
+
+  void Bool(const YAML::Node& parent, const char* key, const std::string& path, bool& out) {
+    auto v = Scalar(parent, key, path, false);
+    if (!v) return;
+    const std::string s = absl::AsciiStrToLower(*v);
+    if (s == "true" || s == "yes" || s == "on" || s == "1") {
+      out = true;
+    } else if (s == "false" || s == "no" || s == "off" || s == "0") {
+      out = false;
+    } else {
+      Error(Join(path, key), "expected true or false, got \"" + *v + "\"");
+    }
+  }
+
+  // "500ms", "30s", "1m30s" (absl::ParseDuration); a bare number is seconds.
+  template <typename Duration>
+  void Dur(const YAML::Node& parent, const char* key, const std::string& path, Duration& out) {
+    auto v = Scalar(parent, key, path, false);
+    if (!v) return;
+    std::string text = *v;
+    if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos) text += "s";
+    absl::Duration d;
+    if (!absl::ParseDuration(text, &d) || d < absl::ZeroDuration()) {
+      Error(Join(path, key), "expected a duration like 500ms, 30s or 1m, got \"" + *v + "\"");
+      return;
+    }
+    out = std::chrono::duration_cast<Duration>(absl::ToChronoNanoseconds(d));
+  }
+
+  void Policy(const YAML::Node& parent, const char* key, const std::string& path,
+              enrichment::FailurePolicy& out) {
+    auto v = Scalar(parent, key, path, false);
+    if (!v) return;
+    auto p = enrichment::ParseFailurePolicy(*v);
+    if (!p.ok()) {
+      Error(Join(path, key), std::string(p.status().message()));
+    } else {
+      out = *p;
+    }
+  }
+
+ private:
+  Errors& errors_;
+  EnvLookup lookup_;
+};
+
+constexpr int kMaxWorkers = 1024;
+
+void ReadSource(Reader& r, const YAML::Node& parent, const std::string& path, SourceConfig& out) {
+  const YAML::Node node = parent["source"];
+  const std::string at = Join(path, "source");
+  if (!node) {
+    r.Error(at, "missing (pubsub: {subscription: …} or in_process: {subscription: …})");
+    return;
+  }
+  if (!r.Map(node, at, {"pubsub", "in_process"})) return;
+  if (node["pubsub"] && node["in_process"]) {
+    r.Error(at, "give either pubsub or in_process, not both");
+    return;
+  }
+  if (const YAML::Node ps = node["pubsub"]) {
+    const std::string p = Join(at, "pubsub");
+    out.kind = SourceConfig::Kind::kPubsub;
+    if (!r.Map(ps, p,
+               {"subscription", "topic", "project", "streams", "max_outstanding_messages",
+                "ack_deadline"})) {
+      return;
+    }
+    r.String(ps, "subscription", p, out.subscription, true);
+    r.String(ps, "topic", p, out.topic);
+    r.String(ps, "project", p, out.project);
+    r.Integer(ps, "streams", p, out.streams, 1, 64);
+    r.Integer(ps, "max_outstanding_messages", p, out.max_outstanding_messages, 1, 1000000);
+    r.Dur(ps, "ack_deadline", p, out.ack_deadline);
+    if (out.ack_deadline < std::chrono::seconds(10) ||
+        out.ack_deadline > std::chrono::seconds(600)) {
+      r.Error(Join(p, "ack_deadline"), "must be between 10s and 600s (Pub/Sub's limits)");
+    }
+  } else if (const YAML::Node ip = node["in_process"]) {
+    const std::string p = Join(at, "in_process");
+    out.kind = SourceConfig::Kind::kInProcess;
+    if (!r.Map(ip, p, {"subscription"})) return;
+    r.String(ip, "subscription", p, out.subscription, true);
+  } else {
+    r.Error(at, "missing pubsub or in_process");
+  }
+}
+
+// `sink: pubsub` / `sink: in_process`, or a map with a project: `sink: {pubsub: {project: p}}`.
+void ReadTopicSink(Reader& r, const YAML::Node& parent, const std::string& path,
+                   TopicSinkConfig& out) {
+  const YAML::Node node = parent["sink"];
+  const std::string at = Join(path, "sink");
+  if (!node) {
+    r.Error(at, "missing (pubsub or in_process)");
+    return;
+  }
+  if (node.IsScalar()) {
+    const std::string kind = node.Scalar();
+    if (kind == "pubsub") {
+      out.kind = TopicSinkConfig::Kind::kPubsub;
+    } else if (kind == "in_process") {
+      out.kind = TopicSinkConfig::Kind::kInProcess;
+    } else {
+      r.Error(at, "expected pubsub or in_process, got \"" + kind + "\"");
+    }
+    return;
+  }
+  if (!r.Map(node, at, {"pubsub", "in_process"})) return;
+  if (const YAML::Node ps = node["pubsub"]) {
+    out.kind = TopicSinkConfig::Kind::kPubsub;
+    if (ps.IsMap() && r.Map(ps, Join(at, "pubsub"), {"project"})) {
+      r.String(ps, "project", Join(at, "pubsub"), out.project);
+    }
+  } else {
+    out.kind = TopicSinkConfig::Kind::kInProcess;
+  }
+}
+
+void ReadIngestion(Reader& r, const YAML::Node& node, const std::string& path,
+                   IngestionConfig& out) {
+  if (!r.Map(node, path,
+             {"mqtt", "sink", "routes", "default_topic", "dead_letter_topic", "workers"}))
+    return;
+  const YAML::Node mqtt = node["mqtt"];
+  const std::string m = Join(path, "mqtt");
+  if (!mqtt) {
+    r.Error(m, "missing");
+  } else if (r.Map(
+                 mqtt, m,
+                 {"broker_url", "client_id", "client_id_prefix", "username", "password",
+                  "keep_alive", "connect_timeout", "ca_cert_file", "client_cert_file",
+                  "client_key_file", "insecure_skip_verify", "clean_session", "topic_mappings"})) {
+    auto& c = out.mqtt;
+    r.String(mqtt, "broker_url", m, c.broker_url, true);
+    r.String(mqtt, "client_id", m, c.client_id);
+    r.String(mqtt, "client_id_prefix", m, c.client_id_prefix);
+    r.String(mqtt, "username", m, c.username);
+    r.String(mqtt, "password", m, c.password);
+    r.Dur(mqtt, "keep_alive", m, c.keep_alive);
+    r.Dur(mqtt, "connect_timeout", m, c.connect_timeout);
+    r.String(mqtt, "ca_cert_file", m, c.ca_cert_file);
+    r.String(mqtt, "client_cert_file", m, c.client_cert_file);
+    r.String(mqtt, "client_key_file", m, c.client_key_file);
+    r.Bool(mqtt, "insecure_skip_verify", m, c.insecure_skip_verify);
+    r.Bool(mqtt, "clean_session", m, c.clean_session);
+    const YAML::Node maps = mqtt["topic_mappings"];
+    const std::string mp = Join(m, "topic_mappings");
+    if (!maps || !maps.IsSequence() || maps.size() == 0) {
+      r.Error(mp, "missing (a list of {name, topic, qos})");
+    } else {
+      for (std::size_t i = 0; i < maps.size(); ++i) {
+        const std::string ip = Index(mp, i);
+        if (!r.Map(maps[i], ip, {"name", "topic", "qos"})) continue;
+        mqttconverter::TopicMapping t;
+        r.String(maps[i], "name", ip, t.name, true);
+        r.String(maps[i], "topic", ip, t.topic, true);
+        r.Integer(maps[i], "qos", ip, t.qos, 0, 2);
+        c.topic_mappings.push_back(std::move(t));
+      }
+    }
+    // What the library checks beyond presence (URL scheme, filters...), under this path.
+    if (auto s = mqttconverter::ValidateMQTTClientConfig(c);
+        !s.ok() && !c.broker_url.empty() && !c.topic_mappings.empty()) {
+      r.Error(m, std::string(s.message()));
+    }
+  }
+  ReadTopicSink(r, node, path, out.sink);
+  const YAML::Node routes = node["routes"];
+  const std::string rp = Join(path, "routes");
+  if (!routes) {
+    r.Error(rp, "missing (route name: topic)");
+  } else if (!routes.IsMap()) {
+    r.Error(rp, "expected a mapping of route name to topic");
+  } else {
+    for (const auto& kv : routes) {
+      const auto route = kv.first.as<std::string>();
+      std::string topic;
+      r.String(routes, route.c_str(), rp, topic, true);
+      out.routes.emplace_back(route, topic);
+    }
+    for (const auto& t : out.mqtt.topic_mappings) {
+      bool mapped = false;
+      for (const auto& [route, topic] : out.routes) mapped |= route == t.name;
+      if (!mapped && !node["default_topic"]) {
+        r.Error(Join(rp, t.name), "missing: topic mapping \"" + t.name +
+                                      "\" has no route and there is no " + "default_topic");
+      }
+    }
+  }
+  r.String(node, "default_topic", path, out.default_topic);
+  r.String(node, "dead_letter_topic", path, out.dead_letter_topic);
+  r.Integer(node, "workers", path, out.workers, 1, kMaxWorkers);
+}
+
+void ReadCache(Reader& r, const YAML::Node& parent, const std::string& path,
+               CacheChainConfig& out) {
+  const YAML::Node node = parent["cache"];
+  const std::string at = Join(path, "cache");
+  if (!node) {
+    r.Error(at, "missing (lru, redis, firestore and/or json_file)");
+    return;
+  }
+  if (!r.Map(node, at, {"lru", "redis", "firestore", "json_file"})) return;
+  if (const YAML::Node n = node["lru"]) {
+    const std::string p = Join(at, "lru");
+    out.lru.emplace();
+    if (!n.IsNull() && r.Map(n, p, {"max_size", "ttl"})) {
+      r.Integer(n, "max_size", p, out.lru->max_size, 1, 1LL << 40);
+      r.Dur(n, "ttl", p, out.lru->ttl);
+    }
+  }
+  if (const YAML::Node n = node["redis"]) {
+    const std::string p = Join(at, "redis");
+    out.redis.emplace();
+    if (r.Map(n, p,
+              {"addr", "password", "db", "cache_ttl", "key_prefix", "pool_size",
+               "command_timeout"})) {
+      r.String(n, "addr", p, out.redis->addr, true);
+      r.String(n, "password", p, out.redis->password);
+      r.Integer(n, "db", p, out.redis->db, 0, 1 << 20);
+      r.Dur(n, "cache_ttl", p, out.redis->cache_ttl);
+      r.String(n, "key_prefix", p, out.redis->key_prefix);
+      r.Integer(n, "pool_size", p, out.redis->pool_size, 1, 1024);
+      r.Dur(n, "command_timeout", p, out.redis->command_timeout);
+    }
+  }
+  if (const YAML::Node n = node["firestore"]) {
+    const std::string p = Join(at, "firestore");
+    out.firestore.emplace();
+    if (r.Map(n, p, {"project", "collection", "database"})) {
+      r.String(n, "project", p, out.firestore->project);
+      r.String(n, "collection", p, out.firestore->collection, true);
+      r.String(n, "database", p, out.firestore->database);
+    }
+  }
+  if (node["json_file"]) {
+    out.json_file.emplace();
+    r.String(node, "json_file", at, *out.json_file, true);
+  }
+  if (out.firestore && out.json_file) {
+    r.Error(at, "give either firestore or json_file as the source of truth, not both");
+  }
+  if (!out.lru && !out.redis && !out.firestore && !out.json_file) {
+    r.Error(at, "empty: give at least one of lru, redis, firestore, json_file");
+  } else if (!out.firestore && !out.json_file) {
+    r.Error(at, "needs a source of truth at the end of the chain: firestore or json_file");
+  }
+}
+
+void ReadEnrichment(Reader& r, const YAML::Node& node, const std::string& path,
+                    EnrichmentConfig& out) {
+  if (!r.Map(node, path,
+             {"source", "sink", "topic", "key", "cache", "on_not_found", "on_error",
+              "location_attribute", "dead_letter_topic", "workers"})) {
+    return;
+  }
+  ReadSource(r, node, path, out.source);
+  ReadTopicSink(r, node, path, out.sink);
+  r.String(node, "topic", path, out.topic, true);
+  const YAML::Node key = node["key"];
+  const std::string kp = Join(path, "key");
+  if (!key) {
+    r.Error(kp, "missing ({attribute: NAME} or {json_field: NAME})");
+  } else if (r.Map(key, kp, {"attribute", "json_field"})) {
+    r.String(key, "attribute", kp, out.key_attribute);
+    r.String(key, "json_field", kp, out.key_json_field);
+    if (out.key_attribute.empty() == out.key_json_field.empty()) {
+      r.Error(kp, "give exactly one of attribute or json_field");
+    }
+  }
+  ReadCache(r, node, path, out.cache);
+  r.Policy(node, "on_not_found", path, out.on_not_found);
+  r.Policy(node, "on_error", path, out.on_error);
+  r.String(node, "location_attribute", path, out.location_attribute);
+  r.String(node, "dead_letter_topic", path, out.dead_letter_topic);
+  r.Integer(node, "workers", path, out.workers, 1, kMaxWorkers);
+}
+
+void ReadBigQuery(Reader& r, const YAML::Node& node, const std::string& path, BigQueryConfig& out) {
+  if (!r.Map(node, path,
+             {"source", "batch_size", "flush_interval", "table", "sqlite", "dead_letter_topic",
+              "workers"})) {
+    return;
+  }
+  ReadSource(r, node, path, out.source);
+  r.Integer(node, "batch_size", path, out.batch_size, 1, 100000);
+  r.Dur(node, "flush_interval", path, out.flush_interval);
+  r.Integer(node, "workers", path, out.workers, 1, kMaxWorkers);
+  r.String(node, "dead_letter_topic", path, out.dead_letter_topic);
+  if (const YAML::Node t = node["table"]) {
+    const std::string p = Join(path, "table");
+    out.bigquery.emplace();
+    if (r.Map(t, p,
+              {"project", "dataset", "table", "create_table", "create_dataset", "rest_endpoint",
+               "grpc_endpoint"})) {
+      r.String(t, "rest_endpoint", p, out.bigquery->rest_endpoint);
+      r.String(t, "grpc_endpoint", p, out.bigquery->grpc_endpoint);
+      r.String(t, "project", p, out.bigquery->project);
+      r.String(t, "dataset", p, out.bigquery->dataset, true);
+      r.String(t, "table", p, out.bigquery->table, true);
+      r.Bool(t, "create_table", p, out.bigquery->create_table);
+      r.Bool(t, "create_dataset", p, out.bigquery->create_dataset);
+    }
+  }
+  if (const YAML::Node s = node["sqlite"]) {
+    const std::string p = Join(path, "sqlite");
+    out.sqlite.emplace();
+    if (r.Map(s, p, {"path", "table"})) {
+      r.String(s, "path", p, out.sqlite->path, true);
+      r.String(s, "table", p, out.sqlite->table);
+    }
+  }
+  if (out.bigquery.has_value() == out.sqlite.has_value()) {
+    r.Error(path, "give exactly one sink: table (BigQuery) or sqlite");
+  }
+}
+
+void ReadIceStore(Reader& r, const YAML::Node& node, const std::string& path, IceStoreConfig& out) {
+  if (!r.Map(node, path,
+             {"source", "batch_size", "flush_interval", "gcs", "local", "dead_letter_topic",
+              "workers"})) {
+    return;
+  }
+  ReadSource(r, node, path, out.source);
+  r.Integer(node, "batch_size", path, out.batch_size, 1, 1000000);
+  r.Dur(node, "flush_interval", path, out.flush_interval);
+  r.Integer(node, "workers", path, out.workers, 1, kMaxWorkers);
+  r.String(node, "dead_letter_topic", path, out.dead_letter_topic);
+  if (const YAML::Node g = node["gcs"]) {
+    const std::string p = Join(path, "gcs");
+    out.gcs.emplace();
+    if (r.Map(g, p, {"bucket", "prefix"})) {
+      r.String(g, "bucket", p, out.gcs->bucket, true);
+      r.String(g, "prefix", p, out.gcs->prefix);
+    }
+  }
+  if (const YAML::Node l = node["local"]) {
+    const std::string p = Join(path, "local");
+    out.local.emplace();
+    if (r.Map(l, p, {"root", "prefix"})) {
+      r.String(l, "root", p, out.local->root, true);
+      r.String(l, "prefix", p, out.local->prefix);
+    }
+  }
+  if (out.gcs.has_value() == out.local.has_value()) {
+    r.Error(path, "give exactly one sink: gcs or local");
+  }
+}
+
+constexpr const char* kKinds[] = {"ingestion", "enrichment", "bigquery", "icestore"};
+
+void ReadService(Reader& r, const YAML::Node& node, const std::string& path, ServiceConfig& out) {
+  if (!r.Map(node, path, {"name", "ingestion", "enrichment", "bigquery", "icestore"})) return;
+  r.String(node, "name", path, out.name, true);
+  std::vector<std::string> kinds;
+  for (const char* k : kKinds) {
+    if (node[k]) kinds.emplace_back(k);
+  }
+  if (kinds.size() != 1) {
+    r.Error(path, kinds.empty()
+                      ? "missing the service kind: one of ingestion, enrichment, bigquery, icestore"
+                      : "more than one service kind: " + absl::StrJoin(kinds, ", "));
+    return;
+  }
+  const std::string& kind = kinds.front();
+  const std::string at = Join(path, kind);
+  if (kind == "ingestion") {
+    ReadIngestion(r, node[kind], at, out.spec.emplace<IngestionConfig>());
+  } else if (kind == "enrichment") {
+    ReadEnrichment(r, node[kind], at, out.spec.emplace<EnrichmentConfig>());
+  } else if (kind == "bigquery") {
+    ReadBigQuery(r, node[kind], at, out.spec.emplace<BigQueryConfig>());
+  } else {
+    ReadIceStore(r, node[kind], at, out.spec.emplace<IceStoreConfig>());
+  }
+}
+
+// Checks that wiring refers to things that exist: in-process names, unique service names.
+void CheckWiring(const ProgramConfig& c, Errors& errors) {
+  std::set<std::string> topics(c.in_process_topics.begin(), c.in_process_topics.end());
+  std::set<std::string> subscriptions;
+  for (std::size_t i = 0; i < c.in_process_subscriptions.size(); ++i) {
+    const auto& [name, topic] = c.in_process_subscriptions[i];
+    subscriptions.insert(name);
+    if (!topics.contains(topic)) {
+      errors.push_back({Index("in_process.subscriptions", i) + ".topic",
+                        "unknown in-process topic \"" + topic + "\""});
+    }
+  }
+  std::set<std::string> names;
+  for (std::size_t i = 0; i < c.services.size(); ++i) {
+    const auto& s = c.services[i];
+    const std::string path = Index("services", i);
+    if (!s.name.empty() && !names.insert(s.name).second) {
+      errors.push_back({path + ".name", "duplicate service name \"" + s.name + "\""});
+    }
+    const std::string at = path + "." + s.kind();
+    auto check_source = [&](const SourceConfig& src) {
+      if (c.create_pubsub_resources && src.kind == SourceConfig::Kind::kPubsub &&
+          src.topic.empty()) {
+        errors.push_back({at + ".source.pubsub.topic",
+                          "missing: create_pubsub_resources needs the subscription's topic"});
+      }
+      if (src.kind == SourceConfig::Kind::kInProcess && !src.subscription.empty() &&
+          !subscriptions.contains(src.subscription)) {
+        errors.push_back({at + ".source.in_process.subscription",
+                          "unknown in-process subscription \"" + src.subscription + "\""});
+      }
+    };
+    auto check_topic = [&](const TopicSinkConfig& sink, const std::string& topic,
+                           const std::string& topic_path) {
+      if (sink.kind == TopicSinkConfig::Kind::kInProcess && !topic.empty() &&
+          !topics.contains(topic)) {
+        errors.push_back({topic_path, "unknown in-process topic \"" + topic + "\""});
+      }
+    };
+    auto check_dead_letter = [&](bool in_process, const std::string& topic) {
+      if (in_process && !topic.empty() && !topics.contains(topic)) {
+        errors.push_back({at + ".dead_letter_topic", "unknown in-process topic \"" + topic + "\""});
+      }
+    };
+    std::visit(
+        [&](const auto& spec) {
+          using Spec = std::decay_t<decltype(spec)>;
+          if constexpr (std::is_same_v<Spec, IngestionConfig>) {
+            check_dead_letter(spec.sink.kind == TopicSinkConfig::Kind::kInProcess,
+                              spec.dead_letter_topic);
+          } else {
+            check_dead_letter(spec.source.kind == SourceConfig::Kind::kInProcess,
+                              spec.dead_letter_topic);
+          }
+        },
+        s.spec);
+    if (const auto* ing = std::get_if<IngestionConfig>(&s.spec)) {
+      for (const auto& [route, topic] : ing->routes)
+        check_topic(ing->sink, topic, at + ".routes." + route);
+      check_topic(ing->sink, ing->default_topic, at + ".default_topic");
+    } else if (const auto* en = std::get_if<EnrichmentConfig>(&s.spec)) {
+      check_source(en->source);
+      check_topic(en->sink, en->topic, at + ".topic");
+    } else if (const auto* bq = std::get_if<BigQueryConfig>(&s.spec)) {
+      check_source(bq->source);
+    } else if (const auto* ice = std::get_if<IceStoreConfig>(&s.spec)) {
+      check_source(ice->source);
+    }
+  }
+}
+
+std::string Lower(std::string s) { return absl::AsciiStrToLower(s); }
+std::string NameKey(std::string s) {
+  s = Lower(std::move(s));
+  for (char& ch : s) {
+    if (ch == '-') ch = '_';
+  }
+  return s;
+}
+
+// DATAFLOW__A__B__C=value sets A.B.C; in a sequence a segment picks the element whose `name`
+// matches (or, when it is a number, the element at that index).
+void ApplyOverride(YAML::Node root, const std::string& variable, const std::string& value,
+                   Errors& errors) {
+  const std::vector<std::string> segments =
+      absl::StrSplit(variable.substr(std::string("DATAFLOW__").size()), "__");
+  YAML::Node node = root;
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    const std::string seg = Lower(segments[i]);
+    if (seg.empty()) {
+      errors.push_back({variable, "empty path segment"});
+      return;
+    }
+    const bool last = i + 1 == segments.size();
+    if (node.IsSequence()) {
+      YAML::Node found;
+      for (std::size_t k = 0; k < node.size(); ++k) {
+        if ((node[k].IsMap() && node[k]["name"] && NameKey(node[k]["name"].Scalar()) == seg) ||
+            std::to_string(k) == seg) {
+          found.reset(node[k]);
+          break;
+        }
+      }
+      if (!found.IsDefined() || found.IsNull()) {
+        errors.push_back({variable, "no element named \"" + seg + "\" to override"});
+        return;
+      }
+      if (last) {
+        errors.push_back({variable, "cannot replace a whole list element"});
+        return;
+      }
+      node.reset(found);
+      continue;
+    }
+    if (!node.IsMap() && !node.IsNull()) {
+      errors.push_back({variable, "\"" + seg + "\" is inside a single value"});
+      return;
+    }
+    if (last) {
+      node[seg] = value;
+      return;
+    }
+    YAML::Node child = node[seg];
+    if (!child.IsDefined() || child.IsNull()) {
+      // A path the file does not have yet: create it; unknown keys are reported later.
+      node[seg] = YAML::Node(YAML::NodeType::Map);
+      child = node[seg];
+    }
+    node.reset(child);
+  }
+}
+
+}  // namespace
+
+const char* ServiceConfig::kind() const { return kKinds[spec.index()]; }
+
+EnvLookup ProcessEnvironment() {
+  return [](const std::string& name) -> std::optional<std::string> {
+    const char* v = std::getenv(name.c_str());
+    if (v == nullptr) return std::nullopt;
+    return std::string(v);
+  };
+}
+
+std::vector<std::pair<std::string, std::string>> EnvironmentVariables() {
+  std::vector<std::pair<std::string, std::string>> vars;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    const std::string entry = *e;
+    const auto eq = entry.find('=');
+    if (eq != std::string::npos) vars.emplace_back(entry.substr(0, eq), entry.substr(eq + 1));
+  }
+  return vars;
+}
+
+ConfigLoadResult ParseConfig(const std::string& yaml_text,
+                             const std::vector<std::pair<std::string, std::string>>& environment,
+                             const EnvLookup& lookup) {
+  ConfigLoadResult result;
+  Errors& errors = result.errors;
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    errors.push_back({"line " + std::to_string(e.mark.line + 1) + ", column " +
+                          std::to_string(e.mark.column + 1),
+                      "not valid YAML: " + e.msg});
+    return result;
+  }
+  if (root.IsNull()) {
+    errors.push_back({"(top)", "empty config"});
+    return result;
+  }
+  try {
+    for (const auto& [name, value] : environment) {
+      if (name.rfind("DATAFLOW__", 0) == 0) ApplyOverride(root, name, value, errors);
+    }
+    Reader r(errors, lookup);
+    ProgramConfig& c = result.config;
+    if (!r.Map(root, "",
+               {"project", "log_level", "create_pubsub_resources", "shutdown_timeout", "ops",
+                "in_process", "services"})) {
+      return result;
+    }
+    r.String(root, "project", "", c.project);
+    r.Bool(root, "create_pubsub_resources", "", c.create_pubsub_resources);
+    r.String(root, "log_level", "", c.log_level);
+    static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "off"};
+    if (!kLevels.contains(c.log_level)) {
+      r.Error("log_level",
+              "expected one of trace, debug, info, warn, error, off, got \"" + c.log_level + "\"");
+    }
+    r.Dur(root, "shutdown_timeout", "", c.shutdown_timeout);
+    if (const YAML::Node ops = root["ops"]; ops && r.Map(ops, "ops", {"enabled", "host", "port"})) {
+      r.Bool(ops, "enabled", "ops", c.ops.enabled);
+      r.String(ops, "host", "ops", c.ops.host);
+      r.Integer(ops, "port", "ops", c.ops.port, 0, 65535);
+    }
+    if (const YAML::Node ip = root["in_process"];
+        ip && r.Map(ip, "in_process", {"topics", "subscriptions"})) {
+      const YAML::Node topics = ip["topics"];
+      if (topics && !topics.IsSequence()) r.Error("in_process.topics", "expected a list");
+      for (std::size_t i = 0; topics && topics.IsSequence() && i < topics.size(); ++i) {
+        if (!topics[i].IsScalar() || topics[i].Scalar().empty()) {
+          r.Error(Index("in_process.topics", i), "expected a topic name");
+        } else {
+          c.in_process_topics.push_back(topics[i].Scalar());
+        }
+      }
+      const YAML::Node subs = ip["subscriptions"];
+      if (subs && !subs.IsSequence()) r.Error("in_process.subscriptions", "expected a list");
+      for (std::size_t i = 0; subs && subs.IsSequence() && i < subs.size(); ++i) {
+        const std::string p = Index("in_process.subscriptions", i);
+        if (!r.Map(subs[i], p, {"name", "topic"})) continue;
+        std::string name, topic;
+        r.String(subs[i], "name", p, name, true);
+        r.String(subs[i], "topic", p, topic, true);
+        c.in_process_subscriptions.emplace_back(name, topic);
+      }
+    }
+    const YAML::Node services = root["services"];
+    if (!services || !services.IsSequence() || services.size() == 0) {
+      r.Error("services", "missing (a list of services)");
+    } else {
+      for (std::size_t i = 0; i < services.size(); ++i) {
+        ServiceConfig s;
+        ReadService(r, services[i], Index("services", i), s);
+        c.services.push_back(std::move(s));
+      }
+    }
+    if (errors.empty()) CheckWiring(c, errors);
+  } catch (const YAML::Exception& e) {
+    // yaml-cpp reports type mismatches (e.g. a key that is not a string) by throwing.
+    errors.push_back({"line " + std::to_string(e.mark.line + 1), e.msg});
+  }
+  return result;
+}
+
+ConfigLoadResult LoadConfigFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    ConfigLoadResult result;
+    result.errors.push_back({path, "cannot read the config file"});
+    return result;
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return ParseConfig(text.str(), EnvironmentVariables(), ProcessEnvironment());
+}
+
+std::vector<std::string> Describe(const ProgramConfig& config) {
+  auto source = [](const SourceConfig& s) {
+    return (s.kind == SourceConfig::Kind::kPubsub ? "pubsub subscription " : "in-process ") +
+           s.subscription;
+  };
+  auto sink = [](const TopicSinkConfig& s) {
+    return s.kind == TopicSinkConfig::Kind::kPubsub ? std::string("pubsub topic ")
+                                                    : std::string("in-process topic ");
+  };
+  std::vector<std::string> lines;
+  for (const auto& s : config.services) {
+    std::string line = s.name + " (" + s.kind() + "): ";
+    if (const auto* ing = std::get_if<IngestionConfig>(&s.spec)) {
+      std::vector<std::string> routes;
+      for (const auto& [route, topic] : ing->routes) routes.push_back(route + "→" + topic);
+      line += "MQTT " + ing->mqtt.broker_url + " → " + sink(ing->sink) + "{" +
+              absl::StrJoin(routes, ", ") + "}";
+    } else if (const auto* en = std::get_if<EnrichmentConfig>(&s.spec)) {
+      std::vector<std::string> layers;
+      if (en->cache.lru) layers.push_back("LRU(" + std::to_string(en->cache.lru->max_size) + ")");
+      if (en->cache.redis) layers.push_back("Redis " + en->cache.redis->addr);
+      if (en->cache.firestore) layers.push_back("Firestore " + en->cache.firestore->collection);
+      if (en->cache.json_file) layers.push_back("file " + *en->cache.json_file);
+      line += source(en->source) + " → cache " + absl::StrJoin(layers, " → ") + " → " +
+              sink(en->sink) + en->topic;
+    } else if (const auto* bq = std::get_if<BigQueryConfig>(&s.spec)) {
+      line += source(bq->source) + " → " +
+              (bq->bigquery ? "BigQuery " + bq->bigquery->dataset + "." + bq->bigquery->table
+                            : "SQLite " + bq->sqlite->path + " table " + bq->sqlite->table);
+    } else if (const auto* ice = std::get_if<IceStoreConfig>(&s.spec)) {
+      line += source(ice->source) + " → " +
+              (ice->gcs ? "gs://" + ice->gcs->bucket + "/" + ice->gcs->prefix
+                        : "directory " + ice->local->root);
+    }
+    lines.push_back(std::move(line));
+  }
+  return lines;
+}
+
+}  // namespace dataflow::app

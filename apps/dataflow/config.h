@@ -1,0 +1,188 @@
+// The dataflow program's configuration: one YAML file describing the services one process
+// runs (docs/configuration.md is the reference, config/ has examples).
+//
+// Loading never stops at the first problem: every error is collected with the path of the
+// value it is about (`services[1].enrichment.cache.redis.addr: missing`), so `dataflow
+// validate` can print them all. Environment variables take part twice:
+//   - `${NAME}` / `${NAME:-default}` inside a value is replaced by the variable (secrets can
+//     stay out of the file);
+//   - `DATAFLOW__<path>` overrides the value at <path>, segments separated by `__`, a
+//     service selected by its name (`DATAFLOW__SERVICES__ENRICH__ENRICHMENT__CACHE__REDIS__ADDR`
+//     for the service named "enrich"), case-insensitive, `-` in names written as `_`.
+// Secrets (passwords) are never part of Describe().
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "dataflow/cache/redis_stub.h"
+#include "dataflow/enrichment/enricher.h"
+#include "dataflow/mqttconverter/mqtt_config.h"
+
+namespace dataflow::app {
+
+// Where a service reads from.
+struct SourceConfig {
+  enum class Kind { kPubsub, kInProcess };
+  Kind kind = Kind::kPubsub;
+  std::string subscription;
+  std::string topic;    // Pub/Sub: the subscription's topic, needed to create it
+  std::string project;  // Pub/Sub; empty: the program's project
+  int streams = 1;      // Pub/Sub StreamingPull streams
+  std::size_t max_outstanding_messages = 1000;
+  // Pub/Sub: the lease asked for each delivery and extension; a crashed copy's messages go
+  // to another copy after at most this long.
+  std::chrono::seconds ack_deadline{30};
+};
+
+// Where a service publishes to.
+struct TopicSinkConfig {
+  enum class Kind { kPubsub, kInProcess };
+  Kind kind = Kind::kPubsub;
+  std::string project;  // Pub/Sub; empty: the program's project
+};
+
+struct IngestionConfig {
+  mqttconverter::MQTTClientConfig mqtt;
+  TopicSinkConfig sink;
+  std::vector<std::pair<std::string, std::string>> routes;  // route name → topic
+  std::string default_topic;  // for unmapped routes; empty: they are rejected
+  // Poison messages are parked here (same transport as the service's input); empty: nacked.
+  std::string dead_letter_topic;
+  int workers = 5;
+};
+
+struct CacheChainConfig {
+  struct Lru {
+    std::size_t max_size = 10000;
+    std::chrono::milliseconds ttl{0};
+  };
+  struct Firestore {
+    std::string project;  // empty: the program's project
+    std::string collection;
+    std::string database = "(default)";
+  };
+  std::optional<Lru> lru;
+  std::optional<cache::RedisConfig> redis;
+  std::optional<Firestore> firestore;
+  std::optional<std::string> json_file;  // the registry file (the demo's source of truth)
+};
+
+struct EnrichmentConfig {
+  SourceConfig source;
+  TopicSinkConfig sink;
+  std::string topic;  // output topic
+  std::string key_attribute;
+  std::string key_json_field;  // one of the two
+  CacheChainConfig cache;
+  enrichment::FailurePolicy on_not_found = enrichment::FailurePolicy::kPassUnenriched;
+  enrichment::FailurePolicy on_error = enrichment::FailurePolicy::kNack;
+  std::string location_attribute = "location";  // copied from the metadata; empty: not set
+  // Poison messages are parked here (same transport as the service's input); empty: nacked.
+  std::string dead_letter_topic;
+  int workers = 5;
+};
+
+struct BigQueryConfig {
+  SourceConfig source;
+  std::size_t batch_size = 100;
+  std::chrono::milliseconds flush_interval{std::chrono::minutes(1)};
+  struct Table {
+    std::string project;  // empty: the program's project
+    std::string dataset;
+    std::string table;
+    bool create_table = true;
+    bool create_dataset = false;
+    // Local servers: the REST base URL (http://host:port) and the plaintext Storage Write
+    // gRPC address (host:port). Empty: Google's endpoints, or BIGQUERY_EMULATOR_HOST.
+    std::string rest_endpoint;
+    std::string grpc_endpoint;
+  };
+  struct Sqlite {
+    std::string path;
+    std::string table = "readings";
+  };
+  std::optional<Table> bigquery;
+  std::optional<Sqlite> sqlite;  // one of the two
+  // Poison messages are parked here (same transport as the service's input); empty: nacked.
+  std::string dead_letter_topic;
+  int workers = 5;
+};
+
+struct IceStoreConfig {
+  SourceConfig source;
+  std::size_t batch_size = 100;
+  std::chrono::milliseconds flush_interval{std::chrono::minutes(1)};
+  struct Gcs {
+    std::string bucket;
+    std::string prefix;
+  };
+  struct Local {
+    std::string root;
+    std::string prefix;
+  };
+  std::optional<Gcs> gcs;
+  std::optional<Local> local;  // one of the two
+  // Poison messages are parked here (same transport as the service's input); empty: nacked.
+  std::string dead_letter_topic;
+  int workers = 5;
+};
+
+struct ServiceConfig {
+  std::string name;
+  std::variant<IngestionConfig, EnrichmentConfig, BigQueryConfig, IceStoreConfig> spec;
+  [[nodiscard]] const char* kind() const;
+};
+
+struct ProgramConfig {
+  std::string project;  // Google Cloud project; empty: $GOOGLE_CLOUD_PROJECT
+  std::string log_level = "info";
+  // Create the Pub/Sub topics and subscriptions the services name when they are missing
+  // (emulators, development); production infrastructure is usually managed elsewhere.
+  bool create_pubsub_resources = false;
+  std::chrono::milliseconds shutdown_timeout{std::chrono::seconds(30)};
+  struct Ops {
+    bool enabled = true;
+    std::string host = "0.0.0.0";
+    int port = 9464;
+  } ops;
+  // In-process topics and subscriptions, for pipelines inside one process.
+  std::vector<std::string> in_process_topics;
+  std::vector<std::pair<std::string, std::string>> in_process_subscriptions;  // name → topic
+  std::vector<ServiceConfig> services;
+};
+
+struct ConfigError {
+  std::string path;
+  std::string message;
+  [[nodiscard]] std::string ToString() const { return path + ": " + message; }
+};
+
+using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
+// The process environment (getenv).
+EnvLookup ProcessEnvironment();
+// Every variable of the process environment; for the DATAFLOW__ overrides.
+std::vector<std::pair<std::string, std::string>> EnvironmentVariables();
+
+struct ConfigLoadResult {
+  ProgramConfig config;
+  std::vector<ConfigError> errors;  // empty: the config is valid
+  [[nodiscard]] bool ok() const { return errors.empty(); }
+};
+
+// `environment` holds the variables for DATAFLOW__ overrides; `lookup` resolves ${NAME}.
+ConfigLoadResult ParseConfig(const std::string& yaml_text,
+                             const std::vector<std::pair<std::string, std::string>>& environment,
+                             const EnvLookup& lookup);
+ConfigLoadResult LoadConfigFile(const std::string& path);
+
+// One line per service and its wiring, without secrets; for `validate` and the start log.
+std::vector<std::string> Describe(const ProgramConfig& config);
+
+}  // namespace dataflow::app

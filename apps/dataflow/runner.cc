@@ -1,0 +1,689 @@
+#include "runner.h"
+
+#include <absl/strings/str_cat.h>
+#include <absl/strings/str_join.h>
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <map>
+#include <thread>
+
+#include "dataflow/bqstore/bigquery_service.h"
+#include "dataflow/bqstore/sqlite_inserter.h"
+#include "dataflow/cache/lru_cache.h"
+#include "dataflow/cache/redis_cache.h"
+#include "dataflow/enrichment/enrichment_service.h"
+#include "dataflow/icestore/gcs_uploader.h"
+#include "dataflow/icestore/ice_storage_service.h"
+#include "dataflow/icestore/local_directory_uploader.h"
+#include "dataflow/messagepipeline/in_process_broker.h"
+#include "dataflow/messagepipeline/logging.h"
+#include "dataflow/messagepipeline/publisher.h"
+#include "dataflow/mqttconverter/ingestion_service.h"
+#include "dataflow/mqttconverter/mqtt_consumer.h"
+#include "device_model.h"
+#include "json_documents.h"
+#include "metrics.h"
+#include "ops_server.h"
+#include "timed_publisher.h"
+#ifdef DATAFLOW_APP_HAS_PUBSUB
+#include "dataflow/pubsub/admin.h"
+#include "dataflow/pubsub/consumer.h"
+#include "dataflow/pubsub/producer.h"
+#endif
+#ifdef DATAFLOW_APP_HAS_FIRESTORE
+#include "dataflow/cache/firestore.h"
+#endif
+#ifdef DATAFLOW_BQSTORE_HAS_STORAGE_WRITE
+#include "dataflow/bqstore/bigquery_inserter.h"
+#endif
+
+namespace dataflow::app {
+namespace {
+
+namespace mp = messagepipeline;
+using Json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+// One running service, whatever its kind.
+struct Service {
+  std::string name;
+  std::string kind;
+  std::shared_ptr<mp::MessageConsumer> consumer;
+  std::string in_process_subscription;  // its backlog is drained before it stops
+  std::function<absl::Status()> start;
+  std::function<absl::Status(mp::Deadline)> stop;
+  std::function<mp::ServiceMetrics()> metrics;
+  std::vector<std::function<absl::Status(mp::Deadline)>> stop_after;  // its publishers
+  std::shared_ptr<void> owner;  // keeps the service object alive
+  std::shared_ptr<LatencyHistogram> publish_latency = std::make_shared<LatencyHistogram>();
+  bool publishes = false;
+  std::function<void(PrometheusText&)> write_extra_metrics;  // kind-specific families
+  bool stopped = false;
+};
+
+absl::Status Annotate(const absl::Status& s, const std::string& where) {
+  return absl::Status(s.code(), where + ": " + std::string(s.message()));
+}
+
+std::string ProjectOf(const ProgramConfig& config, const std::string& override_project) {
+  return override_project.empty() ? config.project : override_project;
+}
+
+// Metadata from a JSON object file {"<key>": {...}}: the embedded source of truth (Firestore's
+// stand-in). Values are whatever objects the file holds.
+class JsonFileSource final : public cache::Fetcher<std::string, Json> {
+ public:
+  static absl::StatusOr<std::shared_ptr<JsonFileSource>> Load(const std::string& path) {
+    auto registry = LoadJsonDocuments(path);
+    if (!registry.ok()) return registry.status();
+    auto source = std::make_shared<JsonFileSource>();
+    source->documents_ = *std::move(registry);
+    return source;
+  }
+  absl::StatusOr<Json> Fetch(const std::string& key) override {
+    auto it = documents_.find(key);
+    if (it == documents_.end()) return absl::NotFoundError("no document " + key);
+    return it.value();
+  }
+  absl::Status Close() override { return absl::OkStatus(); }
+
+ private:
+  Json documents_;
+};
+
+}  // namespace
+
+struct Pipeline::Impl {
+  ProgramConfig config;
+  std::shared_ptr<mp::InProcessBroker> broker;
+#ifdef DATAFLOW_APP_HAS_PUBSUB
+  std::map<std::string, std::shared_ptr<pubsub::PubsubStub>> stubs;  // by project
+#endif
+  std::vector<Service> services;
+  bool stopping = false;
+
+  absl::Status NeedPubsub(const std::string& what) const {
+#ifdef DATAFLOW_APP_HAS_PUBSUB
+    (void)what;
+    return absl::OkStatus();
+#else
+    return absl::FailedPreconditionError(
+        what +
+        ": this build has no Google Cloud Pub/Sub support (the demo preset leaves it "
+        "out); build with the release or dev preset");
+#endif
+  }
+
+#ifdef DATAFLOW_APP_HAS_PUBSUB
+  absl::StatusOr<std::shared_ptr<pubsub::PubsubStub>> Stub(const std::string& project) {
+    auto& stub = stubs[project];
+    if (!stub) {
+      auto made = pubsub::MakePubsubStub();
+      if (!made.ok()) return made.status();
+      stub = *std::move(made);
+    }
+    return stub;
+  }
+  absl::StatusOr<std::shared_ptr<pubsub::GooglePubsubProducer>> Producer(
+      const std::string& project) {
+    auto stub = Stub(project);
+    if (!stub.ok()) return stub.status();
+    auto producer = pubsub::GooglePubsubProducer::Create(*stub, {.project_id = project});
+    if (!producer.ok()) return producer.status();
+    return std::shared_ptr<pubsub::GooglePubsubProducer>(*std::move(producer));
+  }
+#endif
+
+  absl::StatusOr<std::shared_ptr<mp::MessageConsumer>> Consumer(const SourceConfig& source) {
+    if (source.kind == SourceConfig::Kind::kInProcess) {
+      auto consumer = broker->NewConsumer(source.subscription);
+      if (!consumer.ok()) return consumer.status();
+      return std::shared_ptr<mp::MessageConsumer>(*std::move(consumer));
+    }
+    if (auto s = NeedPubsub("source.pubsub"); !s.ok()) return s;
+#ifdef DATAFLOW_APP_HAS_PUBSUB
+    const std::string project = ProjectOf(config, source.project);
+    auto stub = Stub(project);
+    if (!stub.ok()) return stub.status();
+    if (config.create_pubsub_resources) {
+      auto t = pubsub::CreateTopic(**stub, project, source.topic);
+      if (!t.ok() && !absl::IsAlreadyExists(t)) return t;
+      auto s = pubsub::CreateSubscription(**stub, project, source.subscription, source.topic,
+                                          {.ack_deadline = source.ack_deadline});
+      if (!s.ok() && !absl::IsAlreadyExists(s)) return s;
+    }
+    auto consumer = pubsub::GooglePubsubConsumer::Create(
+        *stub, {.project_id = project,
+                .subscription_id = source.subscription,
+                .streams = source.streams,
+                .max_outstanding_messages = source.max_outstanding_messages,
+                .ack_deadline = source.ack_deadline});
+    if (!consumer.ok()) return consumer.status();
+    return std::shared_ptr<mp::MessageConsumer>(*std::move(consumer));
+#else
+    return absl::InternalError("unreachable");
+#endif
+  }
+
+  // A publisher for `kind`, its Stop registered on `service`; with `topics`, creates them
+  // first when the config asks for it.
+  absl::StatusOr<std::shared_ptr<mp::MessagePublisher>> Publisher(
+      bool in_process, const std::string& project_override, const std::vector<std::string>& topics,
+      Service& service) {
+    service.publishes = true;
+    if (in_process) {
+      return Timed({.publisher = broker->NewPublisher(), .histogram = service.publish_latency});
+    }
+    if (auto s = NeedPubsub("sink pubsub"); !s.ok()) return s;
+#ifdef DATAFLOW_APP_HAS_PUBSUB
+    const std::string project = ProjectOf(config, project_override);
+    if (config.create_pubsub_resources) {
+      auto stub = Stub(project);
+      if (!stub.ok()) return stub.status();
+      for (const auto& topic : topics) {
+        if (topic.empty()) continue;
+        auto t = pubsub::CreateTopic(**stub, project, topic);
+        if (!t.ok() && !absl::IsAlreadyExists(t)) return t;
+      }
+    }
+    auto producer = Producer(project);
+    if (!producer.ok()) return producer.status();
+    service.stop_after.push_back([p = *producer](mp::Deadline d) { return p->Stop(d); });
+    return Timed(TimedPubsubOptions(*producer, service.publish_latency));
+#else
+    (void)project_override;
+    (void)topics;
+    (void)service;
+    return absl::InternalError("unreachable");
+#endif
+  }
+
+  static absl::StatusOr<std::shared_ptr<mp::MessagePublisher>> Timed(TimedPublisherOptions o) {
+    auto timed = TimedPublisher::Create(std::move(o));
+    if (!timed.ok()) return timed.status();
+    return std::shared_ptr<mp::MessagePublisher>(*std::move(timed));
+  }
+
+  absl::StatusOr<std::shared_ptr<mp::DeadLetterSink>> DeadLetters(
+      bool in_process, const std::string& project_override, const std::string& topic,
+      Service& service) {
+    if (topic.empty()) return std::shared_ptr<mp::DeadLetterSink>();
+    if (in_process) return broker->NewDeadLetterSink(topic);
+    if (auto s = NeedPubsub("dead_letter_topic"); !s.ok()) return s;
+#ifdef DATAFLOW_APP_HAS_PUBSUB
+    const std::string project = ProjectOf(config, project_override);
+    if (config.create_pubsub_resources) {
+      auto stub = Stub(project);
+      if (!stub.ok()) return stub.status();
+      auto t = pubsub::CreateTopic(**stub, project, topic);
+      if (!t.ok() && !absl::IsAlreadyExists(t)) return t;
+    }
+    auto producer = Producer(project);
+    if (!producer.ok()) return producer.status();
+    service.stop_after.push_back([p = *producer](mp::Deadline d) { return p->Stop(d); });
+    return std::shared_ptr<mp::DeadLetterSink>(
+        std::make_shared<pubsub::PubsubDeadLetterSink>(*producer, topic));
+#else
+    (void)project_override;
+    (void)service;
+    return absl::InternalError("unreachable");
+#endif
+  }
+
+  // The chain, and into `stats` a writer of each layer's hit/miss counters.
+  absl::StatusOr<std::shared_ptr<cache::Fetcher<std::string, Json>>> CacheChain(
+      const CacheChainConfig& c, const std::string& service,
+      std::vector<std::function<void(PrometheusText&)>>& stats) {
+    std::shared_ptr<cache::Fetcher<std::string, Json>> chain;
+    if (c.json_file) {
+      auto source = JsonFileSource::Load(*c.json_file);
+      if (!source.ok()) return Annotate(source.status(), "cache.json_file");
+      chain = *std::move(source);
+    } else if (c.firestore) {
+#ifdef DATAFLOW_APP_HAS_FIRESTORE
+      auto fs = cache::Firestore<std::string, Json>::Create(
+          {.project_id = ProjectOf(config, c.firestore->project),
+           .collection_name = c.firestore->collection,
+           .database_id = c.firestore->database});
+      if (!fs.ok()) return Annotate(fs.status(), "cache.firestore");
+      chain = *std::move(fs);
+#else
+      return absl::FailedPreconditionError(
+          "cache.firestore: this build has no Firestore support (the demo preset leaves it "
+          "out); build with the release or dev preset");
+#endif
+    }
+    if (c.redis) {
+      auto redis = cache::RedisCache<std::string, Json>::Create(*c.redis, chain);
+      if (!redis.ok()) return Annotate(redis.status(), "cache.redis (" + c.redis->addr + ")");
+      std::shared_ptr<cache::RedisCache<std::string, Json>> layer = *std::move(redis);
+      stats.push_back([layer, service](PrometheusText& out) {
+        WriteCacheStats(out, service, "redis", layer->Stats());
+      });
+      chain = layer;
+    }
+    if (c.lru) {
+      auto lru = cache::InMemoryLRUCache<std::string, Json>::Create(
+          {.max_size = c.lru->max_size, .ttl = c.lru->ttl}, chain);
+      if (!lru.ok()) return Annotate(lru.status(), "cache.lru");
+      std::shared_ptr<cache::InMemoryLRUCache<std::string, Json>> layer = *std::move(lru);
+      stats.push_back([layer, service](PrometheusText& out) {
+        WriteCacheStats(out, service, "lru", layer->Stats());
+      });
+      chain = layer;
+    }
+    return chain;
+  }
+
+  absl::StatusOr<Service> Ingestion(const std::string& name, const IngestionConfig& c) {
+    Service svc{.name = name, .kind = "ingestion"};
+    const bool in_process = c.sink.kind == TopicSinkConfig::Kind::kInProcess;
+    std::vector<std::string> topics{c.default_topic};
+    mqttconverter::IngestionServiceOptions options{
+        .name = name,
+        .unmapped = c.default_topic.empty() ? mqttconverter::UnmappedRoutePolicy::kReject
+                                            : mqttconverter::UnmappedRoutePolicy::kDefaultTopic,
+        .default_topic = c.default_topic,
+        .num_workers = c.workers};
+    for (const auto& [route, topic] : c.routes) {
+      options.route_topics[route] = topic;
+      topics.push_back(topic);
+    }
+    auto dead = DeadLetters(in_process, c.sink.project, c.dead_letter_topic, svc);
+    if (!dead.ok()) return dead.status();
+    options.dead_letter = *dead;
+    auto publisher = Publisher(in_process, c.sink.project, topics, svc);
+    if (!publisher.ok()) return publisher.status();
+    auto consumer = mqttconverter::MqttConsumer::Create(c.mqtt);
+    if (!consumer.ok()) return Annotate(consumer.status(), "mqtt");
+    svc.consumer = std::shared_ptr<mp::MessageConsumer>(*std::move(consumer));
+    auto service = mqttconverter::IngestionService::Create(options, svc.consumer, *publisher);
+    if (!service.ok()) return service.status();
+    std::shared_ptr<mqttconverter::IngestionService> s = *std::move(service);
+    svc.start = [s] { return s->Start(); };
+    svc.stop = [s](mp::Deadline d) { return s->Stop(d); };
+    svc.metrics = [s] { return s->metrics(); };
+    svc.owner = s;
+    return svc;
+  }
+
+  absl::StatusOr<Service> Enrichment(const std::string& name, const EnrichmentConfig& c) {
+    Service svc{.name = name, .kind = "enrichment"};
+    const bool in_process = c.source.kind == SourceConfig::Kind::kInProcess;
+    if (in_process) svc.in_process_subscription = c.source.subscription;
+    std::vector<std::function<void(PrometheusText&)>> cache_stats;
+    auto chain = CacheChain(c.cache, name, cache_stats);
+    if (!chain.ok()) return chain.status();
+    auto key = c.key_attribute.empty() ? enrichment::JsonPayloadKey(c.key_json_field)
+                                       : enrichment::AttributeKey(c.key_attribute);
+    auto applier = [json = enrichment::JsonApplier<Json>(), attribute = c.location_attribute](
+                       mp::Message& m, const Json& metadata) {
+      json(m, metadata);
+      // icestore groups its archives by the location attribute.
+      if (!attribute.empty() && metadata.is_object()) {
+        if (auto loc = metadata.value("location", Json()); loc.is_string()) {
+          m.attributes[attribute] = loc.get<std::string>();
+        }
+      }
+    };
+    auto enricher = enrichment::MakeEnricher<std::string, Json>(
+        *chain, key, applier, {.on_not_found = c.on_not_found, .on_error = c.on_error});
+    if (!enricher.ok()) return enricher.status();
+    auto dead = DeadLetters(in_process, c.source.project, c.dead_letter_topic, svc);
+    if (!dead.ok()) return dead.status();
+    const bool sink_in_process = c.sink.kind == TopicSinkConfig::Kind::kInProcess;
+    auto publisher = Publisher(sink_in_process, c.sink.project, {c.topic}, svc);
+    if (!publisher.ok()) return publisher.status();
+    auto consumer = Consumer(c.source);
+    if (!consumer.ok()) return Annotate(consumer.status(), "source");
+    svc.consumer = *consumer;
+    auto service = enrichment::EnrichmentService::CreateAsync(
+        {.name = name, .num_workers = c.workers, .dead_letter = *dead}, svc.consumer, *enricher,
+        mp::PublishEnvelope(*publisher, c.topic));
+    if (!service.ok()) return service.status();
+    std::shared_ptr<enrichment::EnrichmentService> s = *std::move(service);
+    svc.start = [s] { return s->Start(); };
+    svc.stop = [s](mp::Deadline d) { return s->Stop(d); };
+    svc.metrics = [s] { return s->metrics(); };
+    svc.stop_after.push_back([chain = *chain](mp::Deadline) { return chain->Close(); });
+    svc.write_extra_metrics = [s, name, cache_stats](PrometheusText& out) {
+      WriteEnrichmentMetrics(out, name, s->enrichment_metrics());
+      for (const auto& write : cache_stats) write(out);
+    };
+    svc.owner = s;
+    return svc;
+  }
+
+  absl::StatusOr<std::shared_ptr<bqstore::DataBatchInserter<Reading>>> Inserter(
+      const BigQueryConfig& c) {
+    if (c.sqlite) {
+      std::error_code ignored;  // SQLite reports a directory that cannot be made clearly
+      std::filesystem::create_directories(std::filesystem::path(c.sqlite->path).parent_path(),
+                                          ignored);
+      auto sqlite = bqstore::SQLiteInserter<Reading>::Create(
+          {.path = c.sqlite->path, .table = c.sqlite->table});
+      if (!sqlite.ok()) return Annotate(sqlite.status(), "sqlite");
+      return std::shared_ptr<bqstore::DataBatchInserter<Reading>>(*std::move(sqlite));
+    }
+#ifdef DATAFLOW_BQSTORE_HAS_STORAGE_WRITE
+    bqstore::BigQueryInserterOptions options;
+    options.writer.project_id = ProjectOf(config, c.bigquery->project);
+    options.writer.dataset_id = c.bigquery->dataset;
+    options.writer.table_id = c.bigquery->table;
+    options.table.create_if_missing = c.bigquery->create_table;
+    options.table.create_dataset = c.bigquery->create_dataset;
+    options.admin.endpoint = c.bigquery->rest_endpoint;
+    if (!c.bigquery->grpc_endpoint.empty()) {
+      options.writer.channel.endpoint = c.bigquery->grpc_endpoint;
+      options.writer.channel.insecure = true;
+    }
+    auto bq = bqstore::BigQueryInserter<Reading>::Create(std::move(options));
+    if (!bq.ok()) return Annotate(bq.status(), "table");
+    return std::shared_ptr<bqstore::DataBatchInserter<Reading>>(*std::move(bq));
+#else
+    return absl::FailedPreconditionError(
+        "table: this build has no BigQuery Storage Write support (the demo preset leaves it "
+        "out); build with the release or dev preset");
+#endif
+  }
+
+  absl::StatusOr<Service> BigQuery(const std::string& name, const BigQueryConfig& c) {
+    Service svc{.name = name, .kind = "bigquery"};
+    const bool in_process = c.source.kind == SourceConfig::Kind::kInProcess;
+    if (in_process) svc.in_process_subscription = c.source.subscription;
+    auto inserter = Inserter(c);
+    if (!inserter.ok()) return inserter.status();
+    auto dead = DeadLetters(in_process, c.source.project, c.dead_letter_topic, svc);
+    if (!dead.ok()) return dead.status();
+    auto consumer = Consumer(c.source);
+    if (!consumer.ok()) return Annotate(consumer.status(), "source");
+    svc.consumer = *consumer;
+    auto service = bqstore::NewBigQueryService<Reading>({.name = name,
+                                                         .num_workers = c.workers,
+                                                         .batch_size = c.batch_size,
+                                                         .flush_interval = c.flush_interval,
+                                                         .dead_letter = *dead},
+                                                        svc.consumer, ToReading, *inserter);
+    if (!service.ok()) return service.status();
+    std::shared_ptr<bqstore::BigQueryService<Reading>> s = *std::move(service);
+    svc.start = [s] { return s->Start(); };
+    svc.stop = [s](mp::Deadline d) { return s->Stop(d); };
+    svc.metrics = [s] { return s->metrics(); };
+    svc.stop_after.push_back([i = *inserter](mp::Deadline) { return i->Close(); });
+    svc.owner = s;
+    return svc;
+  }
+
+  absl::StatusOr<Service> IceStore(const std::string& name, const IceStoreConfig& c) {
+    Service svc{.name = name, .kind = "icestore"};
+    const bool in_process = c.source.kind == SourceConfig::Kind::kInProcess;
+    if (in_process) svc.in_process_subscription = c.source.subscription;
+    std::shared_ptr<icestore::DataUploader> uploader;
+    if (c.local) {
+      auto local = icestore::LocalDirectoryUploader::Create(
+          {.root = c.local->root, .prefix = c.local->prefix});
+      if (!local.ok()) return Annotate(local.status(), "local");
+      uploader = *std::move(local);
+    } else {
+      auto gcs =
+          icestore::GcsBatchUploader::Create({.bucket = c.gcs->bucket, .prefix = c.gcs->prefix});
+      if (!gcs.ok()) return Annotate(gcs.status(), "gcs");
+      uploader = *std::move(gcs);
+    }
+    auto dead = DeadLetters(in_process, c.source.project, c.dead_letter_topic, svc);
+    if (!dead.ok()) return dead.status();
+    auto consumer = Consumer(c.source);
+    if (!consumer.ok()) return Annotate(consumer.status(), "source");
+    svc.consumer = *consumer;
+    icestore::IceStorageServiceOptions options{
+        .name = name, .num_workers = c.workers, .dead_letter = *dead};
+    options.batcher.batch_size = c.batch_size;
+    options.batcher.flush_interval = c.flush_interval;
+    auto service = icestore::IceStorageService::Create(options, svc.consumer, uploader);
+    if (!service.ok()) return service.status();
+    std::shared_ptr<icestore::IceStorageService> s = *std::move(service);
+    svc.start = [s] { return s->Start(); };
+    svc.stop = [s](mp::Deadline d) { return s->Stop(d); };
+    svc.metrics = [s] { return s->metrics(); };
+    svc.owner = s;
+    return svc;
+  }
+
+  // Waits until the in-process subscription has nothing pending or outstanding.
+  void DrainInProcess(const std::string& subscription, mp::Deadline deadline) const {
+    while (Clock::now() < deadline) {
+      auto stats = broker->Stats(subscription);
+      if (!stats.ok() || (stats->pending == 0 && stats->outstanding == 0)) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+};
+
+Pipeline::Pipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Pipeline::~Pipeline() {
+  if (!impl_->stopping) (void)Stop(std::chrono::seconds(0));
+}
+
+absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Build(const ProgramConfig& config) {
+  auto impl = std::make_unique<Impl>();
+  impl->config = config;
+  impl->broker = mp::InProcessBroker::Create();
+  for (const auto& topic : config.in_process_topics) {
+    if (auto s = impl->broker->CreateTopic(topic); !s.ok()) return Annotate(s, "in_process.topics");
+  }
+  for (const auto& [name, topic] : config.in_process_subscriptions) {
+    if (auto s = impl->broker->CreateSubscription(name, topic); !s.ok()) {
+      return Annotate(s, "in_process.subscriptions");
+    }
+  }
+  for (std::size_t i = 0; i < config.services.size(); ++i) {
+    const ServiceConfig& sc = config.services[i];
+    const std::string where = absl::StrCat("services[", i, "] (", sc.name, ")");
+    absl::StatusOr<Service> built = std::visit(
+        [&](const auto& spec) -> absl::StatusOr<Service> {
+          using Spec = std::decay_t<decltype(spec)>;
+          if constexpr (std::is_same_v<Spec, IngestionConfig>)
+            return impl->Ingestion(sc.name, spec);
+          if constexpr (std::is_same_v<Spec, EnrichmentConfig>)
+            return impl->Enrichment(sc.name, spec);
+          if constexpr (std::is_same_v<Spec, BigQueryConfig>) return impl->BigQuery(sc.name, spec);
+          if constexpr (std::is_same_v<Spec, IceStoreConfig>) return impl->IceStore(sc.name, spec);
+        },
+        sc.spec);
+    if (!built.ok()) return Annotate(built.status(), where);
+    impl->services.push_back(*std::move(built));
+  }
+  return std::unique_ptr<Pipeline>(new Pipeline(std::move(impl)));
+}
+
+absl::Status Pipeline::Start() {
+  // Sinks first, so nothing is produced before its consumer runs.
+  for (auto it = impl_->services.rbegin(); it != impl_->services.rend(); ++it) {
+    if (auto s = it->start(); !s.ok()) return Annotate(s, it->name);
+    Log()->info("service started name={} kind={}", it->name, it->kind);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Pipeline::Failure() const {
+  for (const auto& s : impl_->services) {
+    auto done = s.consumer->Done();
+    if (done.wait_for(std::chrono::seconds(0)) != std::future_status::ready) continue;
+    const absl::Status& status = done.get();
+    return status.ok() ? absl::UnavailableError(s.name + ": its consumer ended")
+                       : Annotate(status, s.name);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Pipeline::Stop(std::chrono::milliseconds timeout) {
+  impl_->stopping = true;
+  const mp::Deadline deadline = Clock::now() + timeout;
+  std::vector<std::string> problems;
+  std::uint64_t nacked = 0;
+  for (auto& s : impl_->services) {
+    if (s.stopped) continue;
+    s.stopped = true;
+    if (!s.in_process_subscription.empty())
+      impl_->DrainInProcess(s.in_process_subscription, deadline);
+    const std::uint64_t nacked_before = s.metrics().nacked;
+    if (auto st = s.stop(deadline); !st.ok()) problems.push_back(s.name + ": " + st.ToString());
+    for (auto& stop : s.stop_after) {
+      if (auto st = stop(deadline); !st.ok()) problems.push_back(s.name + ": " + st.ToString());
+    }
+    const std::uint64_t nacked_now = s.metrics().nacked - nacked_before;
+    if (nacked_now > 0) {
+      problems.push_back(absl::StrCat(s.name, ": ", nacked_now,
+                                      " messages nacked while stopping (the broker redelivers)"));
+    }
+    nacked += nacked_now;
+    Log()->info("service stopped name={} nacked_at_stop={}", s.name, nacked_now);
+  }
+  std::size_t left = 0;
+  for (const auto& [name, topic] : impl_->config.in_process_subscriptions) {
+    if (auto stats = impl_->broker->Stats(name); stats.ok())
+      left += stats->pending + stats->outstanding;
+  }
+  if (left > 0) {
+    problems.push_back(absl::StrCat(left,
+                                    " messages left in in-process subscriptions (lost "
+                                    "with the process)"));
+  }
+  if (problems.empty()) return absl::OkStatus();
+  return absl::AbortedError(absl::StrJoin(problems, "; "));
+}
+
+std::vector<ServiceStatus> Pipeline::Status() const {
+  std::vector<ServiceStatus> out;
+  for (const auto& s : impl_->services) {
+    out.push_back({.name = s.name,
+                   .kind = s.kind,
+                   .connected = s.consumer->IsConnected(),
+                   .metrics = s.metrics()});
+  }
+  return out;
+}
+
+void Pipeline::WriteMetrics(PrometheusText& out) const {
+  for (const auto& s : impl_->services) {
+    WriteServiceMetrics(out, s.name, s.metrics());
+    WriteConsumerConnected(out, s.name, s.consumer->IsConnected());
+    if (s.publishes) WritePublishLatency(out, s.name, s.publish_latency->Snapshot());
+    if (s.write_extra_metrics) s.write_extra_metrics(out);
+  }
+}
+
+std::vector<ComponentReadiness> Pipeline::Readiness() const {
+  std::vector<ComponentReadiness> out;
+  for (const auto& s : impl_->services) out.push_back(ConsumerReadiness(s.name, *s.consumer));
+  return out;
+}
+
+void BlockStopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+namespace {
+
+// The next SIGINT/SIGTERM within `wait`, or 0.
+int WaitForStopSignal(std::chrono::milliseconds wait) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  timespec ts{.tv_sec = static_cast<time_t>(wait.count() / 1000),
+              .tv_nsec = static_cast<long>((wait.count() % 1000) * 1000000)};
+  const int sig = sigtimedwait(&set, nullptr, &ts);
+  return sig > 0 ? sig : 0;
+}
+
+}  // namespace
+
+int RunProgram(const ProgramConfig& config) {
+  for (const auto& line : Describe(config)) Log()->info("service {}", line);
+  auto pipeline = Pipeline::Build(config);
+  if (!pipeline.ok()) {
+    std::fprintf(stderr, "dataflow: %s\n", pipeline.status().ToString().c_str());
+    return 1;
+  }
+  // Up before the services start, so probes see "live, not ready" while consumers connect.
+  MetricsRegistry registry;
+  registry.AddCollector([](PrometheusText& out) { WriteBuildInfo(out, DATAFLOW_VERSION); });
+  registry.AddCollector([p = pipeline->get()](PrometheusText& out) { p->WriteMetrics(out); });
+  std::unique_ptr<OpsServer> ops;
+  if (config.ops.enabled) {
+    auto started = OpsServer::Start({.host = config.ops.host, .port = config.ops.port},
+                                    {.live = [] { return true; },
+                                     .readiness = [p = pipeline->get()] { return p->Readiness(); },
+                                     .metrics = [&registry] { return registry.Render(); }});
+    if (!started.ok()) {
+      std::fprintf(stderr, "dataflow: ops endpoint: %s\n", started.status().ToString().c_str());
+      return 1;
+    }
+    ops = *std::move(started);
+    Log()->info("ops endpoint listening host={} port={} paths=/healthz,/readyz,/metrics",
+                config.ops.host, ops->port());
+  }
+  if (auto s = (*pipeline)->Start(); !s.ok()) {
+    std::fprintf(stderr, "dataflow: starting %s\n", s.ToString().c_str());
+    (void)(*pipeline)->Stop(config.shutdown_timeout);
+    return 1;
+  }
+  Log()->info("running services={} (SIGINT or SIGTERM stops them)", config.services.size());
+  bool failed = false;
+  while (true) {
+    if (const int sig = WaitForStopSignal(std::chrono::milliseconds(200)); sig != 0) {
+      Log()->info("stopping signal={} timeout_ms={}", strsignal(sig),
+                  config.shutdown_timeout.count());
+      break;
+    }
+    if (auto s = (*pipeline)->Failure(); !s.ok()) {
+      std::fprintf(stderr, "dataflow: %s\n", s.ToString().c_str());
+      failed = true;
+      break;
+    }
+  }
+  // A second signal while stopping means "now": exit without waiting for the drain.
+  std::atomic<bool> stopped{false};
+  std::jthread impatient([&stopped] {
+    while (!stopped.load()) {
+      if (WaitForStopSignal(std::chrono::milliseconds(100)) != 0) {
+        std::fprintf(stderr, "dataflow: second stop signal, exiting without draining\n");
+        std::_Exit(1);
+      }
+    }
+  });
+  const absl::Status stop = (*pipeline)->Stop(config.shutdown_timeout);
+  stopped = true;
+  impatient.join();
+  if (ops) ops->Stop();
+  for (const auto& s : (*pipeline)->Status()) {
+    std::fprintf(stderr,
+                 "dataflow: %s (%s): received %llu, processed %llu, skipped %llu, "
+                 "dead-lettered %llu, nacked %llu\n",
+                 s.name.c_str(), s.kind.c_str(),
+                 static_cast<unsigned long long>(s.metrics.received),
+                 static_cast<unsigned long long>(s.metrics.processed),
+                 static_cast<unsigned long long>(s.metrics.skipped),
+                 static_cast<unsigned long long>(s.metrics.dead_lettered),
+                 static_cast<unsigned long long>(s.metrics.nacked));
+  }
+  if (!stop.ok()) {
+    std::fprintf(stderr, "dataflow: stop was not clean: %s\n", std::string(stop.message()).c_str());
+    return 1;
+  }
+  return failed ? 1 : 0;
+}
+
+}  // namespace dataflow::app

@@ -1,0 +1,197 @@
+#include "config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <map>
+
+namespace dataflow::app {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+using Env = std::vector<std::pair<std::string, std::string>>;
+
+ConfigLoadResult Parse(const std::string& yaml, const Env& env = {}) {
+  std::map<std::string, std::string> vars(env.begin(), env.end());
+  return ParseConfig(yaml, env, [vars](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  });
+}
+
+std::vector<std::string> Errors(const ConfigLoadResult& r) {
+  std::vector<std::string> out;
+  for (const auto& e : r.errors) out.push_back(e.ToString());
+  return out;
+}
+
+constexpr const char* kEnrichment = R"(
+in_process:
+  topics: [raw, enriched]
+  subscriptions: [{name: raw-sub, topic: raw}]
+services:
+  - name: enrich
+    enrichment:
+      source: {in_process: {subscription: raw-sub}}
+      sink: in_process
+      topic: enriched
+      key: {attribute: device_id}
+      cache:
+        lru: {max_size: 100}
+        redis: {addr: "localhost:6379", password: s3cret, cache_ttl: 90s}
+        json_file: registry.json
+      on_not_found: skip
+)";
+
+TEST(ConfigTest, ParsesAServiceWithItsDefaults) {
+  auto r = Parse(kEnrichment);
+  ASSERT_THAT(Errors(r), IsEmpty());
+  ASSERT_EQ(r.config.services.size(), 1u);
+  const auto& s = r.config.services[0];
+  EXPECT_EQ(s.name, "enrich");
+  EXPECT_STREQ(s.kind(), "enrichment");
+  const auto& e = std::get<EnrichmentConfig>(s.spec);
+  EXPECT_EQ(e.source.kind, SourceConfig::Kind::kInProcess);
+  EXPECT_EQ(e.key_attribute, "device_id");
+  EXPECT_EQ(e.cache.lru->max_size, 100u);
+  EXPECT_EQ(e.cache.redis->cache_ttl, std::chrono::seconds(90));
+  EXPECT_EQ(e.on_not_found, enrichment::FailurePolicy::kSkip);
+  EXPECT_EQ(e.on_error, enrichment::FailurePolicy::kNack);  // the program's default
+  EXPECT_EQ(e.workers, 5);
+  EXPECT_EQ(r.config.shutdown_timeout, std::chrono::seconds(30));
+}
+
+TEST(ConfigTest, AMissingValueIsReportedWithItsPath) {
+  std::string yaml = kEnrichment;
+  yaml.replace(yaml.find("addr: \"localhost:6379\", "),
+               std::string("addr: \"localhost:6379\", ").size(), "");
+  auto r = Parse(yaml);
+  EXPECT_THAT(Errors(r), ElementsAre("services[0].enrichment.cache.redis.addr: missing"));
+}
+
+TEST(ConfigTest, EveryErrorIsCollectedNotOnlyTheFirst) {
+  auto r = Parse(R"(
+log_level: loud
+shutdown_timeout: soon
+services:
+  - name: a
+    bigquery:
+      source: {pubsub: {subscription: s, streams: many}}
+      batch_size: 0
+      sqlite: {path: w.db}
+      tabel: x
+  - name: b
+    icestore: {source: {in_process: {}}}
+)");
+  EXPECT_THAT(
+      Errors(r),
+      ElementsAre(HasSubstr("log_level: expected one of"),
+                  "shutdown_timeout: expected a duration like 500ms, 30s or 1m, got \"soon\"",
+                  HasSubstr("services[0].bigquery.tabel: unknown key"),
+                  "services[0].bigquery.source.pubsub.streams: expected an integer, got \"many\"",
+                  "services[0].bigquery.batch_size: must be between 1 and 100000, got 0",
+                  "services[1].icestore.source.in_process.subscription: missing",
+                  "services[1].icestore: give exactly one sink: gcs or local"));
+}
+
+TEST(ConfigTest, ServiceKindMustBeExactlyOne) {
+  auto r = Parse("services:\n  - name: x\n  - name: y\n    bigquery: {}\n    icestore: {}\n");
+  EXPECT_THAT(Errors(r),
+              ElementsAre(HasSubstr("services[0]: missing the service kind"),
+                          "services[1]: more than one service kind: bigquery, icestore"));
+}
+
+TEST(ConfigTest, BadPolicyNamesTheAcceptedValues) {
+  std::string yaml = kEnrichment;
+  yaml.replace(yaml.find("on_not_found: skip"), 18, "on_not_found: drop");
+  auto r = Parse(yaml);
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].path, "services[0].enrichment.on_not_found");
+  EXPECT_THAT(r.errors[0].message, HasSubstr("pass_unenriched"));
+}
+
+TEST(ConfigTest, InvalidYamlGivesTheLine) {
+  auto r = Parse("services:\n  - name: [unclosed\n");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_THAT(r.errors[0].ToString(), HasSubstr("line 3"));
+  EXPECT_THAT(r.errors[0].ToString(), HasSubstr("not valid YAML"));
+}
+
+TEST(ConfigTest, EmptyOrMissingServicesIsAnError) {
+  EXPECT_THAT(Errors(Parse("")), ElementsAre("(top): empty config"));
+  EXPECT_THAT(Errors(Parse("project: p\n")), ElementsAre("services: missing (a list of services)"));
+}
+
+TEST(ConfigTest, EnvironmentVariablesExpandInValues) {
+  std::string yaml = kEnrichment;
+  yaml.replace(yaml.find("\"localhost:6379\""), 16, "\"${REDIS_HOST:-localhost}:${REDIS_PORT}\"");
+  auto r = Parse(yaml, {{"REDIS_PORT", "7000"}});
+  ASSERT_THAT(Errors(r), IsEmpty());
+  EXPECT_EQ(std::get<EnrichmentConfig>(r.config.services[0].spec).cache.redis->addr,
+            "localhost:7000");
+  auto unset = Parse(yaml);
+  EXPECT_THAT(Errors(unset),
+              ElementsAre("services[0].enrichment.cache.redis.addr: environment variable "
+                          "REDIS_PORT is not set"));
+}
+
+TEST(ConfigTest, DataflowVariablesOverrideValuesByServiceName) {
+  // workers sits under enrichment, not the service entry: reported, not silently applied.
+  auto r = Parse(kEnrichment, {{"DATAFLOW__SERVICES__0__WORKERS", "3"}});
+  EXPECT_THAT(Errors(r), ElementsAre(HasSubstr("services[0].workers: unknown key")));
+  auto ok = Parse(kEnrichment,
+                  {{"DATAFLOW__SERVICES__ENRICH__ENRICHMENT__CACHE__REDIS__ADDR", "redis:6380"},
+                   {"DATAFLOW__SERVICES__0__ENRICHMENT__WORKERS", "9"},
+                   {"DATAFLOW__SHUTDOWN_TIMEOUT", "5s"}});
+  ASSERT_THAT(Errors(ok), IsEmpty());
+  const auto& e = std::get<EnrichmentConfig>(ok.config.services[0].spec);
+  EXPECT_EQ(e.cache.redis->addr, "redis:6380");
+  EXPECT_EQ(e.workers, 9);
+  EXPECT_EQ(ok.config.shutdown_timeout, std::chrono::seconds(5));
+}
+
+TEST(ConfigTest, OverrideOfAnUnknownServiceIsAnError) {
+  auto r = Parse(kEnrichment, {{"DATAFLOW__SERVICES__NOPE__ENRICHMENT__WORKERS", "2"}});
+  EXPECT_THAT(Errors(r), ElementsAre("DATAFLOW__SERVICES__NOPE__ENRICHMENT__WORKERS: no element "
+                                     "named \"nope\" to override"));
+}
+
+TEST(ConfigTest, WiringIsChecked) {
+  std::string yaml = kEnrichment;
+  yaml.replace(yaml.find("subscription: raw-sub}"), 22, "subscription: other}");
+  yaml.replace(yaml.find("topic: enriched\n      key"), 15, "topic: missing");
+  auto r = Parse(yaml);
+  EXPECT_THAT(Errors(r), ElementsAre("services[0].enrichment.source.in_process.subscription: "
+                                     "unknown in-process subscription \"other\"",
+                                     "services[0].enrichment.topic: unknown in-process topic "
+                                     "\"missing\""));
+}
+
+TEST(ConfigTest, DescribeLeavesSecretsOut) {
+  auto r = Parse(kEnrichment);
+  ASSERT_TRUE(r.ok());
+  const auto lines = Describe(r.config);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_THAT(lines[0], HasSubstr("Redis localhost:6379"));
+  EXPECT_THAT(lines[0], ::testing::Not(HasSubstr("s3cret")));
+}
+
+TEST(ConfigTest, ShippedConfigsAreValid) {
+  for (const char* name : {"config/local.yaml", "config/emulators.yaml"}) {
+    auto r = LoadConfigFile(std::string(DATAFLOW_SOURCE_DIR) + "/" + name);
+    EXPECT_THAT(Errors(r), IsEmpty()) << name;
+    EXPECT_EQ(r.config.services.size(), 4u) << name;
+  }
+}
+
+TEST(ConfigTest, UnreadableFileIsAnError) {
+  auto r = LoadConfigFile("/nonexistent/dataflow.yaml");
+  EXPECT_THAT(Errors(r), ElementsAre("/nonexistent/dataflow.yaml: cannot read the config file"));
+}
+
+}  // namespace
+}  // namespace dataflow::app
