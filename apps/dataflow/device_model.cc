@@ -1,8 +1,7 @@
 #include "device_model.h"
 
-#include <fstream>
-
 #include "dataflow/messagepipeline/errors.h"
+#include "json_documents.h"
 
 namespace dataflow::app {
 
@@ -18,16 +17,12 @@ void from_json(const nlohmann::json& j, DeviceInfo& d) {
 
 absl::StatusOr<std::shared_ptr<JsonFileRegistry>> JsonFileRegistry::Load(
     const std::filesystem::path& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError("device registry not readable: " + path.string());
-  auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) {
-    return absl::InvalidArgumentError("device registry is not a JSON object: " + path.string());
-  }
+  auto documents = LoadJsonDocuments(path.string());
+  if (!documents.ok()) return documents.status();
   auto registry = std::make_shared<JsonFileRegistry>();
-  for (auto& [id, value] : j.items()) {
-    if (!value.is_object() || !value.contains("name") || !value.contains("location") ||
-        !value["name"].is_string() || !value["location"].is_string()) {
+  for (auto& [id, value] : documents->items()) {
+    if (!value.contains("name") || !value.contains("location") || !value["name"].is_string() ||
+        !value["location"].is_string()) {
       return absl::InvalidArgumentError("device registry entry \"" + id +
                                         "\" needs string \"name\" and \"location\"");
     }
