@@ -1,0 +1,363 @@
+// Test stand-ins for Google's OAuth token endpoint and the GCE metadata server, on one
+// loopback port (Google's endpoint cannot be reached from tests). The token endpoint checks
+// what Google's checks: for a JWT-bearer grant the assertion's header (RS256, kid), claims
+// (iss, scope, aud = this endpoint's URL, iat not in the future, exp after now and at most an
+// hour after iat) and its RS256 signature against the service account's public key; for a
+// refresh-token grant the client id, secret and refresh token. Failures answer 400 with an
+// OAuth error body, as Google does. The metadata paths require "Metadata-Flavor: Google".
+// Also a throwaway RSA key pair and credentials-file writers. Header-only; thread-safe.
+#pragma once
+
+#include <absl/strings/escaping.h>
+#include <absl/strings/str_cat.h>
+#include <absl/strings/str_split.h>
+#include <httplib.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+namespace dataflow::testing {
+
+// An RSA key pair made for this test run: the private key as PKCS#8 PEM (the form in
+// Google's key files) and a public-only key for checking signatures.
+struct TestRsaKey {
+  std::string private_pem;
+  std::shared_ptr<EVP_PKEY> public_key;
+
+  static TestRsaKey Generate() {
+    std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> pair(
+        EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<size_t>(2048)), &EVP_PKEY_free);
+    if (!pair) throw std::runtime_error("RSA key generation failed");
+    TestRsaKey key;
+    key.private_pem = ToPem(pair.get(), /*is_private=*/true);
+    const std::string public_pem = ToPem(pair.get(), /*is_private=*/false);
+    std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+        BIO_new_mem_buf(public_pem.data(), static_cast<int>(public_pem.size())), &BIO_free);
+    key.public_key.reset(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr), &EVP_PKEY_free);
+    if (!key.public_key) throw std::runtime_error("reading the public key back failed");
+    return key;
+  }
+
+ private:
+  static std::string ToPem(EVP_PKEY* key, bool is_private) {
+    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), &BIO_free);
+    const int ok =
+        is_private ? PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr)
+                   : PEM_write_bio_PUBKEY(bio.get(), key);
+    if (ok != 1) throw std::runtime_error("PEM encoding failed");
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(bio.get(), &data);
+    return std::string(data, static_cast<std::size_t>(n));
+  }
+};
+
+// A fresh directory under the test temp dir, removed with the object.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "dataflow-cred-XXXXXX").string();
+    if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  [[nodiscard]] const std::string& path() const { return path_; }
+
+  // Writes `text` to path()/relative (creating directories) and returns the full path.
+  std::string Write(const std::string& relative, const std::string& text) const {
+    const std::filesystem::path p = std::filesystem::path(path_) / relative;
+    std::filesystem::create_directories(p.parent_path());
+    std::ofstream(p, std::ios::binary) << text;
+    return p.string();
+  }
+
+ private:
+  std::string path_;
+};
+
+inline std::string ServiceAccountJson(const std::string& email, const std::string& private_pem,
+                                      const std::string& key_id, const std::string& token_uri) {
+  return nlohmann::json{{"type", "service_account"}, {"project_id", "test-project"},
+                        {"private_key_id", key_id},  {"private_key", private_pem},
+                        {"client_email", email},     {"client_id", "1234567890"},
+                        {"token_uri", token_uri}}
+      .dump(2);
+}
+
+inline std::string AuthorizedUserJson(const std::string& client_id, const std::string& secret,
+                                      const std::string& refresh_token,
+                                      const std::string& token_uri) {
+  return nlohmann::json{{"type", "authorized_user"},
+                        {"client_id", client_id},
+                        {"client_secret", secret},
+                        {"refresh_token", refresh_token},
+                        {"token_uri", token_uri}}
+      .dump(2);
+}
+
+class FakeOAuthServer {
+ public:
+  static constexpr char kJwtBearer[] = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+  static constexpr char kCloudPlatform[] = "https://www.googleapis.com/auth/cloud-platform";
+
+  FakeOAuthServer() {
+    server_.Post("/token", [this](const httplib::Request& req, httplib::Response& res) {
+      HandleToken(req, res);
+    });
+    server_.Get("/", [this](const httplib::Request& req, httplib::Response& res) {
+      if (metadata_flavor_reply) res.set_header("Metadata-Flavor", "Google");
+      res.set_content(
+          req.get_header_value("Metadata-Flavor") == "Google" ? "computeMetadata/\n" : "",
+          "text/plain");
+    });
+    server_.Get("/computeMetadata/v1/instance/service-accounts/default/token",
+                [this](const httplib::Request& req, httplib::Response& res) {
+                  if (metadata_flavor_reply) res.set_header("Metadata-Flavor", "Google");
+                  if (req.get_header_value("Metadata-Flavor") != "Google") {
+                    res.status = 403;
+                    res.set_content("Missing required header: Metadata-Flavor", "text/plain");
+                    return;
+                  }
+                  const int n = ++metadata_token_requests;
+                  res.set_content(nlohmann::json{{"access_token", "md-token-" + std::to_string(n)},
+                                                 {"expires_in", expires_in.load()},
+                                                 {"token_type", "Bearer"}}
+                                      .dump(),
+                                  "application/json");
+                });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    if (port_ <= 0) throw std::runtime_error("fake OAuth server: bind failed");
+    // Bound and listening already: connections made before the loop starts wait in the
+    // backlog, so no readiness wait is needed.
+    thread_ = std::thread([this] {
+      server_.listen_after_bind();
+      loop_ended_ = true;
+    });
+  }
+  ~FakeOAuthServer() {
+    Release();
+    // httplib's stop() does nothing until the accept loop has started, so a server that no
+    // request reached could otherwise keep listening and the join would never return.
+    while (!server_.is_running() && !loop_ended_) std::this_thread::yield();
+    server_.stop();
+    thread_.join();
+  }
+  FakeOAuthServer(const FakeOAuthServer&) = delete;
+  FakeOAuthServer& operator=(const FakeOAuthServer&) = delete;
+
+  [[nodiscard]] std::string token_uri() const {
+    return "http://127.0.0.1:" + std::to_string(port_) + "/token";
+  }
+  [[nodiscard]] std::string host() const { return "127.0.0.1:" + std::to_string(port_); }
+
+  // What a JWT-bearer grant must carry. The public key comes from TestRsaKey.
+  void ExpectServiceAccount(std::string email, std::shared_ptr<EVP_PKEY> public_key,
+                            std::string key_id) {
+    std::lock_guard lock(mu_);
+    sa_email_ = std::move(email);
+    sa_key_ = std::move(public_key);
+    sa_key_id_ = std::move(key_id);
+  }
+  void ExpectAuthorizedUser(std::string client_id, std::string secret, std::string refresh) {
+    std::lock_guard lock(mu_);
+    user_ = {std::move(client_id), std::move(secret), std::move(refresh)};
+  }
+
+  // The server's idea of now, in Unix seconds; 0: the real clock. Tests that inject a clock
+  // into the client set the same value here.
+  std::atomic<std::int64_t> now_seconds{0};
+  std::atomic<int> expires_in{3600};
+  std::atomic<bool> metadata_flavor_reply{true};  // false: not a metadata server
+  std::atomic<int> fail_next{0};                  // next token requests answer 503
+  std::atomic<int> token_requests{0};             // every POST /token
+  std::atomic<int> metadata_token_requests{0};    // accepted metadata token GETs
+
+  // The header and claims of the last JWT that passed every check.
+  nlohmann::json last_jwt_header() {
+    std::lock_guard lock(mu_);
+    return last_header_;
+  }
+  nlohmann::json last_jwt_claims() {
+    std::lock_guard lock(mu_);
+    return last_claims_;
+  }
+
+  // While held, token requests wait inside the handler (a refresh in flight).
+  void Hold() {
+    std::lock_guard lock(mu_);
+    hold_ = true;
+  }
+  void Release() {
+    std::lock_guard lock(mu_);
+    hold_ = false;
+    cv_.notify_all();
+  }
+  // Blocks until `n` token requests are waiting inside the handler.
+  void WaitUntilHeld(int n) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return held_ >= n; });
+  }
+
+ private:
+  static std::string PercentDecode(std::string_view s) {
+    std::string out;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      if (s[i] == '+') {
+        out.push_back(' ');
+      } else if (s[i] == '%' && i + 2 < s.size()) {
+        out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
+        i += 2;
+      } else {
+        out.push_back(s[i]);
+      }
+    }
+    return out;
+  }
+  static std::map<std::string, std::string> ParseForm(const std::string& body) {
+    std::map<std::string, std::string> form;
+    for (absl::string_view pair : absl::StrSplit(body, '&', absl::SkipEmpty())) {
+      std::pair<std::string, std::string> kv = absl::StrSplit(pair, absl::MaxSplits('=', 1));
+      form[PercentDecode(kv.first)] = PercentDecode(kv.second);
+    }
+    return form;
+  }
+  static void Reject(httplib::Response& res, const std::string& error,
+                     const std::string& description) {
+    res.status = 400;
+    res.set_content(nlohmann::json{{"error", error}, {"error_description", description}}.dump(),
+                    "application/json");
+  }
+  std::int64_t Now() const {
+    const std::int64_t fixed = now_seconds.load();
+    if (fixed != 0) return fixed;
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+
+  void HandleToken(const httplib::Request& req, httplib::Response& res) {
+    const int n = ++token_requests;
+    {
+      std::unique_lock lock(mu_);
+      if (hold_) {
+        ++held_;
+        cv_.notify_all();
+        // Bounded so a client that wrongly waits for this reply fails its test, not hangs it.
+        cv_.wait_for(lock, std::chrono::seconds(30), [&] { return !hold_; });
+        --held_;
+      }
+    }
+    if (fail_next > 0) {
+      --fail_next;
+      res.status = 503;
+      res.set_content(R"({"error":"temporarily_unavailable","error_description":"try later"})",
+                      "application/json");
+      return;
+    }
+    if (req.get_header_value("Content-Type").find("application/x-www-form-urlencoded") != 0) {
+      return Reject(res, "invalid_request", "Content-Type must be x-www-form-urlencoded");
+    }
+    auto form = ParseForm(req.body);
+    std::string error;
+    std::string prefix;
+    if (form["grant_type"] == kJwtBearer) {
+      error = CheckAssertion(form["assertion"]);
+      prefix = "sa-token-";
+    } else if (form["grant_type"] == "refresh_token") {
+      std::lock_guard lock(mu_);
+      if (user_.empty() || form["client_id"] != user_[0] || form["client_secret"] != user_[1]) {
+        return Reject(res, "invalid_client", "The OAuth client was not found.");
+      }
+      if (form["refresh_token"] != user_[2]) {
+        return Reject(res, "invalid_grant", "Token has been expired or revoked.");
+      }
+      prefix = "user-token-";
+    } else {
+      return Reject(res, "unsupported_grant_type", "Invalid grant_type: " + form["grant_type"]);
+    }
+    if (!error.empty()) return Reject(res, "invalid_grant", error);
+    res.set_content(nlohmann::json{{"access_token", prefix + std::to_string(n)},
+                                   {"expires_in", expires_in.load()},
+                                   {"token_type", "Bearer"}}
+                        .dump(),
+                    "application/json");
+  }
+
+  // "" when the assertion is one Google would accept, else the reason.
+  std::string CheckAssertion(const std::string& jwt) {
+    std::vector<std::string> parts = absl::StrSplit(jwt, '.');
+    if (parts.size() != 3) return "Invalid JWT: Token must be a short-lived token";
+    std::string header_text, claims_text, signature;
+    if (!absl::WebSafeBase64Unescape(parts[0], &header_text) ||
+        !absl::WebSafeBase64Unescape(parts[1], &claims_text) ||
+        !absl::WebSafeBase64Unescape(parts[2], &signature) ||
+        parts[0].find('=') != std::string::npos || parts[1].find('=') != std::string::npos) {
+      return "Invalid JWT: not unpadded base64url";
+    }
+    auto header = nlohmann::json::parse(header_text, nullptr, false);
+    auto claims = nlohmann::json::parse(claims_text, nullptr, false);
+    if (!header.is_object() || !claims.is_object()) return "Invalid JWT: not JSON";
+    std::lock_guard lock(mu_);
+    if (!sa_key_) return "Invalid JWT: no service account expected";
+    if (header.value("alg", "") != "RS256") return "Invalid JWT: alg must be RS256";
+    if (header.value("kid", "") != sa_key_id_) return "Invalid JWT: unknown kid";
+    if (claims.value("iss", "") != sa_email_) return "Invalid JWT: iss is not the account";
+    if (claims.value("scope", "") != kCloudPlatform) return "Invalid JWT: unexpected scope";
+    if (claims.value("aud", "") != token_uri()) return "Invalid JWT: aud is not " + token_uri();
+    if (!claims.contains("iat") || !claims["iat"].is_number_integer() || !claims.contains("exp") ||
+        !claims["exp"].is_number_integer()) {
+      return "Invalid JWT: iat and exp must be integers";
+    }
+    const std::int64_t iat = claims["iat"], exp = claims["exp"], now = Now();
+    if (iat > now + 60) return "Invalid JWT: iat is in the future";
+    if (exp <= now)
+      return "Invalid JWT: Token must be a short-lived token and in a reasonable "
+             "timeframe (expired)";
+    if (exp - iat > 3600 || exp <= iat) return "Invalid JWT: exp must be within an hour of iat";
+    const std::string signing_input = parts[0] + "." + parts[1];
+    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+    if (EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, sa_key_.get()) != 1 ||
+        EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
+                         signature.size(),
+                         reinterpret_cast<const unsigned char*>(signing_input.data()),
+                         signing_input.size()) != 1) {
+      return "Invalid JWT Signature.";
+    }
+    last_header_ = header;
+    last_claims_ = claims;
+    return "";
+  }
+
+  httplib::Server server_;
+  std::thread thread_;
+  std::atomic<bool> loop_ended_{false};
+  int port_ = 0;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool hold_ = false;
+  int held_ = 0;
+  std::string sa_email_, sa_key_id_;
+  std::shared_ptr<EVP_PKEY> sa_key_;
+  std::vector<std::string> user_;  // client id, secret, refresh token
+  nlohmann::json last_header_, last_claims_;
+};
+
+}  // namespace dataflow::testing
