@@ -117,6 +117,14 @@ void GooglePubsubProducer::Enqueue(const std::string& topic, Pending pending,
     return;
   }
   Key key{topic, ordering_key};
+  if (!ordering_key.empty()) {
+    if (auto paused = paused_keys_.find(key); paused != paused_keys_.end()) {
+      absl::Status error = PausedError(key, paused->second);
+      lock.unlock();
+      Resolve(pending, error);
+      return;
+    }
+  }
   auto it = open_.find(key);
   if (it != open_.end() && it->second.bytes + bytes > options_.max_batch_bytes) {
     // Would overflow the byte limit: send what is there, start a new batch.
@@ -184,16 +192,60 @@ void GooglePubsubProducer::SenderLoop() {
     Key key{batch.topic, batch.ordering_key};
     if (!batch.ordering_key.empty()) in_flight_keys_.insert(key);
     lock.unlock();
-    Send(batch);
+    absl::Status failure = Send(batch);
     lock.lock();
+    std::vector<Pending> behind;  // queued after a failed batch of the same ordering key
+    if (!failure.ok() && !batch.ordering_key.empty()) {
+      // Pause the key before anyone learns of the failure, so a publish made in reaction
+      // to it cannot overtake the failed messages.
+      paused_keys_.emplace(key, failure);
+      if (auto it = open_.find(key); it != open_.end()) {
+        for (auto& p : it->second.items) behind.push_back(std::move(p));
+        open_.erase(it);
+      }
+      for (auto it = ready_.begin(); it != ready_.end();) {
+        if (it->topic == key.first && it->ordering_key == key.second) {
+          for (auto& p : it->items) behind.push_back(std::move(p));
+          it = ready_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      Log()->error("pubsub ordering key paused after a failed publish topic={} key={} error={}",
+                   batch.topic, batch.ordering_key, failure.ToString());
+    }
     if (!batch.ordering_key.empty()) in_flight_keys_.erase(key);
-    outstanding_ -= batch.items.size();
+    lock.unlock();
+    if (!failure.ok()) {
+      for (auto& p : batch.items) Resolve(p, failure);
+      const absl::Status paused = PausedError(key, failure);
+      for (auto& p : behind) Resolve(p, paused);
+    }
+    lock.lock();
+    outstanding_ -= batch.items.size() + behind.size();
     if (outstanding_ == 0) idle_cv_.notify_all();
     cv_.notify_all();
   }
 }
 
-void GooglePubsubProducer::Send(Batch& batch) {
+absl::Status GooglePubsubProducer::PausedError(const Key& key, const absl::Status& cause) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("publish: ordering key \"", key.second, "\" on topic ", key.first,
+                   " is paused after a failed publish (", cause.ToString(),
+                   "); call ResumePublish(\"", key.second, "\") to publish with it again"));
+}
+
+void GooglePubsubProducer::ResumePublish(const std::string& ordering_key) {
+  ResumePublish(options_.topic_id, ordering_key);
+}
+
+void GooglePubsubProducer::ResumePublish(const std::string& topic,
+                                         const std::string& ordering_key) {
+  std::lock_guard lock(mu_);
+  paused_keys_.erase(Key{topic, ordering_key});
+}
+
+absl::Status GooglePubsubProducer::Send(Batch& batch) {
   v1::PublishRequest request;
   request.set_topic(TopicName(options_.project_id, batch.topic));
   for (auto& p : batch.items) *request.add_messages() = p.message;
@@ -212,7 +264,7 @@ void GooglePubsubProducer::Send(Batch& batch) {
       for (std::size_t i = 0; i < batch.items.size(); ++i) {
         Resolve(batch.items[i], response->message_ids(static_cast<int>(i)));
       }
-      return;
+      return absl::OkStatus();
     }
     failure = response.status();
     if (!gcp::IsRetryable(response.status().code())) break;
@@ -231,7 +283,7 @@ void GooglePubsubProducer::Send(Batch& batch) {
     Log()->error("pubsub publish failed topic={} messages={} error={}", batch.topic,
                  batch.items.size(), failure.status().ToString());
   }
-  for (auto& p : batch.items) Resolve(p, failure);
+  return failure.status();
 }
 
 absl::Status GooglePubsubProducer::Flush(Deadline deadline) {

@@ -18,6 +18,7 @@ class GrpcPullStream : public PullStream {
   bool Write(const v1::StreamingPullRequest& request) override { return stream_->Write(request); }
   bool Read(v1::StreamingPullResponse* response) override { return stream_->Read(response); }
   void Cancel() override { context_.TryCancel(); }
+  bool WritesDone() override { return stream_->WritesDone(); }
   absl::Status Finish() override { return FromGrpcStatus(stream_->Finish(), "StreamingPull"); }
 
  private:

@@ -4,12 +4,16 @@
 // (max outstanding messages and bytes; defaults 1000 / 100 MB), hands each message to the
 // bounded channel (a full channel stops the reader: backpressure), extends the ack deadline
 // of every message still in flight up to max_lease_extension, and sends acks, nacks and
-// deadline extensions to the server in batches (every ack_flush_interval). A stream that
-// ends with a retryable error (UNAVAILABLE, ...) is reopened with exponential backoff and
-// jitter; NOT_FOUND / PERMISSION_DENIED / INVALID_ARGUMENT stop the consumer with that error
-// in Done(). Start() checks the subscription first, so a missing one fails there.
-// Stop() ends the streams, nacks what never reached the channel and closes the channel;
-// messages already in it can still be acked or nacked (they are sent to the server until
+// deadline extensions to the server in batches (every ack_flush_interval). Those that fail
+// with a retryable error are retried with backoff for as long as the message's lease lasts;
+// past it they are counted (Stats::settles_expired) and logged. A stream that ends with a
+// retryable error (UNAVAILABLE, ...) is reopened with exponential backoff and jitter;
+// NOT_FOUND / PERMISSION_DENIED / INVALID_ARGUMENT stop the consumer with that error in
+// Done(). Start() checks the subscription first, so a missing one fails there.
+// Stop(deadline) half-closes the streams, nacks what never reached the channel, closes the
+// channel and waits (until the deadline) for the acks and nacks settled so far to reach the
+// server; past the deadline it returns DeadlineExceeded saying what was left. Messages
+// already in the channel can still be acked or nacked (they are sent to the server until
 // the consumer is destroyed; the destructor nacks whatever is still unsettled).
 // Thread-safe.
 #pragma once
@@ -17,6 +21,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <future>
 #include <memory>
 #include <string>
@@ -45,6 +50,12 @@ struct ConsumerOptions {
   gcp::BackoffOptions reconnect_backoff{.initial = std::chrono::milliseconds(100),
                                         .maximum = std::chrono::seconds(10),
                                         .multiplier = 2.0};
+  // Retrying acks, nacks and extensions that failed with a retryable error.
+  gcp::BackoffOptions settle_backoff{.initial = std::chrono::milliseconds(100),
+                                     .maximum = std::chrono::seconds(5),
+                                     .multiplier = 2.0};
+  // The clock that leases and retries are timed by; empty: steady_clock::now. For tests.
+  std::function<std::chrono::steady_clock::time_point()> clock;
 };
 
 class GooglePubsubConsumer : public messagepipeline::MessageConsumer {
@@ -61,10 +72,18 @@ class GooglePubsubConsumer : public messagepipeline::MessageConsumer {
 
   struct Stats {
     std::size_t received = 0;
-    std::size_t acks_sent = 0;
+    std::size_t acks_sent = 0;  // first attempts; retries are counted in settle_retries
     std::size_t nacks_sent = 0;
     std::size_t extensions_sent = 0;
     std::size_t reconnects = 0;
+    std::size_t settle_retries = 0;   // ack/nack/extension ids sent again after a failure
+    std::size_t settles_expired = 0;  // ids given up: their lease ran out while retrying
+    std::size_t settles_failed = 0;   // ids dropped on a non-retryable error
+    // Flow control now: messages handed to the channel or pipeline and not yet settled,
+    // their bytes, and how many streams wait for room under the limits.
+    std::size_t outstanding_messages = 0;
+    std::size_t outstanding_bytes = 0;
+    std::size_t streams_waiting_for_flow_control = 0;
   };
   [[nodiscard]] Stats stats() const;
 
@@ -72,15 +91,12 @@ class GooglePubsubConsumer : public messagepipeline::MessageConsumer {
 
  private:
   GooglePubsubConsumer(std::shared_ptr<PubsubStub> stub, ConsumerOptions options);
-  void ReadLoop(int index);
-  void LeaseLoop(std::stop_token stop);
-  void Finish(absl::Status status);
-  void SendSettlements();
-  void SendIds(const std::vector<std::string>& ids, int deadline, bool ack);
 
+  // The threads hold only state_, so a thread stuck in a hung RPC can be left behind
+  // (detached) when a deadline passes.
   std::shared_ptr<State> state_;
-  std::vector<std::jthread> readers_;
-  std::jthread lease_thread_;
+  std::vector<std::thread> readers_;
+  std::thread lease_thread_;
 };
 
 }  // namespace dataflow::pubsub

@@ -5,7 +5,10 @@
 // defaults: 100 / 1 MB / 100 ms). Every publish gets a future that resolves with the
 // server's message id or with the error that stopped it; retryable errors are retried with
 // backoff until retry_timeout. Batches with an ordering key are sent one at a time per key,
-// so the server sees them in publish order. Flush() sends everything pending and waits;
+// so the server sees them in publish order; when one fails for good, the key is paused:
+// its queued and later messages fail with FAILED_PRECONDITION until ResumePublish(key), so
+// a key's messages never reach the server out of order (as Google's clients do). Other
+// keys and messages without a key are unaffected. Flush() sends everything pending and waits;
 // Stop(deadline) flushes and fails whatever could not be sent in time, so no future is
 // left unresolved. Also a core MessagePublisher (topic-routed).
 //
@@ -78,6 +81,11 @@ class GooglePubsubProducer : public messagepipeline::MessagePublisher {
   // Like Publish(topic, message), but `done` runs (on a producer thread) with the result.
   void PublishAsync(const std::string& topic, OutgoingMessage message, Callback done);
 
+  // After a batch with `ordering_key` failed, publishing with that key on the default topic
+  // (or on `topic`) fails fast until this is called. A no-op for a key that is not paused.
+  void ResumePublish(const std::string& ordering_key);
+  void ResumePublish(const std::string& topic, const std::string& ordering_key);
+
   // Sends every pending batch now and waits until all publishes so far have resolved.
   absl::Status Flush(Deadline deadline);
   absl::Status Stop(Deadline deadline) override;
@@ -104,8 +112,11 @@ class GooglePubsubProducer : public messagepipeline::MessagePublisher {
   void Enqueue(const std::string& topic, Pending pending, const std::string& ordering_key);
   void TimerLoop(std::stop_token stop);
   void SenderLoop();
-  void Send(Batch& batch);
+  // Publishes `batch` with retries; resolves its items on success, else returns the error
+  // (the caller resolves them, after pausing an ordering key).
+  absl::Status Send(Batch& batch);
   static void Resolve(Pending& p, const Result& r);
+  static absl::Status PausedError(const Key& key, const absl::Status& cause);
 
   std::shared_ptr<PubsubStub> stub_;
   ProducerOptions options_;
@@ -115,6 +126,7 @@ class GooglePubsubProducer : public messagepipeline::MessagePublisher {
   std::map<Key, Batch> open_;
   std::deque<Batch> ready_;
   std::set<Key> in_flight_keys_;
+  std::map<Key, absl::Status> paused_keys_;  // ordering keys whose last batch failed, why
   std::size_t outstanding_ = 0;
   std::uint64_t batches_opened_ = 0;
   bool stopping_ = false;  // no new publishes

@@ -23,6 +23,9 @@ class PullStream {
   virtual bool Write(const v1::StreamingPullRequest& request) = 0;
   // False once the stream ended; then Finish() says why.
   virtual bool Read(v1::StreamingPullResponse* response) = 0;
+  // Half-closes the stream: the server then ends it (Read() returns false) once it has sent
+  // what it had in flight. False if that is not possible; the caller cancels instead.
+  virtual bool WritesDone() { return false; }
   // Ends the stream from another thread; a blocked Read() returns false.
   virtual void Cancel() = 0;
   virtual absl::Status Finish() = 0;

@@ -168,16 +168,22 @@ TEST_F(PubsubEmulatorTest, LeaseExtensionKeepsASlowMessage) {
   m->Ack();
 }
 
-// Forwards to the real stub and records the nacks (deadline-0 modacks) the server accepted.
-class NackRecordingStub : public PubsubStub {
+// Forwards to the real stub and records what the server accepted: the acked ids and the
+// nacks (deadline-0 modacks).
+class RecordingStub : public PubsubStub {
  public:
-  explicit NackRecordingStub(std::shared_ptr<PubsubStub> inner) : inner_(std::move(inner)) {}
+  explicit RecordingStub(std::shared_ptr<PubsubStub> inner) : inner_(std::move(inner)) {}
   absl::StatusOr<v1::PublishResponse> Publish(const v1::PublishRequest& r,
                                               milliseconds t) override {
     return inner_->Publish(r, t);
   }
   absl::Status Acknowledge(const v1::AcknowledgeRequest& r) override {
-    return inner_->Acknowledge(r);
+    absl::Status s = inner_->Acknowledge(r);
+    if (s.ok()) {
+      std::lock_guard lock(mu_);
+      acked_ids_.insert(acked_ids_.end(), r.ack_ids().begin(), r.ack_ids().end());
+    }
+    return s;
   }
   absl::Status ModifyAckDeadline(const v1::ModifyAckDeadlineRequest& r) override {
     absl::Status s = inner_->ModifyAckDeadline(r);
@@ -198,36 +204,73 @@ class NackRecordingStub : public PubsubStub {
   absl::Status DeleteSubscription(const std::string& n) override {
     return inner_->DeleteSubscription(n);
   }
+  std::vector<std::string> acked_ids() {
+    std::lock_guard lock(mu_);
+    return acked_ids_;
+  }
   std::atomic<int> nacked_{0};
 
  private:
   std::shared_ptr<PubsubStub> inner_;
+  std::mutex mu_;
+  std::vector<std::string> acked_ids_;
 };
 
-TEST_F(PubsubEmulatorTest, StopNacksMessagesNotHandedOver) {
+TEST_F(PubsubEmulatorTest, StopNacksMessagesNotHandedOverAndTheyComeBackPromptly) {
   PublishRaw({"a", "b", "c", "d", "e"});
-  auto recording = std::make_shared<NackRecordingStub>(stub_);
+  auto recording = std::make_shared<RecordingStub>(stub_);
+  // The longest deadline Pub/Sub allows: within this test only a nack brings a message back.
   auto c = GooglePubsubConsumer::Create(
-      recording, {.subscription_id = sub(), .channel_capacity = 1, .ack_deadline = seconds(60)});
+      recording, {.subscription_id = sub(), .channel_capacity = 1, .ack_deadline = seconds(600)});
   ASSERT_TRUE(c.ok());
   auto consumer = *std::move(c);
   ASSERT_TRUE(consumer->Start().ok());
   ASSERT_TRUE(
       ::dataflow::testing::WaitFor([&] { return consumer->stats().received >= 5; }, seconds(20)));
-  ASSERT_TRUE(consumer->Stop(steady_clock::now() + seconds(5)).ok());
+  // The pipeline takes one and acks it before Stop; the reader then fills the channel (one
+  // slot) with the next and holds the other three.
+  std::set<std::string> acked;
+  auto first = PopFor(consumer->Messages(), seconds(20));
+  ASSERT_TRUE(first.has_value());
+  acked.insert(first->data.payload);
+  first->Ack();
+  ASSERT_TRUE(
+      ::dataflow::testing::WaitFor([&] { return consumer->Messages().size() == 1; }, seconds(20)));
+  ASSERT_TRUE(consumer->Stop(steady_clock::now() + seconds(10)).ok());
   EXPECT_TRUE(consumer->Messages().closed());
-  // One sits in the closed channel, as it would for the pipeline to drain; it is acked. The
-  // other four never reached the channel: the server has accepted a nack for each.
-  auto handed_over = PopFor(consumer->Messages(), milliseconds(0));
-  ASSERT_TRUE(handed_over.has_value());
-  handed_over->Ack();
+  // The one in the closed channel is drained and acked after Stop, as a pipeline would.
+  auto drained = PopFor(consumer->Messages(), milliseconds(0));
+  ASSERT_TRUE(drained.has_value());
+  acked.insert(drained->data.payload);
+  drained->Ack();
   EXPECT_FALSE(PopFor(consumer->Messages(), milliseconds(0)).has_value());
-  EXPECT_TRUE(
-      ::dataflow::testing::WaitFor([&] { return recording->nacked_.load() >= 4; }, seconds(10)))
-      << recording->nacked_.load();
-  EXPECT_GE(consumer->stats().nacks_sent, 4u);
-  // (The emulator was seen not to redeliver messages nacked as their stream closed until well
-  // after their deadline, so redelivery itself is checked in NackIsRedelivered.)
+  ASSERT_TRUE(::dataflow::testing::WaitFor([&] { return recording->acked_ids().size() >= 2; },
+                                           seconds(10)));
+  EXPECT_GE(recording->nacked_.load(), 3);
+  // Were an ack not applied, nacking its id now would bring that message straight back.
+  v1::ModifyAckDeadlineRequest renack;
+  renack.set_subscription(SubscriptionName(kProject, sub()));
+  for (const auto& id : recording->acked_ids()) renack.add_ack_ids(id);
+  (void)stub_->ModifyAckDeadline(renack);
+
+  // A new consumer gets exactly the three nacked messages, long before the 600 s deadline.
+  auto next = Consumer({.ack_deadline = seconds(60)});
+  ASSERT_TRUE(next->Start().ok());
+  std::set<std::string> back;
+  std::vector<Message> held;
+  while (back.size() < 3) {
+    auto m = PopFor(next->Messages(), seconds(20));
+    ASSERT_TRUE(m.has_value()) << "redelivered so far: " << back.size();
+    EXPECT_FALSE(acked.contains(m->data.payload)) << m->data.payload << " was acked";
+    back.insert(m->data.payload);
+    held.push_back(*std::move(m));
+  }
+  std::set<std::string> all{"a", "b", "c", "d", "e"};
+  for (const auto& p : acked) all.erase(p);
+  EXPECT_EQ(back, all);
+  // Nothing else is outstanding on the subscription: no acked message comes back.
+  EXPECT_FALSE(PopFor(next->Messages(), seconds(1)).has_value());
+  for (auto& m : held) m.Ack();
 }
 
 TEST_F(PubsubEmulatorTest, ProducerBatchesAndFlushes) {

@@ -9,6 +9,8 @@
 #include <set>
 #include <vector>
 
+#include "fake_stub.h"
+
 namespace dataflow::pubsub {
 namespace {
 
@@ -16,60 +18,7 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 using std::chrono::steady_clock;
 
-class FakeStub : public PubsubStub {
- public:
-  // Publish fails with `fail_with` for the first `failures` calls.
-  absl::StatusCode fail_with = absl::StatusCode::kUnavailable;
-  std::atomic<int> failures{0};
-  std::atomic<bool> fail_forever{false};
-
-  absl::StatusOr<v1::PublishResponse> Publish(const v1::PublishRequest& request,
-                                              milliseconds) override {
-    {
-      std::lock_guard lock(mu);
-      ++calls;
-      const auto& key = request.messages(0).ordering_key();
-      if (!key.empty() && ++in_flight[key] > 1) overlapping = true;
-    }
-    absl::StatusOr<v1::PublishResponse> out;
-    if (fail_forever || failures.fetch_sub(1) > 0) {
-      out = absl::Status(fail_with, "injected");
-    } else {
-      v1::PublishResponse r;
-      std::lock_guard lock(mu);
-      batch_sizes.push_back(request.messages_size());
-      for (const auto& m : request.messages()) {
-        r.add_message_ids(std::to_string(next_id++));
-        order.push_back(m.data());
-      }
-      out = r;
-    }
-    std::lock_guard lock(mu);
-    const auto& key = request.messages(0).ordering_key();
-    if (!key.empty()) --in_flight[key];
-    return out;
-  }
-  absl::Status Acknowledge(const v1::AcknowledgeRequest&) override { return {}; }
-  absl::Status ModifyAckDeadline(const v1::ModifyAckDeadlineRequest&) override { return {}; }
-  std::unique_ptr<PullStream> StreamingPull() override { return nullptr; }
-  absl::StatusOr<v1::Topic> CreateTopic(const v1::Topic& t) override { return t; }
-  absl::Status DeleteTopic(const std::string&) override { return {}; }
-  absl::StatusOr<v1::Subscription> CreateSubscription(const v1::Subscription& s) override {
-    return s;
-  }
-  absl::StatusOr<v1::Subscription> GetSubscription(const std::string&) override {
-    return v1::Subscription();
-  }
-  absl::Status DeleteSubscription(const std::string&) override { return {}; }
-
-  std::mutex mu;
-  int calls = 0;
-  int next_id = 1;
-  bool overlapping = false;
-  std::map<std::string, int> in_flight;
-  std::vector<int> batch_sizes;
-  std::vector<std::string> order;
-};
+using testing::FakeStub;
 
 ProducerOptions Options() {
   return {.project_id = "p",
@@ -200,6 +149,51 @@ TEST(Producer, RejectsOversizedMessagesAndMissingTopic) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(p->Publish("", OutgoingMessage{.payload = "x"}).get().status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+TEST(Producer, FailedOrderingKeyIsPausedUntilResumed) {
+  auto stub = std::make_shared<FakeStub>();
+  stub->fail_with = absl::StatusCode::kPermissionDenied;
+  stub->fail_key = "k";
+  stub->key_failures = 1;  // only the first batch of "k" fails; a later one would succeed
+  auto o = Options();
+  o.max_batch_messages = 1;
+  auto p = *GooglePubsubProducer::Create(stub, o);
+  std::vector<std::future<GooglePubsubProducer::Result>> keyed;
+  for (int i = 0; i < 5; ++i) keyed.push_back(p->PublishRaw("k" + std::to_string(i), {}, "k"));
+  EXPECT_EQ(keyed[0].get().status().code(), absl::StatusCode::kPermissionDenied);
+  // Whether still queued behind the failed batch or published after it failed, the rest of
+  // "k" fails without reaching the server: sending them would put them out of order.
+  for (int i = 1; i < 5; ++i) {
+    auto r = keyed[i].get();
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << i << r.status();
+    EXPECT_NE(r.status().message().find("\"k\""), std::string::npos) << r.status();
+  }
+  auto late = p->PublishRaw("late", {}, "k").get();
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(late.status().message().find("ResumePublish"), std::string::npos) << late.status();
+  // Other keys and unkeyed messages are unaffected.
+  EXPECT_TRUE(p->PublishRaw("other", {}, "k2").get().ok());
+  EXPECT_TRUE(p->PublishRaw("plain").get().ok());
+  p->ResumePublish("k");
+  EXPECT_TRUE(p->PublishRaw("resumed", {}, "k").get().ok());
+  std::lock_guard lock(stub->mu);
+  EXPECT_EQ(stub->order, (std::vector<std::string>{"other", "plain", "resumed"}));
+}
+
+TEST(Producer, OrderingKeyIsPausedAfterRetriesRunOut) {
+  auto stub = std::make_shared<FakeStub>();
+  stub->fail_key = "k";
+  stub->key_failures = 1000;  // UNAVAILABLE, retried until retry_timeout
+  auto o = Options();
+  o.retry_timeout = milliseconds(50);
+  auto p = *GooglePubsubProducer::Create(stub, o);
+  EXPECT_EQ(p->PublishRaw("a", {}, "k").get().status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(p->PublishRaw("b", {}, "k").get().status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  p->ResumePublish("t", "k");
+  stub->key_failures = 0;
+  EXPECT_TRUE(p->PublishRaw("c", {}, "k").get().ok());
 }
 
 TEST(DeadLetterSink, PublishesPayloadWithDeadLetterAttributes) {

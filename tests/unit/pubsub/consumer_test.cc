@@ -1,0 +1,211 @@
+// GooglePubsubConsumer against a fake stub: the Stop deadline, ack/nack/extension retries
+// bounded by the lease, and nacks at Stop.
+#include "dataflow/pubsub/consumer.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fake_stub.h"
+
+namespace dataflow::pubsub {
+namespace {
+
+using messagepipeline::Message;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using std::chrono::steady_clock;
+using testing::FakeStub;
+
+ConsumerOptions Options() {
+  return {.project_id = "p",
+          .subscription_id = "s",
+          .ack_flush_interval = milliseconds(5),
+          .settle_backoff = {.initial = milliseconds(1), .maximum = milliseconds(5)}};
+}
+
+std::unique_ptr<GooglePubsubConsumer> Start(std::shared_ptr<FakeStub> stub,
+                                            ConsumerOptions o = Options()) {
+  auto c = GooglePubsubConsumer::Create(std::move(stub), std::move(o));
+  EXPECT_TRUE(c.ok()) << c.status();
+  if (!c.ok()) return nullptr;
+  EXPECT_TRUE((*c)->Start().ok());
+  return *std::move(c);
+}
+
+std::optional<Message> Pop(GooglePubsubConsumer& c) {
+  std::vector<Message> out;
+  c.Messages().PopBatchUntil(out, 1, steady_clock::now() + seconds(30));
+  if (out.empty()) return std::nullopt;
+  return std::move(out.front());
+}
+
+// Polls `pred` (state the fake stub does not signal) until it holds; false after 30 s.
+template <typename Pred>
+bool Eventually(Pred pred) {
+  const auto give_up = steady_clock::now() + seconds(30);
+  while (!pred()) {
+    if (steady_clock::now() > give_up) return false;
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  return true;
+}
+
+bool Contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+// Runs Stop on another thread so that a Stop that never returns fails the test instead of
+// hanging it.
+absl::Status StopWithin(GooglePubsubConsumer& c, milliseconds deadline) {
+  auto f = std::async(std::launch::async,
+                      [&c, deadline] { return c.Stop(steady_clock::now() + deadline); });
+  if (f.wait_for(seconds(60)) != std::future_status::ready) {
+    ADD_FAILURE() << "Stop() did not return";
+    std::abort();  // the thread still references `c`
+  }
+  return f.get();
+}
+
+TEST(Consumer, StopHalfClosesNacksWhatWasNotHandedOverAndFlushesAcks) {
+  auto stub = std::make_shared<FakeStub>();
+  auto o = Options();
+  o.channel_capacity = 1;
+  auto c = Start(stub, o);
+  stub->Deliver("m", 4);
+  auto first = Pop(*c);
+  ASSERT_TRUE(first.has_value());
+  first->Ack();
+  // m1 fills the channel; m2 and m3 stay with the reader.
+  ASSERT_TRUE(stub->Await([&] { return c->Messages().size() == 1; }));
+  EXPECT_TRUE(StopWithin(*c, seconds(10)).ok());
+  std::lock_guard lock(stub->mu);
+  EXPECT_EQ(stub->acked, (std::vector<std::string>{"m0"}));  // flushed before Stop returned
+  EXPECT_TRUE(Contains(stub->nacked, "m2"));
+  EXPECT_TRUE(Contains(stub->nacked, "m3"));
+  EXPECT_FALSE(Contains(stub->nacked, "m1"));  // in the channel, for the pipeline to drain
+  EXPECT_EQ(stub->streams_open, 0);
+}
+
+TEST(Consumer, StopReturnsByItsDeadlineWhenTheStreamHangs) {
+  auto stub = std::make_shared<FakeStub>();
+  stub->hang_streams = true;  // Read() ignores half-close and cancel
+  auto c = Start(stub);
+  ASSERT_TRUE(stub->Await([&] { return stub->streams_opened == 1; }));
+  absl::Status s = StopWithin(*c, milliseconds(100));
+  EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
+  EXPECT_NE(s.message().find("1 stream(s) still open"), std::string::npos) << s;
+  EXPECT_TRUE(c->Messages().closed());
+  stub->Release();
+  c.reset();  // the destructor does not wait on the stuck reader either
+}
+
+TEST(Consumer, StopReturnsByItsDeadlineWhenTheAckFlushHangs) {
+  auto stub = std::make_shared<FakeStub>();
+  stub->hang_settles = true;
+  auto c = Start(stub);
+  stub->Deliver("m", 1);
+  auto m = Pop(*c);
+  ASSERT_TRUE(m.has_value());
+  m->Ack();
+  ASSERT_TRUE(stub->Await([&] { return stub->ack_calls == 1; }));  // now stuck in it
+  absl::Status s = StopWithin(*c, milliseconds(100));
+  EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
+  EXPECT_NE(s.message().find("1 ack/nack id(s) not yet confirmed"), std::string::npos) << s;
+  stub->Release();
+  EXPECT_TRUE(stub->Await([&] { return stub->acked.size() == 1; }));
+}
+
+TEST(Consumer, FailedAcksAndNacksAreRetried) {
+  auto stub = std::make_shared<FakeStub>();
+  stub->ack_failures = 3;
+  stub->modack_failures = 2;
+  auto c = Start(stub);
+  stub->Deliver("m", 2);
+  auto a = Pop(*c);
+  auto b = Pop(*c);
+  ASSERT_TRUE(a.has_value() && b.has_value());
+  a->Ack();
+  b->Nack();
+  ASSERT_TRUE(stub->Await([&] { return stub->acked.size() == 1 && stub->nacked.size() == 1; }));
+  {
+    std::lock_guard lock(stub->mu);
+    EXPECT_EQ(stub->acked[0], "m0");
+    EXPECT_EQ(stub->nacked[0], "m1");
+    EXPECT_EQ(stub->ack_calls, 4);
+  }
+  auto stats = c->stats();
+  EXPECT_EQ(stats.settle_retries, 5u);
+  EXPECT_EQ(stats.settles_expired, 0u);
+  EXPECT_TRUE(StopWithin(*c, seconds(10)).ok());
+}
+
+TEST(Consumer, NonRetryableAckFailureIsCountedNotRetried) {
+  auto stub = std::make_shared<FakeStub>();
+  stub->settle_fail_with = absl::StatusCode::kInvalidArgument;
+  stub->ack_failures = 1;
+  auto c = Start(stub);
+  stub->Deliver("m", 1);
+  auto m = Pop(*c);
+  ASSERT_TRUE(m.has_value());
+  m->Ack();
+  ASSERT_TRUE(stub->Await([&] { return stub->ack_calls == 1; }));
+  EXPECT_TRUE(StopWithin(*c, seconds(10)).ok());  // nothing left to retry
+  EXPECT_EQ(c->stats().settles_failed, 1u);
+  std::lock_guard lock(stub->mu);
+  EXPECT_EQ(stub->ack_calls, 1);
+}
+
+TEST(Consumer, AckIsNotRetriedPastTheLease) {
+  auto stub = std::make_shared<FakeStub>();
+  stub->ack_fail_forever = true;
+  std::atomic<std::int64_t> offset_ms{0};
+  auto o = Options();
+  o.ack_deadline = seconds(10);
+  o.clock = [&] { return steady_clock::now() + milliseconds(offset_ms.load()); };
+  auto c = Start(stub, o);
+  stub->Deliver("m", 1);
+  auto m = Pop(*c);
+  ASSERT_TRUE(m.has_value());
+  m->Ack();
+  ASSERT_TRUE(stub->Await([&] { return stub->ack_calls >= 2; }));  // being retried
+  // The lease (10 s from delivery, never extended) runs out: the server would redeliver the
+  // message, and an ack for it can no longer be relied on.
+  offset_ms = 11'000;
+  ASSERT_TRUE(Eventually([&] { return c->stats().settles_expired == 1; }));
+  // Given up: Stop has nothing left to send.
+  EXPECT_TRUE(StopWithin(*c, seconds(10)).ok());
+  EXPECT_EQ(c->stats().settles_expired, 1u);
+}
+
+TEST(Consumer, FailedExtensionIsRetriedBeforeTheLeaseRunsOut) {
+  auto stub = std::make_shared<FakeStub>();
+  stub->modack_failures = 2;
+  std::atomic<std::int64_t> offset_ms{0};
+  auto o = Options();
+  o.ack_deadline = seconds(10);
+  o.clock = [&] { return steady_clock::now() + milliseconds(offset_ms.load()); };
+  auto c = Start(stub, o);
+  stub->Deliver("m", 1);
+  auto m = Pop(*c);
+  ASSERT_TRUE(m.has_value());
+  offset_ms = 6'000;  // past half the deadline: an extension is due
+  ASSERT_TRUE(stub->Await([&] { return stub->extended.size() == 1; }));
+  EXPECT_EQ(c->stats().settle_retries, 0u);  // extensions are rescheduled, not queued
+  {
+    std::lock_guard lock(stub->mu);
+    EXPECT_EQ(stub->modack_calls, 3);
+  }
+  m->Ack();
+  EXPECT_TRUE(StopWithin(*c, seconds(10)).ok());
+}
+
+}  // namespace
+}  // namespace dataflow::pubsub
