@@ -5,6 +5,7 @@
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_split.h>
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
 
 #include <array>
 #include <atomic>
@@ -14,10 +15,12 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "dataflow/messagepipeline/logging.h"
 #include "dataflow/messagepipeline/streaming_service.h"
 #include "dataflow/pubsub/admin.h"
 #include "dataflow/pubsub/consumer.h"
@@ -464,6 +467,97 @@ TEST_F(PubsubEmulatorTest, FlowControlCapsOutstandingMessages) {
     got.insert(m->data.payload);
     m->Ack();
   }
+}
+
+TEST_F(PubsubEmulatorTest, FlowControlCapsOutstandingBytes) {
+  constexpr int kN = 20;
+  constexpr std::size_t kPayload = 1000;
+  constexpr std::size_t kCap = 4 * kPayload;  // about three messages with their metadata
+  std::vector<std::string> payloads;
+  for (int i = 0; i < kN; ++i) {
+    std::string p = "b" + std::to_string(i);
+    p.resize(kPayload, '.');
+    payloads.push_back(p);
+  }
+  PublishRaw(payloads);
+  auto consumer = Consumer({.max_outstanding_bytes = kCap, .ack_deadline = seconds(60)});
+  ASSERT_TRUE(consumer->Start().ok());
+  auto& q = consumer->Messages();
+  std::vector<Message> held;  // popped, not yet acked: outstanding in the pipeline
+  std::set<std::string> got;
+  int acked = 0;
+  std::size_t most_held = 0;
+  bool capped = false;
+  while (acked < kN) {
+    // Until the reader waits for room, or has handed over all it received.
+    ASSERT_TRUE(::dataflow::testing::WaitFor(
+        [&] {
+          auto st = consumer->stats();
+          return st.streams_waiting_for_flow_control > 0 ||
+                 st.received == st.outstanding_messages + static_cast<std::size_t>(acked);
+        },
+        seconds(20)));
+    capped = capped || consumer->stats().streams_waiting_for_flow_control > 0;
+    while (auto m = PopFor(q, milliseconds(0))) held.push_back(*std::move(m));
+    if (held.empty()) {
+      auto m = PopFor(q, seconds(20));
+      ASSERT_TRUE(m.has_value()) << "acked " << acked;
+      held.push_back(*std::move(m));
+    }
+    const auto st = consumer->stats();
+    EXPECT_LE(st.outstanding_bytes, kCap);
+    const std::size_t held_bytes =
+        std::accumulate(held.begin(), held.end(), std::size_t{0},
+                        [](std::size_t n, const Message& m) { return n + m.data.payload.size(); });
+    EXPECT_LE(held_bytes, kCap) << held.size() << " messages held";
+    most_held = std::max(most_held, held.size());
+    got.insert(held.front().data.payload);
+    held.front().Ack();
+    held.erase(held.begin());
+    ++acked;
+  }
+  EXPECT_EQ(got.size(), static_cast<std::size_t>(kN));
+  // The emulator sends more than the cap (it ignores the stream's limits): the client held
+  // the rest back.
+  EXPECT_TRUE(capped);
+  EXPECT_GE(most_held, 2u);
+  EXPECT_LT(most_held, static_cast<std::size_t>(kN));
+}
+
+TEST_F(PubsubEmulatorTest, SimplePublisherDeliversAndCountsFailuresWithoutThrowing) {
+  auto publisher = GoogleSimplePublisher::Create(stub_, {.topic_id = topic()});
+  ASSERT_TRUE(publisher.ok()) << publisher.status();
+  for (int i = 0; i < 5; ++i) (*publisher)->Publish("s" + std::to_string(i), {{"i", "x"}});
+  ASSERT_TRUE((*publisher)->Stop(steady_clock::now() + seconds(20)).ok());
+  EXPECT_EQ((*publisher)->failures(), 0u);
+  auto consumer = Consumer();
+  ASSERT_TRUE(consumer->Start().ok());
+  std::set<std::string> got;
+  while (got.size() < 5) {
+    auto m = PopFor(consumer->Messages(), seconds(20));
+    ASSERT_TRUE(m.has_value()) << got.size();
+    EXPECT_EQ(m->attributes.at("i"), "x");
+    got.insert(m->data.payload);
+    m->Ack();
+  }
+  EXPECT_EQ(got, (std::set<std::string>{"s0", "s1", "s2", "s3", "s4"}));
+
+  // A topic that does not exist: NOT_FOUND from the server, counted and logged.
+  auto log = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(64);
+  Log()->sinks().push_back(log);
+  const std::string missing = "missing-" + id_;
+  auto failing = GoogleSimplePublisher::Create(stub_, {.topic_id = missing});
+  ASSERT_TRUE(failing.ok());
+  EXPECT_NO_THROW((*failing)->Publish("lost"));
+  (void)(*failing)->Stop(steady_clock::now() + seconds(20));
+  Log()->sinks().pop_back();
+  EXPECT_EQ((*failing)->failures(), 1u);
+  bool logged = false;
+  for (const auto& line : log->last_formatted()) {
+    logged = logged || (line.find("fire-and-forget publish failed") != std::string::npos &&
+                        line.find(missing) != std::string::npos);
+  }
+  EXPECT_TRUE(logged);
 }
 
 }  // namespace
