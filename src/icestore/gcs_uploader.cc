@@ -17,15 +17,6 @@ namespace {
 
 constexpr std::size_t kChunkQuantum = 256 * 1024;  // GCS requires chunk sizes in these units
 
-class StaticTokenProvider : public TokenProvider {
- public:
-  explicit StaticTokenProvider(std::string token) : token_(std::move(token)) {}
-  absl::StatusOr<std::string> Token() override { return token_; }
-
- private:
-  std::string token_;
-};
-
 class CurlHttpClient : public HttpClient {
  public:
   CurlHttpClient() {
@@ -124,7 +115,7 @@ std::size_t CommittedBytes(const HttpResponse& resp) {
 }  // namespace
 
 std::shared_ptr<TokenProvider> MakeStaticTokenProvider(std::string token) {
-  return std::make_shared<StaticTokenProvider>(std::move(token));
+  return gcp::MakeStaticAccessTokenProvider(std::move(token));
 }
 std::shared_ptr<HttpClient> MakeCurlHttpClient() { return std::make_shared<CurlHttpClient>(); }
 
@@ -149,9 +140,17 @@ absl::StatusOr<std::unique_ptr<GcsBatchUploader>> GcsBatchUploader::Create(
   while (options.endpoint.ends_with('/')) options.endpoint.pop_back();
   // Plain http is an emulator or a test server; Google's endpoint is https and needs a token.
   if (options.endpoint.starts_with("http://")) emulator = true;
+  // A provider given for the emulator is still used (a local proxy may want a token).
   if (!emulator && !options.token_provider) {
-    return absl::InvalidArgumentError(
-        "GCS uploader: token_provider is required outside the emulator (STORAGE_EMULATOR_HOST)");
+    auto adc = gcp::MakeDefaultAccessTokenProvider();
+    if (!adc.ok()) {
+      return absl::Status(
+          adc.status().code(),
+          absl::StrCat("GCS uploader: no token_provider given and no default credentials for ",
+                       options.endpoint,
+                       " (set STORAGE_EMULATOR_HOST for the emulator): ", adc.status().message()));
+    }
+    options.token_provider = *std::move(adc);
   }
   if (options.chunk_size == 0 || options.chunk_size % kChunkQuantum != 0) {
     return absl::InvalidArgumentError(

@@ -5,7 +5,8 @@
 // transport errors are retried with exponential backoff; every create carries
 // ifGenerationMatch=0, so a retry can never overwrite, and a 412 on a retry means an earlier
 // attempt already landed. STORAGE_EMULATOR_HOST (as Google's clients read it) switches the
-// endpoint to the emulator, with no token. Thread-safe: uploads run concurrently.
+// endpoint to the emulator, with no token; otherwise tokens come from Google Application
+// Default Credentials unless a provider is given. Thread-safe: uploads run concurrently.
 #pragma once
 
 #include <absl/status/statusor.h>
@@ -16,17 +17,15 @@
 #include <memory>
 #include <string>
 
+#include "dataflow/gcp/access_token.h"
 #include "dataflow/icestore/gzip.h"
 #include "dataflow/icestore/uploader.h"
 
 namespace dataflow::icestore {
 
-// Supplies OAuth2 bearer tokens. Implementations cache and refresh; thread-safe.
-class TokenProvider {
- public:
-  virtual ~TokenProvider() = default;
-  virtual absl::StatusOr<std::string> Token() = 0;
-};
+// Supplies OAuth2 bearer tokens: the gcp package's interface, so one provider (e.g. from
+// gcp::MakeDefaultAccessTokenProvider) serves GCS and BigQuery alike.
+using TokenProvider = gcp::AccessTokenProvider;
 // A fixed token (tests, or a token obtained elsewhere, e.g. `gcloud auth print-access-token`).
 std::shared_ptr<TokenProvider> MakeStaticTokenProvider(std::string token);
 
@@ -58,8 +57,8 @@ struct GcsUploaderOptions {
   // Empty: STORAGE_EMULATOR_HOST if set (http:// added when it has no scheme), else
   // https://storage.googleapis.com.
   std::string endpoint;
-  // Required unless the endpoint is the emulator (STORAGE_EMULATOR_HOST or plain http://). Default
-  // credentials (metadata server, service-account JSON) are not built in yet: pass a provider.
+  // Unused for the emulator (STORAGE_EMULATOR_HOST or a plain http:// endpoint). Elsewhere,
+  // null means gcp::MakeDefaultAccessTokenProvider(): Create fails when no credentials exist.
   std::shared_ptr<TokenProvider> token_provider;
   std::shared_ptr<HttpClient> http;                        // default: libcurl
   std::size_t resumable_threshold = std::size_t{8} << 20;  // compressed bytes
