@@ -55,6 +55,21 @@ absl::StatusOr<std::unique_ptr<TableAdmin>> TableAdmin::Create(TableAdminOptions
     options.endpoint = (emulator && *emulator) ? absl::StrCat("http://", emulator)
                                                : "https://bigquery.googleapis.com";
   }
+  if (!options.access_token.empty()) {
+    options.token_provider = gcp::MakeStaticAccessTokenProvider(options.access_token);
+  } else if (!options.token_provider && options.endpoint.starts_with("https://")) {
+    // Only https can be Google; plain http is the emulator or a test server, which take none.
+    auto adc = gcp::MakeDefaultAccessTokenProvider();
+    if (!adc.ok()) {
+      return absl::Status(
+          adc.status().code(),
+          absl::StrCat("table admin: no access_token or token_provider given and no default "
+                       "credentials for ",
+                       options.endpoint, " (set BIGQUERY_EMULATOR_HOST for a local server): ",
+                       adc.status().message()));
+    }
+    options.token_provider = *std::move(adc);
+  }
   static std::once_flag curl_init;
   std::call_once(curl_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   return std::unique_ptr<TableAdmin>(new TableAdmin(std::move(options)));
@@ -63,16 +78,23 @@ absl::StatusOr<std::unique_ptr<TableAdmin>> TableAdmin::Create(TableAdminOptions
 absl::StatusOr<TableAdmin::Response> TableAdmin::Call(const std::string& method,
                                                       const std::string& path,
                                                       const std::string& body) {
-  CURL* curl = curl_easy_init();
-  if (!curl) return absl::InternalError("curl_easy_init failed");
   const std::string url =
       absl::StrCat(options_.endpoint, "/bigquery/v2/projects/", options_.project_id, path);
+  std::string authorization;
+  if (options_.token_provider) {
+    auto token = options_.token_provider->Token();
+    if (!token.ok()) {
+      return absl::Status(
+          token.status().code(),
+          absl::StrCat(method, " ", url, ": no access token: ", token.status().message()));
+    }
+    authorization = absl::StrCat("Authorization: Bearer ", *token);
+  }
+  CURL* curl = curl_easy_init();
+  if (!curl) return absl::InternalError("curl_easy_init failed");
   Response response;
   curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
-  if (!options_.access_token.empty()) {
-    headers = curl_slist_append(
-        headers, absl::StrCat("Authorization: Bearer ", options_.access_token).c_str());
-  }
+  if (!authorization.empty()) headers = curl_slist_append(headers, authorization.c_str());
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);

@@ -2,7 +2,9 @@
 // dataset or a table from a schema (with time partitioning and clustering), add columns.
 // EnsureTable() is what the inserters call at start-up: create if missing, else check the
 // existing table against the writer's schema and name the mismatching fields.
-// BIGQUERY_EMULATOR_HOST (host:port) selects plain HTTP to a local server. Thread-safe.
+// BIGQUERY_EMULATOR_HOST (host:port) selects plain HTTP to a local server; an https
+// endpoint gets bearer tokens from Google Application Default Credentials unless a token or
+// provider is given. Thread-safe.
 #pragma once
 
 #include <absl/status/statusor.h>
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "dataflow/bqstore/schema.h"
+#include "dataflow/gcp/access_token.h"
 
 namespace dataflow::bqstore {
 
@@ -19,9 +22,12 @@ struct TableAdminOptions {
   std::string project_id;
   // Base URL; empty: http://$BIGQUERY_EMULATOR_HOST if set, else https://bigquery.googleapis.com.
   std::string endpoint;
-  // OAuth2 bearer token sent as Authorization; empty: none (local servers). Obtaining one
-  // from Application Default Credentials is left to the caller for now.
+  // A fixed OAuth2 bearer token; wins over `token_provider`.
   std::string access_token;
+  // Asked for a token on every request (it caches). Null with no access_token: for an https
+  // endpoint gcp::MakeDefaultAccessTokenProvider(), and Create fails when no credentials
+  // exist; for http (BIGQUERY_EMULATOR_HOST, local servers) no Authorization header.
+  std::shared_ptr<gcp::AccessTokenProvider> token_provider;
   long timeout_ms = 30000;
 };
 
