@@ -110,9 +110,12 @@ class PipelineTest : public ::testing::Test {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     tag_ = info->name();
     for (char& c : tag_) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    static int runs = 0;  // unique names under --gtest_repeat too: the servers keep state
+    tag_ += std::to_string(++runs);
     dir_ = fs::temp_directory_path() / ("dataflow-e2e-" + tag_ + "-" + std::to_string(::getpid()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
+    g_servers->bigquery->FailNextAppends(0, absl::OkStatus());  // a failed test's injection
     SeedRegistry();
   }
   void TearDown() override {
@@ -413,6 +416,24 @@ TEST_F(PipelineTest, AKilledServiceLosesNothingAfterRestart) {
               tag_.c_str(), seconds(restarted - killed),
               seconds(std::chrono::steady_clock::now() - killed));
   for (const char* p : {"enrich", "edges"}) EXPECT_EQ(StopAndExitCode(p), 0) << p;
+}
+
+// A sink that keeps failing: at SIGTERM the messages it holds are nacked, the process says
+// so and exits 1 (the broker redelivers them; nothing is acked that was not stored).
+TEST_F(PipelineTest, NackedAtStopMeansExitCode1) {
+  ASSERT_NE(StartDataflow("failing", IngestionYaml() + EnrichmentYaml("enrichment") + SinksYaml()),
+            nullptr);
+  g_servers->bigquery->FailNextAppends(1000000, absl::UnavailableError("injected outage"));
+  PublishReadings(0, 100);
+  const bool nacking = WaitFor(
+      [&] {
+        return Metric("failing", "dataflow_messages_nacked_total", "service=\"bigquery\"") > 0;
+      },
+      std::chrono::seconds(60), std::chrono::milliseconds(100));
+  EXPECT_TRUE(nacking);
+  EXPECT_EQ(Rows().total, 0u);
+  EXPECT_EQ(StopAndExitCode("failing"), 1);
+  EXPECT_THAT(Slurp(processes_["failing"]->log_path()), HasSubstr("stop was not clean"));
 }
 
 long long SqliteCount(const fs::path& db, const std::string& table) {
