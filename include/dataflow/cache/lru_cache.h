@@ -1,9 +1,13 @@
 // InMemoryLRUCache<K,V>: a size-limited in-memory L1 cache with an optional fallback.
 //
-// Entries live in N shards chosen by key hash, each with its own lock and LRU list, so
-// hits on different keys rarely contend; eviction is least-recently-used within a shard
-// (the total never exceeds max_size). On a miss the fallback is called once per key no
-// matter how many callers miss it at the same time (single-flight): the others wait and
+// Entries live in N shards chosen by key hash. Eviction is CLOCK (second chance), an
+// approximation of least-recently-used: a hit only sets the entry's reference bit, and
+// when a full shard needs room its clock hand clears set bits and evicts the first entry
+// whose bit is clear, so an entry referenced since the hand last passed survives one
+// that was not. The total never exceeds max_size. Hits take a shard's lock shared and
+// write no shared cache line (see StripedLock), so hits from many threads scale; misses,
+// writes and evictions take it exclusively. On a miss the fallback is called once per key
+// no matter how many callers miss it at the same time (single-flight): the others wait and
 // share its result. Found values are written back; with negative_ttl > 0 a NotFound is
 // remembered for that long too. Other errors are never cached. Optional ttl expires
 // entries. Thread-safe; Fetch may be called from any number of threads.
@@ -14,18 +18,25 @@
 #include <absl/status/status.h>
 #include <absl/status/statusor.h>
 
+#include <algorithm>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <exception>
-#include <list>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
 
 #include "dataflow/cache/fetcher.h"
 
@@ -33,7 +44,9 @@ namespace dataflow::cache {
 
 struct LRUCacheOptions {
   std::size_t max_size = 10000;  // entries, > 0
-  int shards = 0;                // 0: min(16, max_size); at most max_size
+  // 0: min(64, max(1, max_size / 64)), so small caches keep enough entries per shard for
+  // the eviction order to mean something. At most max_size.
+  int shards = 0;
   // Time to live of a cached value; zero keeps it until evicted.
   std::chrono::nanoseconds ttl{0};
   // How long a NotFound from the fallback is remembered; zero (default) never caches misses.
@@ -64,7 +77,8 @@ class InMemoryLRUCache final : public Fetcher<K, V> {
       return absl::InvalidArgumentError("InMemoryLRUCache: ttl and negative_ttl must be >= 0");
     }
     if (options.shards == 0) {
-      options.shards = static_cast<int>(std::min<std::size_t>(16, options.max_size));
+      options.shards =
+          static_cast<int>(std::clamp<std::size_t>(options.max_size / 64, 1, kMaxAutoShards));
     }
     return std::unique_ptr<InMemoryLRUCache>(new InMemoryLRUCache(options, std::move(fallback)));
   }
@@ -72,78 +86,40 @@ class InMemoryLRUCache final : public Fetcher<K, V> {
   absl::StatusOr<V> Fetch(const K& key) override {
     if (closed_.load(std::memory_order_acquire)) return ClosedError();
     Shard& shard = ShardFor(key);
-    std::shared_ptr<Flight> flight;
-    bool leader = false;
     {
-      std::lock_guard lock(shard.mu);
-      auto it = shard.index.find(key);
-      if (it != shard.index.end()) {
-        auto entry = it->second;
-        if (entry->expires == kNever || Clock::now() < entry->expires) {
-          shard.lru.splice(shard.lru.begin(), shard.lru, entry);
-          ++shard.hits;
-          if (entry->value.has_value()) return *entry->value;
-          return absl::NotFoundError("cache: key not found (cached miss)");
+      const std::size_t stripe = shard.lock.CurrentStripe();
+      SharedGuard guard(shard.lock, stripe);
+      if (const Entry* entry = FindLive(shard, key)) {
+        // Test first: once the bit is set, hits on a hot key only read its cache line.
+        if (!entry->referenced.load(std::memory_order_relaxed)) {
+          entry->referenced.store(true, std::memory_order_relaxed);
         }
-        shard.index.erase(it);
-        shard.lru.erase(entry);
+        shard.lock.CountHit(stripe);
+        return Answer(*entry);
       }
-      ++shard.misses;
-      if (fallback_ == nullptr) return absl::NotFoundError("cache: key not in LRU cache");
-      auto [fit, inserted] = shard.flights.try_emplace(key);
-      if (inserted) {
-        fit->second = std::make_shared<Flight>();
-        ++shard.fallback_calls;
-      }
-      leader = inserted;
-      flight = fit->second;
     }
-    if (!leader) {
-      std::unique_lock lock(flight->mu);
-      flight->cv.wait(lock, [&] { return flight->result.has_value(); });
-      return *flight->result;
-    }
-    absl::StatusOr<V> result = CallFallback(key);
-    {
-      std::lock_guard lock(shard.mu);
-      // Store and end the flight under one lock: a caller arriving now sees either the
-      // flight or the stored entry, never neither.
-      if (result.ok()) {
-        InsertLocked(shard, key, *result, options_.ttl);
-      } else if (absl::IsNotFound(result.status()) && options_.negative_ttl.count() > 0) {
-        InsertLocked(shard, key, std::nullopt, options_.negative_ttl);
-      }
-      shard.flights.erase(key);
-    }
-    {
-      std::lock_guard lock(flight->mu);
-      flight->result = result;
-    }
-    flight->cv.notify_all();
-    return result;
+    return FetchSlow(shard, key);
   }
 
-  // Stores or replaces a value (marks it most recently used).
+  // Stores or replaces a value (marks it referenced).
   void Write(const K& key, V value) {
     Shard& shard = ShardFor(key);
-    std::lock_guard lock(shard.mu);
+    std::lock_guard lock(shard.lock);
     InsertLocked(shard, key, std::optional<V>(std::move(value)), options_.ttl);
   }
   // Forgets a key (the next Fetch goes to the fallback).
   void Delete(const K& key) {
     Shard& shard = ShardFor(key);
-    std::lock_guard lock(shard.mu);
+    std::lock_guard lock(shard.lock);
     auto it = shard.index.find(key);
-    if (it == shard.index.end()) return;
-    shard.lru.erase(it->second);
-    shard.index.erase(it);
+    if (it != shard.index.end()) RemoveLocked(shard, it);
   }
 
   [[nodiscard]] LRUCacheStats Stats() const {
     LRUCacheStats stats;
     for (const auto& shard : shards_) {
-      std::lock_guard lock(shard->mu);
-      stats.hits += shard->hits;
+      std::lock_guard lock(shard->lock);
+      stats.hits += shard->hits + shard->lock.StripedHits();
       stats.misses += shard->misses;
       stats.fallback_calls += shard->fallback_calls;
       stats.evictions += shard->evictions;
@@ -156,9 +132,11 @@ class InMemoryLRUCache final : public Fetcher<K, V> {
   absl::Status Close() override {
     closed_.store(true, std::memory_order_release);
     for (auto& shard : shards_) {
-      std::lock_guard lock(shard->mu);
+      std::lock_guard lock(shard->lock);
       shard->index.clear();
-      shard->lru.clear();
+      shard->slots.clear();
+      shard->free.clear();
+      shard->hand = 0;
     }
     return absl::OkStatus();
   }
@@ -166,24 +144,135 @@ class InMemoryLRUCache final : public Fetcher<K, V> {
  private:
   using Clock = std::chrono::steady_clock;
   static constexpr Clock::time_point kNever = Clock::time_point::max();
+  static constexpr std::size_t kMaxAutoShards = 64;
+  static constexpr std::size_t kMaxStripes = 64;
+
+  // A reader-writer lock whose readers each announce themselves in one of several
+  // cache-line-sized stripes (picked by the CPU they run on) instead of in one shared
+  // word, so concurrent readers on different CPUs never write the same cache line — a
+  // std::shared_mutex would bounce its counter between cores on every hit. Writers
+  // raise a flag and wait for every stripe to drain; readers that see the flag step back
+  // and queue on the writers' mutex. The flag/stripe handshake is Dekker-style, hence
+  // seq_cst. Readers hold it for a lookup and a copy, so writers only spin briefly.
+  class StripedLock {
+   public:
+    StripedLock() : stripes_(StripeCount()), slots_(new Slot[stripes_]) {}
+
+    std::size_t CurrentStripe() const {
+#if defined(__linux__)
+      const int cpu = sched_getcpu();
+      if (cpu >= 0) return static_cast<std::size_t>(cpu) & (stripes_ - 1);
+#endif
+      return std::hash<std::thread::id>{}(std::this_thread::get_id()) & (stripes_ - 1);
+    }
+    void lock_shared(std::size_t stripe) {
+      for (;;) {
+        slots_[stripe].readers.fetch_add(1, std::memory_order_seq_cst);
+        if (!writer_.load(std::memory_order_seq_cst)) return;
+        slots_[stripe].readers.fetch_sub(1, std::memory_order_release);
+        // Writers hold the lock for one insert: wait a little by reading the flag, then
+        // block behind them on their mutex rather than burn a core.
+        if (!SpinWhile([&] { return writer_.load(std::memory_order_relaxed); })) {
+          std::lock_guard wait(mu_);
+        }
+      }
+    }
+    void unlock_shared(std::size_t stripe) {
+      slots_[stripe].readers.fetch_sub(1, std::memory_order_release);
+    }
+    void lock() {
+      mu_.lock();
+      writer_.store(true, std::memory_order_seq_cst);
+      for (std::size_t i = 0; i < stripes_; ++i) {
+        auto& readers = slots_[i].readers;
+        while (!SpinWhile([&] { return readers.load(std::memory_order_seq_cst) != 0; })) {
+          std::this_thread::yield();  // a reader was preempted inside its copy
+        }
+      }
+    }
+    void unlock() {
+      writer_.store(false, std::memory_order_release);
+      mu_.unlock();
+    }
+    // Hits are counted in the reader's own stripe, a line it has just written anyway.
+    void CountHit(std::size_t stripe) {
+      slots_[stripe].hits.fetch_add(1, std::memory_order_relaxed);
+    }
+    std::uint64_t StripedHits() const {
+      std::uint64_t sum = 0;
+      for (std::size_t i = 0; i < stripes_; ++i) {
+        sum += slots_[i].hits.load(std::memory_order_relaxed);
+      }
+      return sum;
+    }
+
+   private:
+    // Spins while busy() for a bounded time; true if busy() turned false.
+    template <typename Busy>
+    static bool SpinWhile(Busy busy) {
+      for (int i = 0; i < 256; ++i) {
+        if (!busy()) return true;
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+      }
+      return !busy();
+    }
+
+    struct alignas(64) Slot {
+      std::atomic<std::uint32_t> readers{0};
+      std::atomic<std::uint64_t> hits{0};
+    };
+    static std::size_t StripeCount() {
+      // A power of two, so picking a stripe is a mask rather than a division.
+      return std::bit_ceil(
+          std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, kMaxStripes));
+    }
+
+    const std::size_t stripes_;
+    const std::unique_ptr<Slot[]> slots_;
+    alignas(64) std::atomic<bool> writer_{false};
+    std::mutex mu_;
+  };
+
+  class SharedGuard {
+   public:
+    SharedGuard(StripedLock& lock, std::size_t stripe) : lock_(lock), stripe_(stripe) {
+      lock_.lock_shared(stripe_);
+    }
+    ~SharedGuard() { lock_.unlock_shared(stripe_); }
+    SharedGuard(const SharedGuard&) = delete;
+    SharedGuard& operator=(const SharedGuard&) = delete;
+
+   private:
+    StripedLock& lock_;
+    const std::size_t stripe_;
+  };
 
   struct Entry {
     K key;
     std::optional<V> value;  // empty: a remembered NotFound
-    Clock::time_point expires;
+    Clock::time_point expires = kNever;
+    // Set by hits under the shared lock, cleared by the clock hand under the exclusive one.
+    mutable std::atomic<bool> referenced{false};
   };
   struct Flight {
     std::mutex mu;
     std::condition_variable cv;
     std::optional<absl::StatusOr<V>> result;
   };
-  // Own cache line per shard so two threads on two shards do not share one.
+  // Own cache lines per shard so two threads on two shards do not share one.
   struct alignas(64) Shard {
-    mutable std::mutex mu;
-    std::list<Entry> lru;  // front: most recently used
-    absl::flat_hash_map<K, typename std::list<Entry>::iterator> index;
+    mutable StripedLock lock;
+    // Slots never move (deque), so the index holds positions; size() <= capacity.
+    std::deque<Entry> slots;
+    std::vector<std::uint32_t> free;  // positions of deleted or expired slots
+    std::size_t hand = 0;             // the clock hand: next slot considered for eviction
+    absl::flat_hash_map<K, std::uint32_t> index;
+    // Misses being fetched; the Flight exists once a second caller waits on it.
     absl::flat_hash_map<K, std::shared_ptr<Flight>> flights;
     std::size_t capacity = 0;
+    // Guarded by the exclusive lock; hits on the shared path are counted in the lock.
     std::uint64_t hits = 0, misses = 0, fallback_calls = 0, evictions = 0;
   };
 
@@ -205,6 +294,74 @@ class InMemoryLRUCache final : public Fetcher<K, V> {
     return *shards_[mixed % shards_.size()];
   }
 
+  // The live, unexpired entry for key, or null. Needs the lock, shared or exclusive.
+  static const Entry* FindLive(const Shard& shard, const K& key) {
+    auto it = shard.index.find(key);
+    if (it == shard.index.end()) return nullptr;
+    const Entry& entry = shard.slots[it->second];
+    if (entry.expires != kNever && Clock::now() >= entry.expires) return nullptr;
+    return &entry;
+  }
+  static absl::StatusOr<V> Answer(const Entry& entry) {
+    if (entry.value.has_value()) return *entry.value;
+    return absl::NotFoundError("cache: key not found (cached miss)");
+  }
+
+  absl::StatusOr<V> FetchSlow(Shard& shard, const K& key) {
+    std::shared_ptr<Flight> flight;
+    {
+      std::lock_guard lock(shard.lock);
+      // Another caller may have stored or expired the entry since the shared look.
+      auto it = shard.index.find(key);
+      if (it != shard.index.end()) {
+        Entry& entry = shard.slots[it->second];
+        if (entry.expires == kNever || Clock::now() < entry.expires) {
+          entry.referenced.store(true, std::memory_order_relaxed);
+          ++shard.hits;
+          return Answer(entry);
+        }
+        RemoveLocked(shard, it);
+      }
+      ++shard.misses;
+      if (fallback_ == nullptr) return absl::NotFoundError("cache: key not in LRU cache");
+      auto [fit, inserted] = shard.flights.try_emplace(key);
+      if (inserted) {
+        ++shard.fallback_calls;
+      } else {
+        // The first follower makes the flight, so a miss nobody waits on allocates none.
+        if (fit->second == nullptr) fit->second = std::make_shared<Flight>();
+        flight = fit->second;
+      }
+    }
+    if (flight != nullptr) {
+      std::unique_lock lock(flight->mu);
+      flight->cv.wait(lock, [&] { return flight->result.has_value(); });
+      return *flight->result;
+    }
+    absl::StatusOr<V> result = CallFallback(key);
+    {
+      std::lock_guard lock(shard.lock);
+      // Store and end the flight under one lock: a caller arriving now sees either the
+      // flight or the stored entry, never neither.
+      if (result.ok()) {
+        InsertLocked(shard, key, *result, options_.ttl);
+      } else if (absl::IsNotFound(result.status()) && options_.negative_ttl.count() > 0) {
+        InsertLocked(shard, key, std::nullopt, options_.negative_ttl);
+      }
+      auto fit = shard.flights.find(key);
+      flight = std::move(fit->second);
+      shard.flights.erase(fit);
+    }
+    if (flight != nullptr) {
+      {
+        std::lock_guard lock(flight->mu);
+        flight->result = result;
+      }
+      flight->cv.notify_all();
+    }
+    return result;
+  }
+
   absl::StatusOr<V> CallFallback(const K& key) {
     // A throwing user fetcher must not strand the callers waiting on this flight.
     try {
@@ -216,24 +373,59 @@ class InMemoryLRUCache final : public Fetcher<K, V> {
     }
   }
 
+  void RemoveLocked(Shard& shard, typename absl::flat_hash_map<K, std::uint32_t>::iterator it) {
+    shard.slots[it->second].value.reset();  // free the value now, not at reuse
+    shard.free.push_back(it->second);
+    shard.index.erase(it);
+  }
+
+  // A slot to fill: a free one, a new one while below capacity, else the CLOCK victim.
+  std::uint32_t SlotForInsertLocked(Shard& shard) {
+    if (!shard.free.empty()) {
+      const std::uint32_t pos = shard.free.back();
+      shard.free.pop_back();
+      return pos;
+    }
+    if (shard.slots.size() < shard.capacity) {
+      shard.slots.emplace_back();
+      return static_cast<std::uint32_t>(shard.slots.size() - 1);
+    }
+    // Every slot is live here. Ends within two turns: the first clears every bit it passes.
+    for (;;) {
+      const auto pos = static_cast<std::uint32_t>(shard.hand);
+      shard.hand = (shard.hand + 1) % shard.slots.size();
+      Entry& entry = shard.slots[pos];
+      if (entry.referenced.load(std::memory_order_relaxed)) {
+        entry.referenced.store(false, std::memory_order_relaxed);
+        continue;
+      }
+      shard.index.erase(entry.key);
+      ++shard.evictions;
+      return pos;
+    }
+  }
+
   void InsertLocked(Shard& shard, const K& key, std::optional<V> value,
                     std::chrono::nanoseconds ttl) {
     const Clock::time_point expires =
         ttl.count() > 0 ? Clock::now() + std::chrono::duration_cast<Clock::duration>(ttl) : kNever;
     auto it = shard.index.find(key);
     if (it != shard.index.end()) {
-      it->second->value = std::move(value);
-      it->second->expires = expires;
-      shard.lru.splice(shard.lru.begin(), shard.lru, it->second);
+      Entry& entry = shard.slots[it->second];
+      entry.value = std::move(value);
+      entry.expires = expires;
+      entry.referenced.store(true, std::memory_order_relaxed);
       return;
     }
-    if (shard.index.size() >= shard.capacity) {
-      shard.index.erase(shard.lru.back().key);
-      shard.lru.pop_back();
-      ++shard.evictions;
-    }
-    shard.lru.push_front(Entry{key, std::move(value), expires});
-    shard.index.emplace(key, shard.lru.begin());
+    const std::uint32_t pos = SlotForInsertLocked(shard);
+    Entry& entry = shard.slots[pos];
+    entry.key = key;
+    entry.value = std::move(value);
+    entry.expires = expires;
+    // New entries start unreferenced: one that is never hit again goes at the hand's
+    // first pass, and cannot push out an entry that is being hit.
+    entry.referenced.store(false, std::memory_order_relaxed);
+    shard.index.emplace(key, pos);
   }
 
   const LRUCacheOptions options_;
