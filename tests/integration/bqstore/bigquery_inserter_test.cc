@@ -11,6 +11,12 @@
 #include "dataflow/bqstore/bigquery_service.h"
 #include "dataflow/messagepipeline/in_process_broker.h"
 #include "dataflow_testing/server_process.h"
+#ifdef DATAFLOW_TEST_HAS_PUBSUB
+#include "dataflow/pubsub/admin.h"
+#include "dataflow/pubsub/consumer.h"
+#include "dataflow/pubsub/producer.h"
+#include "dataflow_testing/pubsub_emulator.h"
+#endif
 
 namespace dataflow::bqstore {
 namespace {
@@ -277,6 +283,84 @@ TEST_F(BigQueryInserterTest, ServiceRedeliversAFailedBatchAndLosesNothing) {
   EXPECT_EQ(sequences.size(), 30u);  // every row present (a redelivery may not duplicate here)
   EXPECT_EQ(Rows().size(), 30u);     // the failed append wrote nothing
 }
+
+#ifdef DATAFLOW_TEST_HAS_PUBSUB
+// The original's flow: Pub/Sub (Google's emulator) → BigQueryService<MonitorReading> with a
+// JSON transformer → BigQuery. A payload that is not a reading is dead-lettered to a Pub/Sub
+// topic; every reading is stored exactly as sent and every message is acked.
+TEST_F(BigQueryInserterTest, PubsubEmulatorToBigQueryServiceStoresEveryReading) {
+  if (dataflow::testing::FindPubsubEmulator().empty()) {
+    GTEST_SKIP() << dataflow::testing::PubsubEmulatorMissingReason();
+  }
+  auto emulator = dataflow::testing::PubsubEmulator::Start();
+  ASSERT_TRUE(emulator.ok()) << emulator.status();
+  ::setenv("PUBSUB_EMULATOR_HOST", (*emulator)->host().c_str(), 1);
+  constexpr char kProject[] = "bq-flow";
+  auto stub = pubsub::MakePubsubStub();
+  ASSERT_TRUE(stub.ok()) << stub.status();
+  for (const char* topic : {"readings", "readings-dead"}) {
+    ASSERT_TRUE(pubsub::CreateTopic(**stub, kProject, topic).ok());
+  }
+  ASSERT_TRUE(pubsub::CreateSubscription(**stub, kProject, "readings-bq", "readings").ok());
+  ASSERT_TRUE(
+      pubsub::CreateSubscription(**stub, kProject, "readings-dead-sub", "readings-dead").ok());
+
+  auto producer = pubsub::GooglePubsubProducer::Create(
+      *stub, {.project_id = kProject, .topic_id = "readings", .max_batch_delay = 5ms});
+  ASSERT_TRUE(producer.ok()) << producer.status();
+  std::shared_ptr<pubsub::GooglePubsubProducer> publisher(std::move(*producer));
+  auto consumer = pubsub::GooglePubsubConsumer::Create(
+      *stub, {.project_id = kProject, .subscription_id = "readings-bq"});
+  ASSERT_TRUE(consumer.ok()) << consumer.status();
+  auto inserter = BigQueryInserter<MonitorReading>::Create(Options());
+  ASSERT_TRUE(inserter.ok()) << inserter.status();
+  messagepipeline::MessageTransformer<MonitorReading> transformer =
+      [](const messagepipeline::Message& m) -> messagepipeline::TransformResult<MonitorReading> {
+    auto row = FromJson<MonitorReading>(nlohmann::json::parse(m.data.payload, nullptr, false));
+    if (!row.ok()) return messagepipeline::MarkPermanent(row.status());
+    return std::optional<MonitorReading>(*std::move(row));
+  };
+  auto service = NewBigQueryService<MonitorReading>(
+      {.name = "bq-flow",
+       .batch_size = 25,
+       .flush_interval = 100ms,
+       .dead_letter = std::make_shared<pubsub::PubsubDeadLetterSink>(publisher, "readings-dead")},
+      std::shared_ptr<messagepipeline::MessageConsumer>(std::move(*consumer)), transformer,
+      std::shared_ptr<DataBatchInserter<MonitorReading>>(std::move(*inserter)));
+  ASSERT_TRUE(service.ok()) << service.status();
+  ASSERT_TRUE((*service)->Start().ok());
+
+  constexpr int kReadings = 100;
+  std::vector<std::future<absl::StatusOr<std::string>>> published;
+  for (int i = 0; i < kReadings; ++i) {
+    published.push_back(publisher->PublishRaw(ToJson(Reading(i)).dump()));
+    if (i == kReadings / 2) published.push_back(publisher->PublishRaw("not a reading"));
+  }
+  for (auto& f : published) ASSERT_TRUE(f.get().ok());
+
+  ASSERT_TRUE(dataflow::testing::WaitFor(
+      [&] {
+        const auto m = (*service)->metrics();
+        return m.processed >= kReadings && m.dead_lettered == 1;
+      },
+      60s))
+      << "processed " << (*service)->metrics().processed;
+  ASSERT_TRUE((*service)->Stop(10s).ok());
+  EXPECT_EQ((*service)->metrics().nacked, 0u);
+  const auto rows = Rows();
+  ASSERT_EQ(rows.size(), static_cast<std::size_t>(kReadings));
+  std::map<std::int64_t, nlohmann::json> by_sequence;
+  for (const auto& row : rows) by_sequence[row["sequence"].get<std::int64_t>()] = row;
+  for (int i = 0; i < kReadings; ++i) {
+    ASSERT_TRUE(by_sequence.contains(i)) << "reading " << i << " missing";
+    EXPECT_EQ(by_sequence[i]["device_id"], "dev-" + std::to_string(i));
+    EXPECT_DOUBLE_EQ(by_sequence[i]["temperature"].get<double>(), 20.5 + i);
+    EXPECT_EQ(by_sequence[i]["alarm"], i % 2 == 1);
+  }
+  EXPECT_TRUE(publisher->Stop(std::chrono::steady_clock::now() + 10s).ok());
+  ::unsetenv("PUBSUB_EMULATOR_HOST");
+}
+#endif
 
 }  // namespace
 }  // namespace dataflow::bqstore
