@@ -6,6 +6,7 @@
 // Each reading carries a unique number (its temperature), so rows and archive lines can be
 // matched to what was sent: loss fails a test, duplicates (allowed: at-least-once) are
 // counted and printed.
+#include <absl/strings/str_split.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <mqtt/async_client.h>
@@ -279,7 +280,8 @@ class PipelineTest : public ::testing::Test {
     return seen;
   }
 
-  Seen ArchivedLines(std::vector<std::string>* keys_out = nullptr) const {
+  // With `keys_out`: the batch key of every line, by reading number.
+  Seen ArchivedLines(std::multimap<int, std::string>* keys_out = nullptr) const {
     Seen seen;
     auto names = g_servers->storage->List(kBucket, tag_ + "/");
     if (!names.ok()) return seen;
@@ -306,7 +308,7 @@ class PipelineTest : public ::testing::Test {
         const auto body = nlohmann::json::parse(envelope->payload);
         ++seen.copies[body.at("temperature").get<int>()];
         ++seen.total;
-        if (keys_out) keys_out->push_back(data->batch_key);
+        if (keys_out) keys_out->emplace(body.at("temperature").get<int>(), data->batch_key);
       }
     }
     return seen;
@@ -366,12 +368,19 @@ TEST_F(PipelineTest, EveryReadingIsStoredAndArchivedEnriched) {
     }
   }
   // Archives are grouped by date/location: the location from the registry.
-  std::vector<std::string> keys;
+  // Each line sits under YYYY/MM/DD/<the device's location>; the unknown device has none.
+  std::multimap<int, std::string> keys;
   ArchivedLines(&keys);
-  std::set<std::string> locations;
-  for (const auto& k : keys) locations.insert(k.substr(k.rfind('/') + 1));
-  EXPECT_TRUE(locations.contains("london") && locations.contains("paris"))
-      << ::testing::PrintToString(locations);
+  for (const auto& [n, key] : keys) {
+    const int device = n % kDevices;
+    const std::vector<std::string> parts = absl::StrSplit(key, '/');
+    if (device + 1 < kDevices) {
+      ASSERT_EQ(parts.size(), 4u) << key;
+      EXPECT_EQ(parts[3], DeviceLocation(device)) << "reading " << n;
+    } else {
+      EXPECT_EQ(parts.size(), 3u) << "unknown device archived under " << key;
+    }
+  }
 
   EXPECT_EQ(Metric("all", "dataflow_messages_received_total", "service=\"enrichment\""),
             static_cast<double>(kReadings));
