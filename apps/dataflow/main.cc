@@ -38,7 +38,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   std::string log_level = "warn";
   CLI::Option* log_level_opt =
-      app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
+      app.add_option("--log-level", log_level,
+                     "trace|debug|info|warn|error|off (run: the config's log_level unless given)")
           ->capture_default_str();
 
   dataflow::app::DemoOptions demo;
