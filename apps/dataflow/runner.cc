@@ -71,7 +71,9 @@ absl::Status Annotate(const absl::Status& s, const std::string& where) {
   return absl::Status(s.code(), where + ": " + std::string(s.message()));
 }
 
-std::string ProjectOf(const ProgramConfig& config, const std::string& override_project) {
+// Unused in builds without the Google Cloud packages (the demo preset).
+[[maybe_unused]] std::string ProjectOf(const ProgramConfig& config,
+                                       const std::string& override_project) {
   return override_project.empty() ? config.project : override_project;
 }
 

@@ -1,0 +1,16 @@
+# OAuth access tokens for REST APIs (ADC). A library of its own so that REST-only packages
+# (icestore, bqstore's table admin) get credentials without linking gRPC and the generated
+# protos. Included by src/gcp, and by the top level when a build leaves the gcp package out
+# (the demo preset) but builds a package that needs it.
+if(TARGET dataflow_gcp_auth)
+  return()
+endif()
+find_package(OpenSSL REQUIRED)
+find_package(CURL REQUIRED)
+add_library(dataflow_gcp_auth ${PROJECT_SOURCE_DIR}/src/gcp/access_token.cc)
+add_library(dataflow::gcp_auth ALIAS dataflow_gcp_auth)
+target_include_directories(dataflow_gcp_auth PUBLIC ${PROJECT_SOURCE_DIR}/include)
+target_link_libraries(dataflow_gcp_auth
+  PUBLIC absl::status absl::statusor
+  PRIVATE dataflow::messagepipeline absl::strings nlohmann_json::nlohmann_json CURL::libcurl
+          OpenSSL::Crypto)
