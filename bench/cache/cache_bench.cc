@@ -50,24 +50,32 @@ std::vector<std::int64_t> ZipfKeys(std::size_t n, unsigned seed) {
 using BenchLru = dataflow::cache::InMemoryLRUCache<std::int64_t, std::string>;
 std::unique_ptr<BenchLru> g_lru;
 
-void BM_LruZipf(benchmark::State& state) {
-  // Each run starts from an empty cache; the other threads touch g_lru only inside the
-  // loop, which begins with a barrier.
-  if (state.thread_index() == 0) {
-    g_lru = *BenchLru::Create({.max_size = kCapacity, .shards = 64}, std::make_shared<Source>());
-  }
-  const auto keys = ZipfKeys(1 << 20, 17 + state.thread_index());
+// The timed loop all LRU benchmarks share: fetch the thread's keys round robin, then report
+// items/s and (thread 0) the hit ratio of the loop, leaving out `preloaded` warm-up misses.
+void FetchLoop(benchmark::State& state, BenchLru& lru, const std::vector<std::int64_t>& keys,
+               std::uint64_t preloaded = 0) {
   std::size_t i = 0;
   for (auto _ : state) {
-    auto v = g_lru->Fetch(keys[i++ & ((1 << 20) - 1)]);
+    auto v = lru.Fetch(keys[i++ & (keys.size() - 1)]);
     benchmark::DoNotOptimize(v);
   }
   state.SetItemsProcessed(state.iterations());
   if (state.thread_index() == 0) {
-    const auto stats = g_lru->Stats();
-    state.counters["hit_ratio"] =
-        static_cast<double>(stats.hits) / static_cast<double>(stats.hits + stats.misses);
+    const auto stats = lru.Stats();
+    state.counters["hit_ratio"] = static_cast<double>(stats.hits) /
+                                  static_cast<double>(stats.hits + stats.misses - preloaded);
   }
+}
+
+std::unique_ptr<BenchLru> NewBenchLru() {
+  return *BenchLru::Create({.max_size = kCapacity, .shards = 64}, std::make_shared<Source>());
+}
+
+void BM_LruZipf(benchmark::State& state) {
+  // Each run starts from an empty cache; the other threads touch g_lru only inside the
+  // loop, which begins with a barrier.
+  if (state.thread_index() == 0) g_lru = NewBenchLru();
+  FetchLoop(state, *g_lru, ZipfKeys(1 << 20, 17 + state.thread_index()));
 }
 // Warm-up happens inside the timed loop; long runs make the cold start negligible.
 BENCHMARK(BM_LruZipf)->Threads(1)->Threads(2)->MinTime(2.0)->UseRealTime();
@@ -77,43 +85,22 @@ BENCHMARK(BM_LruZipf)->Threads(1)->Threads(2)->MinTime(2.0)->UseRealTime();
 // loop (every thread's loop starts together, after thread 0's setup), so nothing misses.
 void BM_LruZipfHits(benchmark::State& state) {
   if (state.thread_index() == 0) {
-    g_lru = *BenchLru::Create({.max_size = kCapacity, .shards = 64}, std::make_shared<Source>());
+    g_lru = NewBenchLru();
     for (std::int64_t k = 0; k < static_cast<std::int64_t>(kCapacity); ++k) {
       benchmark::DoNotOptimize(g_lru->Fetch(k));
     }
   }
   auto keys = ZipfKeys(1 << 20, 17 + state.thread_index());
   for (auto& k : keys) k %= static_cast<std::int64_t>(kCapacity);
-  std::size_t i = 0;
-  for (auto _ : state) {
-    auto v = g_lru->Fetch(keys[i++ & ((1 << 20) - 1)]);
-    benchmark::DoNotOptimize(v);
-  }
-  state.SetItemsProcessed(state.iterations());
-  if (state.thread_index() == 0) {
-    const auto stats = g_lru->Stats();
-    state.counters["hit_ratio"] = static_cast<double>(stats.hits) /
-                                  static_cast<double>(stats.hits + stats.misses - kCapacity);
-  }
+  FetchLoop(state, *g_lru, keys, kCapacity);
 }
 BENCHMARK(BM_LruZipfHits)->Threads(1)->Threads(2)->MinTime(2.0)->UseRealTime();
 
 // The scaling this machine allows: the same work with one private cache per thread, so
 // nothing is shared. BM_LruZipf at N threads over this at N threads is the cost of sharing.
 void BM_LruZipfPerThread(benchmark::State& state) {
-  auto lru = *BenchLru::Create({.max_size = kCapacity, .shards = 64}, std::make_shared<Source>());
-  const auto keys = ZipfKeys(1 << 20, 17 + state.thread_index());
-  std::size_t i = 0;
-  for (auto _ : state) {
-    auto v = lru->Fetch(keys[i++ & ((1 << 20) - 1)]);
-    benchmark::DoNotOptimize(v);
-  }
-  state.SetItemsProcessed(state.iterations());
-  if (state.thread_index() == 0) {
-    const auto stats = lru->Stats();
-    state.counters["hit_ratio"] =
-        static_cast<double>(stats.hits) / static_cast<double>(stats.hits + stats.misses);
-  }
+  auto lru = NewBenchLru();
+  FetchLoop(state, *lru, ZipfKeys(1 << 20, 17 + state.thread_index()));
 }
 BENCHMARK(BM_LruZipfPerThread)->Threads(1)->Threads(2)->MinTime(2.0)->UseRealTime();
 
