@@ -4,7 +4,6 @@
 #include <absl/strings/escaping.h>
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_join.h>
-#include <curl/curl.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -19,6 +18,7 @@
 #include <sstream>
 #include <string_view>
 
+#include "dataflow/gcp/http_client.h"
 #include "dataflow/messagepipeline/logging.h"
 
 namespace dataflow::gcp {
@@ -66,53 +66,17 @@ std::string OpenSslError() {
 }
 
 absl::StatusOr<TokenHttpResponse> CurlSend(const TokenHttpRequest& request) {
-  static std::once_flag init;
-  std::call_once(init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), &curl_easy_cleanup);
-  if (!curl) return absl::ResourceExhaustedError("curl_easy_init failed");
-  CURL* c = curl.get();
-  TokenHttpResponse response;
-  curl_slist* headers = nullptr;
-  for (const auto& [k, v] : request.headers) {
-    headers = curl_slist_append(headers, absl::StrCat(k, ": ", v).c_str());
-  }
-  curl_easy_setopt(c, CURLOPT_URL, request.url.c_str());
-  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, request.method.c_str());
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout.count()));
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(request.timeout.count()));
-  if (request.method != "GET") {
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, request.body.data());
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body.size()));
-  }
-  curl_easy_setopt(
-      c, CURLOPT_WRITEFUNCTION, +[](char* p, size_t s, size_t n, void* out) {
-        static_cast<std::string*>(out)->append(p, s * n);
-        return s * n;
-      });
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &response.body);
-  curl_easy_setopt(
-      c, CURLOPT_HEADERFUNCTION, +[](char* p, size_t s, size_t n, void* out) {
-        std::string_view line(p, s * n);
-        if (auto colon = line.find(':'); colon != std::string_view::npos) {
-          std::string name(line.substr(0, colon));
-          absl::AsciiStrToLower(&name);
-          std::string value(line.substr(colon + 1));
-          absl::StripAsciiWhitespace(&value);
-          (*static_cast<std::map<std::string, std::string>*>(out))[name] = value;
-        }
-        return s * n;
-      });
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, &response.headers);
-  const CURLcode rc = curl_easy_perform(c);
-  curl_slist_free_all(headers);
-  if (rc != CURLE_OK) {
-    return absl::UnavailableError(
-        absl::StrCat(request.method, " ", request.url, ": ", curl_easy_strerror(rc)));
-  }
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &response.status);
-  return response;
+  static const std::shared_ptr<HttpClient> client = MakeCurlHttpClient();
+  HttpRequest r{.method = request.method,
+                .url = request.url,
+                .body = request.body,
+                .timeout = request.timeout,
+                .connect_timeout = request.timeout};
+  for (const auto& [name, value] : request.headers) r.headers[name] = value;
+  auto sent = client->Send(r);
+  if (!sent.ok()) return sent.status();
+  return TokenHttpResponse{
+      .status = sent->status, .headers = std::move(sent->headers), .body = std::move(sent->body)};
 }
 
 struct FetchedToken {

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "dataflow/gcp/access_token.h"
+#include "dataflow/gcp/http_client.h"
 #include "dataflow/icestore/gzip.h"
 #include "dataflow/icestore/uploader.h"
 
@@ -29,26 +30,11 @@ using TokenProvider = gcp::AccessTokenProvider;
 // A fixed token (tests, or a token obtained elsewhere, e.g. `gcloud auth print-access-token`).
 std::shared_ptr<TokenProvider> MakeStaticTokenProvider(std::string token);
 
-// The HTTP transport, behind an interface so tests and users can plug in another one.
-struct HttpRequest {
-  std::string method;
-  std::string url;
-  std::map<std::string, std::string> headers;
-  std::string_view body;
-  std::chrono::milliseconds timeout{std::chrono::seconds(60)};
-};
-struct HttpResponse {
-  long status = 0;
-  std::map<std::string, std::string> headers;  // names lower-cased
-  std::string body;
-};
-class HttpClient {
- public:
-  virtual ~HttpClient() = default;
-  // A transport failure is Unavailable; any HTTP status is a response.
-  virtual absl::StatusOr<HttpResponse> Send(const HttpRequest& request) = 0;
-};
-std::shared_ptr<HttpClient> MakeCurlHttpClient();
+// The HTTP transport (gcp's, shared with the OAuth token provider).
+using gcp::HttpClient;
+using gcp::HttpRequest;
+using gcp::HttpResponse;
+using gcp::MakeCurlHttpClient;
 
 struct GcsUploaderOptions {
   std::string bucket;
