@@ -1,6 +1,8 @@
 #include "dataflow/gcp/backoff.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <random>
 
 #include "absl/status/status.h"
 
@@ -19,10 +21,17 @@ absl::StatusOr<ExponentialBackoff> ExponentialBackoff::Create(const BackoffOptio
   return ExponentialBackoff(options);
 }
 
+namespace {
+// One std::random_device per thread: opening it per backoff (one per publish batch) showed
+// as 5 % of the producer's CPU.
+std::uint32_t Seed() {
+  thread_local std::minstd_rand seeds(std::random_device{}());
+  return static_cast<std::uint32_t>(seeds());
+}
+}  // namespace
+
 ExponentialBackoff::ExponentialBackoff(const BackoffOptions& options)
-    : options_(options),
-      current_(static_cast<double>(options.initial.count())),
-      rng_(std::random_device{}()) {}
+    : options_(options), current_(static_cast<double>(options.initial.count())), rng_(Seed()) {}
 
 std::chrono::milliseconds ExponentialBackoff::Next() {
   const double cap = static_cast<double>(options_.maximum.count());

@@ -125,6 +125,7 @@ void GooglePubsubProducer::Enqueue(const std::string& topic, Pending pending,
       return;
     }
   }
+  bool wake = false;
   auto it = open_.find(key);
   if (it != open_.end() && it->second.bytes + bytes > options_.max_batch_bytes) {
     // Would overflow the byte limit: send what is there, start a new batch.
@@ -133,6 +134,7 @@ void GooglePubsubProducer::Enqueue(const std::string& topic, Pending pending,
     it = open_.end();
   }
   if (it == open_.end()) {
+    wake = true;
     it = open_
              .emplace(key, Batch{.topic = topic,
                                  .ordering_key = ordering_key,
@@ -147,8 +149,11 @@ void GooglePubsubProducer::Enqueue(const std::string& topic, Pending pending,
       it->second.bytes >= options_.max_batch_bytes) {
     ready_.push_back(std::move(it->second));
     open_.erase(it);
+    wake = true;
   }
-  cv_.notify_all();
+  // Only a ready batch (senders) or a new batch (the timer's next due time) concerns the
+  // waiters: waking five threads on every publish cost more CPU than the RPCs.
+  if (wake) cv_.notify_all();
 }
 
 void GooglePubsubProducer::TimerLoop(std::stop_token stop) {
