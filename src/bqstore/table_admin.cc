@@ -1,18 +1,12 @@
 #include "dataflow/bqstore/table_admin.h"
 
 #include <absl/strings/str_cat.h>
-#include <curl/curl.h>
 
+#include <chrono>
 #include <cstdlib>
-#include <mutex>
 
 namespace dataflow::bqstore {
 namespace {
-
-std::size_t WriteBody(char* data, std::size_t size, std::size_t count, void* user) {
-  static_cast<std::string*>(user)->append(data, size * count);
-  return size * count;
-}
 
 // Maps an HTTP error to a status code the way Google's REST clients do.
 absl::Status HttpError(long code, const std::string& what, const std::string& body) {
@@ -70,8 +64,7 @@ absl::StatusOr<std::unique_ptr<TableAdmin>> TableAdmin::Create(TableAdminOptions
     }
     options.token_provider = *std::move(adc);
   }
-  static std::once_flag curl_init;
-  std::call_once(curl_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  if (!options.http) options.http = gcp::MakeCurlHttpClient();
   return std::unique_ptr<TableAdmin>(new TableAdmin(std::move(options)));
 }
 
@@ -80,7 +73,11 @@ absl::StatusOr<TableAdmin::Response> TableAdmin::Call(const std::string& method,
                                                       const std::string& body) {
   const std::string url =
       absl::StrCat(options_.endpoint, "/bigquery/v2/projects/", options_.project_id, path);
-  std::string authorization;
+  gcp::HttpRequest request{.method = method,
+                           .url = url,
+                           .headers = {{"Content-Type", "application/json"}},
+                           .body = body,
+                           .timeout = std::chrono::milliseconds(options_.timeout_ms)};
   if (options_.token_provider) {
     auto token = options_.token_provider->Token();
     if (!token.ok()) {
@@ -88,32 +85,11 @@ absl::StatusOr<TableAdmin::Response> TableAdmin::Call(const std::string& method,
           token.status().code(),
           absl::StrCat(method, " ", url, ": no access token: ", token.status().message()));
     }
-    authorization = absl::StrCat("Authorization: Bearer ", *token);
+    request.headers["Authorization"] = absl::StrCat("Bearer ", *token);
   }
-  CURL* curl = curl_easy_init();
-  if (!curl) return absl::InternalError("curl_easy_init failed");
-  Response response;
-  curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
-  if (!authorization.empty()) headers = curl_slist_append(headers, authorization.c_str());
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, options_.timeout_ms);
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &WriteBody);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response.body);
-  if (!body.empty()) {
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-  }
-  const CURLcode rc = curl_easy_perform(curl);
-  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response.code);
-  curl_slist_free_all(headers);
-  curl_easy_cleanup(curl);
-  if (rc != CURLE_OK) {
-    return absl::UnavailableError(absl::StrCat(method, " ", url, ": ", curl_easy_strerror(rc)));
-  }
-  return response;
+  auto sent = options_.http->Send(request);  // its errors name the method and URL
+  if (!sent.ok()) return sent.status();
+  return Response{.code = sent->status, .body = std::move(sent->body)};
 }
 
 absl::StatusOr<TableSchema> TableAdmin::GetTableSchema(const std::string& dataset,

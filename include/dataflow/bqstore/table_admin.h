@@ -1,6 +1,6 @@
-// BigQuery table management over the REST API (libcurl): get a table's schema, create a
-// dataset or a table from a schema (with time partitioning and clustering), add columns.
-// EnsureTable() is what the inserters call at start-up: create if missing, else check the
+// BigQuery table management over the REST API (gcp::HttpClient, libcurl by default): get a table's
+// schema, create a dataset or a table from a schema (with time partitioning and clustering), add
+// columns. EnsureTable() is what the inserters call at start-up: create if missing, else check the
 // existing table against the writer's schema and name the mismatching fields.
 // BIGQUERY_EMULATOR_HOST (host:port) selects plain HTTP to a local server; an https
 // endpoint gets bearer tokens from Google Application Default Credentials unless a token or
@@ -15,6 +15,7 @@
 
 #include "dataflow/bqstore/schema.h"
 #include "dataflow/gcp/access_token.h"
+#include "dataflow/gcp/http_client.h"
 
 namespace dataflow::bqstore {
 
@@ -29,6 +30,8 @@ struct TableAdminOptions {
   // exist; for http (BIGQUERY_EMULATOR_HOST, local servers) no Authorization header.
   std::shared_ptr<gcp::AccessTokenProvider> token_provider;
   long timeout_ms = 30000;
+  // The transport; null: gcp::MakeCurlHttpClient().
+  std::shared_ptr<gcp::HttpClient> http;
 };
 
 struct TableOptions {
