@@ -18,85 +18,24 @@
 namespace dataflow::bqstore {
 namespace {
 
+using dataflow::testing::AuthorizationRecorder;
 using dataflow::testing::FakeOAuthServer;
-using dataflow::testing::ServiceAccountJson;
-using dataflow::testing::TempDir;
-using dataflow::testing::TestRsaKey;
+using dataflow::testing::NoAmbientCredentials;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 constexpr char kEmail[] = "loader@test-project.iam.gserviceaccount.com";
 
-// Answers tables.get with a one-column schema and remembers each Authorization header.
-class RecordingBigQuery {
- public:
-  RecordingBigQuery() {
-    server_.Get(R"(/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables/([^/]+))",
-                [this](const httplib::Request& req, httplib::Response& res) {
-                  std::lock_guard lock(mu_);
-                  authorizations_.push_back(req.get_header_value("Authorization"));
-                  res.set_content(
-                      R"({"schema":{"fields":[{"name":"id","type":"STRING","mode":"REQUIRED"}]}})",
-                      "application/json");
-                });
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] {
-      server_.listen_after_bind();
-      ended_ = true;
-    });
-  }
-  ~RecordingBigQuery() {
-    // stop() is a no-op until the accept loop runs.
-    while (!server_.is_running() && !ended_) std::this_thread::yield();
-    server_.stop();
-    thread_.join();
-  }
-  [[nodiscard]] std::string host() const { return "127.0.0.1:" + std::to_string(port_); }
-  [[nodiscard]] std::string endpoint() const { return "http://" + host(); }
-  std::vector<std::string> authorizations() {
-    std::lock_guard lock(mu_);
-    return authorizations_;
-  }
-
- private:
-  httplib::Server server_;
-  std::thread thread_;
-  std::atomic<bool> ended_{false};
-  int port_ = 0;
-  std::mutex mu_;
-  std::vector<std::string> authorizations_;
-};
-
 class TableAdminCredentialsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    for (const char* name : {"GOOGLE_APPLICATION_CREDENTIALS", "HOME", "CLOUDSDK_CONFIG",
-                             "GCE_METADATA_HOST", "BIGQUERY_EMULATOR_HOST"}) {
-      const char* v = std::getenv(name);
-      saved_.emplace_back(name, v ? std::optional<std::string>(v) : std::nullopt);
-      unsetenv(name);
-    }
-    setenv("HOME", home_.path().c_str(), 1);  // no gcloud credentials file
-  }
-  void TearDown() override {
-    for (const auto& [name, value] : saved_) {
-      value ? setenv(name.c_str(), value->c_str(), 1) : unsetenv(name.c_str());
-    }
-  }
-  // GOOGLE_APPLICATION_CREDENTIALS → a service-account key whose token_uri is the fake.
-  void UseServiceAccount() {
-    static const TestRsaKey key = TestRsaKey::Generate();
-    oauth_.ExpectServiceAccount(kEmail, key.public_key, "k1");
-    const std::string file = files_.Write(
-        "sa.json", ServiceAccountJson(kEmail, key.private_pem, "k1", oauth_.token_uri()));
-    setenv("GOOGLE_APPLICATION_CREDENTIALS", file.c_str(), 1);
-  }
+  void UseServiceAccount() { env_.UseServiceAccount(oauth_, kEmail); }
 
-  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
-  TempDir home_;
-  TempDir files_;
+  NoAmbientCredentials env_{{"BIGQUERY_EMULATOR_HOST"}};
   FakeOAuthServer oauth_;
-  RecordingBigQuery bq_;
+  // tables.get with a one-column schema.
+  AuthorizationRecorder bq_{
+      "GET", R"(/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables/([^/]+))",
+      R"({"schema":{"fields":[{"name":"id","type":"STRING","mode":"REQUIRED"}]}})"};
 };
 
 TEST_F(TableAdminCredentialsTest, DefaultProviderTokenIsSentAsBearer) {

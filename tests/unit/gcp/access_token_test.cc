@@ -18,6 +18,7 @@ namespace {
 
 using dataflow::testing::AuthorizedUserJson;
 using dataflow::testing::FakeOAuthServer;
+using dataflow::testing::NoAmbientCredentials;
 using dataflow::testing::ServiceAccountJson;
 using dataflow::testing::TempDir;
 using dataflow::testing::TestRsaKey;
@@ -38,23 +39,8 @@ const TestRsaKey& Key() {
 class AccessTokenTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    for (const char* name : kVars) {
-      const char* v = std::getenv(name);
-      saved_.emplace_back(name, v ? std::optional<std::string>(v) : std::nullopt);
-      unsetenv(name);
-    }
-    setenv("HOME", home_.path().c_str(), 1);
     fake_.now_seconds = kT0;
     fake_.ExpectServiceAccount(kEmail, Key().public_key, kKeyId);
-  }
-  void TearDown() override {
-    for (const auto& [name, value] : saved_) {
-      if (value) {
-        setenv(name.c_str(), value->c_str(), 1);
-      } else {
-        unsetenv(name.c_str());
-      }
-    }
   }
 
   // The client's clock is the fake's: JWT times and cache expiry use the same "now".
@@ -73,10 +59,7 @@ class AccessTokenTest : public ::testing::Test {
     return p.ok() ? *p : nullptr;
   }
 
-  static constexpr const char* kVars[] = {"GOOGLE_APPLICATION_CREDENTIALS", "HOME",
-                                          "CLOUDSDK_CONFIG", "GCE_METADATA_HOST"};
-  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
-  TempDir home_;
+  NoAmbientCredentials env_;
   TempDir files_;
   FakeOAuthServer fake_;
 };
@@ -183,9 +166,9 @@ TEST_F(AccessTokenTest, FailedRefreshIsReportedAndRetriedOnTheNextCall) {
 
 TEST_F(AccessTokenTest, AuthorizedUserFromGcloudWellKnownFile) {
   fake_.ExpectAuthorizedUser("client-1.apps.googleusercontent.com", "s3cret&=", "1//refresh");
-  home_.Write(".config/gcloud/application_default_credentials.json",
-              AuthorizedUserJson("client-1.apps.googleusercontent.com", "s3cret&=", "1//refresh",
-                                 fake_.token_uri()));
+  env_.home().Write(".config/gcloud/application_default_credentials.json",
+                    AuthorizedUserJson("client-1.apps.googleusercontent.com",
+                                       "s3cret&=", "1//refresh", fake_.token_uri()));
   auto provider = MakeDefaultAccessTokenProvider(Options());
   ASSERT_TRUE(provider.ok()) << provider.status();
   EXPECT_EQ((*provider)->Token().value_or(""), "user-token-1");
@@ -203,8 +186,8 @@ TEST_F(AccessTokenTest, CloudsdkConfigMovesTheGcloudDirectory) {
 
 TEST_F(AccessTokenTest, RevokedRefreshTokenErrorSurfaces) {
   fake_.ExpectAuthorizedUser("c", "s", "current");
-  home_.Write(".config/gcloud/application_default_credentials.json",
-              AuthorizedUserJson("c", "s", "revoked", fake_.token_uri()));
+  env_.home().Write(".config/gcloud/application_default_credentials.json",
+                    AuthorizedUserJson("c", "s", "revoked", fake_.token_uri()));
   auto provider = MakeDefaultAccessTokenProvider(Options());
   ASSERT_TRUE(provider.ok()) << provider.status();
   auto token = (*provider)->Token();
@@ -215,8 +198,8 @@ TEST_F(AccessTokenTest, RevokedRefreshTokenErrorSurfaces) {
 
 TEST_F(AccessTokenTest, GoogleApplicationCredentialsComesBeforeTheGcloudFile) {
   fake_.ExpectAuthorizedUser("c", "s", "r");
-  home_.Write(".config/gcloud/application_default_credentials.json",
-              AuthorizedUserJson("c", "s", "r", fake_.token_uri()));
+  env_.home().Write(".config/gcloud/application_default_credentials.json",
+                    AuthorizedUserJson("c", "s", "r", fake_.token_uri()));
   auto provider = ServiceAccountProvider();
   ASSERT_NE(provider, nullptr);
   EXPECT_EQ(provider->Token().value_or(""), "sa-token-1");
@@ -250,8 +233,8 @@ TEST_F(AccessTokenTest, NothingFoundListsWhatWasTried) {
   EXPECT_EQ(provider.status().code(), absl::StatusCode::kFailedPrecondition);
   const std::string message(provider.status().message());
   EXPECT_THAT(message, HasSubstr("GOOGLE_APPLICATION_CREDENTIALS is not set"));
-  EXPECT_THAT(message,
-              HasSubstr(home_.path() + "/.config/gcloud/application_default_credentials.json"));
+  EXPECT_THAT(message, HasSubstr(env_.home().path() +
+                                 "/.config/gcloud/application_default_credentials.json"));
   EXPECT_THAT(message, HasSubstr("no metadata server at " + fake_.host()));
   EXPECT_THAT(message, HasSubstr("Metadata-Flavor"));
   EXPECT_EQ(fake_.metadata_token_requests, 0);

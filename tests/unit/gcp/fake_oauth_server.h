@@ -26,9 +26,12 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 namespace dataflow::testing {
 
@@ -358,6 +361,97 @@ class FakeOAuthServer {
   std::shared_ptr<EVP_PKEY> sa_key_;
   std::vector<std::string> user_;  // client id, secret, refresh token
   nlohmann::json last_header_, last_claims_;
+};
+
+// While it lives, no Application Default Credentials exist: the variables that point at
+// them (and any `extra` ones, e.g. an emulator host) are unset and HOME is an empty
+// directory; the originals come back when it is destroyed.
+class NoAmbientCredentials {
+ public:
+  explicit NoAmbientCredentials(std::vector<std::string> extra = {}) {
+    extra.insert(extra.end(), {"GOOGLE_APPLICATION_CREDENTIALS", "HOME", "CLOUDSDK_CONFIG",
+                               "GCE_METADATA_HOST"});
+    for (const auto& name : extra) {
+      const char* v = std::getenv(name.c_str());
+      saved_.emplace_back(name, v ? std::optional<std::string>(v) : std::nullopt);
+      unsetenv(name.c_str());
+    }
+    setenv("HOME", home_.path().c_str(), 1);  // no gcloud credentials file
+  }
+  ~NoAmbientCredentials() {
+    for (const auto& [name, value] : saved_) {
+      value ? setenv(name.c_str(), value->c_str(), 1) : unsetenv(name.c_str());
+    }
+  }
+  NoAmbientCredentials(const NoAmbientCredentials&) = delete;
+  NoAmbientCredentials& operator=(const NoAmbientCredentials&) = delete;
+
+  // The empty HOME, for tests that put a gcloud credentials file there.
+  [[nodiscard]] const TempDir& home() const { return home_; }
+
+  // GOOGLE_APPLICATION_CREDENTIALS -> a service-account key whose token_uri is `oauth`,
+  // which will accept it.
+  void UseServiceAccount(FakeOAuthServer& oauth, const std::string& email) {
+    static const TestRsaKey key = TestRsaKey::Generate();
+    oauth.ExpectServiceAccount(email, key.public_key, "k1");
+    const std::string file = files_.Write(
+        "sa.json", ServiceAccountJson(email, key.private_pem, "k1", oauth.token_uri()));
+    setenv("GOOGLE_APPLICATION_CREDENTIALS", file.c_str(), 1);
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
+  TempDir home_;
+  TempDir files_;
+};
+
+// A stand-in for one Google REST call on a free loopback port: answers `method` requests
+// whose path matches `pattern` (httplib regex) with `json`, and remembers each request's
+// Authorization header ("" when absent).
+class AuthorizationRecorder {
+ public:
+  AuthorizationRecorder(const std::string& method, const std::string& pattern, std::string json)
+      : json_(std::move(json)) {
+    auto handler = [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard lock(mu_);
+      authorizations_.push_back(req.get_header_value("Authorization"));
+      res.set_content(json_, "application/json");
+    };
+    if (method == "GET") {
+      server_.Get(pattern, handler);
+    } else {
+      server_.Post(pattern, handler);
+    }
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] {
+      server_.listen_after_bind();
+      ended_ = true;
+    });
+  }
+  ~AuthorizationRecorder() {
+    // stop() is a no-op until the accept loop runs.
+    while (!server_.is_running() && !ended_) std::this_thread::yield();
+    server_.stop();
+    thread_.join();
+  }
+  AuthorizationRecorder(const AuthorizationRecorder&) = delete;
+  AuthorizationRecorder& operator=(const AuthorizationRecorder&) = delete;
+
+  [[nodiscard]] std::string host() const { return "127.0.0.1:" + std::to_string(port_); }
+  [[nodiscard]] std::string endpoint() const { return "http://" + host(); }
+  std::vector<std::string> authorizations() {
+    std::lock_guard lock(mu_);
+    return authorizations_;
+  }
+
+ private:
+  const std::string json_;
+  httplib::Server server_;
+  std::thread thread_;
+  std::atomic<bool> ended_{false};
+  int port_ = 0;
+  std::mutex mu_;
+  std::vector<std::string> authorizations_;
 };
 
 }  // namespace dataflow::testing

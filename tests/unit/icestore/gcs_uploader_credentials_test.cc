@@ -19,50 +19,12 @@
 namespace dataflow::icestore {
 namespace {
 
+using dataflow::testing::AuthorizationRecorder;
 using dataflow::testing::FakeOAuthServer;
-using dataflow::testing::ServiceAccountJson;
-using dataflow::testing::TempDir;
-using dataflow::testing::TestRsaKey;
+using dataflow::testing::NoAmbientCredentials;
 using ::testing::HasSubstr;
 
 constexpr char kEmail[] = "archiver@test-project.iam.gserviceaccount.com";
-
-// Accepts media uploads and remembers each one's Authorization header ("" when absent).
-class RecordingGcs {
- public:
-  RecordingGcs() {
-    server_.Post(R"(/upload/storage/v1/b/([^/]+)/o)",
-                 [this](const httplib::Request& req, httplib::Response& res) {
-                   std::lock_guard lock(mu_);
-                   authorizations_.push_back(req.get_header_value("Authorization"));
-                   res.set_content(R"({"kind":"storage#object"})", "application/json");
-                 });
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] {
-      server_.listen_after_bind();
-      ended_ = true;
-    });
-  }
-  ~RecordingGcs() {
-    // stop() is a no-op until the accept loop runs.
-    while (!server_.is_running() && !ended_) std::this_thread::yield();
-    server_.stop();
-    thread_.join();
-  }
-  [[nodiscard]] std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
-  std::vector<std::string> authorizations() {
-    std::lock_guard lock(mu_);
-    return authorizations_;
-  }
-
- private:
-  httplib::Server server_;
-  std::thread thread_;
-  std::atomic<bool> ended_{false};
-  int port_ = 0;
-  std::mutex mu_;
-  std::vector<std::string> authorizations_;
-};
 
 // A transport that sends requests for Google's endpoint to a local server instead, so the
 // uploader can be created exactly as for production (https, no provider) in a test.
@@ -83,38 +45,17 @@ class RedirectingHttpClient : public HttpClient {
 
 class GcsCredentialsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    for (const char* name : {"GOOGLE_APPLICATION_CREDENTIALS", "HOME", "CLOUDSDK_CONFIG",
-                             "GCE_METADATA_HOST", "STORAGE_EMULATOR_HOST"}) {
-      const char* v = std::getenv(name);
-      saved_.emplace_back(name, v ? std::optional<std::string>(v) : std::nullopt);
-      unsetenv(name);
-    }
-    setenv("HOME", home_.path().c_str(), 1);  // no gcloud credentials file
-  }
-  void TearDown() override {
-    for (const auto& [name, value] : saved_) {
-      value ? setenv(name.c_str(), value->c_str(), 1) : unsetenv(name.c_str());
-    }
-  }
-  // GOOGLE_APPLICATION_CREDENTIALS → a service-account key whose token_uri is the fake.
-  void UseServiceAccount() {
-    static const TestRsaKey key = TestRsaKey::Generate();
-    oauth_.ExpectServiceAccount(kEmail, key.public_key, "k1");
-    const std::string file = files_.Write(
-        "sa.json", ServiceAccountJson(kEmail, key.private_pem, "k1", oauth_.token_uri()));
-    setenv("GOOGLE_APPLICATION_CREDENTIALS", file.c_str(), 1);
-  }
+  void UseServiceAccount() { env_.UseServiceAccount(oauth_, kEmail); }
   static ObjectGroup Group() {
     return {.batch_key = "2025/06/15",
             .jsonl = EncodeArchivalLine({.id = "m1", .batch_key = "2025/06/15"})};
   }
 
-  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
-  TempDir home_;
-  TempDir files_;
+  NoAmbientCredentials env_{{"STORAGE_EMULATOR_HOST"}};
   FakeOAuthServer oauth_;
-  RecordingGcs gcs_;
+  // Media uploads.
+  AuthorizationRecorder gcs_{"POST", R"(/upload/storage/v1/b/([^/]+)/o)",
+                             R"({"kind":"storage#object"})"};
 };
 
 TEST_F(GcsCredentialsTest, GoogleEndpointWithoutProviderUsesDefaultCredentials) {
