@@ -37,20 +37,6 @@ std::string Env(const char* name) {
   return v == nullptr ? std::string() : std::string(v);
 }
 
-std::string UrlEncode(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(ch);
-    } else {
-      out += {'%', kHex[c >> 4], kHex[c & 15]};
-    }
-  }
-  return out;
-}
-
 std::string Base64Url(std::string_view bytes) {
   // JWTs use unpadded base64url, which is what WebSafeBase64Escape produces.
   return absl::WebSafeBase64Escape(absl::string_view(bytes.data(), bytes.size()));

@@ -4,6 +4,11 @@
 #include <absl/strings/str_cat.h>
 #include <curl/curl.h>
 
+#include <memory>
+#include <new>
+#include <string>
+#include <string_view>
+
 namespace dataflow::gcp {
 namespace {
 
@@ -70,5 +75,13 @@ class CurlHttpClient : public HttpClient {
 }  // namespace
 
 std::shared_ptr<HttpClient> MakeCurlHttpClient() { return std::make_shared<CurlHttpClient>(); }
+
+std::string UrlEncode(std::string_view s) {
+  // libcurl >= 7.82 ignores the handle; it keeps A-Z a-z 0-9 - . _ ~ as they are.
+  std::unique_ptr<char, decltype(&curl_free)> escaped(
+      curl_easy_escape(nullptr, s.data(), static_cast<int>(s.size())), &curl_free);
+  if (!escaped) throw std::bad_alloc();
+  return std::string(escaped.get());
+}
 
 }  // namespace dataflow::gcp

@@ -14,21 +14,9 @@
 namespace dataflow::icestore {
 namespace {
 
-constexpr std::size_t kChunkQuantum = 256 * 1024;  // GCS requires chunk sizes in these units
+using gcp::UrlEncode;
 
-std::string UrlEncode(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(ch);
-    } else {
-      out += {'%', kHex[c >> 4], kHex[c & 15]};
-    }
-  }
-  return out;
-}
+constexpr std::size_t kChunkQuantum = 256 * 1024;  // GCS requires chunk sizes in these units
 
 bool Retryable(long status) { return status == 408 || status == 429 || status >= 500; }
 
@@ -143,16 +131,12 @@ absl::StatusOr<HttpResponse> GcsBatchUploader::SendWithRetry(HttpRequest request
 }
 
 absl::StatusOr<std::string> GcsBatchUploader::Upload(const ObjectGroup& group) {
-  if (!IsSafeBatchKey(group.batch_key)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unsafe batch key '", group.batch_key, "'; sanitise it first"));
-  }
-  auto compressed = GzipCompress(group.jsonl, options_.gzip);
-  if (!compressed.ok()) return compressed.status();
-  const std::string name = MakeObjectName(options_.prefix, group.batch_key);
-  absl::Status s = compressed->size() >= options_.resumable_threshold
-                       ? ResumableUpload(name, *compressed)
-                       : SimpleUpload(name, *compressed);
+  auto object = PrepareObject(group, options_.prefix, options_.gzip);
+  if (!object.ok()) return object.status();
+  const std::string& name = object->name;
+  absl::Status s = object->gzipped.size() >= options_.resumable_threshold
+                       ? ResumableUpload(name, object->gzipped)
+                       : SimpleUpload(name, object->gzipped);
   if (!s.ok()) return s;
   return name;
 }

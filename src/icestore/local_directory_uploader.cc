@@ -50,13 +50,9 @@ absl::StatusOr<std::unique_ptr<LocalDirectoryUploader>> LocalDirectoryUploader::
 }
 
 absl::StatusOr<std::string> LocalDirectoryUploader::Upload(const ObjectGroup& group) {
-  if (!IsSafeBatchKey(group.batch_key)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unsafe batch key '", group.batch_key, "'; sanitise it first"));
-  }
-  auto compressed = GzipCompress(group.jsonl, options_.gzip);
-  if (!compressed.ok()) return compressed.status();
-  const std::string name = MakeObjectName(options_.prefix, group.batch_key);
+  auto object = PrepareObject(group, options_.prefix, options_.gzip);
+  if (!object.ok()) return object.status();
+  const std::string& name = object->name;
   const std::filesystem::path final_path = std::filesystem::path(options_.root) / name;
   const std::filesystem::path dir = final_path.parent_path();
   std::error_code ec;
@@ -67,7 +63,7 @@ absl::StatusOr<std::string> LocalDirectoryUploader::Upload(const ObjectGroup& gr
   const std::string tmp = (dir / ("." + final_path.filename().string() + ".tmp")).string();
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoError("open", tmp, errno);
-  absl::Status s = WriteAll(fd, *compressed, tmp);
+  absl::Status s = WriteAll(fd, object->gzipped, tmp);
   if (s.ok() && options_.fsync && ::fsync(fd) != 0) s = ErrnoError("fsync", tmp, errno);
   if (::close(fd) != 0 && s.ok()) s = ErrnoError("close", tmp, errno);
   if (s.ok() && ::rename(tmp.c_str(), final_path.c_str()) != 0) {

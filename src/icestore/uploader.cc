@@ -24,6 +24,18 @@ std::string MakeObjectName(std::string_view prefix, std::string_view batch_key) 
   return absl::StrCat(std::string(prefix), "/", key, "/", id, ".jsonl.gz");
 }
 
+absl::StatusOr<PreparedObject> PrepareObject(const ObjectGroup& group, std::string_view prefix,
+                                             const GzipOptions& gzip) {
+  if (!IsSafeBatchKey(group.batch_key)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unsafe batch key '", group.batch_key, "'; sanitise it first"));
+  }
+  auto gzipped = GzipCompress(group.jsonl, gzip);
+  if (!gzipped.ok()) return gzipped.status();
+  return PreparedObject{.name = MakeObjectName(prefix, group.batch_key),
+                        .gzipped = *std::move(gzipped)};
+}
+
 absl::Status ValidatePrefix(std::string_view prefix) {
   if (prefix.empty() || IsSafeBatchKey(prefix)) return absl::OkStatus();
   return absl::InvalidArgumentError(

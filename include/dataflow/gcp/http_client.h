@@ -34,4 +34,8 @@ class HttpClient {
 };
 std::shared_ptr<HttpClient> MakeCurlHttpClient();
 
+// Percent-encodes everything but RFC 3986's unreserved characters (for query values, form
+// fields and object names in paths).
+std::string UrlEncode(std::string_view s);
+
 }  // namespace dataflow::gcp

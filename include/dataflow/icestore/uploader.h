@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include "dataflow/icestore/gzip.h"
+
 namespace dataflow::icestore {
 
 struct ObjectGroup {
@@ -29,6 +31,15 @@ class DataUploader {
 // "<prefix>/<batch_key>/<unique id>.jsonl.gz" (no leading '/' when prefix is empty). The id
 // is time-ordered plus 64 random bits, so concurrent writers never collide.
 std::string MakeObjectName(std::string_view prefix, std::string_view batch_key);
+
+// What every uploader does first: checks the group's key, gzips its lines and names the
+// object (MakeObjectName). InvalidArgument for an unsafe key.
+struct PreparedObject {
+  std::string name;
+  std::string gzipped;
+};
+absl::StatusOr<PreparedObject> PrepareObject(const ObjectGroup& group, std::string_view prefix,
+                                             const GzipOptions& gzip);
 
 // Prefixes must be relative, without "." / ".." segments: the same rules as batch keys.
 absl::Status ValidatePrefix(std::string_view prefix);
