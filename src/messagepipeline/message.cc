@@ -133,22 +133,34 @@ Message& Message::operator=(Message&& other) noexcept {
 Message::~Message() { SettleOnDestruction(); }
 
 void Message::SettleOnDestruction() {
-  if (handler_ && !handler_->settled_.load(std::memory_order_acquire)) {
+  if (handler_ && handler_->outcome_.load(std::memory_order_acquire) == AckHandler::kUnsettled) {
     Log()->warn("message destroyed unsettled; nacking it id={}", data.id);
     Nack();
   }
 }
 
+namespace {
+// The first settle wins: true if this call moved the handler out of kUnsettled.
+bool Settle(std::atomic<std::uint8_t>& outcome, std::uint8_t to) {
+  std::uint8_t expected = 0;
+  return outcome.compare_exchange_strong(expected, to, std::memory_order_acq_rel);
+}
+}  // namespace
+
 void Message::Ack() {
-  if (handler_ && !handler_->settled_.exchange(true, std::memory_order_acq_rel)) handler_->OnAck();
+  if (handler_ && Settle(handler_->outcome_, AckHandler::kAcked)) handler_->OnAck();
 }
 
 void Message::Nack() {
-  if (handler_ && !handler_->settled_.exchange(true, std::memory_order_acq_rel)) handler_->OnNack();
+  if (handler_ && Settle(handler_->outcome_, AckHandler::kNacked)) handler_->OnNack();
 }
 
 bool Message::settled() const {
-  return !handler_ || handler_->settled_.load(std::memory_order_acquire);
+  return !handler_ || handler_->outcome_.load(std::memory_order_acquire) != AckHandler::kUnsettled;
+}
+
+bool Message::nacked() const {
+  return handler_ && handler_->outcome_.load(std::memory_order_acquire) == AckHandler::kNacked;
 }
 
 }  // namespace dataflow::messagepipeline

@@ -98,8 +98,12 @@ void DeliveryPolicy::DeadLetter(Message& message, const absl::Status& reason) {
   Nack(message);
 }
 
-WorkerPool::WorkerPool(std::string name, std::shared_ptr<MessageConsumer> consumer, int num_workers)
-    : name_(std::move(name)), consumer_(std::move(consumer)), num_workers_(num_workers) {}
+WorkerPool::WorkerPool(std::string name, std::shared_ptr<MessageConsumer> consumer, int num_workers,
+                       ServiceCounters* counters)
+    : name_(std::move(name)),
+      consumer_(std::move(consumer)),
+      num_workers_(num_workers),
+      counters_(counters) {}
 
 WorkerPool::~WorkerPool() {
   if (running()) {

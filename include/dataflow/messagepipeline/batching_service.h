@@ -86,7 +86,7 @@ class BatchingService {
         // Room for a few batches, so workers keep transforming while the batcher runs the
         // processor (measured: 2x capacity left the service at 0.6 of the queue baseline).
         items_(options_.batch_size * 4),
-        pool_(options_.name, std::move(consumer), options_.num_workers) {}
+        pool_(options_.name, std::move(consumer), options_.num_workers, &counters_) {}
 
   // Transforms a popped batch and hands the results to the batcher in one go: one lock
   // round trip per batch instead of per message.
@@ -148,7 +148,9 @@ class BatchingService {
     }
     for (auto& item : batch) {
       if (item.original.settled()) {
-        counters_.processed.fetch_add(1, std::memory_order_relaxed);
+        // The processor settled it itself (e.g. a rejected row nacked or dead-lettered).
+        (item.original.nacked() ? counters_.nacked : counters_.processed)
+            .fetch_add(1, std::memory_order_relaxed);
       } else if (result.ok()) {
         policy_.Succeed(item.original);
       } else {

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -55,7 +56,8 @@ class AckHandler {
 
  private:
   friend class Message;
-  std::atomic<bool> settled_{false};
+  enum Outcome : std::uint8_t { kUnsettled, kAcked, kNacked };
+  std::atomic<std::uint8_t> outcome_{kUnsettled};
 };
 
 // An AckHandler from two callables (either may be empty).
@@ -78,6 +80,8 @@ class Message {
   void Nack();
   // True once settled, or when the message has no handle (nothing to settle).
   [[nodiscard]] bool settled() const;
+  // True once settled by Nack (so a service can count what a processor settled itself).
+  [[nodiscard]] bool nacked() const;
 
   MessageData data;
   Attributes attributes;

@@ -148,7 +148,9 @@ class WorkerPool {
     std::function<void()> on_workers_done;  // optional
   };
 
-  WorkerPool(std::string name, std::shared_ptr<MessageConsumer> consumer, int num_workers);
+  // `counters` (the service's) also count the messages ForEach nacks itself.
+  WorkerPool(std::string name, std::shared_ptr<MessageConsumer> consumer, int num_workers,
+             ServiceCounters* counters);
   ~WorkerPool();
 
   absl::Status Start(Hooks hooks);
@@ -162,7 +164,9 @@ class WorkerPool {
   void ForEach(std::span<Message> batch, Fn&& fn) {
     for (Message& message : batch) {
       if (aborting()) {
-        message.Nack();
+        // Never reached the handler, which counts a message as received.
+        counters_->received.fetch_add(1, std::memory_order_relaxed);
+        NackUncounted(message);
         CountAbortNacks(1);
         continue;
       }
@@ -170,7 +174,7 @@ class WorkerPool {
         fn(message);
       } catch (const std::exception& e) {
         LogHandlerException(message, e.what());
-        message.Nack();
+        if (!message.settled()) NackUncounted(message);
       }
     }
   }
@@ -183,11 +187,16 @@ class WorkerPool {
  private:
   void WorkerLoop();
   void LogHandlerException(const Message& message, const char* what) const;
+  void NackUncounted(Message& message) {
+    message.Nack();
+    counters_->nacked.fetch_add(1, std::memory_order_relaxed);
+  }
   void ThreadFinished();
 
   const std::string name_;
   const std::shared_ptr<MessageConsumer> consumer_;
   const int num_workers_;
+  ServiceCounters* const counters_;
   Hooks hooks_;
 
   mutable std::mutex mu_;

@@ -90,6 +90,27 @@ TEST(BatchingService, AFailedBatchNacksEveryMessageInIt) {
   EXPECT_EQ((*service)->metrics().processing_errors, 1u);
 }
 
+TEST(BatchingService, MessagesTheProcessorSettlesItselfAreCountedByOutcome) {
+  auto consumer = std::make_shared<ScriptedConsumer>();
+  auto service = BatchingService<std::string>::Create(
+      {.batch_size = 4, .flush_interval = std::chrono::hours(1)}, consumer, Transform,
+      [](std::span<ProcessableItem<std::string>> batch) {
+        // A sink that rejects one row and settles the rest itself, as bqstore does.
+        for (auto& item : batch) {
+          item.original.data.id == "m1" ? item.original.Nack() : item.original.Ack();
+        }
+        return absl::OkStatus();
+      });
+  ASSERT_TRUE(service.ok());
+  ASSERT_TRUE((*service)->Start().ok());
+  for (int i = 0; i < 4; ++i) consumer->Feed("m" + std::to_string(i), "v");
+  ASSERT_TRUE((*service)->Stop(10s).ok());
+  EXPECT_EQ(consumer->outcome("m1"), Outcome::kNacked);
+  const ServiceMetrics m = (*service)->metrics();
+  EXPECT_EQ(m.processed, 3u);
+  EXPECT_EQ(m.nacked, 1u);
+}
+
 TEST(BatchingService, AThrowingProcessorNacksTheBatch) {
   auto consumer = std::make_shared<ScriptedConsumer>();
   auto service = BatchingService<std::string>::Create(

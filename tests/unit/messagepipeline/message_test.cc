@@ -115,9 +115,16 @@ TEST(Message, FirstSettlementWins) {
     m.Nack();
     m.Ack();
     EXPECT_TRUE(m.settled());
+    EXPECT_FALSE(m.nacked());
   }
   EXPECT_EQ(c.acks, 1);
   EXPECT_EQ(c.nacks, 0);
+  Message n = CountedMessage(c);
+  EXPECT_FALSE(n.nacked());
+  n.Nack();
+  n.Ack();
+  EXPECT_TRUE(n.nacked());
+  EXPECT_EQ(c.nacks, 1);
 }
 
 TEST(Message, DestroyedUnsettledIsNacked) {

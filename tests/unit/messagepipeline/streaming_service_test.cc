@@ -201,6 +201,11 @@ TEST(StreamingService, StopPastTheDeadlineNacksWhatIsLeftAndSaysHowMany) {
   EXPECT_EQ(consumer->outcome("slow"), Outcome::kAcked);  // in-flight work still completes
   EXPECT_EQ(consumer->count(Outcome::kNacked), 10u);
   EXPECT_EQ(consumer->count(Outcome::kPending), 0u);
+  // Every message received ends in exactly one outcome, those nacked at the deadline too.
+  const ServiceMetrics m = (*service)->metrics();
+  EXPECT_EQ(m.received, 11u);
+  EXPECT_EQ(m.processed, 1u);
+  EXPECT_EQ(m.nacked, 10u);
 }
 
 TEST(StreamingService, ManyWorkersSettleEveryMessageExactlyOnce) {
