@@ -16,7 +16,7 @@
 
 #include "dataflow/gcp/status.h"
 #include "dataflow/messagepipeline/message.h"
-#include "dataflow_testing/server_process.h"
+#include "dataflow_testing/http_server_thread.h"
 #include "google/cloud/bigquery/storage/v1/storage.grpc.pb.h"
 
 namespace dataflow::testing {
@@ -401,15 +401,14 @@ struct BigQueryTestServer::Servers {
   int grpc_port = 0;
   httplib::Server http;
   int http_port = 0;
-  std::thread http_thread;
+  dataflow::testing::HttpServerThread http_loop;
 };
 
 BigQueryTestServer::BigQueryTestServer() = default;
 
 BigQueryTestServer::~BigQueryTestServer() {
   if (!servers_) return;
-  servers_->http.stop();
-  if (servers_->http_thread.joinable()) servers_->http_thread.join();
+  servers_->http_loop.Stop();
   if (servers_->grpc)
     servers_->grpc->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
 }
@@ -505,10 +504,7 @@ absl::StatusOr<std::unique_ptr<BigQueryTestServer>> BigQueryTestServer::Start() 
   });
   s.http_port = s.http.bind_to_any_port("127.0.0.1");
   if (s.http_port <= 0) return absl::UnavailableError("cannot bind the REST server");
-  s.http_thread = std::thread([&s] { s.http.listen_after_bind(); });
-  if (!WaitFor([&s] { return s.http.is_running(); }, std::chrono::seconds(10))) {
-    return absl::UnavailableError("REST server did not start");
-  }
+  s.http_loop.Start(s.http);
   return server;
 }
 

@@ -131,14 +131,10 @@ GcsFakeServer::GcsFakeServer() : server_(std::make_unique<httplib::Server>()) {
     }
   });
   port_ = s.bind_to_any_port("127.0.0.1");
-  // bind_to_any_port already listens: connections queue until the accept loop runs.
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  accept_loop_.Start(s);
 }
 
-GcsFakeServer::~GcsFakeServer() {
-  server_->stop();
-  if (thread_.joinable()) thread_.join();
-}
+GcsFakeServer::~GcsFakeServer() { accept_loop_.Stop(); }
 
 void GcsFakeServer::CreateBucket(const std::string& bucket) {
   std::lock_guard lock(mu_);

@@ -13,12 +13,9 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
-namespace httplib {
-class Server;
-}
+#include "dataflow_testing/http_server_thread.h"
 
 namespace dataflow::testing {
 
@@ -53,7 +50,7 @@ class GcsFakeServer {
   std::map<std::string, Session> sessions_;
   int next_session_ = 1;
   std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
+  HttpServerThread accept_loop_;  // after server_: stopped before it goes
   int port_ = 0;
 };
 

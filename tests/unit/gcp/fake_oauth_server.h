@@ -33,6 +33,8 @@
 #include <utility>
 #include <vector>
 
+#include "dataflow_testing/http_server_thread.h"
+
 namespace dataflow::testing {
 
 // An RSA key pair made for this test run: the private key as PKCS#8 PEM (the form in
@@ -148,20 +150,11 @@ class FakeOAuthServer {
                 });
     port_ = server_.bind_to_any_port("127.0.0.1");
     if (port_ <= 0) throw std::runtime_error("fake OAuth server: bind failed");
-    // Bound and listening already: connections made before the loop starts wait in the
-    // backlog, so no readiness wait is needed.
-    thread_ = std::thread([this] {
-      server_.listen_after_bind();
-      loop_ended_ = true;
-    });
+    accept_loop_.Start(server_);
   }
   ~FakeOAuthServer() {
     Release();
-    // httplib's stop() does nothing until the accept loop has started, so a server that no
-    // request reached could otherwise keep listening and the join would never return.
-    while (!server_.is_running() && !loop_ended_) std::this_thread::yield();
-    server_.stop();
-    thread_.join();
+    accept_loop_.Stop();
   }
   FakeOAuthServer(const FakeOAuthServer&) = delete;
   FakeOAuthServer& operator=(const FakeOAuthServer&) = delete;
@@ -350,8 +343,7 @@ class FakeOAuthServer {
   }
 
   httplib::Server server_;
-  std::thread thread_;
-  std::atomic<bool> loop_ended_{false};
+  HttpServerThread accept_loop_;
   int port_ = 0;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -423,17 +415,9 @@ class AuthorizationRecorder {
       server_.Post(pattern, handler);
     }
     port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] {
-      server_.listen_after_bind();
-      ended_ = true;
-    });
+    accept_loop_.Start(server_);
   }
-  ~AuthorizationRecorder() {
-    // stop() is a no-op until the accept loop runs.
-    while (!server_.is_running() && !ended_) std::this_thread::yield();
-    server_.stop();
-    thread_.join();
-  }
+  ~AuthorizationRecorder() { accept_loop_.Stop(); }
   AuthorizationRecorder(const AuthorizationRecorder&) = delete;
   AuthorizationRecorder& operator=(const AuthorizationRecorder&) = delete;
 
@@ -447,8 +431,7 @@ class AuthorizationRecorder {
  private:
   const std::string json_;
   httplib::Server server_;
-  std::thread thread_;
-  std::atomic<bool> ended_{false};
+  HttpServerThread accept_loop_;
   int port_ = 0;
   std::mutex mu_;
   std::vector<std::string> authorizations_;
