@@ -257,11 +257,11 @@ void ReadIngestion(Reader& r, const YAML::Node& node, const std::string& path,
   const std::string m = Join(path, "mqtt");
   if (!mqtt) {
     r.Error(m, "missing");
-  } else if (r.Map(
-                 mqtt, m,
-                 {"broker_url", "client_id", "client_id_prefix", "username", "password",
-                  "keep_alive", "connect_timeout", "ca_cert_file", "client_cert_file",
-                  "client_key_file", "insecure_skip_verify", "clean_session", "topic_mappings"})) {
+  } else if (r.Map(mqtt, m,
+                   {"broker_url", "client_id", "client_id_prefix", "username", "password",
+                    "keep_alive", "connect_timeout", "ca_cert_file", "client_cert_file",
+                    "client_key_file", "insecure_skip_verify", "clean_session", "ack_mode",
+                    "topic_mappings"})) {
     auto& c = out.mqtt;
     r.String(mqtt, "broker_url", m, c.broker_url, true);
     r.String(mqtt, "client_id", m, c.client_id);
@@ -275,6 +275,11 @@ void ReadIngestion(Reader& r, const YAML::Node& node, const std::string& path,
     r.String(mqtt, "client_key_file", m, c.client_key_file);
     r.Bool(mqtt, "insecure_skip_verify", m, c.insecure_skip_verify);
     r.Bool(mqtt, "clean_session", m, c.clean_session);
+    std::string ack_mode;
+    r.String(mqtt, "ack_mode", m, ack_mode);
+    if (!ack_mode.empty() && !mqttconverter::ParseAckMode(ack_mode, &c.ack_mode)) {
+      r.Error(Join(m, "ack_mode"), "expected pipeline or receipt, got \"" + ack_mode + "\"");
+    }
     const YAML::Node maps = mqtt["topic_mappings"];
     const std::string mp = Join(m, "topic_mappings");
     if (!maps || !maps.IsSequence() || maps.size() == 0) {

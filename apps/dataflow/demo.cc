@@ -232,9 +232,11 @@ int RunDemo(const DemoOptions& o) {
     const fs::path conf = out / "mosquitto.conf";
     // max_queued_messages 0: no limit on the QoS 1 messages queued for a subscriber that is
     // behind (default 1000, beyond which Mosquitto drops them), so a fast load cannot lose
-    // readings between the broker and ingestion.
+    // readings between the broker and ingestion. max_inflight_messages 0: ingestion withholds
+    // each PUBACK until the pipeline acked, so the default window of 20 unacked messages
+    // would cap it at 20 per pipeline latency.
     std::ofstream(conf) << "listener " << port << " 127.0.0.1\nallow_anonymous true\n"
-                        << "persistence false\nmax_queued_messages 0\n";
+                        << "persistence false\nmax_queued_messages 0\nmax_inflight_messages 0\n";
     mosquitto = OrDie(
         ChildProcess::Start({"mosquitto", "-c", conf.string()}, (out / "mosquitto.log").string()),
         "starting mosquitto (install it, or pass --mqtt-url)");

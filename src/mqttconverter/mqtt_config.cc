@@ -65,6 +65,22 @@ bool ParseBool(std::string_view text, bool* out) {
 
 }  // namespace
 
+bool ParseAckMode(std::string_view text, AckMode* out) {
+  std::string lower = absl::AsciiStrToLower(absl::string_view(text.data(), text.size()));
+  if (lower == "pipeline") {
+    *out = AckMode::kAfterPipelineAck;
+  } else if (lower == "receipt") {
+    *out = AckMode::kOnReceipt;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+std::string_view AckModeName(AckMode mode) {
+  return mode == AckMode::kOnReceipt ? "receipt" : "pipeline";
+}
+
 std::string_view StripSharePrefix(std::string_view filter) {
   if (!filter.starts_with("$share/")) return filter;
   std::string_view rest = filter.substr(7);
@@ -201,6 +217,9 @@ absl::StatusOr<MQTTClientConfig> LoadMQTTClientConfigFromEnv(MQTTClientConfig ba
                     BoolVar{"MQTT_CLEAN_SESSION", &base.clean_session}}) {
     auto v = get(b.name);
     if (v && !ParseBool(*v, b.out)) return env_error(b.name, *v, "want true or false");
+  }
+  if (auto v = get("MQTT_ACK_MODE"); v && !ParseAckMode(*v, &base.ack_mode)) {
+    return env_error("MQTT_ACK_MODE", *v, "want pipeline or receipt");
   }
   if (auto v = get("MQTT_TOPIC")) {
     base.topic_mappings = {TopicMapping{.name = "default", .topic = *v, .qos = 1}};

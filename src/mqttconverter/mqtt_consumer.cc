@@ -1,8 +1,8 @@
 #include "dataflow/mqttconverter/mqtt_consumer.h"
 
 #include <absl/strings/str_cat.h>
-#include <mqtt/async_client.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -11,6 +11,8 @@
 #include <thread>
 
 #include "dataflow/messagepipeline/logging.h"
+#include "mqtt_codec.h"
+#include "mqtt_transport.h"
 
 namespace dataflow::mqttconverter {
 
@@ -20,8 +22,11 @@ using messagepipeline::BoundedQueue;
 using messagepipeline::Deadline;
 using messagepipeline::Message;
 using messagepipeline::MessageData;
+namespace mi = internal;
 
 namespace {
+
+using SteadyClock = std::chrono::steady_clock;
 
 std::string RandomHex(std::mt19937_64& rng, int words) {
   std::string out;
@@ -29,15 +34,106 @@ std::string RandomHex(std::mt19937_64& rng, int words) {
   return out;
 }
 
-// What a local redelivery needs: the message as it first reached the channel.
+std::int64_t NowNanos() { return SteadyClock::now().time_since_epoch().count(); }
+
+// One broker connection: the transport and the QoS 1/2 messages received on it whose
+// PUBACK/PUBREC has not been sent yet, in arrival order ([MQTT-4.6.0-2]: acknowledgements
+// go out in the order the PUBLISHes came in, so an acked message waits for earlier ones).
+class Connection {
+ public:
+  explicit Connection(std::unique_ptr<mi::Transport> transport)
+      : transport_(std::move(transport)) {}
+
+  enum class State : std::uint8_t { kPending, kAcked, kAbandoned };
+
+  // Writes one or more whole packets; a failed write closes the transport so the reader
+  // notices and the connection is re-made.
+  void Write(std::string_view bytes) {
+    if (auto s = transport_->Write(bytes); !s.ok()) {
+      transport_->Shutdown();
+      return;
+    }
+    last_write_ns.store(NowNanos(), std::memory_order_relaxed);
+  }
+
+  // Registers a received QoS 1/2 message; returns its sequence number for Settle.
+  std::uint64_t Track(std::uint16_t packet_id, int qos) {
+    std::lock_guard lock(mu_);
+    inflight_.push_back({packet_id, static_cast<std::uint8_t>(qos), State::kPending});
+    ++unsettled_;
+    return first_seq_ + inflight_.size() - 1;
+  }
+
+  // kAcked: sends the acknowledgements of the acked prefix. kAbandoned (nacked while
+  // stopping): never acknowledged; the broker keeps it. Idempotent per message.
+  void Settle(std::uint64_t seq, State state) {
+    std::string acks;
+    std::lock_guard lock(mu_);
+    if (!open_ || seq < first_seq_) return;
+    Entry& e = inflight_[seq - first_seq_];
+    if (e.state != State::kPending) return;
+    e.state = state;
+    --unsettled_;
+    while (!inflight_.empty() && inflight_.front().state == State::kAcked) {
+      const Entry& f = inflight_.front();
+      mi::AppendAck(f.qos == 2 ? mi::PacketType::kPubrec : mi::PacketType::kPuback, f.packet_id,
+                    acks);
+      inflight_.pop_front();
+      ++first_seq_;
+    }
+    // Written under the lock so that two threads releasing prefixes keep their order.
+    if (!acks.empty()) Write(acks);
+    if (unsettled_ == 0) settled_cv_.notify_all();
+  }
+
+  // Waits until every tracked message is settled, the connection closed, or `deadline`.
+  void WaitSettled(Deadline deadline) {
+    std::unique_lock lock(mu_);
+    settled_cv_.wait_until(lock, deadline, [&] { return unsettled_ == 0 || !open_; });
+  }
+
+  // Ends the connection; returns how many QoS 1/2 messages never got their PUBACK/PUBREC.
+  std::size_t Close() {
+    std::lock_guard lock(mu_);
+    open_ = false;
+    settled_cv_.notify_all();
+    transport_->Shutdown();
+    return inflight_.size();
+  }
+
+  mi::Transport& transport() { return *transport_; }
+  std::atomic<std::int64_t> last_write_ns{NowNanos()};
+  std::atomic<std::int64_t> last_read_ns{NowNanos()};
+  std::atomic<bool> reader_blocked{false};  // waiting for room in the channel
+
+ private:
+  struct Entry {
+    std::uint16_t packet_id;
+    std::uint8_t qos;
+    State state;
+  };
+  std::unique_ptr<mi::Transport> transport_;
+  std::mutex mu_;
+  std::condition_variable settled_cv_;
+  bool open_ = true;
+  std::deque<Entry> inflight_;
+  std::uint64_t first_seq_ = 0;  // sequence number of inflight_.front()
+  std::size_t unsettled_ = 0;
+};
+
+// What a local redelivery needs: the message as it first reached the channel, and where
+// its acknowledgement goes (conn is null for QoS 0 and in kOnReceipt mode).
 struct Delivery {
   MessageData data;
   Attributes attributes;
   int attempt = 1;
+  std::shared_ptr<Connection> conn;
+  std::uint64_t seq = 0;
 };
 
-bool IsTlsUrl(const std::string& url) {
-  return url.starts_with("ssl://") || url.starts_with("wss://") || url.starts_with("mqtts://");
+bool AnyQosAbove0(const std::vector<TopicMapping>& mappings) {
+  return std::any_of(mappings.begin(), mappings.end(),
+                     [](const TopicMapping& m) { return m.qos > 0; });
 }
 
 }  // namespace
@@ -49,32 +145,13 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
         client_id_(std::move(client_id)),
         channel_(config_.channel_capacity),
         done_(done_promise_.get_future().share()),
-        rng_(std::random_device{}()) {}
-
-  ~Impl() {
-    StopNow(std::chrono::steady_clock::now() + std::chrono::seconds(5)).IgnoreError();
-    if (client_) {
-      // Paho may still call back while being destroyed; the handlers only touch members
-      // declared before client_, which is destroyed first.
-      client_.reset();
-    }
-  }
-
-  absl::Status Init() {
-    try {
-      // nullptr persistence: no files in the working directory; the broker's persistent
-      // session is what survives a restart of this process.
-      client_ = std::make_unique<mqtt::async_client>(config_.broker_url, client_id_, nullptr);
-    } catch (const std::exception& e) {
-      return absl::InvalidArgumentError(absl::StrCat("mqtt: cannot create client for broker_url '",
-                                                     config_.broker_url, "': ", e.what()));
-    }
+        rng_(std::random_device{}()) {
     for (const TopicMapping& m : config_.topic_mappings) {
-      filters_->push_back(m.topic);
-      qos_.push_back(m.qos);
+      filters_.push_back({.filter = m.topic, .qos = m.qos});
     }
-    return absl::OkStatus();
   }
+
+  ~Impl() { StopNow(SteadyClock::now() + std::chrono::seconds(5)).IgnoreError(); }
 
   absl::Status Start() {
     {
@@ -84,50 +161,23 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
       }
       state_ = State::kStarting;
     }
-    client_->set_message_callback([this](mqtt::const_message_ptr msg) { OnMessage(*msg); });
-    client_->set_connected_handler([this](const std::string& /*cause*/) { OnConnected(); });
-    client_->set_connection_lost_handler([this](const std::string& cause) {
-      connected_.store(false);
-      Log()->warn("mqtt connection lost; reconnecting client_id={} broker={} cause={}", client_id_,
-                  config_.broker_url, cause);
-    });
-    auto builder =
-        mqtt::connect_options_builder()
-            .mqtt_version(MQTTVERSION_3_1_1)
-            .clean_session(config_.clean_session)
-            .keep_alive_interval(config_.keep_alive)
-            .connect_timeout(config_.connect_timeout)
-            .automatic_reconnect(config_.reconnect_min_backoff, config_.reconnect_max_backoff);
-    if (!config_.username.empty()) builder.user_name(config_.username);
-    if (!config_.password.empty()) builder.password(config_.password);
-    if (IsTlsUrl(config_.broker_url)) {
-      auto ssl = mqtt::ssl_options_builder()
-                     .enable_server_cert_auth(!config_.insecure_skip_verify)
-                     .verify(!config_.insecure_skip_verify);
-      if (!config_.ca_cert_file.empty()) ssl.trust_store(config_.ca_cert_file);
-      if (!config_.client_cert_file.empty()) ssl.key_store(config_.client_cert_file);
-      if (!config_.client_key_file.empty()) ssl.private_key(config_.client_key_file);
-      builder.ssl(ssl.finalize());
+    if (config_.ack_mode == AckMode::kAfterPipelineAck && config_.clean_session &&
+        AnyQosAbove0(config_.topic_mappings)) {
+      Log()->warn(
+          "mqtt consumer: clean_session=true, so QoS 1/2 messages not yet acked by the pipeline "
+          "when the connection ends are dropped by the broker (lost); set clean_session=false and "
+          "a fixed client_id to have them redelivered client_id={} broker={}",
+          client_id_, config_.broker_url);
     }
+    runner_ = std::jthread([this](std::stop_token st) { RunLoop(st); });
     const auto wait = config_.connect_timeout + std::chrono::seconds(1);
-    try {
-      auto token = client_->connect(builder.finalize());
-      if (!token->wait_for(wait)) {
-        return Fail(absl::DeadlineExceededError(absl::StrCat(
-            "mqtt: no CONNACK from ", config_.broker_url, " within ", wait.count(), "s")));
-      }
-    } catch (const std::exception& e) {
-      return Fail(absl::UnavailableError(
-          absl::StrCat("mqtt: cannot connect to ", config_.broker_url, ": ", e.what())));
-    }
-    // The connected handler subscribes (on every connect, so reconnects renew the
-    // subscriptions); wait here for the first SUBACK so Start() returning means subscribed.
     std::unique_lock lock(mu_);
-    if (!subscribed_cv_.wait_for(lock, wait, [&] { return subscribe_result_.has_value(); })) {
+    if (!first_cv_.wait_for(lock, wait, [&] { return first_result_.has_value(); })) {
       lock.unlock();
-      return Fail(absl::DeadlineExceededError("mqtt: no SUBACK within the connect timeout"));
+      return Fail(absl::UnavailableError(absl::StrCat(
+          "mqtt: no CONNACK/SUBACK from ", config_.broker_url, " within ", wait.count(), "s")));
     }
-    absl::Status result = *subscribe_result_;
+    absl::Status result = *first_result_;
     if (!result.ok()) {
       lock.unlock();
       return Fail(result);
@@ -135,8 +185,9 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
     state_ = State::kRunning;
     lock.unlock();
     redeliverer_ = std::jthread([this](std::stop_token st) { RedeliverLoop(st); });
-    Log()->info("mqtt consumer started client_id={} broker={} subscriptions={}", client_id_,
-                config_.broker_url, filters_->size());
+    keepalive_ = std::jthread([this](std::stop_token st) { KeepAliveLoop(st); });
+    Log()->info("mqtt consumer started client_id={} broker={} subscriptions={} ack_mode={}",
+                client_id_, config_.broker_url, filters_.size(), AckModeName(config_.ack_mode));
     return absl::OkStatus();
   }
 
@@ -147,42 +198,41 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
       state_ = State::kStopped;
     }
     stopping_.store(true);
-    absl::Status status;
-    if (client_ && client_->is_connected()) {
-      try {
-        // Stop reading first, so nothing more is PUBACKed; the channel stays open meanwhile
-        // so a Paho thread blocked on a full channel can still hand over its message.
-        auto token = client_->disconnect(std::chrono::milliseconds(0));
-        auto left = deadline - std::chrono::steady_clock::now();
-        if (left < std::chrono::milliseconds(1)) left = std::chrono::milliseconds(1);
-        if (!token->wait_for(std::chrono::duration_cast<std::chrono::milliseconds>(left))) {
-          status = absl::DeadlineExceededError("mqtt: disconnect did not finish by the deadline");
-        }
-      } catch (const std::exception& e) {
-        Log()->warn("mqtt disconnect failed client_id={} error={}", client_id_, e.what());
-      }
+    std::shared_ptr<Connection> conn = CurrentConnection();
+    if (conn && config_.clean_session) {
+      // Ask the broker to stop sending; a persistent session keeps its subscriptions so
+      // that messages published while we are away are queued.
+      conn->Write(mi::EncodeUnsubscribe(2, filters_));
     }
-    connected_.store(false);
-    if (redeliverer_.joinable()) {
-      redeliverer_.request_stop();
-      redeliverer_.join();
+    // No new messages from here on (a reader blocked on a full channel returns); the
+    // pipeline drains what is in the channel and its acks still reach the broker below.
+    channel_.Close();
+    if (conn) {
+      conn->WaitSettled(deadline);
+      runner_.request_stop();  // the broker closing the socket after DISCONNECT is expected
+      conn->Write(mi::EncodeDisconnect());
     }
+    StopThreads();
     std::deque<std::shared_ptr<Delivery>> left_over;
     {
       std::lock_guard lock(redeliver_mu_);
       left_over.swap(redeliver_);
     }
-    for (const auto& d : left_over) ReportLost(*d, "nacked during shutdown");
-    channel_.Close();
-    done_promise_.set_value(status);
-    return status;
+    for (const auto& d : left_over) Undeliverable(*d, "nacked during shutdown");
+    done_promise_.set_value(absl::OkStatus());
+    const MqttConsumerStats s = Stats();
+    Log()->info(
+        "mqtt consumer stopped client_id={} received={} acked={} nacked={} left_with_broker={} "
+        "lost={}",
+        client_id_, s.received, s.acked, s.nacked, s.left_with_broker, s.lost);
+    return absl::OkStatus();
   }
 
   // Called from a worker thread by a nacked message.
   void Redeliver(std::shared_ptr<Delivery> d) {
     nacked_.fetch_add(1, std::memory_order_relaxed);
     if (stopping_.load()) {
-      ReportLost(*d, "nacked after Stop()");
+      Undeliverable(*d, "nacked after Stop()");
       return;
     }
     {
@@ -192,12 +242,19 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
     redeliver_cv_.notify_one();
   }
 
-  void ReportLost(const Delivery& d, const char* why) {
+  // A message the pipeline did not process and this consumer cannot hand out again. If
+  // the broker still holds it (QoS 1/2, PUBACK withheld, persistent session) it comes back
+  // on the next connection; otherwise it is lost.
+  void Undeliverable(const Delivery& d, const char* why) {
+    if (d.conn) d.conn->Settle(d.seq, Connection::State::kAbandoned);
+    if (d.conn && !config_.clean_session) {
+      Log()->debug("mqtt message left with the broker for redelivery: {} id={}", why, d.data.id);
+      return;
+    }
     lost_.fetch_add(1, std::memory_order_relaxed);
-    Log()->error(
-        "mqtt message lost: {}; its PUBACK was already sent, the broker will not redeliver "
-        "id={} mqtt_topic={}",
-        why, d.data.id, d.attributes.contains("mqtt_topic") ? d.attributes.at("mqtt_topic") : "");
+    Log()->error("mqtt message lost: {}; the broker will not redeliver it ({}) id={} mqtt_topic={}",
+                 why, d.conn ? "clean session" : "QoS 0 or ack_mode=receipt", d.data.id,
+                 d.attributes.contains("mqtt_topic") ? d.attributes.at("mqtt_topic") : "");
   }
 
   MqttConsumerStats Stats() const {
@@ -207,7 +264,8 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
                              .redelivered = redelivered_.load(),
                              .lost = lost_.load(),
                              .unrouted = unrouted_.load(),
-                             .connects = connects_.load()};
+                             .connects = connects_.load(),
+                             .left_with_broker = left_with_broker_.load()};
   }
 
   const MQTTClientConfig config_;
@@ -216,6 +274,7 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
   BoundedQueue<Message> channel_;
   std::atomic<bool> connected_{false};
   std::atomic<std::uint64_t> acked_{0};
+  std::shared_future<absl::Status> done_;
 
  private:
   enum class State { kIdle, kStarting, kRunning, kStopped };
@@ -225,15 +284,16 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
     Handler(std::weak_ptr<Impl> impl, std::shared_ptr<Delivery> d)
         : impl_(std::move(impl)), delivery_(std::move(d)) {}
     void OnAck() override {
-      if (lost_) return;  // already counted and logged by ReportLost
+      if (lost_) return;  // already accounted for by Undeliverable
       if (auto impl = impl_.lock()) impl->acked_.fetch_add(1, std::memory_order_relaxed);
+      if (delivery_->conn) delivery_->conn->Settle(delivery_->seq, Connection::State::kAcked);
     }
     void OnNack() override {
       if (lost_) return;
       if (auto impl = impl_.lock()) {
         impl->Redeliver(std::move(delivery_));
       } else {
-        Log()->error("mqtt message lost: nacked after its consumer was destroyed id={}",
+        Log()->error("mqtt message nacked after its consumer was destroyed id={}",
                      delivery_->data.id);
       }
     }
@@ -244,82 +304,269 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
     std::shared_ptr<Delivery> delivery_;
   };
 
-  // Reports the SUBACK of each (re)subscription; lives as long as the client.
-  class SubscribeListener : public mqtt::iaction_listener {
-   public:
-    explicit SubscribeListener(Impl* impl) : impl_(impl) {}
-    void on_failure(const mqtt::token& tok) override {
-      impl_->SetSubscribeResult(absl::UnavailableError(
-          absl::StrCat("mqtt: subscribe failed, reason code ", tok.get_reason_code())));
-    }
-    void on_success(const mqtt::token& tok) override {
-      absl::Status s;
-      try {
-        auto codes = tok.get_subscribe_response().get_reason_codes();
-        for (std::size_t i = 0; i < codes.size() && i < impl_->filters_->size(); ++i) {
-          if (codes[i] >= 0x80) {
-            s = absl::PermissionDeniedError(
-                absl::StrCat("mqtt: broker refused subscription to '", (*impl_->filters_)[i], "'"));
-            break;
-          }
-        }
-      } catch (const std::exception&) {
-        // No per-topic codes available: the SUBACK itself arrived.
-      }
-      impl_->SetSubscribeResult(s);
-    }
-
-   private:
-    Impl* impl_;
-  };
-
   absl::Status Fail(absl::Status status) {
     {
       std::lock_guard lock(mu_);
       state_ = State::kStopped;
     }
     stopping_.store(true);
-    try {
-      if (client_->is_connected()) client_->disconnect()->wait_for(std::chrono::seconds(2));
-    } catch (const std::exception&) {
-      // Best effort: the start already failed with a better error.
-    }
+    StopThreads();
     channel_.Close();
     done_promise_.set_value(status);
     return status;
   }
 
-  void OnConnected() {
-    connected_.store(true);
-    connects_.fetch_add(1, std::memory_order_relaxed);
-    if (connects_.load() > 1) {
-      Log()->info("mqtt reconnected; renewing subscriptions client_id={}", client_id_);
+  void StopThreads() {
+    runner_.request_stop();
+    if (auto conn = CurrentConnection()) conn->transport().Shutdown();  // wakes the reader
+    if (runner_.joinable()) runner_.join();
+    for (std::jthread* t : {&redeliverer_, &keepalive_}) {
+      if (t->joinable()) {
+        t->request_stop();
+        t->join();
+      }
     }
-    try {
-      client_->subscribe(filters_, qos_, nullptr, listener_);
-    } catch (const std::exception& e) {
-      SetSubscribeResult(absl::UnavailableError(absl::StrCat("mqtt: subscribe: ", e.what())));
-    }
+    connected_.store(false);
   }
 
-  void SetSubscribeResult(absl::Status s) {
-    if (!s.ok())
-      Log()->error("mqtt subscribe failed client_id={} error={}", client_id_, s.ToString());
+  std::shared_ptr<Connection> CurrentConnection() {
+    std::lock_guard lock(conn_mu_);
+    return conn_;
+  }
+
+  void ReportFirst(absl::Status s) {
     {
       std::lock_guard lock(mu_);
-      if (!subscribe_result_.has_value()) subscribe_result_ = s;
+      if (first_result_.has_value()) return;
+      first_result_ = std::move(s);
     }
-    subscribed_cv_.notify_all();
+    first_cv_.notify_all();
   }
 
-  void OnMessage(const mqtt::message& msg) {
-    received_.fetch_add(1, std::memory_order_relaxed);
+  bool Subscribed() {
+    std::lock_guard lock(mu_);
+    return first_result_.has_value() && first_result_->ok();
+  }
+
+  // Connects, reads until the connection ends, reconnects with backoff; until Stop. A
+  // failure before the first SUBACK ends it (Start reports the error).
+  void RunLoop(std::stop_token st) {
+    auto backoff = std::chrono::duration<double>(config_.reconnect_min_backoff);
+    const auto max_backoff = std::chrono::duration<double>(config_.reconnect_max_backoff);
+    std::mutex sleep_mu;
+    std::condition_variable_any sleep_cv;
+    while (!st.stop_requested()) {
+      bool was_connected = false;
+      absl::Status s = RunConnection(st, was_connected);
+      if (!Subscribed()) {
+        ReportFirst(s.ok() ? absl::UnavailableError("mqtt: connection ended before SUBACK") : s);
+        return;
+      }
+      if (st.stop_requested()) return;
+      Log()->warn("mqtt connection {}; reconnecting client_id={} broker={} error=\"{}\"",
+                  was_connected ? "lost" : "failed", client_id_, config_.broker_url, s.ToString());
+      if (was_connected) backoff = config_.reconnect_min_backoff;
+      // Jitter: N copies of a service that lost the broker together do not return together.
+      std::uniform_real_distribution<double> jitter(0.5, 1.0);
+      const auto delay = std::max(std::chrono::duration<double>(config_.reconnect_min_backoff),
+                                  backoff * jitter(rng_));
+      std::unique_lock lock(sleep_mu);
+      sleep_cv.wait_for(lock, st, std::chrono::duration_cast<std::chrono::milliseconds>(delay),
+                        [] { return false; });
+      backoff = std::min(backoff * 2, max_backoff);
+    }
+  }
+
+  absl::Status RunConnection(std::stop_token st, bool& was_connected) {
+    const Deadline deadline = SteadyClock::now() + config_.connect_timeout;
+    auto transport = mi::Dial(config_.broker_url,
+                              {.ca_cert_file = config_.ca_cert_file,
+                               .client_cert_file = config_.client_cert_file,
+                               .client_key_file = config_.client_key_file,
+                               .insecure_skip_verify = config_.insecure_skip_verify},
+                              deadline);
+    if (!transport.ok()) {
+      return absl::Status(transport.status().code(),
+                          absl::StrCat("mqtt: ", transport.status().message()));
+    }
+    auto conn = std::make_shared<Connection>(std::move(*transport));
+    {
+      std::lock_guard lock(conn_mu_);
+      conn_ = conn;
+    }
+    if (st.stop_requested()) conn->transport().Shutdown();
+    ReadBuffer buf;
+    absl::Status s = Handshake(*conn, buf, deadline);
+    if (s.ok()) {
+      was_connected = true;
+      connected_.store(true);
+      if (connects_.fetch_add(1) > 0) {
+        Log()->info("mqtt reconnected; renewing subscriptions client_id={}", client_id_);
+      }
+      conn->Write(mi::EncodeSubscribe(1, filters_));
+      s = ReadLoop(st, conn, buf);
+      connected_.store(false);
+    }
+    const std::size_t unacked = conn->Close();
+    if (unacked > 0) {
+      if (!config_.clean_session) {
+        left_with_broker_.fetch_add(unacked, std::memory_order_relaxed);
+        Log()->info(
+            "mqtt connection ended with {} messages not acknowledged to the broker; the "
+            "persistent session redelivers them client_id={}",
+            unacked, client_id_);
+      } else {
+        Log()->warn(
+            "mqtt connection ended with {} messages not acknowledged to the broker; with "
+            "clean_session=true the broker will not redeliver them client_id={}",
+            unacked, client_id_);
+      }
+    }
+    return s;
+  }
+
+  // Bytes read from the broker; [start, end) not yet parsed.
+  struct ReadBuffer {
+    std::string data = std::string(64 * 1024, '\0');
+    std::size_t start = 0;
+    std::size_t end = 0;
+  };
+
+  // Makes room for at least one more read; grows only while one packet fills the buffer.
+  static void Compact(ReadBuffer& b) {
+    if (b.start == b.end) {
+      b.start = b.end = 0;
+    } else if (b.start > 0 && b.data.size() - b.end < 16 * 1024) {
+      std::memmove(b.data.data(), b.data.data() + b.start, b.end - b.start);
+      b.end -= b.start;
+      b.start = 0;
+    }
+    if (b.end == b.data.size()) {
+      b.data.resize(std::min(b.data.size() * 2, mi::kMaxRemainingLength + 5));
+    }
+  }
+
+  static absl::Status ReadMore(Connection& conn, ReadBuffer& b, Deadline deadline) {
+    Compact(b);
+    if (b.end == b.data.size()) return absl::InvalidArgumentError("packet too large");
+    auto n = conn.transport().Read(b.data.data() + b.end, b.data.size() - b.end, deadline);
+    if (!n.ok()) return n.status();
+    b.end += *n;
+    conn.last_read_ns.store(NowNanos(), std::memory_order_relaxed);
+    return absl::OkStatus();
+  }
+
+  absl::Status Handshake(Connection& conn, ReadBuffer& buf, Deadline deadline) {
+    conn.Write(mi::EncodeConnect(
+        {.client_id = client_id_,
+         .clean_session = config_.clean_session,
+         .keep_alive_seconds = static_cast<std::uint16_t>(config_.keep_alive.count()),
+         .username = config_.username,
+         .password = config_.password}));
+    mi::RawPacket packet;
+    while (true) {
+      auto n = mi::ParsePacket(std::string_view(buf.data).substr(buf.start, buf.end - buf.start),
+                               packet);
+      if (!n.ok()) return BrokerError(n.status());
+      if (*n > 0) {
+        buf.start += *n;
+        break;
+      }
+      if (auto s = ReadMore(conn, buf, deadline); !s.ok()) {
+        return absl::UnavailableError(absl::StrCat(
+            "mqtt: no CONNACK from ", config_.broker_url, ": ",
+            s.code() == absl::StatusCode::kDeadlineExceeded ? "timed out" : s.message()));
+      }
+    }
+    auto connack = mi::ParseConnack(packet);
+    if (!connack.ok()) return BrokerError(connack.status());
+    if (connack->return_code != 0) {
+      return absl::UnavailableError(
+          absl::StrCat("MQTT broker ", config_.broker_url,
+                       " refused the connection: ", mi::ConnackReason(connack->return_code)));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status BrokerError(const absl::Status& s) const {
+    return absl::UnavailableError(
+        absl::StrCat("mqtt: from ", config_.broker_url, ": ", s.message()));
+  }
+
+  absl::Status ReadLoop(std::stop_token st, const std::shared_ptr<Connection>& conn,
+                        ReadBuffer& buf) {
+    while (!st.stop_requested()) {
+      mi::RawPacket packet;
+      while (true) {
+        auto n = mi::ParsePacket(std::string_view(buf.data).substr(buf.start, buf.end - buf.start),
+                                 packet);
+        if (!n.ok()) return BrokerError(n.status());
+        if (*n == 0) break;
+        buf.start += *n;
+        if (auto s = HandlePacket(conn, packet); !s.ok()) return s;
+      }
+      if (auto s = ReadMore(*conn, buf, Deadline::max()); !s.ok()) {
+        return s.code() == absl::StatusCode::kInvalidArgument ? BrokerError(s) : s;
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status HandlePacket(const std::shared_ptr<Connection>& conn, const mi::RawPacket& p) {
+    switch (p.type) {
+      case mi::PacketType::kPublish: {
+        auto publish = mi::ParsePublish(p);
+        if (!publish.ok()) return BrokerError(publish.status());
+        OnPublish(conn, *publish);
+        return absl::OkStatus();
+      }
+      case mi::PacketType::kPubrel: {
+        auto id = mi::ParsePacketId(p);
+        if (!id.ok()) return BrokerError(id.status());
+        std::string pubcomp;
+        mi::AppendAck(mi::PacketType::kPubcomp, *id, pubcomp);
+        conn->Write(pubcomp);
+        return absl::OkStatus();
+      }
+      case mi::PacketType::kSuback:
+        return OnSuback(p);
+      case mi::PacketType::kPingresp:
+      case mi::PacketType::kUnsuback:
+        return absl::OkStatus();
+      default:
+        return BrokerError(absl::InvalidArgumentError(
+            absl::StrCat("unexpected packet type ", static_cast<int>(p.type))));
+    }
+  }
+
+  absl::Status OnSuback(const mi::RawPacket& p) {
+    auto suback = mi::ParseSuback(p);
+    if (!suback.ok()) return BrokerError(suback.status());
+    absl::Status s;
+    for (std::size_t i = 0; i < suback->return_codes.size() && i < filters_.size(); ++i) {
+      if (suback->return_codes[i] == 0x80) {
+        s = absl::PermissionDeniedError(absl::StrCat("mqtt: broker ", config_.broker_url,
+                                                     " refused subscription to '",
+                                                     filters_[i].filter, "'"));
+        break;
+      }
+    }
+    if (!s.ok()) {
+      Log()->error("mqtt subscribe failed client_id={} error={}", client_id_, s.ToString());
+      if (!Subscribed()) return s;  // Start fails with it
+    }
+    ReportFirst(absl::OkStatus());
+    return absl::OkStatus();
+  }
+
+  void OnPublish(const std::shared_ptr<Connection>& conn, const mi::Publish& publish) {
     auto d = std::make_shared<Delivery>();
     d->data.id = RandomHex(rng_, 2);
-    d->data.payload = msg.get_payload_str();
+    d->data.payload.assign(publish.payload);
     d->data.publish_time = messagepipeline::Clock::now();
-    const std::string& topic = msg.get_topic();
-    if (const TopicMapping* route = FindRoute(config_.topic_mappings, topic)) {
+    // A broker resend (DUP) may already have been seen by an earlier connection.
+    d->attempt = publish.dup ? 2 : 1;
+    if (const TopicMapping* route = FindRoute(config_.topic_mappings, publish.topic)) {
       d->attributes.emplace("route_name", route->name);
     } else {
       unrouted_.fetch_add(1, std::memory_order_relaxed);
@@ -327,24 +574,39 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
         Log()->warn(
             "mqtt message matches no topic mapping; delivered without route_name "
             "mqtt_topic={} suppressed={}",
-            topic, unrouted_log_.suppressed());
+            publish.topic, unrouted_log_.suppressed());
       }
     }
-    d->attributes.emplace("mqtt_topic", topic);
-    d->attributes.emplace("mqtt_qos", std::to_string(msg.get_qos()));
-    Deliver(std::move(d));
+    d->attributes.emplace("mqtt_topic", publish.topic);
+    d->attributes.emplace("mqtt_qos", std::to_string(publish.qos));
+    if (publish.qos > 0) {
+      if (config_.ack_mode == AckMode::kAfterPipelineAck) {
+        d->conn = conn;
+        d->seq = conn->Track(publish.packet_id, publish.qos);
+      } else {
+        std::string ack;
+        mi::AppendAck(publish.qos == 2 ? mi::PacketType::kPubrec : mi::PacketType::kPuback,
+                      publish.packet_id, ack);
+        conn->Write(ack);
+      }
+    }
+    conn->reader_blocked.store(true, std::memory_order_relaxed);
+    Deliver(std::move(d), /*first=*/true);
+    conn->last_read_ns.store(NowNanos(), std::memory_order_relaxed);
+    conn->reader_blocked.store(false, std::memory_order_relaxed);
   }
 
   // Blocks while the channel is full: that is the backpressure.
-  void Deliver(std::shared_ptr<Delivery> d) {
+  void Deliver(std::shared_ptr<Delivery> d, bool first) {
     auto handler = std::make_unique<Handler>(weak_from_this(), d);
     Handler* h = handler.get();
     Message m(d->data, d->attributes, std::move(handler));
     m.delivery_attempt = d->attempt;
+    if (first) received_.fetch_add(1, std::memory_order_relaxed);
     if (!channel_.Push(std::move(m))) {
       h->lost_ = true;
-      ReportLost(*d, "the consumer stopped before the pipeline took it");
-      m.Ack();  // settled as lost; keeps the destructor from nacking it again
+      Undeliverable(*d, "the consumer stopped before the pipeline took it");
+      m.Ack();  // settled here; keeps the destructor from nacking it again
     }
   }
 
@@ -359,49 +621,77 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
       }
       d->attempt += 1;
       redelivered_.fetch_add(1, std::memory_order_relaxed);
-      Deliver(std::move(d));
+      Deliver(std::move(d), /*first=*/false);
+    }
+  }
+
+  // Sends PINGREQ when nothing was written for half the keep-alive (so pings go out while
+  // the reader waits on a full channel), and drops a connection the broker has been silent
+  // on for 1.5 x keep-alive (a half-open TCP connection would otherwise hang the reader).
+  void KeepAliveLoop(std::stop_token st) {
+    if (config_.keep_alive.count() == 0) return;
+    const std::int64_t keep_alive_ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(config_.keep_alive).count();
+    const auto tick = std::clamp<std::chrono::milliseconds>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(config_.keep_alive) / 4,
+        std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
+    std::mutex mu;
+    std::condition_variable_any cv;
+    std::unique_lock lock(mu);
+    while (!st.stop_requested()) {
+      cv.wait_for(lock, st, tick, [] { return false; });
+      auto conn = CurrentConnection();
+      if (!conn || !connected_.load()) continue;
+      const std::int64_t now = NowNanos();
+      if (now - conn->last_write_ns.load(std::memory_order_relaxed) >= keep_alive_ns / 2) {
+        conn->Write(mi::EncodePingreq());
+      }
+      if (!conn->reader_blocked.load(std::memory_order_relaxed) &&
+          now - conn->last_read_ns.load(std::memory_order_relaxed) > keep_alive_ns * 3 / 2) {
+        Log()->warn("mqtt broker silent for 1.5 x keep_alive; reconnecting client_id={}",
+                    client_id_);
+        conn->transport().Shutdown();
+      }
     }
   }
 
   std::mutex mu_;
-  std::condition_variable subscribed_cv_;
+  std::condition_variable first_cv_;
   State state_ = State::kIdle;
-  std::optional<absl::Status> subscribe_result_;
+  std::optional<absl::Status> first_result_;  // the first SUBACK, or why there was none
   std::atomic<bool> stopping_{false};
-
- public:
-  std::shared_future<absl::Status> done_;
-
- private:
-  SubscribeListener listener_{this};
-  mqtt::string_collection_ptr filters_ = std::make_shared<mqtt::string_collection>();
-  mqtt::iasync_client::qos_collection qos_;
-  std::mt19937_64 rng_;  // used on Paho's callback thread only
+  std::vector<mi::TopicFilter> filters_;
+  std::mt19937_64 rng_;  // used on the runner (reader) thread only
   LogRateLimit unrouted_log_;
   std::atomic<std::uint64_t> received_{0}, nacked_{0}, redelivered_{0}, lost_{0}, unrouted_{0},
-      connects_{0};
+      connects_{0}, left_with_broker_{0};
+  std::mutex conn_mu_;
+  std::shared_ptr<Connection> conn_;  // the current (or last) connection
   std::mutex redeliver_mu_;
   std::condition_variable_any redeliver_cv_;
   std::deque<std::shared_ptr<Delivery>> redeliver_;
+  std::jthread runner_;
   std::jthread redeliverer_;
-  std::unique_ptr<mqtt::async_client> client_;
+  std::jthread keepalive_;
 };
 
 absl::StatusOr<std::unique_ptr<MqttConsumer>> MqttConsumer::Create(MQTTClientConfig config) {
   if (auto s = ValidateMQTTClientConfig(config); !s.ok()) return s;
+  if (auto address = mi::ParseBrokerUrl(config.broker_url); !address.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("mqtt config: broker_url: ", address.status().message()));
+  }
   std::string client_id = config.client_id;
   if (client_id.empty()) {
     std::mt19937_64 rng(std::random_device{}());
     client_id = config.client_id_prefix + RandomHex(rng, 1);
   }
   auto impl = std::make_shared<Impl>(std::move(config), std::move(client_id));
-  if (auto s = impl->Init(); !s.ok()) return s;
   return std::unique_ptr<MqttConsumer>(new MqttConsumer(std::move(impl)));
 }
 
 MqttConsumer::~MqttConsumer() {
-  if (impl_)
-    impl_->StopNow(std::chrono::steady_clock::now() + std::chrono::seconds(5)).IgnoreError();
+  if (impl_) impl_->StopNow(SteadyClock::now() + std::chrono::seconds(5)).IgnoreError();
 }
 
 absl::Status MqttConsumer::Start() { return impl_->Start(); }

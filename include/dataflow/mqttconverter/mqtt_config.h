@@ -27,6 +27,14 @@ struct TopicMapping {
   int qos = 1;
 };
 
+// When the broker gets the QoS 1 PUBACK (QoS 2: PUBREC) for a message.
+enum class AckMode {
+  // When the pipeline acks the Message: a crash before that means redelivery, not loss.
+  kAfterPipelineAck,
+  // As soon as it arrives (what Paho and mosquitto_sub do): at-most-once past this point.
+  kOnReceipt,
+};
+
 struct MQTTClientConfig {
   std::string broker_url = "tcp://localhost:1883";  // tcp://, ssl://, ws://, wss://
   // Empty: "<client_id_prefix><random>" so every copy of a service is unique on the broker.
@@ -46,7 +54,10 @@ struct MQTTClientConfig {
   // false: a persistent session. The broker keeps the subscriptions and queues QoS 1
   // messages while the consumer is away; needs an explicit client_id to resume it.
   bool clean_session = true;
-  // Automatic reconnect: exponential backoff between these bounds (Paho counts seconds).
+  // kAfterPipelineAck needs clean_session=false for unacked messages to survive a
+  // disconnect; see docs/mqtt.md "Delivery".
+  AckMode ack_mode = AckMode::kAfterPipelineAck;
+  // Automatic reconnect: exponential backoff with jitter between these bounds.
   std::chrono::seconds reconnect_min_backoff{1};
   std::chrono::seconds reconnect_max_backoff{30};
   // The consumer's channel: a full channel stops it reading from the socket.
@@ -59,7 +70,8 @@ absl::Status ValidateMQTTClientConfig(const MQTTClientConfig& config);
 // Reads MQTT_BROKER_URL, MQTT_CLIENT_ID, MQTT_CLIENT_ID_PREFIX, MQTT_USERNAME, MQTT_PASSWORD,
 // MQTT_KEEP_ALIVE_SECONDS, MQTT_CONNECT_TIMEOUT_SECONDS, MQTT_CA_CERT_FILE,
 // MQTT_CLIENT_CERT_FILE, MQTT_CLIENT_KEY_FILE, MQTT_INSECURE_SKIP_VERIFY, MQTT_CLEAN_SESSION,
-// MQTT_TOPIC (one mapping named "default") and MQTT_TOPIC_MAPPINGS
+// MQTT_ACK_MODE (pipeline|receipt), MQTT_TOPIC (one mapping named "default") and
+// MQTT_TOPIC_MAPPINGS
 // ("name=filter[@qos];name=filter[@qos]"), over `base`. Unset variables keep base's values.
 // Errors are InvalidArgument and name the variable.
 using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
@@ -69,6 +81,9 @@ absl::StatusOr<MQTTClientConfig> LoadMQTTClientConfigFromEnv(MQTTClientConfig ba
 // MQTT filter matching (`+` one level, `#` the rest); `$share/<group>/` is stripped first.
 // Topics starting with '$' are not matched by a leading wildcard, as the spec says.
 bool TopicMatches(std::string_view filter, std::string_view topic);
+// "pipeline" / "receipt" and back; ParseAckMode is false for any other text.
+bool ParseAckMode(std::string_view text, AckMode* out);
+std::string_view AckModeName(AckMode mode);
 // The filter without a `$share/<group>/` prefix.
 std::string_view StripSharePrefix(std::string_view filter);
 // The first mapping (in config order) whose filter matches `topic`, or nullptr.

@@ -1,4 +1,6 @@
-// MqttConsumer: a MessageConsumer that subscribes to an MQTT broker (Eclipse Paho C++).
+// MqttConsumer: a MessageConsumer that subscribes to an MQTT broker, over a small MQTT 3.1.1
+// client of its own (src/mqttconverter/mqtt_codec.h, mqtt_transport.h) because no Debian
+// MQTT library lets the application choose when the PUBACK goes out (docs/mqtt.md).
 //
 // Every TopicMapping becomes a subscription. Each MQTT message becomes a Message with the
 // payload bytes, a generated id, publish_time = receive time, and the attributes
@@ -8,26 +10,26 @@
 // Overlapping filters make the broker send a message once per matching subscription; each
 // copy carries the first matching route.
 //
-// Delivery: Paho reads on its own thread and hands each message to a bounded channel; a full
-// channel blocks that thread, so the socket stops being read and the broker holds the rest
-// (backpressure). Paho C serves every client in a process from one receive thread, so a
-// blocked consumer stalls all Paho clients of the process (run one MqttConsumer per process),
-// and a stall longer than 1.5 x keep_alive lets the broker drop the connection, which is
-// then re-established. The connection is re-established automatically with exponential backoff
-// and every subscription is renewed on each (re)connect. With clean_session=false the broker
-// keeps QoS 1 messages that arrive while the consumer is away.
+// Delivery: one thread per consumer reads the socket and hands each message to a bounded
+// channel; a full channel blocks it, so the socket stops being read and the broker holds
+// the rest (backpressure). Keep-alive pings go out from another thread meanwhile. The
+// connection is re-made with exponential backoff and jitter, and every subscription is
+// renewed on each (re)connect.
 //
-// Ack/Nack and the PUBACK: the installed Paho (C 1.3.12, C++ 1.2.0) has no manual
-// acknowledgement; it sends the QoS 1 PUBACK when a message is received, before the
-// application sees it. So the broker's redelivery cannot back the pipeline's acks. What this
-// consumer does instead:
-//   Ack   marks the message done (counted).
-//   Nack  redelivers it locally: it goes back into the channel with delivery_attempt + 1,
-//         as a broker redelivery would, while the consumer runs. A message nacked after
-//         Stop() began, or not taken by the pipeline by the Stop deadline, can no longer be
-//         redelivered: it is logged at error level with its id and counted in
-//         stats().lost. A process crash loses the messages in the channel and in flight.
-// See docs/mqtt.md. Thread-safe.
+// Ack/Nack and the PUBACK (ack_mode kAfterPipelineAck, the default): the QoS 1 PUBACK (QoS 2:
+// PUBREC) is sent only when the pipeline acks the message, in arrival order as MQTT requires
+// (an acked message waits for the PUBACKs of earlier ones).
+//   Ack   releases the PUBACK (once every earlier message of the connection is acked too).
+//   Nack  redelivers locally while connected: the message goes back into the channel with
+//         delivery_attempt + 1 and its PUBACK stays withheld until it is acked.
+// A message whose PUBACK was not sent when the connection ends (Stop, crash, lost
+// connection) stays with the broker: with clean_session=false the broker redelivers it to
+// the next connection with the same client_id (DUP, delivery_attempt >= 2; counted in
+// stats().left_with_broker); with clean_session=true the broker drops it, and if it was
+// nacked or never processed it is logged and counted in stats().lost. Acks that arrive after
+// their connection ended are not sent on a new one. Stop() waits (until its deadline) for the
+// pipeline to settle what it has, so those PUBACKs still go out. kOnReceipt acknowledges on
+// arrival instead (at-most-once past that point). See docs/mqtt.md. Thread-safe.
 #pragma once
 
 #include <absl/status/statusor.h>
@@ -47,9 +49,14 @@ struct MqttConsumerStats {
   std::uint64_t acked = 0;
   std::uint64_t nacked = 0;
   std::uint64_t redelivered = 0;  // nacked messages put back into the channel
-  std::uint64_t lost = 0;         // could not be delivered or redelivered (logged)
-  std::uint64_t unrouted = 0;     // matched no mapping (delivered without route_name)
-  std::uint64_t connects = 0;     // successful connects, including reconnects
+  // Not processed and not coming back (logged): nacked or undeliverable after Stop() with a
+  // clean session, at QoS 0 or with ack_mode kOnReceipt.
+  std::uint64_t lost = 0;
+  std::uint64_t unrouted = 0;  // matched no mapping (delivered without route_name)
+  std::uint64_t connects = 0;  // successful connects, including reconnects
+  // QoS 1/2 messages whose PUBACK/PUBREC was never sent when their connection ended, with
+  // clean_session=false: the broker redelivers them to the next connection of this client id.
+  std::uint64_t left_with_broker = 0;
 };
 
 class MqttConsumer : public messagepipeline::MessageConsumer {

@@ -99,6 +99,7 @@ TEST(EnvTest, ReadsEveryVariable) {
                {"MQTT_CLIENT_KEY_FILE", "k.pem"},
                {"MQTT_INSECURE_SKIP_VERIFY", "true"},
                {"MQTT_CLEAN_SESSION", "false"},
+               {"MQTT_ACK_MODE", "receipt"},
                {"MQTT_TOPIC_MAPPINGS", "telemetry=devices/+/data@0; alerts=$share/g/alerts/#"}}));
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->broker_url, "ssl://broker.example:8883");
@@ -112,6 +113,7 @@ TEST(EnvTest, ReadsEveryVariable) {
   EXPECT_EQ(config->client_key_file, "k.pem");
   EXPECT_TRUE(config->insecure_skip_verify);
   EXPECT_FALSE(config->clean_session);
+  EXPECT_EQ(config->ack_mode, AckMode::kOnReceipt);
   ASSERT_EQ(config->topic_mappings.size(), 2u);
   EXPECT_EQ(config->topic_mappings[0].name, "telemetry");
   EXPECT_EQ(config->topic_mappings[0].topic, "devices/+/data");
@@ -145,6 +147,7 @@ TEST(EnvTest, ErrorsNameTheVariable) {
        "MQTT_CONNECT_TIMEOUT_SECONDS"},
       {{{"MQTT_TOPIC", "t"}, {"MQTT_INSECURE_SKIP_VERIFY", "maybe"}}, "MQTT_INSECURE_SKIP_VERIFY"},
       {{{"MQTT_TOPIC", "t"}, {"MQTT_CLEAN_SESSION", "2"}}, "MQTT_CLEAN_SESSION"},
+      {{{"MQTT_TOPIC", "t"}, {"MQTT_ACK_MODE", "later"}}, "MQTT_ACK_MODE"},
       {{{"MQTT_TOPIC", "t"}, {"MQTT_BROKER_URL", "localhost"}}, "MQTT_BROKER_URL"},
       {{{"MQTT_TOPIC", "t"}, {"MQTT_CLEAN_SESSION", "false"}}, "MQTT_CLIENT_ID"},
       {{{"MQTT_TOPIC_MAPPINGS", "justafilter"}}, "MQTT_TOPIC_MAPPINGS"},

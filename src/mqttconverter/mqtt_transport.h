@@ -1,0 +1,59 @@
+// Byte streams to an MQTT broker for MqttConsumer's own client: plain TCP (tcp://, mqtt://),
+// TLS over TCP with OpenSSL (ssl://, mqtts://) and WebSocket over either (ws://, wss://,
+// framing hand-written: see mqtt_codec.h).
+//
+// Thread-safety: one thread reads (Read), any thread may write (Write is serialised, and
+// the bytes of one call are never interleaved with another's), any thread may Shutdown.
+// With TLS a single SSL object serves both directions, so reads and writes take turns on
+// a mutex around non-blocking socket calls instead of blocking inside OpenSSL.
+#pragma once
+
+#include <absl/status/status.h>
+#include <absl/status/statusor.h>
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace dataflow::mqttconverter::internal {
+
+using Deadline = std::chrono::steady_clock::time_point;
+
+struct BrokerAddress {
+  std::string host;
+  int port = 0;
+  std::string path;  // WebSocket request path ("/mqtt" unless the URL names one)
+  bool tls = false;
+  bool websocket = false;
+};
+// tcp|mqtt|ssl|mqtts|ws|wss://host[:port][/path]; IPv6 hosts in brackets. Default ports
+// 1883, 8883, 80 and 443.
+absl::StatusOr<BrokerAddress> ParseBrokerUrl(std::string_view url);
+
+struct TlsOptions {
+  std::string ca_cert_file;  // empty: the system's default CA paths
+  std::string client_cert_file;
+  std::string client_key_file;
+  bool insecure_skip_verify = false;  // no certificate or host name check
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  // Reads between 1 and `size` bytes, waiting until `deadline` (time_point::max(): no
+  // limit). A closed connection is an error (Unavailable), never a 0-byte read.
+  virtual absl::StatusOr<std::size_t> Read(char* buf, std::size_t size, Deadline deadline) = 0;
+  // Writes all of `data` (blocks until written or the transport is shut down).
+  virtual absl::Status Write(std::string_view data) = 0;
+  // Wakes a blocked Read or Write and makes every later call fail.
+  virtual void Shutdown() = 0;
+};
+
+// Connects, and for TLS/WebSocket completes the handshakes, all before `deadline`. Errors
+// name the broker URL and what failed (refused, certificate verify failed, bad upgrade...).
+absl::StatusOr<std::unique_ptr<Transport>> Dial(std::string_view url, const TlsOptions& tls,
+                                                Deadline deadline);
+
+}  // namespace dataflow::mqttconverter::internal
