@@ -455,6 +455,26 @@ TEST(MqttConsumerTest, UnreachableBrokerFailsStart) {
   EXPECT_EQ((*consumer)->Start().code(), absl::StatusCode::kFailedPrecondition);
 }
 
+// A CONNACK refusal becomes an error that says who refused and why.
+TEST(MqttConsumerTest, RefusedConnectionIsAClearError) {
+  auto strict = dataflow::testing::MosquittoServer::Start(
+      {.extra_config = "allow_anonymous false\npassword_file /dev/null\n"});
+  ASSERT_TRUE(strict.ok()) << strict.status();
+  MQTTClientConfig config = ConfigFor({{.name = "x", .topic = "t"}});
+  config.broker_url = (*strict)->url();
+  config.username = "nobody";
+  config.password = "wrong";
+  auto consumer = MqttConsumer::Create(config);
+  ASSERT_TRUE(consumer.ok()) << consumer.status();
+  absl::Status started = (*consumer)->Start();
+  EXPECT_EQ(started.code(), absl::StatusCode::kUnavailable) << started;
+  EXPECT_THAT(std::string(started.message()),
+              HasSubstr("MQTT broker " + config.broker_url + " refused the connection: "));
+  EXPECT_THAT(
+      std::string(started.message()),
+      ::testing::AnyOf(HasSubstr("bad user name or password"), HasSubstr("not authorized")));
+}
+
 // The restart tests come last: they bounce the shared broker.
 TEST(MqttConsumerTest, ZReconnectsAndResubscribesAfterBrokerKilled) {
   const std::string topic = UniqueTopic("reconnect");
