@@ -1,5 +1,5 @@
 // The hand-written MQTT 3.1.1 and WebSocket codec: exact bytes out, and malformed input in
-// turned into errors, never a crash or an out-of-bounds read.
+// turned into errors, never a crash or an out-of-bounds read. Also broker URL parsing.
 #include "mqtt_codec.h"
 
 #include <gmock/gmock.h>
@@ -7,6 +7,8 @@
 
 #include <deque>
 #include <string>
+
+#include "mqtt_transport.h"
 
 namespace dataflow::mqttconverter::internal {
 namespace {
@@ -216,6 +218,36 @@ TEST(MqttCodecTest, MalformedWebSocketFrames) {
   ASSERT_TRUE(pong.ok());
   EXPECT_TRUE(*pong);
   EXPECT_EQ(h.opcode, WsOpcode::kPong);
+}
+
+TEST(BrokerUrlTest, SchemesPortsAndPaths) {
+  auto tcp = ParseBrokerUrl("tcp://broker");
+  ASSERT_TRUE(tcp.ok()) << tcp.status();
+  EXPECT_EQ(tcp->host, "broker");
+  EXPECT_EQ(tcp->port, 1883);
+  EXPECT_FALSE(tcp->tls);
+  EXPECT_FALSE(tcp->websocket);
+  auto mqtts = ParseBrokerUrl("mqtts://h:9999");
+  ASSERT_TRUE(mqtts.ok());
+  EXPECT_EQ(mqtts->port, 9999);
+  EXPECT_TRUE(mqtts->tls);
+  EXPECT_EQ(ParseBrokerUrl("ssl://h")->port, 8883);
+  auto ws = ParseBrokerUrl("ws://h");
+  ASSERT_TRUE(ws.ok());
+  EXPECT_EQ(ws->port, 80);
+  EXPECT_EQ(ws->path, "/mqtt");
+  EXPECT_TRUE(ws->websocket);
+  auto wss = ParseBrokerUrl("wss://[::1]:8443/custom/path");
+  ASSERT_TRUE(wss.ok()) << wss.status();
+  EXPECT_EQ(wss->host, "::1");
+  EXPECT_EQ(wss->port, 8443);
+  EXPECT_EQ(wss->path, "/custom/path");
+  EXPECT_TRUE(wss->tls && wss->websocket);
+  for (const char* bad : {"broker:1883", "http://h", "tcp://:1883", "tcp://h:0", "tcp://h:70000",
+                          "tcp://h:x", "tcp://[::1", "tcp://[::1]x"}) {
+    auto r = ParseBrokerUrl(bad);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
 }
 
 }  // namespace
