@@ -23,18 +23,22 @@ int main(int argc, char** argv) {
   long count = 100000;
   int qos = 1;
   bool subscribe_only = false;
+  bool persistent = false;
   app.add_option("--broker", broker);
   app.add_option("--topic", topic)->required();
   app.add_option("--client-id", client_id);
   app.add_option("--count", count)->check(CLI::PositiveNumber);
   app.add_option("--qos", qos)->check(CLI::Range(0, 2));
   app.add_flag("--subscribe-only", subscribe_only, "Create the session and exit");
+  app.add_flag("--persistent", persistent,
+               "clean_session=false: drain what the broker queued for --client-id");
   CLI11_PARSE(app, argc, argv);
 
   auto consumer = MqttConsumer::Create(
       MQTTClientConfig{.broker_url = broker,
                        .client_id = client_id,
                        .topic_mappings = {{.name = "bench", .topic = topic, .qos = qos}},
+                       .clean_session = !persistent,
                        .channel_capacity = 10000});
   if (!consumer.ok()) {
     std::fprintf(stderr, "%s\n", consumer.status().ToString().c_str());

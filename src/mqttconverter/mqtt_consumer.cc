@@ -310,8 +310,8 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
       state_ = State::kStopped;
     }
     stopping_.store(true);
+    channel_.Close();  // first: a reader blocked on the full channel must return to be joined
     StopThreads();
-    channel_.Close();
     done_promise_.set_value(status);
     return status;
   }
@@ -338,15 +338,13 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
     {
       std::lock_guard lock(mu_);
       if (first_result_.has_value()) return;
+      if (s.ok()) subscribed_.store(true);
       first_result_ = std::move(s);
     }
     first_cv_.notify_all();
   }
 
-  bool Subscribed() {
-    std::lock_guard lock(mu_);
-    return first_result_.has_value() && first_result_->ok();
-  }
+  bool Subscribed() const { return subscribed_.load(std::memory_order_relaxed); }
 
   // Connects, reads until the connection ends, reconnects with backoff; until Stop. A
   // failure before the first SUBACK ends it (Start reports the error).
@@ -560,6 +558,9 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
   }
 
   void OnPublish(const std::shared_ptr<Connection>& conn, const mi::Publish& publish) {
+    // A persistent session may stream its queue before the SUBACK; Start() must not wait for
+    // a SUBACK stuck behind a full channel that only the started pipeline drains.
+    if (!Subscribed()) ReportFirst(absl::OkStatus());
     auto d = std::make_shared<Delivery>();
     d->data.id = RandomHex(rng_, 2);
     d->data.payload.assign(publish.payload);
@@ -659,6 +660,7 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
   std::condition_variable first_cv_;
   State state_ = State::kIdle;
   std::optional<absl::Status> first_result_;  // the first SUBACK, or why there was none
+  std::atomic<bool> subscribed_{false};       // first_result_ is OK
   std::atomic<bool> stopping_{false};
   std::vector<mi::TopicFilter> filters_;
   std::mt19937_64 rng_;  // used on the runner (reader) thread only

@@ -65,8 +65,10 @@ class MqttConsumer : public messagepipeline::MessageConsumer {
   static absl::StatusOr<std::unique_ptr<MqttConsumer>> Create(MQTTClientConfig config);
   ~MqttConsumer() override;
 
-  // Connects (waiting up to connect_timeout) and subscribes to every mapping. A refused or
-  // unreachable broker is an error (Unavailable); later connection losses are retried.
+  // Connects (waiting up to connect_timeout) and subscribes to every mapping; returns at the
+  // SUBACK, or at the first message if a persistent session's backlog comes before it (a
+  // refusal in that SUBACK is then only logged). A refused or unreachable broker is an error
+  // (Unavailable), a refused subscription PermissionDenied; later losses are retried.
   absl::Status Start() override;
   absl::Status Stop(messagepipeline::Deadline deadline) override;
   messagepipeline::BoundedQueue<messagepipeline::Message>& Messages() override;

@@ -389,6 +389,27 @@ TEST(MqttConsumerTest, FullChannelStopsReading) {
   StopConsumer(*consumer);
 }
 
+// A persistent session's backlog arrives right after CONNACK, possibly before the SUBACK;
+// Start() must not wait for a SUBACK stuck behind a channel only the pipeline can drain.
+TEST(MqttConsumerTest, StartsWhileASessionBacklogFillsTheChannel) {
+  MQTTClientConfig config = PersistentConfig(UniqueTopic("backlog"));
+  config.channel_capacity = 2;
+  {
+    auto first = StartConsumer(config);  // creates the session and its subscription
+    ASSERT_NE(first, nullptr);
+    StopConsumer(*first);
+  }
+  std::vector<std::string> lines;
+  for (int i = 0; i < 20; ++i) lines.push_back("b" + std::to_string(i));
+  TestPublisher().PublishLines(config.topic_mappings[0].topic, lines);
+  auto second = StartConsumer(config);
+  ASSERT_NE(second, nullptr);
+  auto got = PopN(second->Messages(), lines.size());
+  EXPECT_EQ(Payloads(got), lines);
+  for (Message& m : got) m.Ack();
+  StopConsumer(*second);
+}
+
 TEST(MqttConsumerTest, SharedSubscriptionSplitsTheStream) {
   const std::string topic = UniqueTopic("shared");
   const std::string filter = "$share/ingest/" + topic;
