@@ -2,12 +2,18 @@
 #include "dataflow/mqttconverter/mqtt_consumer.h"
 
 #include <absl/strings/str_cat.h>
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <functional>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "mqtt_test_util.h"
 
@@ -494,6 +500,137 @@ TEST(MqttConsumerTest, RefusedConnectionIsAClearError) {
   EXPECT_THAT(
       std::string(started.message()),
       ::testing::AnyOf(HasSubstr("bad user name or password"), HasSubstr("not authorized")));
+}
+
+// Speaks just enough MQTT, on a loopback socket, to accept one client, answer its CONNECT
+// and SUBSCRIBE, push QoS 0 messages and watch what the client sends back. A real Mosquitto
+// tolerates a silent client far longer than 1.5 x keep-alive, so it cannot show whether the
+// client keeps pinging while its reader is blocked; this can.
+class ScriptedBroker {
+ public:
+  ScriptedBroker() {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+        ::listen(listen_fd_, 1) == 0 &&
+        ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      port_ = ntohs(addr.sin_port);
+    }
+  }
+  ~ScriptedBroker() {
+    if (client_fd_ >= 0) ::close(client_fd_);
+    if (listen_fd_ >= 0) ::close(listen_fd_);
+  }
+  [[nodiscard]] std::string url() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+
+  // Accepts the client and completes CONNECT/CONNACK and SUBSCRIBE/SUBACK (QoS 0 granted).
+  bool Handshake() {
+    client_fd_ = ::accept(listen_fd_, nullptr, nullptr);
+    if (client_fd_ < 0) return false;
+    std::uint8_t type = 0;
+    std::string body;
+    if (!ReadPacket(type, body, std::chrono::seconds(5)) || type >> 4 != 1) return false;
+    if (!Send(std::string("\x20\x02\x00\x00", 4))) return false;
+    if (!ReadPacket(type, body, std::chrono::seconds(5)) || type >> 4 != 8 || body.size() < 2) {
+      return false;
+    }
+    return Send(std::string("\x90\x03", 2) + body.substr(0, 2) + std::string(1, '\0'));
+  }
+  bool SendPublish(const std::string& topic, const std::string& payload) {
+    std::string packet = "\x30";
+    const std::size_t remaining = 2 + topic.size() + payload.size();  // < 128: one byte
+    packet += static_cast<char>(remaining);
+    packet += static_cast<char>(topic.size() >> 8);
+    packet += static_cast<char>(topic.size() & 0xff);
+    return Send(packet + topic + payload);
+  }
+  // Reads what the client sends for `window`: the number of PINGREQs, or -1 if the client
+  // sent anything else or closed the connection.
+  int CountPingreqs(std::chrono::milliseconds window) {
+    const auto end = std::chrono::steady_clock::now() + window;
+    int pings = 0;
+    while (std::chrono::steady_clock::now() < end) {
+      std::uint8_t type = 0;
+      std::string body;
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          end - std::chrono::steady_clock::now());
+      if (!ReadPacket(type, body, left)) return eof_ ? -1 : pings;
+      if (type != 0xC0) return -1;
+      ++pings;
+    }
+    return pings;
+  }
+
+ private:
+  bool Send(const std::string& bytes) {
+    return ::send(client_fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+           static_cast<ssize_t>(bytes.size());
+  }
+  bool ReadByte(std::uint8_t& b, std::chrono::steady_clock::time_point deadline) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd p{.fd = client_fd_, .events = POLLIN, .revents = 0};
+    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) != 1) return false;
+    if (::recv(client_fd_, &b, 1, 0) != 1) {
+      eof_ = true;
+      return false;
+    }
+    return true;
+  }
+  bool ReadPacket(std::uint8_t& type, std::string& body, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    if (!ReadByte(type, deadline)) return false;
+    std::size_t remaining = 0;
+    for (int shift = 0;; shift += 7) {
+      std::uint8_t b = 0;
+      if (shift > 21 || !ReadByte(b, deadline)) return false;
+      remaining |= static_cast<std::size_t>(b & 0x7f) << shift;
+      if ((b & 0x80) == 0) break;
+    }
+    body.clear();
+    for (std::size_t i = 0; i < remaining; ++i) {
+      std::uint8_t b = 0;
+      if (!ReadByte(b, deadline)) return false;
+      body.push_back(static_cast<char>(b));
+    }
+    return true;
+  }
+
+  int listen_fd_ = -1;
+  int client_fd_ = -1;
+  int port_ = 0;
+  bool eof_ = false;
+};
+
+TEST(MqttConsumerTest, KeepAlivePingsGoOutWhileTheReaderIsBlockedOnAFullChannel) {
+  ScriptedBroker broker;
+  MQTTClientConfig config{.broker_url = broker.url(),
+                          .keep_alive = std::chrono::seconds(1),
+                          .connect_timeout = std::chrono::seconds(5),
+                          .topic_mappings = {{.name = "p", .topic = "ping/#", .qos = 0}},
+                          .channel_capacity = 1};
+  auto consumer = MqttConsumer::Create(config);
+  ASSERT_TRUE(consumer.ok()) << consumer.status();
+  bool handshake = false;
+  std::thread broker_side([&] { handshake = broker.Handshake(); });
+  const absl::Status started = (*consumer)->Start();
+  broker_side.join();
+  ASSERT_TRUE(handshake);
+  ASSERT_TRUE(started.ok()) << started;
+  // Nobody pops: the first message fills the channel and the reader blocks on the second.
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(broker.SendPublish("ping/a", "m" + std::to_string(i)));
+  ASSERT_TRUE(dataflow::testing::WaitFor([&] { return (*consumer)->Messages().size() == 1; },
+                                         std::chrono::seconds(5)));
+  // keep_alive 1 s: a ping whenever nothing was written for 0.5 s, and no reconnect although
+  // the reader, blocked, cannot see the PINGRESPs this broker never sends.
+  EXPECT_GE(broker.CountPingreqs(std::chrono::milliseconds(3000)), 3);
+  EXPECT_TRUE((*consumer)->IsConnected());
+  EXPECT_EQ((*consumer)->stats().connects, 1u);
+  for (Message& m : PopN((*consumer)->Messages(), 3, std::chrono::seconds(5))) m.Ack();
+  StopConsumer(**consumer, std::chrono::seconds(2));
 }
 
 // The restart tests come last: they bounce the shared broker.
