@@ -456,7 +456,7 @@ class ProtoService {
         addr_(std::move(addr)),
         lru_(lru),
         stats_(stats),
-        pool_("proto", std::move(consumer), workers, &counters_) {}
+        pool_("proto", std::move(consumer), workers, &policy_) {}
 
   absl::Status Start() {
     return pool_.Start({.handle_batch = [this](std::span<mp::Message> b) { HandleBatch(b); }});
@@ -548,8 +548,10 @@ class ProtoService {
   ProtoStats* const stats_;
   const KeyExtractor<std::string> extract_ = JsonPayloadKey("deviceId");
   const Applier<Device> apply_ = JsonApplier<Device>();
-  mp::ServiceCounters counters_;  // the pool counts the messages it nacks itself
-  mp::WorkerPool pool_;           // last: its threads use everything above
+  mp::ServiceCounters counters_;
+  // The pool nacks and counts what it cannot hand to HandleBatch through this.
+  mp::DeliveryPolicy policy_{mp::DeliveryPolicyOptions{.source = "proto"}, &counters_};
+  mp::WorkerPool pool_;  // last: its threads use everything above
 };
 
 template <bool kMget>

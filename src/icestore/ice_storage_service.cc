@@ -26,7 +26,7 @@ struct IceStorageService::Impl {
         policy(std::move(policy_options), &counters),
         // Room for a few batches so workers keep encoding while the batcher hands off.
         items(options.batcher.batch_size * 4),
-        pool(options.name, std::move(consumer), options.num_workers, &counters) {}
+        pool(options.name, std::move(consumer), options.num_workers, &policy) {}
 
   // Worker side: transform, sanitise the key, encode the line (in parallel, off the
   // batcher thread), and hand the batch over in one go.

@@ -82,6 +82,11 @@ void DeliveryPolicy::Nack(Message& message) {
   counters_->nacked.fetch_add(1, std::memory_order_relaxed);
 }
 
+void DeliveryPolicy::NackUnhandled(Message& message) {
+  counters_->received.fetch_add(1, std::memory_order_relaxed);
+  Nack(message);
+}
+
 void DeliveryPolicy::DeadLetter(Message& message, const absl::Status& reason) {
   absl::Status sent = options_.dead_letter
                           ? options_.dead_letter->Send(message, reason, options_.source)
@@ -99,11 +104,11 @@ void DeliveryPolicy::DeadLetter(Message& message, const absl::Status& reason) {
 }
 
 WorkerPool::WorkerPool(std::string name, std::shared_ptr<MessageConsumer> consumer, int num_workers,
-                       ServiceCounters* counters)
+                       DeliveryPolicy* policy)
     : name_(std::move(name)),
       consumer_(std::move(consumer)),
       num_workers_(num_workers),
-      counters_(counters) {}
+      policy_(policy) {}
 
 WorkerPool::~WorkerPool() {
   if (running()) {

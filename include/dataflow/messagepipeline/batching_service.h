@@ -86,7 +86,7 @@ class BatchingService {
         // Room for a few batches, so workers keep transforming while the batcher runs the
         // processor (measured: 2x capacity left the service at 0.6 of the queue baseline).
         items_(options_.batch_size * 4),
-        pool_(options_.name, std::move(consumer), options_.num_workers, &counters_) {}
+        pool_(options_.name, std::move(consumer), options_.num_workers, &policy_) {}
 
   // Transforms a popped batch and hands the results to the batcher in one go: one lock
   // round trip per batch instead of per message.

@@ -99,6 +99,9 @@ class DeliveryPolicy {
   void Fail(Message& message, const absl::Status& error, FailureStage stage);
   // Nacks without counting an error (shutdown past its deadline, a failed batch).
   void Nack(Message& message);
+  // Nacks a message no handler saw (the stop deadline passed first): counts it as received
+  // too, so every received message ends in one outcome.
+  void NackUnhandled(Message& message);
 
   [[nodiscard]] const std::string& source() const { return options_.source; }
 
@@ -148,9 +151,9 @@ class WorkerPool {
     std::function<void()> on_workers_done;  // optional
   };
 
-  // `counters` (the service's) also count the messages ForEach nacks itself.
+  // `policy` (the service's) settles and counts the messages ForEach nacks itself.
   WorkerPool(std::string name, std::shared_ptr<MessageConsumer> consumer, int num_workers,
-             ServiceCounters* counters);
+             DeliveryPolicy* policy);
   ~WorkerPool();
 
   absl::Status Start(Hooks hooks);
@@ -164,9 +167,7 @@ class WorkerPool {
   void ForEach(std::span<Message> batch, Fn&& fn) {
     for (Message& message : batch) {
       if (aborting()) {
-        // Never reached the handler, which counts a message as received.
-        counters_->received.fetch_add(1, std::memory_order_relaxed);
-        NackUncounted(message);
+        policy_->NackUnhandled(message);
         CountAbortNacks(1);
         continue;
       }
@@ -174,7 +175,7 @@ class WorkerPool {
         fn(message);
       } catch (const std::exception& e) {
         LogHandlerException(message, e.what());
-        if (!message.settled()) NackUncounted(message);
+        if (!message.settled()) policy_->Nack(message);
       }
     }
   }
@@ -187,16 +188,12 @@ class WorkerPool {
  private:
   void WorkerLoop();
   void LogHandlerException(const Message& message, const char* what) const;
-  void NackUncounted(Message& message) {
-    message.Nack();
-    counters_->nacked.fetch_add(1, std::memory_order_relaxed);
-  }
   void ThreadFinished();
 
   const std::string name_;
   const std::shared_ptr<MessageConsumer> consumer_;
   const int num_workers_;
-  ServiceCounters* const counters_;
+  DeliveryPolicy* const policy_;
   Hooks hooks_;
 
   mutable std::mutex mu_;

@@ -102,7 +102,7 @@ class StreamingService {
         processor_(std::move(processor)),
         async_processor_(std::move(async_processor)),
         policy_(std::move(policy), &counters_),
-        pool_(options_.name, std::move(consumer), options_.num_workers, &counters_) {
+        pool_(options_.name, std::move(consumer), options_.num_workers, &policy_) {
     if (async_processor_) {
       settler_ = std::make_unique<InFlightSettler>(options_.max_in_flight, &policy_, &pool_);
     }
