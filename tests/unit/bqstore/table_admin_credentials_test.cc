@@ -29,6 +29,16 @@ constexpr char kEmail[] = "loader@test-project.iam.gserviceaccount.com";
 class TableAdminCredentialsTest : public ::testing::Test {
  protected:
   void UseServiceAccount() { env_.UseServiceAccount(oauth_, kEmail); }
+  // A TableAdmin for the stand-in whose tokens come from Application Default Credentials.
+  std::unique_ptr<TableAdmin> AdminWithDefaultCredentials() {
+    auto provider = gcp::MakeDefaultAccessTokenProvider();
+    EXPECT_TRUE(provider.ok()) << provider.status();
+    if (!provider.ok()) return nullptr;
+    auto admin = TableAdmin::Create(
+        {.project_id = "p", .endpoint = bq_.endpoint(), .token_provider = *provider});
+    EXPECT_TRUE(admin.ok()) << admin.status();
+    return admin.ok() ? *std::move(admin) : nullptr;
+  }
 
   NoAmbientCredentials env_{{"BIGQUERY_EMULATOR_HOST"}};
   FakeOAuthServer oauth_;
@@ -40,30 +50,24 @@ class TableAdminCredentialsTest : public ::testing::Test {
 
 TEST_F(TableAdminCredentialsTest, DefaultProviderTokenIsSentAsBearer) {
   UseServiceAccount();
-  auto provider = gcp::MakeDefaultAccessTokenProvider();
-  ASSERT_TRUE(provider.ok()) << provider.status();
-  auto admin = TableAdmin::Create(
-      {.project_id = "p", .endpoint = bq_.endpoint(), .token_provider = *provider});
-  ASSERT_TRUE(admin.ok()) << admin.status();
-  ASSERT_TRUE((*admin)->GetTableSchema("d", "t").ok());
-  ASSERT_TRUE((*admin)->GetTableSchema("d", "t").ok());
+  auto admin = AdminWithDefaultCredentials();
+  ASSERT_NE(admin, nullptr);
+  ASSERT_TRUE(admin->GetTableSchema("d", "t").ok());
+  ASSERT_TRUE(admin->GetTableSchema("d", "t").ok());
   EXPECT_THAT(bq_.authorizations(), ElementsAre("Bearer sa-token-1", "Bearer sa-token-1"));
   EXPECT_EQ(oauth_.token_requests, 1);
 }
 
 TEST_F(TableAdminCredentialsTest, TokenFailureFailsTheCallWithTheEndpointsError) {
   UseServiceAccount();
-  auto provider = gcp::MakeDefaultAccessTokenProvider();
-  ASSERT_TRUE(provider.ok()) << provider.status();
-  auto admin = TableAdmin::Create(
-      {.project_id = "p", .endpoint = bq_.endpoint(), .token_provider = *provider});
-  ASSERT_TRUE(admin.ok()) << admin.status();
+  auto admin = AdminWithDefaultCredentials();
+  ASSERT_NE(admin, nullptr);
   oauth_.fail_next = 1;
-  auto schema = (*admin)->GetTableSchema("d", "t");
+  auto schema = admin->GetTableSchema("d", "t");
   EXPECT_EQ(schema.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(schema.status().message()), HasSubstr("temporarily_unavailable"));
   EXPECT_TRUE(bq_.authorizations().empty());  // nothing sent without a token
-  EXPECT_TRUE((*admin)->GetTableSchema("d", "t").ok());
+  EXPECT_TRUE(admin->GetTableSchema("d", "t").ok());
 }
 
 TEST_F(TableAdminCredentialsTest, FixedAccessTokenStillWins) {
