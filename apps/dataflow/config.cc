@@ -251,7 +251,8 @@ void ReadTopicSink(Reader& r, const YAML::Node& parent, const std::string& path,
 void ReadIngestion(Reader& r, const YAML::Node& node, const std::string& path,
                    IngestionConfig& out) {
   if (!r.Map(node, path,
-             {"mqtt", "sink", "routes", "default_topic", "dead_letter_topic", "workers"}))
+             {"mqtt", "sink", "routes", "default_topic", "dead_letter_topic", "workers",
+              "max_delivery_attempts"}))
     return;
   const YAML::Node mqtt = node["mqtt"];
   const std::string m = Join(path, "mqtt");
@@ -326,6 +327,7 @@ void ReadIngestion(Reader& r, const YAML::Node& node, const std::string& path,
   }
   r.String(node, "default_topic", path, out.default_topic);
   r.String(node, "dead_letter_topic", path, out.dead_letter_topic);
+  r.Integer(node, "max_delivery_attempts", path, out.max_delivery_attempts, 1, 1000);
   r.Integer(node, "workers", path, out.workers, 1, kMaxWorkers);
 }
 
@@ -388,7 +390,7 @@ void ReadEnrichment(Reader& r, const YAML::Node& node, const std::string& path,
                     EnrichmentConfig& out) {
   if (!r.Map(node, path,
              {"source", "sink", "topic", "key", "cache", "on_not_found", "on_error",
-              "location_attribute", "dead_letter_topic", "workers"})) {
+              "location_attribute", "dead_letter_topic", "workers", "max_delivery_attempts"})) {
     return;
   }
   ReadSource(r, node, path, out.source);
@@ -410,13 +412,14 @@ void ReadEnrichment(Reader& r, const YAML::Node& node, const std::string& path,
   r.Policy(node, "on_error", path, out.on_error);
   r.String(node, "location_attribute", path, out.location_attribute);
   r.String(node, "dead_letter_topic", path, out.dead_letter_topic);
+  r.Integer(node, "max_delivery_attempts", path, out.max_delivery_attempts, 1, 1000);
   r.Integer(node, "workers", path, out.workers, 1, kMaxWorkers);
 }
 
 void ReadBigQuery(Reader& r, const YAML::Node& node, const std::string& path, BigQueryConfig& out) {
   if (!r.Map(node, path,
              {"source", "batch_size", "flush_interval", "table", "sqlite", "dead_letter_topic",
-              "workers"})) {
+              "workers", "max_delivery_attempts"})) {
     return;
   }
   ReadSource(r, node, path, out.source);
@@ -424,6 +427,7 @@ void ReadBigQuery(Reader& r, const YAML::Node& node, const std::string& path, Bi
   r.Dur(node, "flush_interval", path, out.flush_interval);
   r.Integer(node, "workers", path, out.workers, 1, kMaxWorkers);
   r.String(node, "dead_letter_topic", path, out.dead_letter_topic);
+  r.Integer(node, "max_delivery_attempts", path, out.max_delivery_attempts, 1, 1000);
   if (const YAML::Node t = node["table"]) {
     const std::string p = Join(path, "table");
     out.bigquery.emplace();
@@ -455,7 +459,7 @@ void ReadBigQuery(Reader& r, const YAML::Node& node, const std::string& path, Bi
 void ReadIceStore(Reader& r, const YAML::Node& node, const std::string& path, IceStoreConfig& out) {
   if (!r.Map(node, path,
              {"source", "batch_size", "flush_interval", "gcs", "local", "dead_letter_topic",
-              "workers"})) {
+              "workers", "max_delivery_attempts"})) {
     return;
   }
   ReadSource(r, node, path, out.source);
@@ -463,6 +467,7 @@ void ReadIceStore(Reader& r, const YAML::Node& node, const std::string& path, Ic
   r.Dur(node, "flush_interval", path, out.flush_interval);
   r.Integer(node, "workers", path, out.workers, 1, kMaxWorkers);
   r.String(node, "dead_letter_topic", path, out.dead_letter_topic);
+  r.Integer(node, "max_delivery_attempts", path, out.max_delivery_attempts, 1, 1000);
   if (const YAML::Node g = node["gcs"]) {
     const std::string p = Join(path, "gcs");
     out.gcs.emplace();
@@ -516,12 +521,23 @@ void ReadService(Reader& r, const YAML::Node& node, const std::string& path, Ser
 void CheckWiring(const ProgramConfig& c, Errors& errors) {
   std::set<std::string> topics(c.in_process_topics.begin(), c.in_process_topics.end());
   std::set<std::string> subscriptions;
+  std::set<std::string> subscribed_topics;
   for (std::size_t i = 0; i < c.in_process_subscriptions.size(); ++i) {
     const auto& [name, topic] = c.in_process_subscriptions[i];
     subscriptions.insert(name);
+    subscribed_topics.insert(topic);
     if (!topics.contains(topic)) {
       errors.push_back({Index("in_process.subscriptions", i) + ".topic",
                         "unknown in-process topic \"" + topic + "\""});
+    }
+  }
+  // An in-process publish completes when every subscription acked it; with none, a message
+  // published there would be lost (the broker refuses the publish).
+  for (std::size_t i = 0; i < c.in_process_topics.size(); ++i) {
+    if (!subscribed_topics.contains(c.in_process_topics[i])) {
+      errors.push_back({Index("in_process.topics", i),
+                        "topic \"" + c.in_process_topics[i] +
+                            "\" has no subscription: messages published to it would be lost"});
     }
   }
   std::set<std::string> names;
@@ -742,6 +758,21 @@ ConfigLoadResult ParseConfig(const std::string& yaml_text,
       }
     }
     if (errors.empty()) CheckWiring(c, errors);
+    if (errors.empty()) {
+      for (std::size_t i = 0; i < c.services.size(); ++i) {
+        std::visit(
+            [&](const auto& spec) {
+              if (spec.dead_letter_topic.empty()) {
+                result.warnings.push_back(
+                    {Index("services", i) + "." + c.services[i].kind() + ".dead_letter_topic",
+                     "not set: a message that fails permanently or " +
+                         std::to_string(spec.max_delivery_attempts) +
+                         " times is logged, counted as dropped and acked (lost)"});
+              }
+            },
+            c.services[i].spec);
+      }
+    }
   } catch (const YAML::Exception& e) {
     // yaml-cpp reports type mismatches (e.g. a key that is not a string) by throwing.
     errors.push_back({"line " + std::to_string(e.mark.line + 1), e.msg});

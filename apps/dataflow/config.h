@@ -23,6 +23,7 @@
 
 #include "dataflow/cache/redis_stub.h"
 #include "dataflow/enrichment/enricher.h"
+#include "dataflow/messagepipeline/service_core.h"
 #include "dataflow/mqttconverter/mqtt_config.h"
 
 namespace dataflow::app {
@@ -53,9 +54,12 @@ struct IngestionConfig {
   TopicSinkConfig sink;
   std::vector<std::pair<std::string, std::string>> routes;  // route name → topic
   std::string default_topic;  // for unmapped routes; empty: they are rejected
-  // Poison messages are parked here (same transport as the service's input); empty: nacked.
+  // Messages that can never succeed are parked here (same transport as the service's input);
+  // empty: they are logged, counted as dropped and acked.
   std::string dead_letter_topic;
   int workers = 5;
+  // Deliveries before a message is given up on (dead-lettered, or dropped without a topic).
+  int max_delivery_attempts = messagepipeline::kDefaultMaxDeliveryAttempts;
 };
 
 struct CacheChainConfig {
@@ -84,9 +88,12 @@ struct EnrichmentConfig {
   enrichment::FailurePolicy on_not_found = enrichment::FailurePolicy::kPassUnenriched;
   enrichment::FailurePolicy on_error = enrichment::FailurePolicy::kNack;
   std::string location_attribute = "location";  // copied from the metadata; empty: not set
-  // Poison messages are parked here (same transport as the service's input); empty: nacked.
+  // Messages that can never succeed are parked here (same transport as the service's input);
+  // empty: they are logged, counted as dropped and acked.
   std::string dead_letter_topic;
   int workers = 5;
+  // Deliveries before a message is given up on (dead-lettered, or dropped without a topic).
+  int max_delivery_attempts = messagepipeline::kDefaultMaxDeliveryAttempts;
 };
 
 struct BigQueryConfig {
@@ -110,9 +117,12 @@ struct BigQueryConfig {
   };
   std::optional<Table> bigquery;
   std::optional<Sqlite> sqlite;  // one of the two
-  // Poison messages are parked here (same transport as the service's input); empty: nacked.
+  // Messages that can never succeed are parked here (same transport as the service's input);
+  // empty: they are logged, counted as dropped and acked.
   std::string dead_letter_topic;
   int workers = 5;
+  // Deliveries before a message is given up on (dead-lettered, or dropped without a topic).
+  int max_delivery_attempts = messagepipeline::kDefaultMaxDeliveryAttempts;
 };
 
 struct IceStoreConfig {
@@ -129,9 +139,12 @@ struct IceStoreConfig {
   };
   std::optional<Gcs> gcs;
   std::optional<Local> local;  // one of the two
-  // Poison messages are parked here (same transport as the service's input); empty: nacked.
+  // Messages that can never succeed are parked here (same transport as the service's input);
+  // empty: they are logged, counted as dropped and acked.
   std::string dead_letter_topic;
   int workers = 5;
+  // Deliveries before a message is given up on (dead-lettered, or dropped without a topic).
+  int max_delivery_attempts = messagepipeline::kDefaultMaxDeliveryAttempts;
 };
 
 struct ServiceConfig {
@@ -173,6 +186,8 @@ std::vector<std::pair<std::string, std::string>> EnvironmentVariables();
 struct ConfigLoadResult {
   ProgramConfig config;
   std::vector<ConfigError> errors;  // empty: the config is valid
+  // Valid but risky (a service that drops what it cannot process); printed by validate/run.
+  std::vector<ConfigError> warnings;
   [[nodiscard]] bool ok() const { return errors.empty(); }
 };
 

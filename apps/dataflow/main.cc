@@ -21,6 +21,8 @@ std::optional<dataflow::app::ProgramConfig> LoadOrReport(const std::string& path
   auto loaded = dataflow::app::LoadConfigFile(path);
   for (const auto& e : loaded.errors)
     std::fprintf(stderr, "%s: %s\n", path.c_str(), e.ToString().c_str());
+  for (const auto& w : loaded.warnings)
+    std::fprintf(stderr, "%s: warning: %s\n", path.c_str(), w.ToString().c_str());
   if (!loaded.ok()) {
     std::fprintf(stderr, "%s: %zu error(s)\n", path.c_str(), loaded.errors.size());
     return std::nullopt;

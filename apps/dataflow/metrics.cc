@@ -313,8 +313,8 @@ void WriteServiceMetrics(PrometheusText& out, std::string_view service,
   out.Counter("dataflow_messages_received_total",
               "Messages the service took from its consumer's channel.", labels, m.received);
   out.Counter("dataflow_messages_acked_total",
-              "Messages the service acked: processed + skipped + dead_lettered.", labels,
-              m.processed + m.skipped + m.dead_lettered);
+              "Messages the service acked: processed + skipped + dead_lettered + dropped.", labels,
+              m.processed + m.skipped + m.dead_lettered + m.dropped);
   out.Counter("dataflow_messages_processed_total",
               "Messages the sink confirmed and the service acked.", labels, m.processed);
   out.Counter("dataflow_messages_skipped_total",
@@ -322,6 +322,9 @@ void WriteServiceMetrics(PrometheusText& out, std::string_view service,
               m.skipped);
   out.Counter("dataflow_messages_dead_lettered_total",
               "Messages parked in the dead-letter sink (and acked).", labels, m.dead_lettered);
+  out.Counter("dataflow_messages_dropped_total",
+              "Messages given up on without a dead-letter topic (logged and acked).", labels,
+              m.dropped);
   out.Counter("dataflow_messages_nacked_total", "Messages the service nacked for redelivery.",
               labels, m.nacked);
   out.Counter("dataflow_transform_errors_total",

@@ -197,7 +197,7 @@ struct Pipeline::Impl {
     auto producer = Producer(project);
     if (!producer.ok()) return producer.status();
     service.stop_after.push_back([p = *producer](mp::Deadline d) { return p->Stop(d); });
-    return Timed(TimedPubsubOptions(*producer, service.publish_latency));
+    return Timed({.publisher = *producer, .histogram = service.publish_latency});
 #else
     (void)project_override;
     (void)topics;
@@ -292,7 +292,8 @@ struct Pipeline::Impl {
         .unmapped = c.default_topic.empty() ? mqttconverter::UnmappedRoutePolicy::kReject
                                             : mqttconverter::UnmappedRoutePolicy::kDefaultTopic,
         .default_topic = c.default_topic,
-        .num_workers = c.workers};
+        .num_workers = c.workers,
+        .max_delivery_attempts = c.max_delivery_attempts};
     for (const auto& [route, topic] : c.routes) {
       options.route_topics[route] = topic;
       topics.push_back(topic);
@@ -346,8 +347,11 @@ struct Pipeline::Impl {
     if (!consumer.ok()) return Annotate(consumer.status(), "source");
     svc.consumer = *consumer;
     auto service = enrichment::EnrichmentService::CreateAsync(
-        {.name = name, .num_workers = c.workers, .dead_letter = *dead}, svc.consumer, *enricher,
-        mp::PublishEnvelope(*publisher, c.topic));
+        {.name = name,
+         .num_workers = c.workers,
+         .dead_letter = *dead,
+         .max_delivery_attempts = c.max_delivery_attempts},
+        svc.consumer, *enricher, mp::PublishEnvelope(*publisher, c.topic));
     if (!service.ok()) return service.status();
     std::shared_ptr<enrichment::EnrichmentService> s = *std::move(service);
     svc.start = [s] { return s->Start(); };
@@ -406,12 +410,14 @@ struct Pipeline::Impl {
     auto consumer = Consumer(c.source);
     if (!consumer.ok()) return Annotate(consumer.status(), "source");
     svc.consumer = *consumer;
-    auto service = bqstore::NewBigQueryService<Reading>({.name = name,
-                                                         .num_workers = c.workers,
-                                                         .batch_size = c.batch_size,
-                                                         .flush_interval = c.flush_interval,
-                                                         .dead_letter = *dead},
-                                                        svc.consumer, ToReading, *inserter);
+    auto service =
+        bqstore::NewBigQueryService<Reading>({.name = name,
+                                              .num_workers = c.workers,
+                                              .batch_size = c.batch_size,
+                                              .flush_interval = c.flush_interval,
+                                              .dead_letter = *dead,
+                                              .max_delivery_attempts = c.max_delivery_attempts},
+                                             svc.consumer, ToReading, *inserter);
     if (!service.ok()) return service.status();
     std::shared_ptr<bqstore::BigQueryService<Reading>> s = *std::move(service);
     svc.start = [s] { return s->Start(); };
@@ -443,8 +449,10 @@ struct Pipeline::Impl {
     auto consumer = Consumer(c.source);
     if (!consumer.ok()) return Annotate(consumer.status(), "source");
     svc.consumer = *consumer;
-    icestore::IceStorageServiceOptions options{
-        .name = name, .num_workers = c.workers, .dead_letter = *dead};
+    icestore::IceStorageServiceOptions options{.name = name,
+                                               .num_workers = c.workers,
+                                               .dead_letter = *dead,
+                                               .max_delivery_attempts = c.max_delivery_attempts};
     options.batcher.batch_size = c.batch_size;
     options.batcher.flush_interval = c.flush_interval;
     auto service = icestore::IceStorageService::Create(options, svc.consumer, uploader);
@@ -554,9 +562,10 @@ absl::Status Pipeline::Stop(std::chrono::milliseconds timeout) {
       left += stats->pending + stats->outstanding;
   }
   if (left > 0) {
+    // Never acknowledged to their source (end-to-end acknowledgement): it sends them again.
     problems.push_back(absl::StrCat(left,
-                                    " messages left in in-process subscriptions (lost "
-                                    "with the process)"));
+                                    " messages left unacknowledged in in-process subscriptions "
+                                    "(their source redelivers them)"));
   }
   if (problems.empty()) return absl::OkStatus();
   return absl::AbortedError(absl::StrJoin(problems, "; "));

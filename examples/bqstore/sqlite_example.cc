@@ -36,6 +36,17 @@ int main() {
   (void)broker->CreateTopic("readings");
   (void)broker->CreateSubscription("readings-sub", "readings");
   (void)broker->CreateTopic("dead-letters");
+  // A dead letter is stored once a subscriber of its topic acked it: here one that logs them.
+  (void)broker->CreateSubscription("dead-letters-sub", "dead-letters");
+  auto parked = messagepipeline::StreamingService<std::string>::Create(
+      {.name = "dead-letters", .num_workers = 1}, *broker->NewConsumer("dead-letters-sub"),
+      messagepipeline::RawPayloadTransformer,
+      [](messagepipeline::Message& m, std::string& payload) {
+        std::printf("dead letter: \"%s\" (%s)\n", payload.c_str(),
+                    m.attributes["dataflow_error"].c_str());
+        return absl::OkStatus();
+      });
+  if (!parked.ok() || !(*parked)->Start().ok()) return 1;
   auto consumer = broker->NewConsumer("readings-sub");
   auto inserter =
       bqstore::SQLiteInserter<MonitorReading>::Create({.path = path, .table = "readings"});
@@ -72,6 +83,7 @@ int main() {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));  // an example, not a test
   }
   (void)(*service)->Stop(std::chrono::seconds(10));
+  (void)(*parked)->Stop(std::chrono::seconds(10));
 
   sqlite3* db = nullptr;
   sqlite3_open(path.c_str(), &db);

@@ -29,12 +29,23 @@ int main() {
   (void)broker->CreateTopic("readings");
   (void)broker->CreateSubscription("readings-sub", "readings");
   (void)broker->CreateTopic("dead-letters");
+  // A dead letter counts as stored once a subscriber of the dead-letter topic acked it; here a
+  // second service prints them (in production: an archive, a table, a Pub/Sub topic).
+  (void)broker->CreateSubscription("dead-letters-sub", "dead-letters");
+  auto parked = mp::StreamingService<std::string>::Create(
+      {.name = "dead-letters", .num_workers = 1}, *broker->NewConsumer("dead-letters-sub"),
+      mp::RawPayloadTransformer, [](mp::Message& m, std::string& payload) {
+        std::printf("dead letter: %s (%s)\n", payload.c_str(),
+                    m.attributes["dataflow_error"].c_str());
+        return absl::OkStatus();
+      });
+  if (!parked.ok() || !(*parked)->Start().ok()) return 1;
 
   auto service = mp::StreamingService<Reading>::Create(
-      {.name = "thermometer", .num_workers = 2,
+      {.name = "thermometer",
+       .num_workers = 2,
        .dead_letter = broker->NewDeadLetterSink("dead-letters")},
-      *broker->NewConsumer("readings-sub"), ParseReading,
-      [](mp::Message& m, Reading& r) {
+      *broker->NewConsumer("readings-sub"), ParseReading, [](mp::Message& m, Reading& r) {
         std::printf("%s: %s reads %.1f C\n", m.data.id.c_str(), r.device.c_str(), r.celsius);
         return absl::OkStatus();  // the service acks on OK, nacks on an error
       });
@@ -48,6 +59,7 @@ int main() {
   // Stop drains what was delivered, then settles everything; wait until all are acked first.
   while (broker->Stats("readings-sub")->acked < 4) std::this_thread::yield();
   auto stopped = (*service)->Stop(std::chrono::seconds(10));
+  (void)(*parked)->Stop(std::chrono::seconds(10));
   const auto m = (*service)->metrics();
   std::printf("processed=%llu skipped=%llu dead_lettered=%llu nacked=%llu stop=%s\n",
               static_cast<unsigned long long>(m.processed),

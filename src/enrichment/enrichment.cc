@@ -131,14 +131,15 @@ absl::StatusOr<std::unique_ptr<EnrichmentService>> EnrichmentService::CreateAsyn
     std::shared_ptr<MessageEnricher> enricher, mp::AsyncMessageProcessor processor) {
   if (!enricher) return absl::InvalidArgumentError(options.name + ": enricher is null");
   if (!processor) return absl::InvalidArgumentError(options.name + ": processor is null");
-  auto service = Service::CreateAsync(
-      ServiceOptions(options), std::move(consumer), PassThrough,
-      [enricher, processor = std::move(processor)](Message& m, std::monostate&) {
-        absl::StatusOr<EnrichAction> action = enricher->Enrich(m);
-        if (!action.ok()) return mp::ReadyStatus(action.status());
-        if (*action == EnrichAction::kSkip) return mp::ReadyStatus(absl::OkStatus());
-        return processor(m);
-      });
+  auto service = Service::CreateAsync(ServiceOptions(options), std::move(consumer), PassThrough,
+                                      [enricher, processor = std::move(processor)](
+                                          Message& m, std::monostate&, mp::Completion done) {
+                                        absl::StatusOr<EnrichAction> action = enricher->Enrich(m);
+                                        if (!action.ok()) return done(action.status());
+                                        if (*action == EnrichAction::kSkip)
+                                          return done(absl::OkStatus());
+                                        processor(m, std::move(done));
+                                      });
   if (!service.ok()) return service.status();
   return std::unique_ptr<EnrichmentService>(
       new EnrichmentService(std::move(enricher), *std::move(service)));

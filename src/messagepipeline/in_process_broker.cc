@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <deque>
 #include <future>
+#include <map>
 #include <thread>
 
 #include "dataflow/messagepipeline/logging.h"
@@ -14,6 +15,34 @@
 namespace dataflow::messagepipeline {
 
 using SteadyClock = std::chrono::steady_clock;
+
+// Completes one publish once every subscription acked its copy.
+class PublishTracker {
+ public:
+  PublishTracker(std::string id, std::size_t subscriptions, InProcessPublishCallback done)
+      : id_(std::move(id)), remaining_(subscriptions), done_(std::move(done)) {}
+
+  void Acked() {
+    if (remaining_.fetch_sub(1, std::memory_order_acq_rel) == 1) Finish(id_);
+  }
+  void Finish(const absl::StatusOr<std::string>& result) {
+    if (!finished_.exchange(true, std::memory_order_acq_rel) && done_) done_(result);
+  }
+
+ private:
+  const std::string id_;
+  std::atomic<std::size_t> remaining_;
+  std::atomic<bool> finished_{false};
+  InProcessPublishCallback done_;
+};
+
+// What every delivery attempt of one message in one subscription shares: whether it was acked
+// (the first ack of any attempt counts), and the publish it completes.
+struct EntryState {
+  std::shared_ptr<PublishTracker> tracker;  // null for Publish() without a callback
+  std::size_t bytes = 0;
+  std::atomic<bool> acked{false};
+};
 
 class InProcessSubscription : public std::enable_shared_from_this<InProcessSubscription> {
  public:
@@ -23,9 +52,31 @@ class InProcessSubscription : public std::enable_shared_from_this<InProcessSubsc
     Attributes attributes;
     std::string ordering_key;
     int attempts = 0;  // deliveries so far; also names the current lease
+    std::shared_ptr<EntryState> state;
   };
 
   explicit InProcessSubscription(InProcessBrokerOptions options) : options_(options) {}
+
+  // Waits up to `deadline` until the subscription has room for a message of `bytes` (one
+  // message always fits an empty subscription, however large) and counts it as held.
+  bool Reserve(std::size_t bytes, SteadyClock::time_point deadline) {
+    std::unique_lock lock(room_mu_);
+    const bool room = room_cv_.wait_until(lock, deadline, [&] {
+      return held_messages_ == 0 || (held_messages_ < options_.max_subscription_messages &&
+                                     held_bytes_ + bytes <= options_.max_subscription_bytes);
+    });
+    if (!room) return false;
+    ++held_messages_;
+    held_bytes_ += bytes;
+    return true;
+  }
+
+  void Release(std::size_t bytes) {
+    std::lock_guard lock(room_mu_);
+    --held_messages_;
+    held_bytes_ -= bytes;
+    room_cv_.notify_all();
+  }
 
   void Enqueue(Entry entry) {
     std::lock_guard lock(mu_);
@@ -45,38 +96,49 @@ class InProcessSubscription : public std::enable_shared_from_this<InProcessSubsc
       ApplySettlementsLocked();  // before expiry: a message acked in time is not redelivered
       ExpireLocked(now);
       PromoteDelayedLocked(now);
+      // A copy whose earlier attempt was acked after its lease expired is done.
+      while (!ready_.empty() && ready_.front().state->acked.load(std::memory_order_acquire)) {
+        ready_.pop_front();
+      }
       if (!ready_.empty()) break;
       auto wake = now + std::chrono::seconds(1);
       if (!leases_.empty()) wake = std::min(wake, leases_.front().deadline);
-      if (!delayed_.empty()) wake = std::min(wake, delayed_.front().first);
+      if (!delayed_.empty()) wake = std::min(wake, NextDelayedLocked());
       cv_.wait_until(lock, wake);
     }
-    const std::size_t n = std::min(max, ready_.size());
-    for (std::size_t i = 0; i < n; ++i) {
+    std::size_t n = 0;
+    while (n < max && !ready_.empty()) {
       Entry entry = std::move(ready_.front());
       ready_.pop_front();
+      if (entry.state->acked.load(std::memory_order_acquire)) continue;
       ++entry.attempts;
       const std::uint64_t seq = entry.seq;
-      auto [it, inserted] = outstanding_.emplace(seq, std::move(entry));
+      auto [it, inserted] = outstanding_.insert_or_assign(seq, std::move(entry));
       out.push_back(&it->second);
+      ++n;
     }
     delivered_ += n;
     return n;
   }
 
-  // Starts the ack deadline of messages that reached a consumer's channel. Takes (seq,
-  // attempt) pairs, not entries: a worker may already have acked and erased an entry.
+  // Starts the lease of messages that reached a consumer's channel. Takes (seq, attempt)
+  // pairs, not entries: a worker may already have acked and erased an entry.
   void StartLeases(const std::vector<std::pair<std::uint64_t, int>>& delivered, std::size_t count) {
     std::lock_guard lock(mu_);
-    const auto deadline = SteadyClock::now() + options_.ack_deadline;
+    const auto deadline = SteadyClock::now() + options_.max_lease;
     for (std::size_t i = 0; i < count; ++i) {
       leases_.push_back(Lease{delivered[i].first, delivered[i].second, deadline});
     }
   }
 
   // Settlements are queued under their own small lock and applied in bulk by the puller,
-  // so acking workers do not contend with delivery for the subscription's main lock.
-  void Ack(std::uint64_t seq, int attempt) {
+  // so acking workers do not contend with delivery for the subscription's main lock. The
+  // publish is completed and the room released at once, on the acking thread.
+  void Ack(std::uint64_t seq, int attempt, EntryState& state) {
+    if (!state.acked.exchange(true, std::memory_order_acq_rel)) {
+      Release(state.bytes);
+      if (state.tracker) state.tracker->Acked();
+    }
     std::lock_guard lock(settle_mu_);
     settlements_.push_back(Settlement{seq, attempt, /*ack=*/true});
   }
@@ -97,14 +159,23 @@ class InProcessSubscription : public std::enable_shared_from_this<InProcessSubsc
   }
 
   SubscriptionStats Stats() {
+    std::size_t held_bytes = 0;
+    {
+      std::lock_guard lock(room_mu_);
+      held_bytes = held_bytes_;
+    }
     std::lock_guard lock(mu_);
     ApplySettlementsLocked();
-    return SubscriptionStats{.pending = ready_.size() + delayed_.size(),
+    std::size_t pending = 0;
+    for (const Entry& e : ready_) pending += e.state->acked.load() ? 0 : 1;
+    pending += delayed_.size();
+    return SubscriptionStats{.pending = pending,
                              .outstanding = outstanding_.size(),
                              .delivered = delivered_,
                              .acked = acked_,
                              .nacked = nacked_,
-                             .expired = expired_};
+                             .expired = expired_,
+                             .held_bytes = held_bytes};
   }
 
  private:
@@ -120,6 +191,12 @@ class InProcessSubscription : public std::enable_shared_from_this<InProcessSubsc
     bool ack;
   };
 
+  std::chrono::milliseconds BackoffFor(int attempt) const {
+    auto delay = options_.min_redelivery_backoff;
+    for (int i = 1; i < attempt && delay < options_.max_redelivery_backoff; ++i) delay *= 2;
+    return std::min(delay, options_.max_redelivery_backoff);
+  }
+
   void ApplySettlementsLocked() {
     {
       std::lock_guard lock(settle_mu_);
@@ -128,12 +205,17 @@ class InProcessSubscription : public std::enable_shared_from_this<InProcessSubsc
     const auto now = SteadyClock::now();
     for (const Settlement& s : applying_) {
       auto it = outstanding_.find(s.seq);
-      if (it == outstanding_.end() || it->second.attempts != s.attempt) continue;  // stale lease
+      if (it == outstanding_.end()) continue;
       if (s.ack) {
+        // Any attempt's ack ends the message (EntryState::acked); count the current one.
         ++acked_;
-      } else {
-        delayed_.emplace_back(now + options_.redelivery_delay, std::move(it->second));
-        ++nacked_;
+        outstanding_.erase(it);
+        continue;
+      }
+      if (it->second.attempts != s.attempt) continue;  // a stale lease's nack
+      ++nacked_;
+      if (!it->second.state->acked.load(std::memory_order_acquire)) {
+        delayed_.emplace(now + BackoffFor(s.attempt), std::move(it->second));
       }
       outstanding_.erase(it);
     }
@@ -153,10 +235,12 @@ class InProcessSubscription : public std::enable_shared_from_this<InProcessSubsc
     }
   }
 
+  SteadyClock::time_point NextDelayedLocked() const { return delayed_.begin()->first; }
+
   void PromoteDelayedLocked(SteadyClock::time_point now) {
-    while (!delayed_.empty() && delayed_.front().first <= now) {
-      ready_.push_back(std::move(delayed_.front().second));
-      delayed_.pop_front();
+    while (!delayed_.empty() && delayed_.begin()->first <= now) {
+      ready_.push_back(std::move(delayed_.begin()->second));
+      delayed_.erase(delayed_.begin());
     }
   }
 
@@ -164,12 +248,17 @@ class InProcessSubscription : public std::enable_shared_from_this<InProcessSubsc
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Entry> ready_;
-  std::deque<std::pair<SteadyClock::time_point, Entry>> delayed_;
+  // Backoffs differ by attempt, so nacked messages wait ordered by their due time.
+  std::multimap<SteadyClock::time_point, Entry> delayed_;
   std::unordered_map<std::uint64_t, Entry> outstanding_;
   std::deque<Lease> leases_;
   std::mutex settle_mu_;
   std::vector<Settlement> settlements_;  // guarded by settle_mu_
   std::vector<Settlement> applying_;     // guarded by mu_
+  std::mutex room_mu_;
+  std::condition_variable room_cv_;
+  std::size_t held_messages_ = 0;  // guarded by room_mu_
+  std::size_t held_bytes_ = 0;     // guarded by room_mu_
   std::uint64_t next_seq_ = 1;
   std::uint64_t delivered_ = 0;
   std::uint64_t acked_ = 0;
@@ -182,13 +271,17 @@ namespace {
 class InProcessAckHandler final : public AckHandler {
  public:
   InProcessAckHandler(std::shared_ptr<InProcessSubscription> subscription, std::uint64_t seq,
-                      int attempt)
-      : subscription_(std::move(subscription)), seq_(seq), attempt_(attempt) {}
-  void OnAck() override { subscription_->Ack(seq_, attempt_); }
+                      int attempt, std::shared_ptr<EntryState> state)
+      : subscription_(std::move(subscription)),
+        state_(std::move(state)),
+        seq_(seq),
+        attempt_(attempt) {}
+  void OnAck() override { subscription_->Ack(seq_, attempt_, *state_); }
   void OnNack() override { subscription_->Nack(seq_, attempt_); }
 
  private:
   std::shared_ptr<InProcessSubscription> subscription_;
+  std::shared_ptr<EntryState> state_;
   std::uint64_t seq_;
   int attempt_;
 };
@@ -240,9 +333,10 @@ class InProcessConsumer final : public MessageConsumer {
     leases.reserve(kMaxTake);
     while (subscription_->Take(entries, kMaxTake, stop_) > 0) {
       for (const auto* entry : entries) {
-        Message& m = messages.emplace_back(
-            entry->data, entry->attributes,
-            std::make_unique<InProcessAckHandler>(subscription_, entry->seq, entry->attempts));
+        Message& m =
+            messages.emplace_back(entry->data, entry->attributes,
+                                  std::make_unique<InProcessAckHandler>(
+                                      subscription_, entry->seq, entry->attempts, entry->state));
         m.ordering_key = entry->ordering_key;
         m.delivery_attempt = entry->attempts;
         leases.emplace_back(entry->seq, entry->attempts);
@@ -272,38 +366,53 @@ class InProcessConsumer final : public MessageConsumer {
 
 class InProcessDeadLetterSink final : public DeadLetterSink {
  public:
-  InProcessDeadLetterSink(std::weak_ptr<InProcessBroker> broker, std::string topic)
-      : broker_(std::move(broker)), topic_(std::move(topic)) {}
+  InProcessDeadLetterSink(std::weak_ptr<InProcessBroker> broker, std::string topic,
+                          std::chrono::milliseconds timeout)
+      : broker_(std::move(broker)), topic_(std::move(topic)), timeout_(timeout) {}
 
+  // Durable means: every subscription of the dead-letter topic acked it.
   absl::Status Send(const Message& message, const absl::Status& reason,
                     std::string_view source) override {
     auto broker = broker_.lock();
     if (!broker) return absl::FailedPreconditionError("dead-letter sink: broker is gone");
-    auto published = broker->Publish(
-        topic_, message.data, DeadLetterAttributes(message, reason, source), message.ordering_key);
-    return published.status();
+    auto done = std::make_shared<std::promise<absl::Status>>();
+    auto result = done->get_future();
+    broker->PublishAsync(
+        topic_, message.data, DeadLetterAttributes(message, reason, source), message.ordering_key,
+        [done](const absl::StatusOr<std::string>& id) { done->set_value(id.status()); });
+    if (result.wait_for(timeout_) != std::future_status::ready) {
+      return absl::DeadlineExceededError(absl::StrCat("dead-letter topic \"", topic_,
+                                                      "\": not acked by its subscriptions within ",
+                                                      timeout_.count(), "ms"));
+    }
+    return result.get();
   }
 
  private:
   std::weak_ptr<InProcessBroker> broker_;
   std::string topic_;
+  std::chrono::milliseconds timeout_;
 };
 
 class InProcessPublisher final : public MessagePublisher {
  public:
   explicit InProcessPublisher(std::weak_ptr<InProcessBroker> broker) : broker_(std::move(broker)) {}
 
-  std::future<absl::StatusOr<std::string>> Publish(const std::string& topic,
-                                                   OutgoingMessage message) override {
+  void PublishAsync(const std::string& topic, OutgoingMessage message,
+                    PublishCallback done) override {
     if (stopped_.load(std::memory_order_acquire)) {
-      return ReadyFuture(absl::FailedPreconditionError("in-process publisher is stopped"));
+      done(absl::FailedPreconditionError("in-process publisher is stopped"));
+      return;
     }
     auto broker = broker_.lock();
-    if (!broker) return ReadyFuture(absl::FailedPreconditionError("in-process broker is gone"));
+    if (!broker) {
+      done(absl::FailedPreconditionError("in-process broker is gone"));
+      return;
+    }
     MessageData data;
     data.payload = std::move(message.payload);
-    return ReadyFuture(broker->Publish(topic, std::move(data), std::move(message.attributes),
-                                       std::move(message.ordering_key)));
+    broker->PublishAsync(topic, std::move(data), std::move(message.attributes),
+                         std::move(message.ordering_key), std::move(done));
   }
 
   absl::Status Stop(Deadline /*deadline*/) override {
@@ -355,9 +464,10 @@ absl::Status InProcessBroker::CreateSubscription(std::string_view subscription,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> InProcessBroker::Publish(std::string_view topic, MessageData data,
+absl::StatusOr<std::string> InProcessBroker::Enqueue(std::string_view topic, MessageData data,
                                                      Attributes attributes,
-                                                     std::string ordering_key) {
+                                                     std::string ordering_key,
+                                                     InProcessPublishCallback done) {
   std::vector<std::shared_ptr<InProcessSubscription>> subs;
   {
     std::lock_guard lock(mu_);
@@ -365,22 +475,57 @@ absl::StatusOr<std::string> InProcessBroker::Publish(std::string_view topic, Mes
     if (t == topics_.end()) {
       return absl::NotFoundError(absl::StrCat("topic \"", std::string(topic), "\" does not exist"));
     }
+    if (t->second.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("topic \"", std::string(topic),
+                       "\" has no subscription: a message published to it would be lost"));
+    }
     if (data.id.empty()) data.id = absl::StrCat(next_id_++);
     subs = t->second;
   }
+  const std::size_t bytes = data.payload.size();
+  const auto deadline = SteadyClock::now() + options_.max_publish_block;
+  for (std::size_t i = 0; i < subs.size(); ++i) {
+    if (!subs[i]->Reserve(bytes, deadline)) {
+      for (std::size_t j = 0; j < i; ++j) subs[j]->Release(bytes);
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "topic \"", std::string(topic), "\": a subscription is full (",
+          options_.max_subscription_messages, " messages or ", options_.max_subscription_bytes,
+          " bytes unacked) for ", options_.max_publish_block.count(), "ms"));
+    }
+  }
   if (data.publish_time == Clock::time_point{}) data.publish_time = Clock::now();
   std::string id = data.id;
+  auto tracker =
+      done ? std::make_shared<PublishTracker>(id, subs.size(), std::move(done)) : nullptr;
   auto make_entry = [&](bool may_move) {
     InProcessSubscription::Entry entry;
     entry.data = may_move ? std::move(data) : data;
     entry.attributes = may_move ? std::move(attributes) : attributes;
     entry.ordering_key = may_move ? std::move(ordering_key) : ordering_key;
+    entry.state = std::make_shared<EntryState>();
+    entry.state->tracker = tracker;
+    entry.state->bytes = bytes;
     return entry;
   };
   // Every subscription but the last gets a copy; the last one takes the original.
   for (std::size_t i = 0; i + 1 < subs.size(); ++i) subs[i]->Enqueue(make_entry(false));
-  if (!subs.empty()) subs.back()->Enqueue(make_entry(true));
+  subs.back()->Enqueue(make_entry(true));
   return id;
+}
+
+void InProcessBroker::PublishAsync(std::string_view topic, MessageData data, Attributes attributes,
+                                   std::string ordering_key, InProcessPublishCallback done) {
+  auto enqueued =
+      Enqueue(topic, std::move(data), std::move(attributes), std::move(ordering_key), done);
+  // On success `done` belongs to the subscriptions' acks; an error never reached them.
+  if (!enqueued.ok() && done) done(enqueued.status());
+}
+
+absl::StatusOr<std::string> InProcessBroker::Publish(std::string_view topic, MessageData data,
+                                                     Attributes attributes,
+                                                     std::string ordering_key) {
+  return Enqueue(topic, std::move(data), std::move(attributes), std::move(ordering_key), nullptr);
 }
 
 absl::StatusOr<std::shared_ptr<MessageConsumer>> InProcessBroker::NewConsumer(
@@ -398,8 +543,19 @@ absl::StatusOr<std::shared_ptr<MessageConsumer>> InProcessBroker::NewConsumer(
                                              s->second, options);
 }
 
-std::shared_ptr<DeadLetterSink> InProcessBroker::NewDeadLetterSink(std::string topic) {
-  return std::make_shared<InProcessDeadLetterSink>(weak_from_this(), std::move(topic));
+std::shared_ptr<DeadLetterSink> InProcessBroker::NewDeadLetterSink(
+    std::string topic, std::chrono::milliseconds timeout) {
+  return std::make_shared<InProcessDeadLetterSink>(weak_from_this(), std::move(topic), timeout);
+}
+
+std::vector<std::string> InProcessBroker::TopicsWithoutSubscriptions() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& [topic, subs] : topics_) {
+    if (subs.empty()) out.push_back(topic);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 absl::StatusOr<SubscriptionStats> InProcessBroker::Stats(std::string_view subscription) const {

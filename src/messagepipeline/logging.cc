@@ -25,6 +25,16 @@ std::shared_ptr<spdlog::logger> MakeLogger() {
 
 }  // namespace
 
+std::string BoundedText(std::string_view text, std::size_t max_bytes) {
+  if (text.size() <= max_bytes) return std::string(text);
+  const std::string marker = "...(" + std::to_string(text.size()) + " bytes)";
+  if (max_bytes <= marker.size()) return marker.substr(0, max_bytes);
+  std::size_t keep = max_bytes - marker.size();
+  // Back up over UTF-8 continuation bytes (10xxxxxx) so no character is cut in half.
+  while (keep > 0 && (static_cast<unsigned char>(text[keep]) & 0xC0) == 0x80) --keep;
+  return std::string(text.substr(0, keep)) + marker;
+}
+
 spdlog::logger* Log() {
   static const std::shared_ptr<spdlog::logger> logger = MakeLogger();
   return logger.get();

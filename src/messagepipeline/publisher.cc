@@ -8,17 +8,27 @@ std::future<absl::StatusOr<std::string>> ReadyFuture(absl::StatusOr<std::string>
   return promise.get_future();
 }
 
-std::function<std::future<absl::Status>(Message&)> PublishEnvelope(
-    std::shared_ptr<MessagePublisher> publisher, std::string topic) {
-  return [publisher = std::move(publisher), topic = std::move(topic)](Message& message) {
-    auto published = publisher->Publish(topic, OutgoingMessage{
-                                                   .payload = EncodeMessageData(message.data),
-                                                   .attributes = message.attributes,
-                                                   .ordering_key = message.ordering_key,
-                                               });
-    // Deferred: the settler runs it, turning the message id into a plain status.
-    return std::async(std::launch::deferred,
-                      [f = std::move(published)]() mutable { return f.get().status(); });
+std::future<absl::StatusOr<std::string>> MessagePublisher::Publish(const std::string& topic,
+                                                                   OutgoingMessage message) {
+  auto promise = std::make_shared<std::promise<absl::StatusOr<std::string>>>();
+  auto future = promise->get_future();
+  PublishAsync(topic, std::move(message),
+               [promise](const absl::StatusOr<std::string>& id) { promise->set_value(id); });
+  return future;
+}
+
+AsyncMessageProcessor PublishEnvelope(std::shared_ptr<MessagePublisher> publisher,
+                                      std::string topic) {
+  return [publisher = std::move(publisher), topic = std::move(topic)](Message& message,
+                                                                      Completion done) {
+    publisher->PublishAsync(
+        topic,
+        OutgoingMessage{
+            .payload = EncodeMessageData(message.data),
+            .attributes = message.attributes,
+            .ordering_key = message.ordering_key,
+        },
+        [done = std::move(done)](const absl::StatusOr<std::string>& id) { done(id.status()); });
   };
 }
 

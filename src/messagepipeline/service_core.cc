@@ -2,6 +2,10 @@
 
 #include <absl/strings/str_cat.h>
 
+#include <algorithm>
+#include <deque>
+#include <unordered_map>
+
 #include "dataflow/messagepipeline/errors.h"
 #include "dataflow/messagepipeline/logging.h"
 #include "dataflow/messagepipeline/processor.h"
@@ -15,6 +19,7 @@ ServiceMetrics ServiceCounters::Snapshot() const {
       .processed = processed.load(kRelaxed),
       .skipped = skipped.load(kRelaxed),
       .dead_lettered = dead_lettered.load(kRelaxed),
+      .dropped = dropped.load(kRelaxed),
       .nacked = nacked.load(kRelaxed),
       .transform_errors = transform_errors.load(kRelaxed),
       .processing_errors = processing_errors.load(kRelaxed),
@@ -29,10 +34,6 @@ absl::Status ValidateDeliveryPolicy(const DeliveryPolicyOptions& options) {
                                                    ": max_delivery_attempts must be >= 0, got ",
                                                    options.max_delivery_attempts));
   }
-  if (options.max_delivery_attempts > 0 && !options.dead_letter) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        options.source, ": max_delivery_attempts needs a dead-letter sink to park messages in"));
-  }
   return absl::OkStatus();
 }
 
@@ -44,9 +45,9 @@ bool DeliveryPolicy::SettleIfExhausted(Message& message) {
       message.delivery_attempt <= options_.max_delivery_attempts) {
     return false;
   }
-  DeadLetter(message, absl::ResourceExhaustedError(absl::StrCat(
-                          "delivery attempt ", message.delivery_attempt, " exceeds the maximum of ",
-                          options_.max_delivery_attempts)));
+  GiveUp(message, absl::ResourceExhaustedError(
+                      absl::StrCat("delivery attempt ", message.delivery_attempt,
+                                   " exceeds the maximum of ", options_.max_delivery_attempts)));
   return true;
 }
 
@@ -64,15 +65,18 @@ void DeliveryPolicy::Fail(Message& message, const absl::Status& error, FailureSt
   auto& counter = stage == FailureStage::kTransform ? counters_->transform_errors
                                                     : counters_->processing_errors;
   counter.fetch_add(1, std::memory_order_relaxed);
-  if (IsPermanent(error) && options_.dead_letter) {
-    DeadLetter(message, error);
+  if (IsPermanent(error)) {
+    GiveUp(message, error);
     return;
   }
   static LogRateLimit limit;
   if (limit.Allow()) {
-    Log()->warn("message failed; nacking it source={} stage={} id={} error=\"{}\" suppressed={}",
-                options_.source, stage == FailureStage::kTransform ? "transform" : "process",
-                message.data.id, error.ToString(), limit.suppressed());
+    Log()->warn(
+        "message failed; nacking it source={} stage={} id={} attempt={} error=\"{}\" "
+        "suppressed={}",
+        options_.source, stage == FailureStage::kTransform ? "transform" : "process",
+        BoundedText(message.data.id), message.delivery_attempt, BoundedText(error.ToString()),
+        limit.suppressed());
   }
   Nack(message);
 }
@@ -87,19 +91,42 @@ void DeliveryPolicy::NackUnhandled(Message& message) {
   Nack(message);
 }
 
-void DeliveryPolicy::DeadLetter(Message& message, const absl::Status& reason) {
-  absl::Status sent = options_.dead_letter
-                          ? options_.dead_letter->Send(message, reason, options_.source)
-                          : absl::FailedPreconditionError("no dead-letter sink configured");
+void DeliveryPolicy::GiveUp(Message& message, const absl::Status& reason) {
+  if (!options_.dead_letter) {
+    // Acked so it cannot hold back the messages behind it; logged so it is not silent.
+    static LogRateLimit limit;
+    if (limit.Allow()) {
+      Log()->error(
+          "message dropped: it cannot succeed and the service has no dead-letter topic "
+          "source={} id={} attempt={} reason=\"{}\" suppressed={}",
+          options_.source, BoundedText(message.data.id), message.delivery_attempt,
+          BoundedText(reason.ToString()), limit.suppressed());
+    }
+    message.Ack();
+    counters_->dropped.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  absl::Status sent = CallNoThrow("dead-letter sink", [&] {
+    return options_.dead_letter->Send(message, reason, options_.source);
+  });
   if (sent.ok()) {
-    Log()->warn("message dead-lettered source={} id={} attempt={} reason=\"{}\"", options_.source,
-                message.data.id, message.delivery_attempt, reason.ToString());
+    static LogRateLimit limit;
+    if (limit.Allow()) {
+      Log()->warn("message dead-lettered source={} id={} attempt={} reason=\"{}\" suppressed={}",
+                  options_.source, BoundedText(message.data.id), message.delivery_attempt,
+                  BoundedText(reason.ToString()), limit.suppressed());
+    }
     message.Ack();
     counters_->dead_lettered.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  Log()->error("dead-lettering failed; nacking instead source={} id={} error=\"{}\"",
-               options_.source, message.data.id, sent.ToString());
+  static LogRateLimit limit;
+  if (limit.Allow()) {
+    Log()->error(
+        "dead-lettering failed; nacking instead source={} id={} error=\"{}\" suppressed={}",
+        options_.source, BoundedText(message.data.id), BoundedText(sent.ToString()),
+        limit.suppressed());
+  }
   Nack(message);
 }
 
@@ -208,6 +235,11 @@ absl::Status WorkerPool::Stop(Deadline deadline) {
   if (!drained) {
     aborting_.store(true, std::memory_order_release);
     Log()->warn("stop deadline expired; nacking what is left name={}", name_);
+    if (hooks_.on_abort) {
+      lock.unlock();
+      hooks_.on_abort();
+      lock.lock();
+    }
     all_done_.wait(lock, [&] { return live_threads_ == 0; });
   }
   auto threads = std::move(threads_);
@@ -228,44 +260,159 @@ absl::Status WorkerPool::Stop(Deadline deadline) {
   return stop_result_;
 }
 
-void InFlightSettler::Track(Message message, std::future<absl::Status> outcome) {
-  Pending pending{std::move(message), std::move(outcome)};
-  if (!in_flight_.Push(std::move(pending))) policy_->Nack(pending.message);  // closed: defensive
-}
+// A message waits in a slot from Track() until both it is registered (the processor has
+// started) and its result is known; only then is it ready to settle. The result may arrive
+// first (a completion called inline), so neither step assumes the other happened.
+struct InFlightSettler::State {
+  struct Slot {
+    std::optional<Message> message;
+    std::optional<absl::Status> result;
+    std::size_t bytes = 0;
+  };
+  State(std::size_t max_messages, std::size_t max_bytes)
+      : max_messages(max_messages), max_bytes(max_bytes) {}
 
-void InFlightSettler::Run() {
-  using std::future_status;
-  // One at a time: a message stays counted against the capacity until it is settled.
-  while (std::optional<Pending> p = in_flight_.Pop()) {
-    absl::Status result;
-    if (!p->outcome.valid()) {
-      result = absl::InternalError("async processor returned an empty future");
-    } else {
-      // Wait in slices so a stop deadline that expires meanwhile is noticed. A deferred
-      // future (an adapter over another future) has no readiness to poll: get() runs it.
-      future_status state = p->outcome.wait_for(std::chrono::seconds(0));
-      while (state == future_status::timeout && !pool_->aborting()) {
-        state = p->outcome.wait_for(std::chrono::milliseconds(50));
-      }
-      if (state != future_status::ready && pool_->aborting()) {
-        policy_->Nack(p->message);
-        pool_->CountAbortNacks(1);
-        continue;
-      }
-      result = CallNoThrow("async processor", [&] { return p->outcome.get(); });
+  void Complete(std::uint64_t id, absl::Status result) {
+    std::lock_guard lock(mu);
+    auto it = slots.find(id);
+    if (it == slots.end() || it->second.result) return;  // settled already, or a second call
+    it->second.result = std::move(result);
+    if (it->second.message) {
+      ready.push_back(id);
+      cv.notify_all();
     }
-    if (result.ok()) {
-      policy_->Succeed(p->message);
-    } else {
-      policy_->Fail(p->message, result, FailureStage::kProcess);
+  }
+
+  const std::size_t max_messages;
+  const std::size_t max_bytes;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::unordered_map<std::uint64_t, Slot> slots;
+  std::deque<std::uint64_t> ready;
+  std::size_t bytes_in_flight = 0;
+  std::uint64_t next_id = 1;
+  bool closed = false;
+  bool aborted = false;
+};
+
+InFlightSettler::InFlightSettler(std::size_t max_messages, std::size_t max_bytes,
+                                 DeliveryPolicy* policy, WorkerPool* pool)
+    : state_(std::make_shared<State>(std::max<std::size_t>(max_messages, 1), max_bytes)),
+      policy_(policy),
+      pool_(pool) {}
+
+InFlightSettler::~InFlightSettler() = default;
+
+void InFlightSettler::Track(Message message,
+                            const std::function<void(Message&, Completion)>& start) {
+  const std::size_t bytes = message.data.payload.size();
+  std::uint64_t id = 0;
+  {
+    std::unique_lock lock(state_->mu);
+    // One message always fits, however large, so an oversize one cannot block forever.
+    state_->cv.wait(lock, [&] {
+      return state_->aborted || state_->slots.empty() ||
+             (state_->slots.size() < state_->max_messages &&
+              (state_->max_bytes == 0 || state_->bytes_in_flight + bytes <= state_->max_bytes));
+    });
+    if (state_->aborted) {
+      lock.unlock();
+      policy_->Nack(message);
+      pool_->CountAbortNacks(1);
+      return;
     }
+    id = state_->next_id++;
+    state_->slots[id].bytes = bytes;
+    state_->bytes_in_flight += bytes;
+  }
+  Completion done = [weak = std::weak_ptr<State>(state_), id](absl::Status result) {
+    if (auto state = weak.lock()) state->Complete(id, std::move(result));
+  };
+  try {
+    start(message, done);
+  } catch (const std::exception& e) {
+    done(absl::InternalError(absl::StrCat("processor threw: ", e.what())));
+  } catch (...) {
+    done(absl::InternalError("processor threw a non-standard exception"));
+  }
+  std::unique_lock lock(state_->mu);
+  auto it = state_->slots.find(id);
+  if (state_->aborted) {
+    // Run() has ended: settle here. A result that is already known still counts.
+    std::optional<absl::Status> result = std::move(it->second.result);
+    state_->bytes_in_flight -= it->second.bytes;
+    state_->slots.erase(it);
+    lock.unlock();
+    if (result && result->ok()) {
+      policy_->Succeed(message);
+    } else if (result) {
+      policy_->Fail(message, *result, FailureStage::kProcess);
+    } else {
+      policy_->Nack(message);
+      pool_->CountAbortNacks(1);
+    }
+    return;
+  }
+  it->second.message.emplace(std::move(message));
+  if (it->second.result) {
+    state_->ready.push_back(id);
+    state_->cv.notify_all();
   }
 }
 
-std::future<absl::Status> ReadyStatus(absl::Status status) {
-  std::promise<absl::Status> promise;
-  promise.set_value(std::move(status));
-  return promise.get_future();
+void InFlightSettler::Run() {
+  State& s = *state_;
+  std::unique_lock lock(s.mu);
+  for (;;) {
+    s.cv.wait(lock, [&] { return !s.ready.empty() || s.aborted || (s.closed && s.slots.empty()); });
+    while (!s.ready.empty()) {
+      auto it = s.slots.find(s.ready.front());
+      s.ready.pop_front();
+      Message message = *std::move(it->second.message);
+      absl::Status result = *std::move(it->second.result);
+      s.bytes_in_flight -= it->second.bytes;
+      s.slots.erase(it);
+      s.cv.notify_all();  // room for a blocked Track()
+      lock.unlock();
+      if (result.ok()) {
+        policy_->Succeed(message);
+      } else {
+        policy_->Fail(message, result, FailureStage::kProcess);
+      }
+      lock.lock();
+    }
+    if (s.aborted) {
+      // Nack what is registered and still waiting; slots still being started are settled by
+      // their Track() call, which sees `aborted`.
+      std::vector<Message> waiting;
+      for (auto it = s.slots.begin(); it != s.slots.end();) {
+        if (it->second.message) {
+          waiting.push_back(*std::move(it->second.message));
+          s.bytes_in_flight -= it->second.bytes;
+          it = s.slots.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      lock.unlock();
+      for (Message& m : waiting) policy_->Nack(m);
+      pool_->CountAbortNacks(waiting.size());
+      return;
+    }
+    if (s.closed && s.slots.empty()) return;
+  }
+}
+
+void InFlightSettler::Close() {
+  std::lock_guard lock(state_->mu);
+  state_->closed = true;
+  state_->cv.notify_all();
+}
+
+void InFlightSettler::Abort() {
+  std::lock_guard lock(state_->mu);
+  state_->aborted = true;
+  state_->cv.notify_all();
 }
 
 }  // namespace dataflow::messagepipeline

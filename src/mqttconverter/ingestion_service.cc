@@ -38,18 +38,15 @@ absl::StatusOr<std::unique_ptr<IngestionService>> IngestionService::Create(
       .num_workers = raw->options_.num_workers,
       .dead_letter = raw->options_.dead_letter,
       .max_delivery_attempts = raw->options_.max_delivery_attempts,
-      .max_in_flight = raw->options_.max_in_flight};
+      .max_in_flight = raw->options_.max_in_flight,
+      .max_in_flight_bytes = raw->options_.max_in_flight_bytes};
   auto service = messagepipeline::StreamingService<RoutedMessage>::CreateAsync(
       std::move(sopts), std::move(consumer), [raw](const Message& m) { return raw->Route(m); },
-      [publisher](Message& /*original*/, RoutedMessage& routed) {
-        auto published = publisher->Publish(routed.topic, std::move(routed.message));
-        // Deferred: the service's settler runs it, so no thread per publish; the message is
-        // settled by the publish outcome only.
-        return std::async(std::launch::deferred,
-                          [f = std::move(published)]() mutable -> absl::Status {
-                            absl::StatusOr<std::string> id = f.get();
-                            return id.ok() ? absl::OkStatus() : id.status();
-                          });
+      [publisher](Message& /*original*/, RoutedMessage& routed, messagepipeline::Completion done) {
+        // The message is settled by the publish outcome only.
+        publisher->PublishAsync(
+            routed.topic, std::move(routed.message),
+            [done = std::move(done)](const absl::StatusOr<std::string>& id) { done(id.status()); });
       });
   if (!service.ok()) return service.status();
   self->service_ = std::move(*service);

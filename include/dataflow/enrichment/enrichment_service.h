@@ -22,8 +22,9 @@ struct EnrichmentServiceOptions {
   std::string name = "enrichment";
   int num_workers = 5;
   std::shared_ptr<messagepipeline::DeadLetterSink> dead_letter;
-  int max_delivery_attempts = 0;
+  int max_delivery_attempts = messagepipeline::kDefaultMaxDeliveryAttempts;  // 0: unlimited
   std::size_t max_in_flight = 1000;  // async processors: messages awaiting confirmation
+  std::size_t max_in_flight_bytes = 64 << 20;
 };
 
 class EnrichmentService {

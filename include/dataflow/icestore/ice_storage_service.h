@@ -26,7 +26,7 @@ struct IceStorageServiceOptions {
   int num_workers = 5;
   KeyAwareBatcherOptions batcher;
   std::shared_ptr<messagepipeline::DeadLetterSink> dead_letter;
-  int max_delivery_attempts = 0;  // 0: unlimited; > 0 needs dead_letter
+  int max_delivery_attempts = messagepipeline::kDefaultMaxDeliveryAttempts;  // 0: unlimited
 };
 
 class IceStorageService {

@@ -9,12 +9,14 @@
 #include <absl/status/statusor.h>
 #include <absl/strings/str_cat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "dataflow/messagepipeline/errors.h"
 #include "dataflow/messagepipeline/logging.h"
 #include "dataflow/messagepipeline/streaming_service.h"
 
@@ -26,7 +28,7 @@ struct BatchingServiceOptions {
   std::size_t batch_size = 100;                                        // the Go library's default
   std::chrono::milliseconds flush_interval = std::chrono::minutes(1);  // likewise
   std::shared_ptr<DeadLetterSink> dead_letter;
-  int max_delivery_attempts = 0;
+  int max_delivery_attempts = kDefaultMaxDeliveryAttempts;  // 0: unlimited
 };
 
 template <typename T>
@@ -134,30 +136,45 @@ class BatchingService {
     }
     counters_.batches.fetch_add(1, std::memory_order_relaxed);
     counters_.batched_messages.fetch_add(batch.size(), std::memory_order_relaxed);
-    absl::Status result = CallNoThrow("batch processor", [&] {
-      return processor_(std::span<ProcessableItem<T>>(batch.data(), batch.size()));
-    });
+    Process(std::span<ProcessableItem<T>>(batch.data(), batch.size()));
+    batch.clear();
+  }
+
+  // Runs the processor on `items` and settles what it left unsettled. A permanent error on
+  // more than one item is isolated by halving: the good rows of a batch are stored and only
+  // the row that can never succeed is given up on, instead of the whole batch being retried
+  // until every row is dead-lettered.
+  void Process(std::span<ProcessableItem<T>> items) {
+    absl::Status result = CallNoThrow("batch processor", [&] { return processor_(items); });
     if (!result.ok()) {
       counters_.processing_errors.fetch_add(1, std::memory_order_relaxed);
       static dataflow::LogRateLimit limit;
       if (limit.Allow()) {
-        dataflow::Log()->warn(
-            "batch failed; nacking its unsettled messages name={} size={} error=\"{}\"",
-            options_.name, batch.size(), result.ToString());
+        dataflow::Log()->warn("batch failed name={} size={} permanent={} error=\"{}\"",
+                              options_.name, items.size(), IsPermanent(result),
+                              BoundedText(result.ToString()));
       }
     }
-    for (auto& item : batch) {
-      if (item.original.settled()) {
-        // The processor settled it itself (e.g. a rejected row nacked or dead-lettered).
-        (item.original.nacked() ? counters_.nacked : counters_.processed)
-            .fetch_add(1, std::memory_order_relaxed);
-      } else if (result.ok()) {
-        policy_.Succeed(item.original);
-      } else {
-        policy_.Nack(item.original);
-      }
+    // Count what the processor settled itself (e.g. rejected rows it dead-lettered); the rest
+    // go to the front, in their original order.
+    auto unsettled = std::stable_partition(
+        items.begin(), items.end(), [](const auto& item) { return !item.original.settled(); });
+    for (auto it = unsettled; it != items.end(); ++it) {
+      (it->original.nacked() ? counters_.nacked : counters_.processed)
+          .fetch_add(1, std::memory_order_relaxed);
     }
-    batch.clear();
+    auto left = items.first(static_cast<std::size_t>(unsettled - items.begin()));
+    if (result.ok()) {
+      for (auto& item : left) policy_.Succeed(item.original);
+    } else if (IsPermanent(result) && left.size() > 1 && !pool_.aborting()) {
+      const std::size_t half = left.size() / 2;
+      Process(left.first(half));
+      Process(left.subspan(half));
+    } else if (IsPermanent(result) && left.size() == 1) {
+      policy_.Fail(left.front().original, result, FailureStage::kProcess);
+    } else {
+      for (auto& item : left) policy_.Nack(item.original);
+    }
   }
 
   BatchingServiceOptions options_;

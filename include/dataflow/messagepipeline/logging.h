@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 
 namespace dataflow {
@@ -37,6 +38,11 @@ class LogRateLimit {
   std::atomic<std::uint64_t> suppressed_{0};
   std::atomic<std::uint64_t> last_suppressed_{0};
 };
+
+// `text` cut to at most `max_bytes` (on a UTF-8 character boundary) with a marker naming the
+// original size; for log lines and attributes that may carry outside data (an error that
+// quotes a payload must not put the payload into every log line).
+std::string BoundedText(std::string_view text, std::size_t max_bytes = 512);
 
 // Sets the level by name; returns false (and leaves the level as it was) for an unknown name.
 bool SetLogLevel(std::string_view level);

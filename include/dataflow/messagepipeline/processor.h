@@ -11,7 +11,6 @@
 #include <absl/status/status.h>
 
 #include <functional>
-#include <future>
 #include <span>
 
 #include "dataflow/messagepipeline/message.h"
@@ -33,15 +32,14 @@ using BatchProcessor = std::function<absl::Status(std::span<ProcessableItem<T>> 
 // Works on the message itself (e.g. publishes an enriched message).
 using MessageProcessor = std::function<absl::Status(Message& message)>;
 
-// Asynchronous variants, for sinks that confirm later (a batching publisher): the returned
-// future resolves once the sink has the message. The service keeps the message until then
-// and settles it by the result, with a bounded number in flight.
+// Asynchronous variants, for sinks that confirm later (a batching publisher, an in-process
+// topic that waits for its subscriptions). The processor starts the work and calls `done`
+// exactly once, on any thread (possibly inline), once the sink has the message or with the
+// error that stopped it. The service keeps the message until then and settles it by the
+// result, with a bounded number in flight; results may arrive in any order.
+using Completion = std::function<void(absl::Status)>;
 template <typename T>
-using AsyncStreamProcessor =
-    std::function<std::future<absl::Status>(Message& original, T& payload)>;
-using AsyncMessageProcessor = std::function<std::future<absl::Status>(Message& message)>;
-
-// An already resolved future, for async processors that fail before they start.
-std::future<absl::Status> ReadyStatus(absl::Status status);
+using AsyncStreamProcessor = std::function<void(Message& original, T& payload, Completion done)>;
+using AsyncMessageProcessor = std::function<void(Message& message, Completion done)>;
 
 }  // namespace dataflow::messagepipeline

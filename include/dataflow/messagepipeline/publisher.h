@@ -1,9 +1,12 @@
 // MessagePublisher: the sink side of a broker, topic-routed.
 //
-// Publish() returns a future that resolves once the broker has the message durably (with
-// its message id) or with the error that stopped it; at-least-once services ack their input
-// only after that future resolved OK. Implementations: the in-process broker's publisher and
-// the Google Pub/Sub producer. Thread-safe.
+// PublishAsync() calls `done` exactly once, on any thread (possibly inline), with the message
+// id once the broker has the message, or with the error that stopped it. "Has the message"
+// is the broker's promise: Pub/Sub stored it; an in-process topic saw every subscription ack
+// it downstream (end-to-end acknowledgement). At-least-once services ack their input only
+// after `done` reported OK. Publish() is the same as a std::future, for callers that block.
+// Implementations: the in-process broker's publisher and the Google Pub/Sub producer.
+// Thread-safe.
 #pragma once
 
 #include <absl/status/statusor.h>
@@ -15,6 +18,7 @@
 
 #include "dataflow/messagepipeline/consumer.h"
 #include "dataflow/messagepipeline/message.h"
+#include "dataflow/messagepipeline/processor.h"
 
 namespace dataflow::messagepipeline {
 
@@ -24,20 +28,25 @@ struct OutgoingMessage {
   std::string ordering_key;
 };
 
+using PublishCallback = std::function<void(const absl::StatusOr<std::string>&)>;
+
 class MessagePublisher {
  public:
   virtual ~MessagePublisher() = default;
+  virtual void PublishAsync(const std::string& topic, OutgoingMessage message,
+                            PublishCallback done) = 0;
+  // PublishAsync as a future; implementations with a cheaper future of their own override it.
   virtual std::future<absl::StatusOr<std::string>> Publish(const std::string& topic,
-                                                           OutgoingMessage message) = 0;
+                                                           OutgoingMessage message);
   // Sends whatever is batched and waits for it; publishes issued after Stop() fail.
   virtual absl::Status Stop(Deadline deadline) = 0;
 };
 
 // A processor that publishes the message's MessageData as the JSON envelope (with its
-// enrichment data), keeping its attributes and ordering key, to `topic`; its future resolves
-// with the publisher's result. For StreamingService::CreateAsync and the enrichment service.
-std::function<std::future<absl::Status>(Message&)> PublishEnvelope(
-    std::shared_ptr<MessagePublisher> publisher, std::string topic);
+// enrichment data), keeping its attributes and ordering key, to `topic`, and completes with
+// the publisher's result. For StreamingService::CreateAsync and the enrichment service.
+AsyncMessageProcessor PublishEnvelope(std::shared_ptr<MessagePublisher> publisher,
+                                      std::string topic);
 
 // A future that is already resolved; for synchronous publishers.
 std::future<absl::StatusOr<std::string>> ReadyFuture(absl::StatusOr<std::string> value);

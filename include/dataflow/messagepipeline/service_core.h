@@ -21,6 +21,7 @@
 
 #include "dataflow/messagepipeline/consumer.h"
 #include "dataflow/messagepipeline/dead_letter.h"
+#include "dataflow/messagepipeline/processor.h"
 #include "dataflow/messagepipeline/transformer.h"
 
 namespace dataflow::messagepipeline {
@@ -50,12 +51,14 @@ absl::Status CallNoThrow(std::string_view what, Fn&& fn) {
 }
 
 // A point-in-time copy of a service's counters. Every message received ends in exactly one
-// of processed, skipped, dead_lettered or nacked (the first three are acks).
+// of processed, skipped, dead_lettered, dropped or nacked (all but nacked are acks).
 struct ServiceMetrics {
   std::uint64_t received = 0;
   std::uint64_t processed = 0;
   std::uint64_t skipped = 0;
   std::uint64_t dead_lettered = 0;
+  // Gave up on without a dead-letter sink (permanent error or attempts used up): logged, acked.
+  std::uint64_t dropped = 0;
   std::uint64_t nacked = 0;
   std::uint64_t transform_errors = 0;
   std::uint64_t processing_errors = 0;
@@ -69,6 +72,7 @@ class ServiceCounters {
   std::atomic<std::uint64_t> processed{0};
   std::atomic<std::uint64_t> skipped{0};
   std::atomic<std::uint64_t> dead_lettered{0};
+  std::atomic<std::uint64_t> dropped{0};
   std::atomic<std::uint64_t> nacked{0};
   std::atomic<std::uint64_t> transform_errors{0};
   std::atomic<std::uint64_t> processing_errors{0};
@@ -80,22 +84,31 @@ class ServiceCounters {
 
 enum class FailureStage { kTransform, kProcess };
 
+// Pub/Sub's default for a subscription's dead-letter policy; every service uses it unless told
+// otherwise, so a message that can never succeed is never retried forever.
+inline constexpr int kDefaultMaxDeliveryAttempts = 5;
+
 struct DeliveryPolicyOptions {
   std::string source = "dataflow";  // names the service in logs and dead-letter attributes
   std::shared_ptr<DeadLetterSink> dead_letter;  // optional
-  int max_delivery_attempts = 0;                // 0: unlimited; needs dead_letter when > 0
+  // Deliveries a message gets before it is given up on; 0: unlimited (not recommended).
+  // Sources that do not count deliveries (delivery_attempt 0) are never cut off by it.
+  int max_delivery_attempts = kDefaultMaxDeliveryAttempts;
 };
 
-// Decides how each message is settled and counts the outcome. Thread-safe.
+// Decides how each message is settled and counts the outcome. A message that can never
+// succeed (a permanent error, or its delivery attempts used up) is dead-lettered; without a
+// dead-letter sink it is logged with its id, counted as dropped and acked, so it cannot stall
+// the messages behind it. Thread-safe.
 class DeliveryPolicy {
  public:
   DeliveryPolicy(DeliveryPolicyOptions options, ServiceCounters* counters);
 
-  // If the message has used up its delivery attempts, dead-letters it and returns true.
+  // If the message has used up its delivery attempts, gives it up (see above), returns true.
   bool SettleIfExhausted(Message& message);
   void Succeed(Message& message);
   void Skip(Message& message);
-  // Nacks, or dead-letters a permanent error when a sink is configured.
+  // Nacks a transient error; gives up on a permanent one (see above).
   void Fail(Message& message, const absl::Status& error, FailureStage stage);
   // Nacks without counting an error (shutdown past its deadline, a failed batch).
   void Nack(Message& message);
@@ -106,7 +119,7 @@ class DeliveryPolicy {
   [[nodiscard]] const std::string& source() const { return options_.source; }
 
  private:
-  void DeadLetter(Message& message, const absl::Status& reason);
+  void GiveUp(Message& message, const absl::Status& reason);
 
   DeliveryPolicyOptions options_;
   ServiceCounters* counters_;
@@ -149,6 +162,8 @@ class WorkerPool {
     std::function<void(std::span<Message>)> handle_batch;
     std::function<void()> tail;             // optional
     std::function<void()> on_workers_done;  // optional
+    // Runs once when the stop deadline expires, after aborting() became true; optional.
+    std::function<void()> on_abort;
   };
 
   // `policy` (the service's) settles and counts the messages ForEach nacks itself.
@@ -208,28 +223,32 @@ class WorkerPool {
   std::atomic<std::uint64_t> abort_nacks_{0};
 };
 
-// Holds messages whose processing completes asynchronously and settles each when its future
-// resolves (OK → ack, error → nack or dead-letter), in arrival order, on the pool's tail
-// thread. Track() blocks while `capacity` messages are in flight: backpressure. After the
-// stop deadline, messages whose result is not ready are nacked (a later success then means
-// a duplicate, never a loss). Thread-safe.
+// Holds messages whose processing completes asynchronously and settles each when its
+// completion reports (OK → ack, error → nack or give up), in whatever order results arrive,
+// on the pool's tail thread (so a sink's callback thread never runs a dead-letter publish).
+// Reserve() blocks while `max_messages` messages or `max_bytes` payload bytes are in flight:
+// backpressure. After the stop deadline (Abort()), messages still waiting are nacked (a later
+// success then means a duplicate, never a loss). Thread-safe.
 class InFlightSettler {
  public:
-  InFlightSettler(std::size_t capacity, DeliveryPolicy* policy, WorkerPool* pool)
-      : in_flight_(capacity), policy_(policy), pool_(pool) {}
+  InFlightSettler(std::size_t max_messages, std::size_t max_bytes, DeliveryPolicy* policy,
+                  WorkerPool* pool);
+  ~InFlightSettler();
 
-  void Track(Message message, std::future<absl::Status> outcome);
-  // The tail loop: settles until Close() and everything tracked is settled.
+  // Hands `message` to `start`, which must arrange for the completion it is given to be called
+  // exactly once (later calls are ignored). Blocks while the in-flight limits are reached;
+  // after Abort() nacks the message instead. `start` may throw: the message is then failed.
+  void Track(Message message, const std::function<void(Message&, Completion)>& start);
+  // The tail loop: settles until Close() and everything tracked is settled, or Abort().
   void Run();
   // No more Track() calls (all workers are done).
-  void Close() { in_flight_.Close(); }
+  void Close();
+  // The stop deadline expired: nack what is still waiting and end Run().
+  void Abort();
 
  private:
-  struct Pending {
-    Message message;
-    std::future<absl::Status> outcome;
-  };
-  BoundedQueue<Pending> in_flight_;
+  struct State;
+  std::shared_ptr<State> state_;  // shared with completions, which may outlive the settler
   DeliveryPolicy* policy_;
   WorkerPool* pool_;
 };

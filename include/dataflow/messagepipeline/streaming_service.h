@@ -22,9 +22,11 @@ struct StreamingServiceOptions {
   std::string name = "streaming-service";
   int num_workers = 5;  // the Go library's default
   std::shared_ptr<DeadLetterSink> dead_letter;
-  int max_delivery_attempts = 0;  // 0: unlimited; > 0 needs dead_letter
-  // With an async processor: messages awaiting their sink's confirmation at most.
+  int max_delivery_attempts = kDefaultMaxDeliveryAttempts;  // 0: unlimited
+  // With an async processor: messages, and their payload bytes, awaiting their sink's
+  // confirmation at most (0 bytes: no byte limit).
   std::size_t max_in_flight = 1000;
+  std::size_t max_in_flight_bytes = 64 << 20;
 };
 
 template <typename T>
@@ -38,9 +40,9 @@ class StreamingService {
                 std::move(processor), nullptr);
   }
 
-  // The processor returns a future that resolves once the sink confirmed; the message is
-  // acked or nacked then, with up to options.max_in_flight messages waiting at once. For
-  // sinks that batch (publishers): workers are not blocked by the sink's latency.
+  // The processor calls its completion once the sink confirmed; the message is acked or
+  // nacked then, with up to options.max_in_flight messages (max_in_flight_bytes) waiting at
+  // once. For sinks that batch (publishers): workers are not blocked by the sink's latency.
   static absl::StatusOr<std::unique_ptr<StreamingService>> CreateAsync(
       StreamingServiceOptions options, std::shared_ptr<MessageConsumer> consumer,
       MessageTransformer<T> transformer, AsyncStreamProcessor<T> processor) {
@@ -61,6 +63,7 @@ class StreamingService {
     if (settler_) {
       hooks.tail = [this] { settler_->Run(); };
       hooks.on_workers_done = [this] { settler_->Close(); };
+      hooks.on_abort = [this] { settler_->Abort(); };
     }
     return pool_.Start(std::move(hooks));
   }
@@ -104,7 +107,8 @@ class StreamingService {
         policy_(std::move(policy), &counters_),
         pool_(options_.name, std::move(consumer), options_.num_workers, &policy_) {
     if (async_processor_) {
-      settler_ = std::make_unique<InFlightSettler>(options_.max_in_flight, &policy_, &pool_);
+      settler_ = std::make_unique<InFlightSettler>(options_.max_in_flight,
+                                                   options_.max_in_flight_bytes, &policy_, &pool_);
     }
   }
 
@@ -112,17 +116,12 @@ class StreamingService {
     std::optional<T> value = TransformOrSettle(message, transformer_, policy_, counters_);
     if (!value) return;
     if (async_processor_) {
-      std::future<absl::Status> outcome;
-      try {
-        outcome = async_processor_(message, *value);
-      } catch (const std::exception& e) {
-        outcome = ReadyStatus(absl::InternalError(absl::StrCat("processor threw: ", e.what())));
-      }
-      settler_->Track(std::move(message), std::move(outcome));
+      settler_->Track(std::move(message), [&](Message& m, Completion done) {
+        async_processor_(m, *value, std::move(done));
+      });
       return;
     }
-    absl::Status processed =
-        CallNoThrow("processor", [&] { return processor_(message, *value); });
+    absl::Status processed = CallNoThrow("processor", [&] { return processor_(message, *value); });
     if (processed.ok()) {
       policy_.Succeed(message);
     } else {

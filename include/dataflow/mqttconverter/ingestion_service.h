@@ -41,8 +41,9 @@ struct IngestionServiceOptions {
   PayloadFormat payload_format = PayloadFormat::kRaw;
   int num_workers = 5;
   std::size_t max_in_flight = 1000;  // publishes awaiting confirmation
+  std::size_t max_in_flight_bytes = 64 << 20;
   std::shared_ptr<messagepipeline::DeadLetterSink> dead_letter;
-  int max_delivery_attempts = 0;  // 0: unlimited; > 0 needs dead_letter
+  int max_delivery_attempts = messagepipeline::kDefaultMaxDeliveryAttempts;  // 0: unlimited
 };
 
 // What one message becomes: the topic and the outgoing message.

@@ -79,7 +79,7 @@ class GooglePubsubProducer : public messagepipeline::MessagePublisher {
   // MessagePublisher: `message` as is, to `topic` (a topic id in this project).
   std::future<Result> Publish(const std::string& topic, OutgoingMessage message) override;
   // Like Publish(topic, message), but `done` runs (on a producer thread) with the result.
-  void PublishAsync(const std::string& topic, OutgoingMessage message, Callback done);
+  void PublishAsync(const std::string& topic, OutgoingMessage message, Callback done) override;
 
   // After a batch with `ordering_key` failed, publishing with that key on the default topic
   // (or on `topic`) fails fast until this is called. A no-op for a key that is not paused.

@@ -239,7 +239,7 @@ TEST_F(BigQueryInserterTest, ExistingTableWithOtherSchemaIsAClearError) {
 }
 
 TEST_F(BigQueryInserterTest, ServiceRedeliversAFailedBatchAndLosesNothing) {
-  auto broker = messagepipeline::InProcessBroker::Create({.ack_deadline = 30s});
+  auto broker = messagepipeline::InProcessBroker::Create();
   ASSERT_TRUE(broker->CreateTopic("readings").ok());
   ASSERT_TRUE(broker->CreateSubscription("readings-sub", "readings").ok());
   ASSERT_TRUE(broker->CreateTopic("dead").ok());

@@ -236,7 +236,7 @@ struct Pipeline {
   std::map<std::string, std::string> expected;  // id → key
 
   Pipeline(const std::string& prefix, int batch_size) {
-    broker = InProcessBroker::Create({.redelivery_delay = 50ms});
+    broker = InProcessBroker::Create({.min_redelivery_backoff = 50ms});
     EXPECT_TRUE(broker->CreateTopic("t").ok());
     EXPECT_TRUE(broker->CreateSubscription("s", "t").ok());
     std::shared_ptr<DataUploader> up = std::move(*GcsBatchUploader::Create(Options(prefix)));

@@ -32,7 +32,7 @@ std::vector<std::string> Errors(const ConfigLoadResult& r) {
 constexpr const char* kEnrichment = R"(
 in_process:
   topics: [raw, enriched]
-  subscriptions: [{name: raw-sub, topic: raw}]
+  subscriptions: [{name: raw-sub, topic: raw}, {name: enriched-sub, topic: enriched}]
 services:
   - name: enrich
     enrichment:
@@ -171,6 +171,35 @@ TEST(ConfigTest, WiringIsChecked) {
                                      "\"missing\""));
 }
 
+TEST(ConfigTest, AnInProcessTopicWithoutSubscriptionIsAnError) {
+  std::string yaml = kEnrichment;
+  yaml.replace(yaml.find("topics: [raw, enriched]"), 23, "topics: [raw, enriched, orphan]");
+  auto r = Parse(yaml);
+  EXPECT_THAT(Errors(r), ElementsAre("in_process.topics[2]: topic \"orphan\" has no subscription: "
+                                     "messages published to it would be lost"));
+}
+
+TEST(ConfigTest, MaxDeliveryAttemptsIsFiniteAndAServiceWithoutDeadLettersIsWarnedAbout) {
+  auto defaults = Parse(kEnrichment);
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(std::get<EnrichmentConfig>(defaults.config.services[0].spec).max_delivery_attempts, 5);
+  ASSERT_EQ(defaults.warnings.size(), 1u);
+  EXPECT_THAT(defaults.warnings[0].ToString(),
+              HasSubstr("services[0].enrichment.dead_letter_topic: not set"));
+  EXPECT_THAT(defaults.warnings[0].ToString(), HasSubstr("dropped"));
+
+  std::string yaml = kEnrichment;
+  yaml += "      max_delivery_attempts: 12\n      dead_letter_topic: raw\n";
+  auto set = Parse(yaml);
+  ASSERT_THAT(Errors(set), IsEmpty());
+  EXPECT_EQ(std::get<EnrichmentConfig>(set.config.services[0].spec).max_delivery_attempts, 12);
+  EXPECT_THAT(set.warnings, IsEmpty());
+
+  std::string zero = kEnrichment;
+  zero += "      max_delivery_attempts: 0\n";
+  EXPECT_THAT(Errors(Parse(zero)), ElementsAre(HasSubstr("max_delivery_attempts")));
+}
+
 TEST(ConfigTest, DescribeLeavesSecretsOut) {
   auto r = Parse(kEnrichment);
   ASSERT_TRUE(r.ok());
@@ -184,7 +213,8 @@ TEST(ConfigTest, ShippedConfigsAreValid) {
   for (const char* name : {"config/local.yaml", "config/emulators.yaml"}) {
     auto r = LoadConfigFile(std::string(DATAFLOW_SOURCE_DIR) + "/" + name);
     EXPECT_THAT(Errors(r), IsEmpty()) << name;
-    EXPECT_EQ(r.config.services.size(), 4u) << name;
+    const std::size_t services = std::string(name) == "config/local.yaml" ? 5u : 4u;
+    EXPECT_EQ(r.config.services.size(), services) << name;
   }
 }
 

@@ -8,6 +8,9 @@
 #include "dataflow/messagepipeline/in_process_broker.h"
 #include "dataflow/messagepipeline/streaming_service.h"
 #include "dataflow_testing/server_process.h"
+#ifdef DATAFLOW_APP_HAS_PUBSUB
+#include "dataflow/pubsub/producer.h"
+#endif
 
 namespace dataflow::app {
 namespace {
@@ -22,32 +25,32 @@ std::uint64_t Observed(const LatencyHistogram& h) { return h.Snapshot().count; }
 // A publisher whose results the test hands out later, like a broker that batches.
 class LatePublisher final : public messagepipeline::MessagePublisher {
  public:
-  std::future<Result> Publish(const std::string& topic, OutgoingMessage message) override {
+  void PublishAsync(const std::string& topic, OutgoingMessage message,
+                    messagepipeline::PublishCallback done) override {
     std::lock_guard lock(mu_);
     topics_.push_back(topic);
     payloads_.push_back(message.payload);
-    promises_.emplace_back();
-    return promises_.back().get_future();
+    callbacks_.push_back(std::move(done));
   }
   absl::Status Stop(messagepipeline::Deadline) override {
     return absl::DeadlineExceededError("late publisher: 2 still unpublished");
   }
   void Resolve(std::size_t i, Result r) {
-    std::lock_guard lock(mu_);
-    promises_.at(i).set_value(std::move(r));
-  }
-  void Abandon(std::size_t i) {
-    std::lock_guard lock(mu_);
-    promises_.at(i) = std::promise<Result>();  // the old one breaks
+    messagepipeline::PublishCallback done;
+    {
+      std::lock_guard lock(mu_);
+      done = callbacks_.at(i);
+    }
+    done(r);
   }
   std::size_t published() {
     std::lock_guard lock(mu_);
-    return promises_.size();
+    return callbacks_.size();
   }
 
  private:
   std::mutex mu_;
-  std::deque<std::promise<Result>> promises_;  // deque: references stay valid
+  std::deque<messagepipeline::PublishCallback> callbacks_;
   std::vector<std::string> topics_;
   std::vector<std::string> payloads_;
 };
@@ -61,90 +64,55 @@ TEST(TimedPublisher, CreateNeedsPublisherAndHistogram) {
       absl::StatusCode::kInvalidArgument);
 }
 
-TEST(TimedPublisher, InProcessBrokerOneObservationPerPublishResultsUnchanged) {
+TEST(TimedPublisher, InProcessBrokerIsTimedWhenTheSubscriptionAcks) {
   auto broker = InProcessBroker::Create();
   ASSERT_TRUE(broker->CreateTopic("out").ok());
   ASSERT_TRUE(broker->CreateSubscription("out-sub", "out").ok());
+  auto reader = *broker->NewConsumer("out-sub");
+  ASSERT_TRUE(reader->Start().ok());
   auto histogram = std::make_shared<LatencyHistogram>();
-  auto bare = broker->NewPublisher();
-  auto timed = TimedPublisher::Create({.publisher = bare, .histogram = histogram});
+  auto timed =
+      TimedPublisher::Create({.publisher = broker->NewPublisher(), .histogram = histogram});
   ASSERT_TRUE(timed.ok()) << timed.status();
 
   for (std::uint64_t i = 1; i <= 3; ++i) {
     std::future<Result> f = (*timed)->Publish("out", OutgoingMessage{.payload = "p"});
-    // The broker's own ready future, not a deferred wrapper.
-    ASSERT_EQ(f.wait_for(0s), std::future_status::ready);
-    EXPECT_EQ(Observed(*histogram), i);
+    auto m = reader->Messages().Pop();
+    ASSERT_TRUE(m.has_value());
+    EXPECT_EQ(f.wait_for(0s), std::future_status::timeout) << "complete only once acked";
+    EXPECT_EQ(Observed(*histogram), i - 1);
+    m->Ack();
     Result id = f.get();
     ASSERT_TRUE(id.ok()) << id.status();
-    EXPECT_FALSE(id->empty());
+    EXPECT_EQ(*id, m->data.id);
+    EXPECT_EQ(Observed(*histogram), i);
   }
-  EXPECT_EQ(broker->Stats("out-sub")->pending, 3u) << "every publish reached the broker";
-
-  // An error is passed through as the bare publisher gives it, and timed too.
-  Result direct = bare->Publish("missing", OutgoingMessage{.payload = "p"}).get();
-  Result through = (*timed)->Publish("missing", OutgoingMessage{.payload = "p"}).get();
-  ASSERT_FALSE(direct.ok());
-  EXPECT_EQ(through.status(), direct.status());
+  // Errors pass through unchanged, and are timed too.
+  Result missing = (*timed)->Publish("missing", OutgoingMessage{}).get();
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(Observed(*histogram), 4u);
+  EXPECT_TRUE((*timed)->Stop(std::chrono::steady_clock::now()).ok());
 }
 
-TEST(TimedPublisher, ALaterResultIsTimedWhenCollectedAndPassedThrough) {
+TEST(TimedPublisher, ALaterResultIsTimedWhenItArrivesAndPassedThrough) {
   auto late = std::make_shared<LatePublisher>();
   auto histogram = std::make_shared<LatencyHistogram>();
   auto timed = TimedPublisher::Create({.publisher = late, .histogram = histogram});
   ASSERT_TRUE(timed.ok());
-  std::future<Result> ok = (*timed)->Publish("t", OutgoingMessage{.payload = "a"});
-  std::future<Result> failed = (*timed)->Publish("t", OutgoingMessage{.payload = "b"});
-  std::future<Result> broken = (*timed)->Publish("t", OutgoingMessage{.payload = "c"});
-  EXPECT_EQ(late->published(), 3u);
-  EXPECT_EQ(Observed(*histogram), 0u) << "nothing resolved yet";
-
-  late->Resolve(1, absl::UnavailableError("broker said no"));
-  late->Resolve(0, std::string("id-0"));
-  late->Abandon(2);
-  EXPECT_EQ(ok.get(), Result(std::string("id-0")));
-  EXPECT_EQ(failed.get().status(), absl::UnavailableError("broker said no"));
+  std::future<Result> a = (*timed)->Publish("t", OutgoingMessage{.payload = "a"});
+  std::future<Result> b = (*timed)->Publish("t", OutgoingMessage{.payload = "b"});
+  EXPECT_EQ(Observed(*histogram), 0u);
+  late->Resolve(1, absl::UnavailableError("down"));
+  EXPECT_EQ(Observed(*histogram), 1u);
+  EXPECT_EQ(b.get().status(), absl::UnavailableError("down"));
+  late->Resolve(0, std::string("id-a"));
+  EXPECT_EQ(a.get(), Result(std::string("id-a")));
   EXPECT_EQ(Observed(*histogram), 2u);
-  // No result from the broker: the caller sees the same exception, and nothing is timed.
-  EXPECT_THROW(broken.get(), std::future_error);
-  EXPECT_EQ(Observed(*histogram), 2u);
-  // Stop is the wrapped publisher's.
-  EXPECT_EQ((*timed)->Stop(std::chrono::steady_clock::now()),
-            absl::DeadlineExceededError("late publisher: 2 still unpublished"));
+  EXPECT_EQ((*timed)->Stop(std::chrono::steady_clock::now()).code(),
+            absl::StatusCode::kDeadlineExceeded)
+      << "Stop goes to the wrapped publisher";
 }
 
-TEST(TimedPublisher, ACallbackPublisherGivesARealFutureTimedWhenTheBrokerAnswers) {
-  std::mutex mu;
-  std::vector<std::function<void(const Result&)>> callbacks;
-  auto histogram = std::make_shared<LatencyHistogram>();
-  auto timed =
-      TimedPublisher::Create({.publisher = std::make_shared<LatePublisher>(),
-                              .histogram = histogram,
-                              .publish_async = [&](const std::string&, OutgoingMessage,
-                                                   std::function<void(const Result&)> done) {
-                                std::lock_guard lock(mu);
-                                callbacks.push_back(std::move(done));
-                              }});
-  ASSERT_TRUE(timed.ok());
-  std::future<Result> ok = (*timed)->Publish("t", OutgoingMessage{.payload = "a"});
-  std::future<Result> failed = (*timed)->Publish("t", OutgoingMessage{.payload = "b"});
-  ASSERT_EQ(callbacks.size(), 2u);
-  EXPECT_EQ(ok.wait_for(0s), std::future_status::timeout) << "pollable, not deferred";
-
-  callbacks[0](std::string("id-a"));
-  EXPECT_EQ(Observed(*histogram), 1u) << "timed when the broker answered, before get()";
-  EXPECT_EQ(ok.wait_for(0s), std::future_status::ready);
-  EXPECT_EQ(ok.get(), Result(std::string("id-a")));
-
-  callbacks[1](absl::PermissionDeniedError("no publish right"));
-  EXPECT_EQ(Observed(*histogram), 2u);
-  EXPECT_EQ(failed.get().status(), absl::PermissionDeniedError("no publish right"));
-}
-
-// The services' way of consuming publish futures: PublishEnvelope wraps them, the
-// InFlightSettler waits for each before acking. Later results must still settle every
-// message, each publish timed once.
 TEST(TimedPublisher, UnderAStreamingServiceEveryMessageIsAckedAndTimedOnce) {
   auto broker = InProcessBroker::Create();
   ASSERT_TRUE(broker->CreateTopic("in").ok());
@@ -162,7 +130,9 @@ TEST(TimedPublisher, UnderAStreamingServiceEveryMessageIsAckedAndTimedOnce) {
         return messagepipeline::TransformResult<std::string>(
             std::optional<std::string>(m.data.payload));
       },
-      [publish](messagepipeline::Message& m, std::string&) { return publish(m); });
+      [publish](messagepipeline::Message& m, std::string&, messagepipeline::Completion done) {
+        publish(m, std::move(done));
+      });
   ASSERT_TRUE(service.ok()) << service.status();
   ASSERT_TRUE((*service)->Start().ok());
 
@@ -212,7 +182,7 @@ TEST(TimedPublisher, PubsubProducerIsTimedThroughItsCallback) {
   std::shared_ptr<pubsub::GooglePubsubProducer> producer = *pubsub::GooglePubsubProducer::Create(
       std::make_shared<IdStub>(), {.project_id = "p", .max_batch_messages = 1});
   auto histogram = std::make_shared<LatencyHistogram>();
-  auto timed = TimedPublisher::Create(TimedPubsubOptions(producer, histogram));
+  auto timed = TimedPublisher::Create({.publisher = producer, .histogram = histogram});
   ASSERT_TRUE(timed.ok()) << timed.status();
   std::future<Result> a = (*timed)->Publish("t", OutgoingMessage{.payload = "a"});
   std::future<Result> b = (*timed)->Publish("forbidden", OutgoingMessage{.payload = "b"});

@@ -86,7 +86,7 @@ class FakeInserter : public DataBatchInserter<Reading> {
 class BigQueryServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    broker_ = InProcessBroker::Create({.ack_deadline = 30s});
+    broker_ = InProcessBroker::Create();
     ASSERT_TRUE(broker_->CreateTopic("readings").ok());
     ASSERT_TRUE(broker_->CreateSubscription("readings-sub", "readings").ok());
     ASSERT_TRUE(broker_->CreateTopic("dead").ok());

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <future>
 #include <map>
 #include <mutex>
 #include <set>
@@ -152,7 +153,7 @@ TEST(JsonApplier, NonObjectValuesGoUnderTheField) {
 class EnrichmentServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    broker_ = mp::InProcessBroker::Create({.redelivery_delay = 10ms});
+    broker_ = mp::InProcessBroker::Create({.min_redelivery_backoff = 10ms});
     ASSERT_TRUE(broker_->CreateTopic("raw").ok());
     ASSERT_TRUE(broker_->CreateSubscription("raw-sub", "raw").ok());
     ASSERT_TRUE(broker_->CreateTopic("enriched").ok());
@@ -164,9 +165,11 @@ class EnrichmentServiceTest : public ::testing::Test {
     }
   }
 
-  std::unique_ptr<EnrichmentService> StartService(EnricherOptions policy) {
+  std::unique_ptr<EnrichmentService> StartService(EnricherOptions policy,
+                                                  int max_delivery_attempts = 5) {
     auto service = EnrichmentService::CreateAsync(
-        {.num_workers = 3}, *broker_->NewConsumer("raw-sub"), MakeDeviceEnricher(registry_, policy),
+        {.num_workers = 3, .max_delivery_attempts = max_delivery_attempts},
+        *broker_->NewConsumer("raw-sub"), MakeDeviceEnricher(registry_, policy),
         mp::PublishEnvelope(broker_->NewPublisher(), "enriched"));
     EXPECT_TRUE(service.ok()) << service.status();
     EXPECT_TRUE((*service)->Start().ok());
@@ -209,9 +212,11 @@ TEST_F(EnrichmentServiceTest, EveryKnownDeviceComesOutEnrichedAndUnknownOnesAreS
                               {{"deviceId", device}})
                     .ok());
   }
+  // An input is acked once its enriched copy is acked downstream (end to end): read meanwhile.
+  auto drained = std::async(std::launch::async, [&] { return Drain(kMessages - kMessages / 30); });
   ASSERT_TRUE(WaitFor([&] { return broker_->Stats("raw-sub")->acked == kMessages; }, 20s));
   ASSERT_TRUE(service->Stop(10s).ok());
-  auto out = Drain(kMessages - kMessages / 30);
+  auto out = drained.get();
   ASSERT_EQ(out.size(), static_cast<std::size_t>(kMessages - kMessages / 30));
   for (const auto& d : out) {
     ASSERT_TRUE(d.enrichment_data.is_object()) << d.id;
@@ -225,7 +230,8 @@ TEST_F(EnrichmentServiceTest, EveryKnownDeviceComesOutEnrichedAndUnknownOnesAreS
 
 TEST_F(EnrichmentServiceTest, WithTheNackPolicyABackendOutageLosesNothing) {
   registry_->down = true;
-  auto service = StartService({.on_error = FailurePolicy::kNack});
+  // Attempts high enough to outlast the outage (with fewer, the messages are given up on).
+  auto service = StartService({.on_error = FailurePolicy::kNack}, 1000);
   constexpr int kMessages = 50;
   for (int i = 0; i < kMessages; ++i) {
     ASSERT_TRUE(broker_
@@ -235,10 +241,11 @@ TEST_F(EnrichmentServiceTest, WithTheNackPolicyABackendOutageLosesNothing) {
   }
   ASSERT_TRUE(WaitFor([&] { return broker_->Stats("raw-sub")->nacked >= kMessages; }, 20s));
   EXPECT_EQ(broker_->Stats("raw-sub")->acked, 0u) << "nothing is acked while the backend is down";
+  auto drained = std::async(std::launch::async, [&] { return Drain(kMessages); });
   registry_->down = false;  // the backend comes back: redeliveries now succeed
   ASSERT_TRUE(WaitFor([&] { return broker_->Stats("raw-sub")->acked == kMessages; }, 20s));
   ASSERT_TRUE(service->Stop(10s).ok());
-  auto out = Drain(kMessages);
+  auto out = drained.get();
   std::set<std::string> ids;
   for (const auto& d : out) {
     ids.insert(d.id);

@@ -170,7 +170,7 @@ TEST(IceStorageService, TheIntervalFlushesIdleBatchesWhileRunning) {
 }
 
 TEST(IceStorageService, FailedUploadsNackAndRedeliveryArchivesEverything) {
-  Fixture f("redeliver", {.redelivery_delay = 20ms});
+  Fixture f("redeliver", {.min_redelivery_backoff = 20ms});
   auto switchable = std::make_shared<SwitchableUploader>(f.local);
   switchable->down = true;
   auto service = IceStorageService::Create(

@@ -20,34 +20,43 @@ TransformResult<std::string> Transform(const Message& m) {
   return std::optional<std::string>(m.data.payload);
 }
 
-// A sink that confirms later: each call hands out a promise the test resolves.
+// A sink that confirms later: each call keeps the completion the test calls.
 class LateSink {
  public:
-  std::future<absl::Status> Accept(const std::string& id) {
+  void Accept(const std::string& id, Completion done) {
     std::lock_guard lock(mu_);
-    auto& p = promises_[id];
-    return p.get_future();
+    completions_[id] = std::move(done);
   }
+  // Calls the completion outside the lock, as a broker's callback thread would.
   void Resolve(const std::string& id, absl::Status s) {
-    std::lock_guard lock(mu_);
-    promises_.at(id).set_value(std::move(s));
+    Completion done;
+    {
+      std::lock_guard lock(mu_);
+      done = completions_.at(id);
+    }
+    done(std::move(s));
   }
   std::size_t accepted() {
     std::lock_guard lock(mu_);
-    return promises_.size();
+    return completions_.size();
   }
 
  private:
   std::mutex mu_;
-  std::map<std::string, std::promise<absl::Status>> promises_;
+  std::map<std::string, Completion> completions_;
 };
+
+auto Into(LateSink& sink) {
+  return [&sink](Message& m, std::string&, Completion done) {
+    sink.Accept(m.data.id, std::move(done));
+  };
+}
 
 TEST(AsyncStreamingService, SettlesEachMessageWhenItsSinkConfirms) {
   auto consumer = std::make_shared<ScriptedConsumer>();
   LateSink sink;
-  auto service = StreamingService<std::string>::CreateAsync(
-      {.num_workers = 2}, consumer, Transform,
-      [&](Message& m, std::string&) { return sink.Accept(m.data.id); });
+  auto service = StreamingService<std::string>::CreateAsync({.num_workers = 2}, consumer, Transform,
+                                                            Into(sink));
   ASSERT_TRUE(service.ok()) << service.status();
   ASSERT_TRUE((*service)->Start().ok());
   consumer->Feed("a", "x");
@@ -63,34 +72,74 @@ TEST(AsyncStreamingService, SettlesEachMessageWhenItsSinkConfirms) {
   EXPECT_EQ((*service)->metrics().nacked, 1u);
 }
 
-TEST(AsyncStreamingService, AThrowingOrEmptyProcessorNacks) {
+TEST(AsyncStreamingService, AThrowingProcessorNacksAndASecondCompletionIsIgnored) {
   auto consumer = std::make_shared<ScriptedConsumer>();
   auto service = StreamingService<std::string>::CreateAsync(
-      {}, consumer, Transform, [](Message& m, std::string&) -> std::future<absl::Status> {
+      {}, consumer, Transform, [](Message& m, std::string&, Completion done) {
         if (m.data.id == "throw") throw std::runtime_error("boom");
-        return {};  // an empty future is a bug in the processor, not a success
+        done(absl::OkStatus());                       // inline, before Track() returned
+        done(absl::UnavailableError("second call"));  // ignored
       });
   ASSERT_TRUE(service.ok());
   ASSERT_TRUE((*service)->Start().ok());
   consumer->Feed("throw", "x");
-  consumer->Feed("empty", "x");
+  consumer->Feed("twice", "x");
   ASSERT_TRUE((*service)->Stop(10s).ok());
   EXPECT_EQ(consumer->outcome("throw"), Outcome::kNacked);
-  EXPECT_EQ(consumer->outcome("empty"), Outcome::kNacked);
+  EXPECT_EQ(consumer->outcome("twice"), Outcome::kAcked);
+  EXPECT_EQ(consumer->settle_calls("twice"), 1);
+}
+
+TEST(AsyncStreamingService, ASlowCompletionDoesNotHoldBackLaterOnes) {
+  auto consumer = std::make_shared<ScriptedConsumer>();
+  LateSink sink;
+  auto service = StreamingService<std::string>::CreateAsync({.num_workers = 1}, consumer, Transform,
+                                                            Into(sink));
+  ASSERT_TRUE(service.ok());
+  ASSERT_TRUE((*service)->Start().ok());
+  consumer->Feed("slow", "x");
+  consumer->Feed("fast", "x");
+  ASSERT_TRUE(WaitFor([&] { return sink.accepted() == 2; }, 10s));
+  sink.Resolve("fast", absl::OkStatus());
+  // Settled as soon as its own result arrives, while the earlier one still waits.
+  ASSERT_TRUE(WaitFor([&] { return consumer->outcome("fast") == Outcome::kAcked; }, 10s));
+  EXPECT_EQ(consumer->outcome("slow"), Outcome::kPending);
+  sink.Resolve("slow", absl::OkStatus());
+  ASSERT_TRUE((*service)->Stop(10s).ok());
+  EXPECT_EQ(consumer->outcome("slow"), Outcome::kAcked);
+}
+
+TEST(AsyncStreamingService, MaxInFlightBytesBoundsWhatWaitsForTheSink) {
+  auto consumer = std::make_shared<ScriptedConsumer>();
+  LateSink sink;
+  auto service = StreamingService<std::string>::CreateAsync(
+      {.num_workers = 1, .max_in_flight = 1000, .max_in_flight_bytes = 10}, consumer, Transform,
+      Into(sink));
+  ASSERT_TRUE(service.ok());
+  ASSERT_TRUE((*service)->Start().ok());
+  // 4 bytes each: two fit under 10 bytes, the third waits until one is confirmed.
+  for (int i = 0; i < 3; ++i) consumer->Feed("m" + std::to_string(i), "1234");
+  ASSERT_TRUE(WaitFor([&] { return sink.accepted() == 2; }, 10s));
+  EXPECT_FALSE(WaitFor([&] { return sink.accepted() == 3; }, 300ms));
+  sink.Resolve("m0", absl::OkStatus());
+  ASSERT_TRUE(WaitFor([&] { return sink.accepted() == 3; }, 10s));
+  sink.Resolve("m1", absl::OkStatus());
+  sink.Resolve("m2", absl::OkStatus());
+  ASSERT_TRUE((*service)->Stop(10s).ok());
+  EXPECT_EQ(consumer->count(Outcome::kAcked), 3u);
 }
 
 TEST(AsyncStreamingService, MaxInFlightBoundsWhatWaitsForTheSink) {
   auto consumer = std::make_shared<ScriptedConsumer>();
   LateSink sink;
-  auto service = StreamingService<std::string>::CreateAsync(
-      {.num_workers = 1, .max_in_flight = 3}, consumer, Transform,
-      [&](Message& m, std::string&) { return sink.Accept(m.data.id); });
+  auto service = StreamingService<std::string>::CreateAsync({.num_workers = 1, .max_in_flight = 3},
+                                                            consumer, Transform, Into(sink));
   ASSERT_TRUE(service.ok());
   ASSERT_TRUE((*service)->Start().ok());
   for (int i = 0; i < 20; ++i) consumer->Feed("m" + std::to_string(i), "x");
-  // 3 tracked + 1 waiting in the settler's hands + 1 held by the blocked worker at most.
+  // 3 in flight; the worker waits in Track() for room before it starts a fourth.
   ASSERT_TRUE(WaitFor([&] { return sink.accepted() >= 3; }, 10s));
-  EXPECT_LE(sink.accepted(), 5u);
+  EXPECT_EQ(sink.accepted(), 3u);
   for (int i = 0; i < 20; ++i) {
     const std::string id = "m" + std::to_string(i);
     ASSERT_TRUE(WaitFor([&] { return sink.accepted() > static_cast<std::size_t>(i); }, 10s));
@@ -103,9 +152,8 @@ TEST(AsyncStreamingService, MaxInFlightBoundsWhatWaitsForTheSink) {
 TEST(AsyncStreamingService, StopPastTheDeadlineNacksUnconfirmedMessages) {
   auto consumer = std::make_shared<ScriptedConsumer>();
   LateSink sink;
-  auto service = StreamingService<std::string>::CreateAsync(
-      {.num_workers = 1}, consumer, Transform,
-      [&](Message& m, std::string&) { return sink.Accept(m.data.id); });
+  auto service = StreamingService<std::string>::CreateAsync({.num_workers = 1}, consumer, Transform,
+                                                            Into(sink));
   ASSERT_TRUE(service.ok());
   ASSERT_TRUE((*service)->Start().ok());
   consumer->Feed("confirmed", "x");
@@ -126,7 +174,7 @@ TEST(AsyncStreamingService, FactoryRejectsBadArguments) {
   auto none = Svc::CreateAsync({}, consumer, Transform, nullptr);
   EXPECT_EQ(none.status().code(), absl::StatusCode::kInvalidArgument);
   auto zero = Svc::CreateAsync({.max_in_flight = 0}, consumer, Transform,
-                               [](Message&, std::string&) { return ReadyStatus({}); });
+                               [](Message&, std::string&, Completion done) { done({}); });
   EXPECT_EQ(zero.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(zero.status().message().find("max_in_flight"), absl::string_view::npos);
 }

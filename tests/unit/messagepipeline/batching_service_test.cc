@@ -6,6 +6,7 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "dataflow/messagepipeline/errors.h"
 #include "dataflow_testing/server_process.h"
 #include "scripted_consumer.h"
 
@@ -88,6 +89,40 @@ TEST(BatchingService, AFailedBatchNacksEveryMessageInIt) {
   ASSERT_TRUE((*service)->Stop(10s).ok());
   EXPECT_EQ(consumer->count(Outcome::kNacked), 4u);
   EXPECT_EQ((*service)->metrics().processing_errors, 1u);
+}
+
+TEST(BatchingService, APermanentBatchErrorIsIsolatedToTheRowThatCausesIt) {
+  auto consumer = std::make_shared<ScriptedConsumer>();
+  auto dlq = std::make_shared<testing::RecordingDeadLetterSink>();
+  std::mutex mu;
+  std::vector<std::string> stored;
+  // A sink that rejects a whole batch with a permanent error when any row is "poison", as a
+  // warehouse does for one invalid row (and stores nothing of that batch).
+  auto service = BatchingService<std::string>::Create(
+      {.num_workers = 1,
+       .batch_size = 16,
+       .flush_interval = std::chrono::hours(1),
+       .dead_letter = dlq},
+      consumer, Transform, [&](std::span<ProcessableItem<std::string>> batch) {
+        for (auto& item : batch) {
+          if (item.payload == "poison") return PermanentError("row is invalid for the table");
+        }
+        std::lock_guard lock(mu);
+        for (auto& item : batch) stored.push_back(item.original.data.id);
+        return absl::OkStatus();
+      });
+  ASSERT_TRUE(service.ok());
+  ASSERT_TRUE((*service)->Start().ok());
+  for (int i = 0; i < 16; ++i) {
+    consumer->Feed("m" + std::to_string(i), i == 11 ? "poison" : "good");
+  }
+  ASSERT_TRUE((*service)->Stop(10s).ok());
+  EXPECT_EQ(stored.size(), 15u) << "every good row is stored";
+  EXPECT_EQ(consumer->count(Outcome::kAcked), 16u);
+  ASSERT_EQ(dlq->letters().size(), 1u);
+  EXPECT_EQ(dlq->letters()[0].id, "m11");
+  EXPECT_EQ((*service)->metrics().dead_lettered, 1u);
+  EXPECT_EQ((*service)->metrics().processed, 15u);
 }
 
 TEST(BatchingService, MessagesTheProcessorSettlesItselfAreCountedByOutcome) {

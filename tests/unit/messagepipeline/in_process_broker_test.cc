@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <future>
 #include <set>
 
 #include "dataflow/messagepipeline/errors.h"
@@ -85,8 +86,8 @@ TEST(InProcessBroker, NackedMessagesComeBackWithTheAttemptCounted) {
   EXPECT_EQ(stats.pending, 0u);
 }
 
-TEST(InProcessBroker, AnExpiredLeaseIsRedeliveredAndTheLateAckIgnored) {
-  auto broker = BrokerWith({"s"}, {.ack_deadline = 50ms});
+TEST(InProcessBroker, AHandlerHeldPastMaxLeaseGetsItRedeliveredAndTheLateAckEndsIt) {
+  auto broker = BrokerWith({"s"}, {.max_lease = 50ms});
   ASSERT_TRUE(broker->Publish("t", {.payload = "x"}).ok());
   auto consumer = *broker->NewConsumer("s");
   ASSERT_TRUE(consumer->Start().ok());
@@ -95,8 +96,8 @@ TEST(InProcessBroker, AnExpiredLeaseIsRedeliveredAndTheLateAckIgnored) {
   auto again = PopFor(*consumer, 10s);  // not settled in time: delivered again
   ASSERT_TRUE(again);
   EXPECT_EQ(again->delivery_attempt, 2);
-  first->Ack();  // stale lease: does not remove the redelivered copy
-  EXPECT_EQ(broker->Stats("s")->outstanding, 1u);
+  first->Ack();  // any attempt's ack ends the message
+  EXPECT_EQ(broker->Stats("s")->outstanding, 0u);
   again->Ack();
   EXPECT_EQ(broker->Stats("s")->outstanding, 0u);
   EXPECT_GE(broker->Stats("s")->expired, 1u);
@@ -165,31 +166,164 @@ TEST(InProcessBroker, DeadLetterSinkPublishesWithTheErrorAttributes) {
   auto sink = broker->NewDeadLetterSink("dead");
   Message m(MessageData{.id = "9", .payload = "poison"}, {{"a", "b"}});
   m.delivery_attempt = 3;
-  ASSERT_TRUE(sink->Send(m, PermanentError("cannot parse"), "svc").ok());
+  // Send is durable only once the dead-letter topic's subscription acked it.
+  auto sent = std::async(std::launch::async,
+                         [&] { return sink->Send(m, PermanentError("cannot parse"), "svc"); });
   auto consumer = *broker->NewConsumer("dead-sub");
   ASSERT_TRUE(consumer->Start().ok());
   auto parked = PopFor(*consumer, 5s);
   ASSERT_TRUE(parked);
+  EXPECT_EQ(sent.wait_for(100ms), std::future_status::timeout) << "not durable before the ack";
   EXPECT_EQ(parked->data.payload, "poison");
   EXPECT_EQ(parked->attributes.at("a"), "b");
   EXPECT_NE(parked->attributes.at("dataflow_error").find("cannot parse"), std::string::npos);
   EXPECT_EQ(parked->attributes.at("dataflow_source"), "svc");
   EXPECT_EQ(parked->attributes.at("dataflow_delivery_attempt"), "3");
   parked->Ack();
+  EXPECT_TRUE(sent.get().ok());
   EXPECT_EQ(broker->NewDeadLetterSink("missing")->Send(m, absl::InternalError("x"), "s").code(),
             absl::StatusCode::kNotFound);
 }
 
 TEST(InProcessBroker, PublisherResolvesWithTheIdAndFailsAfterStop) {
   auto broker = BrokerWith({"s"});
+  auto consumer = *broker->NewConsumer("s");
+  ASSERT_TRUE(consumer->Start().ok());
   auto publisher = broker->NewPublisher();
-  auto id = publisher->Publish("t", {.payload = "x", .attributes = {{"k", "v"}}}).get();
+  auto pending = publisher->Publish("t", {.payload = "x", .attributes = {{"k", "v"}}});
+  auto m = PopFor(*consumer, 5s);
+  ASSERT_TRUE(m);
+  m->Ack();
+  auto id = pending.get();
   ASSERT_TRUE(id.ok());
-  EXPECT_FALSE(id->empty());
+  EXPECT_EQ(*id, m->data.id);
   EXPECT_EQ(publisher->Publish("missing", {}).get().status().code(), absl::StatusCode::kNotFound);
   ASSERT_TRUE(publisher->Stop(std::chrono::steady_clock::now()).ok());
   EXPECT_EQ(publisher->Publish("t", {}).get().status().code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(InProcessBroker, APublishCompletesOnlyWhenEverySubscriptionAcked) {
+  auto broker = BrokerWith({"a", "b"});
+  std::promise<absl::StatusOr<std::string>> done;
+  auto result = done.get_future();
+  broker->PublishAsync("t", {.payload = "x"}, {}, {},
+                       [&](const absl::StatusOr<std::string>& id) { done.set_value(id); });
+  auto a = *broker->NewConsumer("a");
+  auto b = *broker->NewConsumer("b");
+  ASSERT_TRUE(a->Start().ok());
+  ASSERT_TRUE(b->Start().ok());
+  auto from_a = PopFor(*a, 5s);
+  auto from_b = PopFor(*b, 5s);
+  ASSERT_TRUE(from_a && from_b);
+  from_a->Ack();
+  from_b->Nack();  // redelivered inside "b"; the publish keeps waiting
+  EXPECT_EQ(result.wait_for(200ms), std::future_status::timeout);
+  auto again = PopFor(*b, 5s);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->delivery_attempt, 2);
+  EXPECT_EQ(result.wait_for(0ms), std::future_status::timeout);
+  again->Ack();
+  ASSERT_EQ(result.wait_for(5s), std::future_status::ready);
+  auto id = result.get();
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(*id, from_a->data.id);
+}
+
+TEST(InProcessBroker, PublishingToATopicWithoutSubscriptionsFails) {
+  auto broker = InProcessBroker::Create();
+  ASSERT_TRUE(broker->CreateTopic("orphan").ok());
+  EXPECT_EQ(broker->TopicsWithoutSubscriptions(), std::vector<std::string>{"orphan"});
+  EXPECT_EQ(broker->Publish("orphan", {.payload = "x"}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  auto published = broker->NewPublisher()->Publish("orphan", {.payload = "x"}).get();
+  EXPECT_EQ(published.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(published.status().message().find("would be lost"), absl::string_view::npos);
+}
+
+TEST(InProcessBroker, AFullSubscriptionPushesBackThenFailsThePublish) {
+  auto broker = BrokerWith({"s"}, {.max_subscription_messages = 2, .max_publish_block = 1s});
+  ASSERT_TRUE(broker->Publish("t", {.payload = "1"}).ok());
+  ASSERT_TRUE(broker->Publish("t", {.payload = "2"}).ok());
+  auto third = broker->Publish("t", {.payload = "3"});
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted) << third.status();
+  // An ack makes room; a publisher blocked meanwhile gets in.
+  auto consumer = *broker->NewConsumer("s");
+  ASSERT_TRUE(consumer->Start().ok());
+  auto blocked =
+      std::async(std::launch::async, [&] { return broker->Publish("t", {.payload = "4"}); });
+  auto m = PopFor(*consumer, 5s);
+  ASSERT_TRUE(m);
+  m->Ack();
+  EXPECT_TRUE(blocked.get().ok());
+  EXPECT_EQ(broker->Stats("s")->pending + broker->Stats("s")->outstanding, 2u);
+}
+
+TEST(InProcessBroker, AFullSubscriptionIsBoundedInBytesToo) {
+  auto broker = BrokerWith({"s"}, {.max_subscription_bytes = 10, .max_publish_block = 50ms});
+  ASSERT_TRUE(broker->Publish("t", {.payload = std::string(8, 'x')}).ok());
+  EXPECT_EQ(broker->Publish("t", {.payload = std::string(8, 'x')}).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(broker->Stats("s")->held_bytes, 8u);
+}
+
+TEST(InProcessBroker, RedeliveryBacksOffWithTheAttempt) {
+  auto broker = BrokerWith({"s"}, {.min_redelivery_backoff = 40ms});
+  ASSERT_TRUE(broker->Publish("t", {.payload = "x"}).ok());
+  auto consumer = *broker->NewConsumer("s");
+  ASSERT_TRUE(consumer->Start().ok());
+  std::vector<std::chrono::steady_clock::duration> gaps;
+  auto m = PopFor(*consumer, 5s);
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    ASSERT_TRUE(m);
+    ASSERT_EQ(m->delivery_attempt, attempt);
+    const auto nacked_at = std::chrono::steady_clock::now();
+    m->Nack();
+    m = PopFor(*consumer, 5s);
+    gaps.push_back(std::chrono::steady_clock::now() - nacked_at);
+  }
+  ASSERT_TRUE(m);
+  m->Ack();
+  // Lower bounds the broker guarantees: 40, 80, 160 ms.
+  EXPECT_GE(gaps[0], 40ms);
+  EXPECT_GE(gaps[1], 80ms);
+  EXPECT_GE(gaps[2], 160ms);
+}
+
+TEST(InProcessBroker, ServiceChainAcksTheSourceOnlyOnceTheLastSinkHasIt) {
+  // source topic "t" -> relay service -> topic "out" -> sink service (gated)
+  auto broker = BrokerWith({"relay"});
+  ASSERT_TRUE(broker->CreateTopic("out").ok());
+  ASSERT_TRUE(broker->CreateSubscription("sink", "out").ok());
+  auto relay = StreamingService<std::string>::CreateAsync(
+      {.num_workers = 1}, *broker->NewConsumer("relay"), RawPayloadTransformer,
+      [p = PublishEnvelope(broker->NewPublisher(), "out")](Message& m, std::string&,
+                                                           Completion done) { p(m, done); });
+  ASSERT_TRUE(relay.ok());
+  std::promise<void> gate;
+  std::shared_future<void> open = gate.get_future().share();
+  auto sink =
+      StreamingService<std::string>::Create({.num_workers = 1}, *broker->NewConsumer("sink"),
+                                            RawPayloadTransformer, [open](Message&, std::string&) {
+                                              open.wait();
+                                              return absl::OkStatus();
+                                            });
+  ASSERT_TRUE(sink.ok());
+  ASSERT_TRUE((*sink)->Start().ok());
+  ASSERT_TRUE((*relay)->Start().ok());
+  std::promise<absl::StatusOr<std::string>> done;
+  auto result = done.get_future();
+  broker->PublishAsync("t", {.payload = "x"}, {}, {},
+                       [&](const absl::StatusOr<std::string>& id) { done.set_value(id); });
+  ASSERT_TRUE(WaitFor([&] { return broker->Stats("sink")->outstanding == 1; }, 5s));
+  EXPECT_EQ(result.wait_for(200ms), std::future_status::timeout);
+  EXPECT_EQ(broker->Stats("relay")->acked, 0u) << "the relay's input waits for the sink";
+  gate.set_value();
+  ASSERT_EQ(result.wait_for(5s), std::future_status::ready);
+  EXPECT_TRUE(result.get().ok());
+  ASSERT_TRUE((*relay)->Stop(5s).ok());
+  ASSERT_TRUE((*sink)->Stop(5s).ok());
+  EXPECT_EQ((*relay)->metrics().processed, 1u);
 }
 
 TEST(InProcessBroker, ServiceOverTheBrokerRedeliversUntilProcessed) {

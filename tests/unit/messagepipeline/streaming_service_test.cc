@@ -51,7 +51,8 @@ TEST(StreamingService, SettlesEachOutcomeAsDocumented) {
   ASSERT_TRUE(service->Stop(10s).ok());
   EXPECT_EQ(consumer->outcome("ok"), Outcome::kAcked);
   EXPECT_EQ(consumer->outcome("skip"), Outcome::kAcked);
-  EXPECT_EQ(consumer->outcome("bad"), Outcome::kNacked);  // permanent, but no dead-letter sink
+  // Permanent and no dead-letter sink: dropped (logged, counted, acked), never retried.
+  EXPECT_EQ(consumer->outcome("bad"), Outcome::kAcked);
   EXPECT_EQ(consumer->outcome("err"), Outcome::kNacked);
   EXPECT_EQ(consumer->outcome("throw"), Outcome::kNacked);
   EXPECT_EQ(consumer->outcome("fail"), Outcome::kNacked);
@@ -60,7 +61,8 @@ TEST(StreamingService, SettlesEachOutcomeAsDocumented) {
   EXPECT_EQ(m.received, 7u);
   EXPECT_EQ(m.processed, 1u);
   EXPECT_EQ(m.skipped, 1u);
-  EXPECT_EQ(m.nacked, 5u);
+  EXPECT_EQ(m.dropped, 1u);
+  EXPECT_EQ(m.nacked, 4u);
   EXPECT_EQ(m.transform_errors, 3u);
   EXPECT_EQ(m.processing_errors, 2u);
 }
@@ -101,6 +103,43 @@ TEST(StreamingService, ExhaustedDeliveryAttemptsAreDeadLettered) {
   EXPECT_EQ(service->metrics().processed, 0u);
 }
 
+TEST(StreamingService, AttemptsAreFiniteByDefaultAndWithoutASinkTheMessageIsDropped) {
+  auto consumer = std::make_shared<ScriptedConsumer>();
+  auto service = MakeService(consumer, {.num_workers = 1});
+  ASSERT_TRUE(service->Start().ok());
+  consumer->Feed("last-try", "err", kDefaultMaxDeliveryAttempts);
+  consumer->Feed("over", "err", kDefaultMaxDeliveryAttempts + 1);
+  ASSERT_TRUE(service->Stop(10s).ok());
+  EXPECT_EQ(consumer->outcome("last-try"), Outcome::kNacked);
+  EXPECT_EQ(consumer->outcome("over"), Outcome::kAcked) << "given up on, so it cannot loop";
+  EXPECT_EQ(service->metrics().dropped, 1u);
+  EXPECT_EQ(service->metrics().dead_lettered, 0u);
+}
+
+TEST(StreamingService, DeadLetterAttributesAreBoundedAndNeverCarryThePayload) {
+  auto consumer = std::make_shared<ScriptedConsumer>();
+  auto dlq = std::make_shared<RecordingDeadLetterSink>();
+  const std::string huge(70000, 't');  // an MQTT topic may be 65 535 bytes
+  auto service = StreamingService<std::string>::Create(
+      {.dead_letter = dlq}, consumer, Transform, [&](Message& m, std::string&) {
+        // An error that quotes the whole payload, as a careless parser might.
+        return PermanentError("cannot store " + m.data.payload);
+      });
+  ASSERT_TRUE(service.ok());
+  ASSERT_TRUE((*service)->Start().ok());
+  consumer->Feed("big", std::string(100000, 'p'), 1, {{"mqtt_topic", huge}});
+  ASSERT_TRUE((*service)->Stop(10s).ok());
+  ASSERT_EQ(dlq->letters().size(), 1u);
+  const Attributes attributes = dlq->letters()[0].attributes;  // letters() is a copy
+  for (const auto& [key, value] : attributes) {
+    EXPECT_LE(value.size(), kMaxAttributeValueBytes) << key;
+  }
+  EXPECT_EQ(attributes.at("mqtt_topic").substr(0, 10), huge.substr(0, 10));
+  EXPECT_NE(attributes.at("dataflow_error").find("bytes)"), std::string::npos)
+      << "the cut is marked with the original size";
+  EXPECT_EQ(dlq->letters()[0].payload.size(), 100000u) << "the payload itself is kept";
+}
+
 TEST(StreamingService, AFailingDeadLetterSinkMeansNack) {
   auto consumer = std::make_shared<ScriptedConsumer>();
   auto dlq = std::make_shared<RecordingDeadLetterSink>();
@@ -125,8 +164,6 @@ TEST(StreamingService, FactoryRejectsBadArguments) {
   expect_invalid(Svc::Create({}, consumer, Transform, nullptr), "processor");
   expect_invalid(Svc::Create({.num_workers = 0}, consumer, Transform, Process), "num_workers");
   expect_invalid(Svc::Create({.num_workers = -2}, consumer, Transform, Process), "num_workers");
-  expect_invalid(Svc::Create({.max_delivery_attempts = 5}, consumer, Transform, Process),
-                 "dead-letter");
   expect_invalid(Svc::Create({.max_delivery_attempts = -1}, consumer, Transform, Process),
                  "max_delivery_attempts");
 }

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The embedded pipeline (config/local.yaml, end-to-end acknowledgement) draining an MQTT backlog,
+# beside mosquitto_sub -c draining the same backlog on the same broker, in one run.
+#
+# For each of RUNS rounds: start Mosquitto on a free loopback port; create two persistent
+# sessions subscribed to devices/+/telemetry (the pipeline's, by starting and stopping
+# `dataflow run config/local.yaml`, and mosquitto_sub's); queue COUNT QoS 1 readings for both
+# while neither is connected (`dataflow loadgen mqtt`); then time
+#   - `dataflow run config/local.yaml` from its start until every reading is a row in SQLite
+#     and a line in the gzip archive (each PUBACK waits for both), and
+#   - `mosquitto_sub -c` from its start until it has printed COUNT messages.
+# Prints both rates per round, then the medians and their ratio (target: >= 0.5).
+#
+#   cmake --preset release && cmake --build build/release --target dataflow
+#   bench/messagepipeline/backlog_drain.sh [build-dir]     (default: build/release)
+#   COUNT=20000 RUNS=3 bench/messagepipeline/backlog_drain.sh
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${1:-$ROOT/build/release}
+COUNT=${COUNT:-20000}
+RUNS=${RUNS:-3}
+DEVICES=${DEVICES:-20}
+DATAFLOW=$BUILD/apps/dataflow/dataflow
+MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+for exe in "$DATAFLOW" "$MOSQUITTO" "$(command -v mosquitto_sub)" "$(command -v sqlite3)"; do
+  [[ -x $exe ]] || { echo "missing $exe" >&2; exit 1; }
+done
+
+DIR=$(mktemp -d)
+BROKER_PID=
+PIPELINE_PID=
+cleanup() {
+  for pid in $PIPELINE_PID $BROKER_PID; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+PORT=$(free_port)
+OPS_PORT=$(free_port)
+URL="tcp://127.0.0.1:$PORT"
+# The pipeline withholds PUBACKs until both sinks have a reading: the broker's in-flight window
+# (default 20 per client) must not cap it, and the backlog must not be cut at 1000 messages.
+cat > "$DIR/mosquitto.conf" <<CONF
+listener $PORT 127.0.0.1
+allow_anonymous true
+persistence false
+max_queued_messages 0
+max_inflight_messages 0
+CONF
+python3 - "$DEVICES" > "$DIR/registry.json" <<'PY'
+import json, sys
+n = int(sys.argv[1])
+print(json.dumps({f"device-{i}": {"name": f"Sensor {i}", "location": ["london", "paris"][i % 2]}
+                  for i in range(n)}))
+PY
+
+now() { date +%s.%N; }
+start_broker() {
+  "$MOSQUITTO" -c "$DIR/mosquitto.conf" > "$DIR/mosquitto.log" 2>&1 &
+  BROKER_PID=$!
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "mosquitto did not start; see $DIR/mosquitto.log" >&2; exit 1
+}
+stop_broker() { kill "$BROKER_PID"; wait "$BROKER_PID" 2>/dev/null || true; BROKER_PID=; }
+start_pipeline() {  # out-dir
+  MQTT_URL=$URL DATAFLOW_REGISTRY=$DIR/registry.json DATAFLOW_OUT=$1 DATAFLOW_OPS_PORT=$OPS_PORT \
+    DATAFLOW_LOG_LEVEL=warn "$DATAFLOW" run "$ROOT/config/local.yaml" > "$1.log" 2>&1 &
+  PIPELINE_PID=$!
+}
+stop_pipeline() { kill -TERM "$PIPELINE_PID"; wait "$PIPELINE_PID" || { echo "dataflow run did not stop cleanly; see $1.log" >&2; exit 1; }; PIPELINE_PID=; }
+rows() { sqlite3 "$1/warehouse.db" 'SELECT COUNT(*) FROM readings' 2>/dev/null || echo 0; }
+lines() { find "$1/archive" -name '*.gz' -print0 2>/dev/null | xargs -0r zcat | wc -l; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+echo "backlog drain: $COUNT QoS 1 readings queued for a persistent session, $RUNS runs"
+ours=()
+refs=()
+for run in $(seq "$RUNS"); do
+  start_broker
+  OUT=$DIR/out-$run
+  # The two persistent sessions, subscribed before the backlog is published.
+  start_pipeline "$OUT"
+  for _ in $(seq 200); do curl -sf "http://127.0.0.1:$OPS_PORT/readyz" >/dev/null && break; sleep 0.05; done
+  stop_pipeline "$OUT"
+  rm -rf "$OUT"
+  mosquitto_sub -h 127.0.0.1 -p "$PORT" -c -i "ref-drain-$run" -q 1 -t 'devices/+/telemetry' -E
+  "$DATAFLOW" loadgen mqtt --url "$URL" --count "$COUNT" --devices "$DEVICES" --qos 1 --quiet \
+    > "$DIR/loadgen.txt"
+
+  t0=$(now)
+  start_pipeline "$OUT"
+  until [[ $(rows "$OUT") -ge $COUNT && $(lines "$OUT") -ge $COUNT ]]; do sleep 0.05; done
+  t1=$(now)
+  stop_pipeline "$OUT"
+  r=$(rows "$OUT"); l=$(lines "$OUT")
+
+  t2=$(now)
+  mosquitto_sub -h 127.0.0.1 -p "$PORT" -c -i "ref-drain-$run" -q 1 -t 'devices/+/telemetry' \
+    -C "$COUNT" > "$DIR/ref.txt"
+  t3=$(now)
+  stop_broker
+
+  our_rate=$(awk -v n="$COUNT" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n/(b-a)}')
+  ref_rate=$(awk -v n="$COUNT" -v a="$t2" -v b="$t3" 'BEGIN {printf "%.0f", n/(b-a)}')
+  printf 'run %d: pipeline %s msg/s (%s rows, %s archived lines)  mosquitto_sub -c %s msg/s  ratio %.2f\n' \
+    "$run" "$our_rate" "$r" "$l" "$ref_rate" "$(awk -v a="$our_rate" -v b="$ref_rate" 'BEGIN {print a/b}')"
+  ours+=("$our_rate")
+  refs+=("$ref_rate")
+done
+our_median=$(printf '%s\n' "${ours[@]}" | median)
+ref_median=$(printf '%s\n' "${refs[@]}" | median)
+printf 'median: pipeline %s msg/s, mosquitto_sub -c %s msg/s, ratio %.2f (target >= 0.5)\n' \
+  "$our_median" "$ref_median" "$(awk -v a="$our_median" -v b="$ref_median" 'BEGIN {print a/b}')"
