@@ -210,8 +210,9 @@ class SocketTransport : public Transport {
     }
   }
 
-  absl::Status Write(std::string_view data) override {
-    std::lock_guard lock(mu_);
+  absl::Status Write(std::string_view data, Deadline deadline) override {
+    std::unique_lock lock(mu_, deadline);
+    if (!lock.owns_lock()) return absl::DeadlineExceededError("write timed out");
     while (!data.empty()) {
       if (shut_.load()) return Closed();
       short want = POLLOUT;
@@ -241,7 +242,11 @@ class SocketTransport : public Transport {
         }
       }
       // The lock stays held: the bytes of one Write must not interleave with another's.
-      if (auto s = WaitFd(fd_, want, Deadline::max()); !s.ok()) return s;
+      if (auto s = WaitFd(fd_, want, deadline); !s.ok()) {
+        return s.code() == absl::StatusCode::kDeadlineExceeded
+                   ? absl::DeadlineExceededError("write timed out")
+                   : s;
+      }
     }
     return absl::OkStatus();
   }
@@ -257,9 +262,11 @@ class SocketTransport : public Transport {
   SSL* ssl_ = nullptr;
   // Plain TCP: serialises writers. TLS: also the reader, since an SSL object is not
   // thread-safe; every call under it is non-blocking.
-  std::mutex mu_;
+  std::timed_mutex mu_;  // timed: a writer waiting for a blocked one keeps its deadline
   std::atomic<bool> shut_{false};
 };
+
+constexpr std::chrono::seconds kPongWriteTimeout{10};
 
 std::uint32_t RandomMask() {
   std::uint32_t mask = 0;
@@ -287,7 +294,8 @@ class WebSocketTransport : public Transport {
                                        "Sec-WebSocket-Key: ",
                                        key,
                                        "\r\nSec-WebSocket-Version: 13\r\n"
-                                       "Sec-WebSocket-Protocol: mqtt\r\n\r\n"));
+                                       "Sec-WebSocket-Protocol: mqtt\r\n\r\n"),
+                          deadline);
         !s.ok()) {
       return s;
     }
@@ -357,7 +365,10 @@ class WebSocketTransport : public Transport {
             return absl::UnavailableError("WebSocket closed by the server");
           }
           if (h.opcode == WsOpcode::kPing) {
-            if (auto s = inner_->Write(EncodeWsFrame(WsOpcode::kPong, payload, RandomMask()));
+            // Written by the reader, not the consumer's writer: a fixed bound stands in for
+            // the consumer's write_timeout, which the transport does not know.
+            if (auto s = inner_->Write(EncodeWsFrame(WsOpcode::kPong, payload, RandomMask()),
+                                       std::chrono::steady_clock::now() + kPongWriteTimeout);
                 !s.ok()) {
               return s;
             }
@@ -378,8 +389,8 @@ class WebSocketTransport : public Transport {
     }
   }
 
-  absl::Status Write(std::string_view data) override {
-    return inner_->Write(EncodeWsFrame(WsOpcode::kBinary, data, RandomMask()));
+  absl::Status Write(std::string_view data, Deadline deadline) override {
+    return inner_->Write(EncodeWsFrame(WsOpcode::kBinary, data, RandomMask()), deadline);
   }
 
   void Shutdown() override { inner_->Shutdown(); }
