@@ -211,8 +211,9 @@ class SocketTransport : public Transport {
   }
 
   absl::Status Write(std::string_view data, Deadline deadline) override {
-    std::unique_lock lock(mu_, deadline);
-    if (!lock.owns_lock()) return absl::DeadlineExceededError("write timed out");
+    // A plain lock: whoever holds it is itself bounded (a writer by its deadline, a TLS read
+    // is non-blocking), and TSan cannot follow std::timed_mutex's pthread_mutex_clocklock.
+    std::lock_guard lock(mu_);
     while (!data.empty()) {
       if (shut_.load()) return Closed();
       short want = POLLOUT;
@@ -262,7 +263,7 @@ class SocketTransport : public Transport {
   SSL* ssl_ = nullptr;
   // Plain TCP: serialises writers. TLS: also the reader, since an SSL object is not
   // thread-safe; every call under it is non-blocking.
-  std::timed_mutex mu_;  // timed: a writer waiting for a blocked one keeps its deadline
+  std::mutex mu_;
   std::atomic<bool> shut_{false};
 };
 

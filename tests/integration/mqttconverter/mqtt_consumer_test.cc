@@ -852,14 +852,22 @@ TEST(MqttConsumerTest, SubscriptionRefusedAfterAReconnectFailsTheConnectionThenT
   EXPECT_TRUE((*consumer)->Stop(std::chrono::steady_clock::now() + std::chrono::seconds(1)).ok());
 }
 
-// A broker that stops reading (its receive buffer and our send buffer full: the SUBSCRIBE of 256
-// long filters is more than both hold) while it keeps sending QoS 1 messages. Acking them must not
-// block, and Stop must return near its deadline and say what it could not acknowledge.
+// A broker that stops reading (its receive buffer and our send buffer full: the SUBSCRIBE of
+// many long filters is more than both hold) while it keeps sending QoS 1 messages. Acking them
+// must not block, and Stop must return near its deadline and say what it could not acknowledge.
 constexpr int kStalledMessages = 20;
 
 MQTTClientConfig StalledConfig(const ScriptedBroker& broker) {
+  // Twice what the kernel may buffer for our socket (tcp_wmem's maximum; 4 MiB by default).
+  long wmem_max = 4 << 20;
+  if (std::FILE* f = std::fopen("/proc/sys/net/ipv4/tcp_wmem", "r")) {
+    long lo = 0, def = 0;
+    if (std::fscanf(f, "%ld %ld %ld", &lo, &def, &wmem_max) != 3) wmem_max = 4 << 20;
+    std::fclose(f);
+  }
+  const long filters = std::max(256L, 2 * wmem_max / 65000 + 1);
   std::vector<TopicMapping> mappings;
-  for (int i = 0; i < 256; ++i) {
+  for (long i = 0; i < filters; ++i) {
     mappings.push_back({.name = "m" + std::to_string(i),
                         .topic = "stalled/" + std::to_string(i) + "/" + std::string(65000, 'x'),
                         .qos = 1});
