@@ -262,7 +262,8 @@ void ReadIngestion(Reader& r, const YAML::Node& node, const std::string& path,
                    {"broker_url", "client_id", "client_id_prefix", "username", "password",
                     "keep_alive", "connect_timeout", "ca_cert_file", "client_cert_file",
                     "client_key_file", "insecure_skip_verify", "clean_session", "ack_mode",
-                    "topic_mappings"})) {
+                    "topic_mappings", "write_timeout", "max_subscribe_refusals",
+                    "redelivery_min_backoff", "redelivery_max_backoff"})) {
     auto& c = out.mqtt;
     r.String(mqtt, "broker_url", m, c.broker_url, true);
     r.String(mqtt, "client_id", m, c.client_id);
@@ -276,6 +277,10 @@ void ReadIngestion(Reader& r, const YAML::Node& node, const std::string& path,
     r.String(mqtt, "client_key_file", m, c.client_key_file);
     r.Bool(mqtt, "insecure_skip_verify", m, c.insecure_skip_verify);
     r.Bool(mqtt, "clean_session", m, c.clean_session);
+    r.Dur(mqtt, "write_timeout", m, c.write_timeout);
+    r.Integer(mqtt, "max_subscribe_refusals", m, c.max_subscribe_refusals, 1, 1'000'000);
+    r.Dur(mqtt, "redelivery_min_backoff", m, c.redelivery_min_backoff);
+    r.Dur(mqtt, "redelivery_max_backoff", m, c.redelivery_max_backoff);
     std::string ack_mode;
     r.String(mqtt, "ack_mode", m, ack_mode);
     if (!ack_mode.empty() && !mqttconverter::ParseAckMode(ack_mode, &c.ack_mode)) {

@@ -5,6 +5,7 @@
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_split.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <limits>
 
@@ -158,6 +159,14 @@ absl::Status ValidateMQTTClientConfig(const MQTTClientConfig& config) {
   if (config.reconnect_max_backoff < config.reconnect_min_backoff) {
     return Invalid("reconnect_max_backoff", "must be >= reconnect_min_backoff");
   }
+  if (config.max_subscribe_refusals < 1) return Invalid("max_subscribe_refusals", "must be >= 1");
+  if (config.redelivery_min_backoff.count() <= 0) {
+    return Invalid("redelivery_min_backoff", "must be > 0");
+  }
+  if (config.redelivery_max_backoff < config.redelivery_min_backoff) {
+    return Invalid("redelivery_max_backoff", "must be >= redelivery_min_backoff");
+  }
+  if (config.write_timeout.count() <= 0) return Invalid("write_timeout", "must be > 0");
   if (config.topic_mappings.empty()) return Invalid("topic_mappings", "no topic mappings");
   for (std::size_t i = 0; i < config.topic_mappings.size(); ++i) {
     const TopicMapping& m = config.topic_mappings[i];
@@ -209,6 +218,30 @@ absl::StatusOr<MQTTClientConfig> LoadMQTTClientConfigFromEnv(MQTTClientConfig ba
     }
     *s.out = std::chrono::seconds(n);
   }
+  struct IntVar {
+    const char* name;
+    std::int64_t min;
+    std::int64_t max;
+    std::function<void(std::int64_t)> set;
+  };
+  for (const IntVar& iv :
+       {IntVar{"MQTT_WRITE_TIMEOUT_SECONDS", 1, 3600,
+               [&](std::int64_t n) { base.write_timeout = std::chrono::seconds(n); }},
+        IntVar{"MQTT_MAX_SUBSCRIBE_REFUSALS", 1, 1'000'000,
+               [&](std::int64_t n) { base.max_subscribe_refusals = static_cast<int>(n); }},
+        IntVar{"MQTT_REDELIVERY_MIN_BACKOFF_MS", 1, 3'600'000,
+               [&](std::int64_t n) { base.redelivery_min_backoff = std::chrono::milliseconds(n); }},
+        IntVar{"MQTT_REDELIVERY_MAX_BACKOFF_MS", 1, 3'600'000, [&](std::int64_t n) {
+                 base.redelivery_max_backoff = std::chrono::milliseconds(n);
+               }}}) {
+    auto v = get(iv.name);
+    if (!v) continue;
+    std::int64_t n = 0;
+    if (!absl::SimpleAtoi(absl::string_view(*v), &n) || n < iv.min || n > iv.max) {
+      return env_error(iv.name, *v, absl::StrCat("want a whole number in ", iv.min, "..", iv.max));
+    }
+    iv.set(n);
+  }
   struct BoolVar {
     const char* name;
     bool* out;
@@ -258,6 +291,7 @@ absl::StatusOr<MQTTClientConfig> LoadMQTTClientConfigFromEnv(MQTTClientConfig ba
         {"keep_alive", "MQTT_KEEP_ALIVE_SECONDS"},
         {"connect_timeout", "MQTT_CONNECT_TIMEOUT_SECONDS"},
         {"topic_mappings", "MQTT_TOPIC_MAPPINGS or MQTT_TOPIC"},
+        {"redelivery_max_backoff", "MQTT_REDELIVERY_MAX_BACKOFF_MS"},
     };
     std::string_view msg(s.message().data(), s.message().size());
     std::string var = "MQTT_* variables";

@@ -3,8 +3,10 @@
 #include <absl/strings/str_cat.h>
 
 #include <algorithm>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <random>
 #include <stop_token>
@@ -36,24 +38,39 @@ std::string RandomHex(std::mt19937_64& rng, int words) {
 
 std::int64_t NowNanos() { return SteadyClock::now().time_since_epoch().count(); }
 
-// One broker connection: the transport and the QoS 1/2 messages received on it whose
-// PUBACK/PUBREC has not been sent yet, in arrival order ([MQTT-4.6.0-2]: acknowledgements
-// go out in the order the PUBLISHes came in, so an acked message waits for earlier ones).
+// The one backoff of this file, for reconnects and for local redeliveries: before the n-th
+// retry (n >= 1) wait min * 2^(n-1), capped at max, jittered over its upper half so copies
+// of a service (or messages nacked together) do not retry in step; never less than min.
+// (Not gcp::ExponentialBackoff: the gcp package, and gRPC with it, is not in every build
+// that has this one, e.g. the tsan preset.)
+std::chrono::milliseconds BackoffDelay(std::chrono::milliseconds min, std::chrono::milliseconds max,
+                                       int retry, std::mt19937_64& rng) {
+  const double upper =
+      std::min(static_cast<double>(min.count()) * std::exp2(std::clamp(retry - 1, 0, 60)),
+               static_cast<double>(max.count()));
+  std::uniform_real_distribution<double> jitter(0.5, 1.0);
+  return std::max(min, std::chrono::milliseconds(static_cast<std::int64_t>(upper * jitter(rng))));
+}
+
+// One broker connection: the transport, a writer thread that owns every socket write, and
+// the QoS 1/2 messages received on it whose PUBACK/PUBREC has not been sent yet, in arrival
+// order ([MQTT-4.6.0-2]: acknowledgements go out in the order the PUBLISHes came in, so an
+// acked message waits for earlier ones). Write() only queues, so Ack()/Nack() never wait for
+// the socket; a write the broker does not take within write_timeout fails the connection.
 class Connection {
  public:
-  explicit Connection(std::unique_ptr<mi::Transport> transport)
-      : transport_(std::move(transport)) {}
+  Connection(std::unique_ptr<mi::Transport> transport, std::chrono::milliseconds write_timeout)
+      : transport_(std::move(transport)),
+        write_timeout_(write_timeout),
+        writer_([this] { WriteLoop(); }) {}
+  ~Connection() { Close(); }
 
   enum class State : std::uint8_t { kPending, kAcked, kAbandoned };
 
-  // Writes one or more whole packets; a failed write closes the transport so the reader
-  // notices and the connection is re-made.
-  void Write(std::string_view bytes) {
-    if (auto s = transport_->Write(bytes); !s.ok()) {
-      transport_->Shutdown();
-      return;
-    }
-    last_write_ns.store(NowNanos(), std::memory_order_relaxed);
+  // Queues whole packets for the writer; `acks` is how many PUBACK/PUBREC they carry.
+  void Write(std::string bytes, std::size_t acks = 0) {
+    std::lock_guard lock(mu_);
+    EnqueueLocked(std::move(bytes), acks);
   }
 
   // Registers a received QoS 1/2 message; returns its sequence number for Settle.
@@ -64,47 +81,87 @@ class Connection {
     return first_seq_ + inflight_.size() - 1;
   }
 
-  // kAcked: sends the acknowledgements of the acked prefix. kAbandoned (nacked while
+  // kAcked: queues the acknowledgements of the acked prefix. kAbandoned (nacked while
   // stopping): never acknowledged; the broker keeps it. Idempotent per message.
   void Settle(std::uint64_t seq, State state) {
-    std::string acks;
     std::lock_guard lock(mu_);
     if (!open_ || seq < first_seq_) return;
     Entry& e = inflight_[seq - first_seq_];
     if (e.state != State::kPending) return;
     e.state = state;
     --unsettled_;
+    std::string acks;
+    std::size_t count = 0;
     while (!inflight_.empty() && inflight_.front().state == State::kAcked) {
       const Entry& f = inflight_.front();
       mi::AppendAck(f.qos == 2 ? mi::PacketType::kPubrec : mi::PacketType::kPuback, f.packet_id,
                     acks);
+      ++count;
       inflight_.pop_front();
       ++first_seq_;
     }
-    // Written under the lock so that two threads releasing prefixes keep their order.
-    if (!acks.empty()) Write(acks);
-    if (unsettled_ == 0) settled_cv_.notify_all();
+    // Queued under the lock so that two threads releasing prefixes keep their order.
+    if (!acks.empty()) EnqueueLocked(std::move(acks), count);
+    if (unsettled_ == 0) cv_.notify_all();
   }
 
   // Waits until every tracked message is settled, the connection closed, or `deadline`.
   void WaitSettled(Deadline deadline) {
     std::unique_lock lock(mu_);
-    settled_cv_.wait_until(lock, deadline, [&] { return unsettled_ == 0 || !open_; });
+    cv_.wait_until(lock, deadline, [&] { return unsettled_ == 0 || !open_; });
   }
 
-  // Ends the connection; returns how many QoS 1/2 messages never got their PUBACK/PUBREC.
-  std::size_t Close() {
+  // Waits until the writer has sent everything queued, failed, or `deadline`.
+  void Flush(Deadline deadline) {
+    std::unique_lock lock(mu_);
+    cv_.wait_until(lock, deadline,
+                   [&] { return (outbox_.empty() && !writing_) || !write_error_.ok() || !open_; });
+  }
+
+  bool IsOpen() {
     std::lock_guard lock(mu_);
-    open_ = false;
-    settled_cv_.notify_all();
-    transport_->Shutdown();
+    return open_;
+  }
+
+  // True when the writer has nothing queued or in progress (keep-alive pings wait for that).
+  bool WriterIdle() {
+    std::lock_guard lock(mu_);
+    return outbox_.empty() && !writing_;
+  }
+
+  // Ends the connection (idempotent) and joins the writer.
+  void Close() {
+    {
+      std::lock_guard lock(mu_);
+      open_ = false;
+      cv_.notify_all();
+    }
+    transport_->Shutdown();  // wakes a blocked Read or Write
+    if (writer_.joinable() && writer_.get_id() != std::this_thread::get_id()) writer_.join();
+  }
+
+  // After Close: QoS 1/2 messages the pipeline had not acked, and acknowledgements of acked
+  // ones that never reached the socket. Both stay with the broker.
+  std::size_t NotAckedByPipeline() {
+    std::lock_guard lock(mu_);
     return inflight_.size();
+  }
+  std::size_t UnwrittenAcks() {
+    std::lock_guard lock(mu_);
+    return unwritten_acks_;
+  }
+  // Why the writer gave up (OK if it did not).
+  absl::Status WriteError() {
+    std::lock_guard lock(mu_);
+    return write_error_;
   }
 
   mi::Transport& transport() { return *transport_; }
   std::atomic<std::int64_t> last_write_ns{NowNanos()};
   std::atomic<std::int64_t> last_read_ns{NowNanos()};
   std::atomic<bool> reader_blocked{false};  // waiting for room in the channel
+  std::atomic<bool> handshaken{false};      // CONNACK accepted: keep-alive applies
+  bool subscribe_pending = false;           // SUBSCRIBE sent, SUBACK not seen (runner only)
 
  private:
   struct Entry {
@@ -112,13 +169,69 @@ class Connection {
     std::uint8_t qos;
     State state;
   };
+  struct Chunk {
+    std::string bytes;
+    std::size_t acks;
+  };
+
+  void EnqueueLocked(std::string bytes, std::size_t acks) {
+    unwritten_acks_ += acks;
+    if (!open_ || !write_error_.ok()) return;
+    outbox_.push_back({std::move(bytes), acks});
+    cv_.notify_all();
+  }
+
+  void WriteLoop() {
+    std::unique_lock lock(mu_);
+    while (true) {
+      cv_.wait(lock, [&] { return !outbox_.empty() || !open_; });
+      if (!open_) return;
+      Chunk chunk = std::move(outbox_.front());
+      outbox_.pop_front();
+      while (!outbox_.empty()) {  // one syscall for what piled up
+        chunk.bytes += outbox_.front().bytes;
+        chunk.acks += outbox_.front().acks;
+        outbox_.pop_front();
+      }
+      writing_ = true;
+      lock.unlock();
+      absl::Status s = transport_->Write(chunk.bytes, SteadyClock::now() + write_timeout_);
+      lock.lock();
+      writing_ = false;
+      if (!s.ok()) {
+        if (!open_) return;  // Close() shut the transport: not the broker's failure
+        // Part of the chunk may be on the wire: the stream is unusable. The reader sees the
+        // shut-down transport and the connection is re-made.
+        write_error_ = s.code() == absl::StatusCode::kDeadlineExceeded
+                           ? absl::DeadlineExceededError(
+                                 absl::StrCat("the broker took no bytes for write_timeout (",
+                                              write_timeout_.count(), " ms)"))
+                           : s;
+        outbox_.clear();
+        cv_.notify_all();
+        lock.unlock();
+        transport_->Shutdown();
+        return;
+      }
+      unwritten_acks_ -= chunk.acks;
+      last_write_ns.store(NowNanos(), std::memory_order_relaxed);
+      cv_.notify_all();
+    }
+  }
+
   std::unique_ptr<mi::Transport> transport_;
+  const std::chrono::milliseconds write_timeout_;
   std::mutex mu_;
-  std::condition_variable settled_cv_;
+  std::condition_variable cv_;  // outbox, settled, flushed, closed
   bool open_ = true;
   std::deque<Entry> inflight_;
   std::uint64_t first_seq_ = 0;  // sequence number of inflight_.front()
   std::size_t unsettled_ = 0;
+  std::deque<Chunk> outbox_;
+  bool writing_ = false;
+  std::size_t unwritten_acks_ = 0;  // queued or being written, or dropped after a failure
+  absl::Status write_error_;
+  std::thread writer_;  // last: starts once the members above exist
 };
 
 // What a local redelivery needs: the message as it first reached the channel, and where
@@ -199,36 +312,53 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
     }
     stopping_.store(true);
     std::shared_ptr<Connection> conn = CurrentConnection();
-    if (conn && config_.clean_session) {
+    // A connection that already ended reported what it left behind when it did.
+    const bool live = conn && conn->IsOpen();
+    if (live && conn->handshaken.load() && config_.clean_session) {
       // Ask the broker to stop sending; a persistent session keeps its subscriptions so
       // that messages published while we are away are queued.
-      conn->Write(mi::EncodeUnsubscribe(2, filters_));
+      conn->Write(mi::EncodeUnsubscribe(kUnsubscribeId, filters_));
     }
     // No new messages from here on (a reader blocked on a full channel returns); the
     // pipeline drains what is in the channel and its acks still reach the broker below.
     channel_.Close();
-    if (conn) {
+    if (live) {
       conn->WaitSettled(deadline);
       runner_.request_stop();  // the broker closing the socket after DISCONNECT is expected
       conn->Write(mi::EncodeDisconnect());
+      // Bounded by the deadline, not write_timeout: a broker that stopped reading must not
+      // hold up Stop; what was not written is reported below.
+      conn->Flush(deadline);
     }
-    StopThreads();
-    std::deque<std::shared_ptr<Delivery>> left_over;
+    StopThreads();  // closes the connection
+    std::multimap<SteadyClock::time_point, std::shared_ptr<Delivery>> left_over;
     {
       std::lock_guard lock(redeliver_mu_);
       left_over.swap(redeliver_);
     }
-    for (const auto& d : left_over) Undeliverable(*d, "nacked during shutdown");
-    done_promise_.set_value(absl::OkStatus());
+    for (const auto& [due, d] : left_over) Undeliverable(*d, "nacked during shutdown");
+    Resolve(absl::OkStatus());
     const MqttConsumerStats s = Stats();
     Log()->info(
         "mqtt consumer stopped client_id={} received={} acked={} nacked={} left_with_broker={} "
         "lost={}",
         client_id_, s.received, s.acked, s.nacked, s.left_with_broker, s.lost);
+    const std::size_t unwritten = live ? conn->UnwrittenAcks() : 0;
+    if (unwritten > 0) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "mqtt consumer stopped with ", unwritten,
+          " acknowledgements (PUBACK/PUBREC) of pipeline-acked messages not written to ",
+          config_.broker_url, " (",
+          conn->WriteError().ok() ? "deadline reached" : conn->WriteError().message(), "); ",
+          config_.clean_session ? "with clean_session=true the broker drops them"
+                                : "the persistent session redelivers them, as duplicates of "
+                                  "processed messages"));
+    }
     return absl::OkStatus();
   }
 
-  // Called from a worker thread by a nacked message.
+  // Called from a worker thread by a nacked message: back into the channel after a backoff that
+  // grows with the attempt that failed.
   void Redeliver(std::shared_ptr<Delivery> d) {
     nacked_.fetch_add(1, std::memory_order_relaxed);
     if (stopping_.load()) {
@@ -237,7 +367,9 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
     }
     {
       std::lock_guard lock(redeliver_mu_);
-      redeliver_.push_back(std::move(d));
+      const auto delay = BackoffDelay(config_.redelivery_min_backoff,
+                                      config_.redelivery_max_backoff, d->attempt, redeliver_rng_);
+      redeliver_.emplace(SteadyClock::now() + delay, std::move(d));
     }
     redeliver_cv_.notify_one();
   }
@@ -278,6 +410,8 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
 
  private:
   enum class State { kIdle, kStarting, kRunning, kStopped };
+  static constexpr std::uint16_t kSubscribeId = 1;
+  static constexpr std::uint16_t kUnsubscribeId = 2;
 
   class Handler : public AckHandler {
    public:
@@ -312,8 +446,22 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
     stopping_.store(true);
     channel_.Close();  // first: a reader blocked on the full channel must return to be joined
     StopThreads();
-    done_promise_.set_value(status);
+    Resolve(status);
     return status;
+  }
+
+  // Ends the consumer from the runner thread, which Fail() would join: no new messages,
+  // Done() reports why. Stop() still joins the threads and settles what is left.
+  void GiveUp(const absl::Status& status) {
+    Log()->error("mqtt consumer gave up client_id={} error={}", client_id_, status.ToString());
+    stopping_.store(true);
+    connected_.store(false);
+    channel_.Close();
+    Resolve(status);
+  }
+
+  void Resolve(absl::Status status) {
+    std::call_once(done_once_, [&] { done_promise_.set_value(std::move(status)); });
   }
 
   void StopThreads() {
@@ -346,36 +494,46 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
 
   bool Subscribed() const { return subscribed_.load(std::memory_order_relaxed); }
 
+  // How one connection ended, beyond its status.
+  struct ConnectionEnd {
+    bool granted = false;  // its SUBACK granted every filter
+    bool refused = false;  // its SUBACK refused one (status names it)
+  };
+
   // Connects, reads until the connection ends, reconnects with backoff; until Stop. A
-  // failure before the first SUBACK ends it (Start reports the error).
+  // failure before the first SUBACK ends it (Start reports the error), and so do
+  // max_subscribe_refusals refused SUBACKs in a row (Done() reports it).
   void RunLoop(std::stop_token st) {
-    auto backoff = std::chrono::duration<double>(config_.reconnect_min_backoff);
-    const auto max_backoff = std::chrono::duration<double>(config_.reconnect_max_backoff);
+    int failures = 0;  // connections in a row that did not get their subscriptions granted
+    int refusals = 0;  // of which refused SUBACKs, in a row
     std::mutex sleep_mu;
     std::condition_variable_any sleep_cv;
     while (!st.stop_requested()) {
-      bool was_connected = false;
-      absl::Status s = RunConnection(st, was_connected);
+      ConnectionEnd end;
+      absl::Status s = RunConnection(st, end);
       if (!Subscribed()) {
         ReportFirst(s.ok() ? absl::UnavailableError("mqtt: connection ended before SUBACK") : s);
         return;
       }
       if (st.stop_requested()) return;
+      if (end.granted) failures = refusals = 0;
+      refusals = end.refused ? refusals + 1 : 0;
+      if (refusals >= config_.max_subscribe_refusals) {
+        GiveUp(absl::Status(s.code(), absl::StrCat(s.message(), " (", refusals,
+                                                   " times in a row; max_subscribe_refusals=",
+                                                   config_.max_subscribe_refusals, ")")));
+        return;
+      }
       Log()->warn("mqtt connection {}; reconnecting client_id={} broker={} error=\"{}\"",
-                  was_connected ? "lost" : "failed", client_id_, config_.broker_url, s.ToString());
-      if (was_connected) backoff = config_.reconnect_min_backoff;
-      // Jitter: N copies of a service that lost the broker together do not return together.
-      std::uniform_real_distribution<double> jitter(0.5, 1.0);
-      const auto delay = std::max(std::chrono::duration<double>(config_.reconnect_min_backoff),
-                                  backoff * jitter(rng_));
+                  end.granted ? "lost" : "failed", client_id_, config_.broker_url, s.ToString());
+      const auto delay = BackoffDelay(config_.reconnect_min_backoff, config_.reconnect_max_backoff,
+                                      ++failures, rng_);
       std::unique_lock lock(sleep_mu);
-      sleep_cv.wait_for(lock, st, std::chrono::duration_cast<std::chrono::milliseconds>(delay),
-                        [] { return false; });
-      backoff = std::min(backoff * 2, max_backoff);
+      sleep_cv.wait_for(lock, st, delay, [] { return false; });
     }
   }
 
-  absl::Status RunConnection(std::stop_token st, bool& was_connected) {
+  absl::Status RunConnection(std::stop_token st, ConnectionEnd& end) {
     const Deadline deadline = SteadyClock::now() + config_.connect_timeout;
     auto transport = mi::Dial(config_.broker_url,
                               {.ca_cert_file = config_.ca_cert_file,
@@ -387,7 +545,7 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
       return absl::Status(transport.status().code(),
                           absl::StrCat("mqtt: ", transport.status().message()));
     }
-    auto conn = std::make_shared<Connection>(std::move(*transport));
+    auto conn = std::make_shared<Connection>(std::move(*transport), config_.write_timeout);
     {
       std::lock_guard lock(conn_mu_);
       conn_ = conn;
@@ -396,28 +554,36 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
     ReadBuffer buf;
     absl::Status s = Handshake(*conn, buf, deadline);
     if (s.ok()) {
-      was_connected = true;
-      connected_.store(true);
+      conn->handshaken.store(true);
       if (connects_.fetch_add(1) > 0) {
         Log()->info("mqtt reconnected; renewing subscriptions client_id={}", client_id_);
       }
-      conn->Write(mi::EncodeSubscribe(1, filters_));
-      s = ReadLoop(st, conn, buf);
+      conn->subscribe_pending = true;
+      conn->Write(mi::EncodeSubscribe(kSubscribeId, filters_));
+      s = ReadLoop(st, conn, buf, end);
       connected_.store(false);
     }
-    const std::size_t unacked = conn->Close();
+    conn->Close();
+    // A stalled write is the cause; the reader only saw the shut-down socket.
+    if (absl::Status w = conn->WriteError(); !w.ok() && !end.refused) {
+      s = absl::UnavailableError(
+          absl::StrCat("mqtt: write to ", config_.broker_url, " failed: ", w.message()));
+    }
+    const std::size_t unacked = conn->NotAckedByPipeline() + conn->UnwrittenAcks();
     if (unacked > 0) {
       if (!config_.clean_session) {
         left_with_broker_.fetch_add(unacked, std::memory_order_relaxed);
         Log()->info(
-            "mqtt connection ended with {} messages not acknowledged to the broker; the "
-            "persistent session redelivers them client_id={}",
-            unacked, client_id_);
+            "mqtt connection ended with {} messages not acknowledged to the broker ({} of them "
+            "acked by the pipeline, acknowledgement not written); the persistent session "
+            "redelivers them client_id={}",
+            unacked, conn->UnwrittenAcks(), client_id_);
       } else {
         Log()->warn(
-            "mqtt connection ended with {} messages not acknowledged to the broker; with "
-            "clean_session=true the broker will not redeliver them client_id={}",
-            unacked, client_id_);
+            "mqtt connection ended with {} messages not acknowledged to the broker ({} of them "
+            "acked by the pipeline, acknowledgement not written); with clean_session=true the "
+            "broker will not redeliver them client_id={}",
+            unacked, conn->UnwrittenAcks(), client_id_);
       }
     }
     return s;
@@ -492,7 +658,7 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
   }
 
   absl::Status ReadLoop(std::stop_token st, const std::shared_ptr<Connection>& conn,
-                        ReadBuffer& buf) {
+                        ReadBuffer& buf, ConnectionEnd& end) {
     while (!st.stop_requested()) {
       mi::RawPacket packet;
       while (true) {
@@ -501,7 +667,7 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
         if (!n.ok()) return BrokerError(n.status());
         if (*n == 0) break;
         buf.start += *n;
-        if (auto s = HandlePacket(conn, packet); !s.ok()) return s;
+        if (auto s = HandlePacket(conn, packet, end); !s.ok()) return s;
       }
       if (auto s = ReadMore(*conn, buf, Deadline::max()); !s.ok()) {
         return s.code() == absl::StatusCode::kInvalidArgument ? BrokerError(s) : s;
@@ -510,7 +676,8 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
     return absl::OkStatus();
   }
 
-  absl::Status HandlePacket(const std::shared_ptr<Connection>& conn, const mi::RawPacket& p) {
+  absl::Status HandlePacket(const std::shared_ptr<Connection>& conn, const mi::RawPacket& p,
+                            ConnectionEnd& end) {
     switch (p.type) {
       case mi::PacketType::kPublish: {
         auto publish = mi::ParsePublish(p);
@@ -523,11 +690,11 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
         if (!id.ok()) return BrokerError(id.status());
         std::string pubcomp;
         mi::AppendAck(mi::PacketType::kPubcomp, *id, pubcomp);
-        conn->Write(pubcomp);
+        conn->Write(std::move(pubcomp));
         return absl::OkStatus();
       }
       case mi::PacketType::kSuback:
-        return OnSuback(p);
+        return OnSuback(*conn, p, end);
       case mi::PacketType::kPingresp:
       case mi::PacketType::kUnsuback:
         return absl::OkStatus();
@@ -537,22 +704,42 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
     }
   }
 
-  absl::Status OnSuback(const mi::RawPacket& p) {
+  // A SUBACK must answer our SUBSCRIBE (same packet id, one return code per filter, each a
+  // granted QoS or 0x80); anything else is a protocol error. A refused filter fails the
+  // connection: staying connected would look ready with nothing flowing.
+  absl::Status OnSuback(Connection& conn, const mi::RawPacket& p, ConnectionEnd& end) {
     auto suback = mi::ParseSuback(p);
     if (!suback.ok()) return BrokerError(suback.status());
-    absl::Status s;
-    for (std::size_t i = 0; i < suback->return_codes.size() && i < filters_.size(); ++i) {
-      if (suback->return_codes[i] == 0x80) {
-        s = absl::PermissionDeniedError(absl::StrCat("mqtt: broker ", config_.broker_url,
-                                                     " refused subscription to '",
-                                                     filters_[i].filter, "'"));
-        break;
+    if (!conn.subscribe_pending) {
+      return BrokerError(absl::InvalidArgumentError("SUBACK without a pending SUBSCRIBE"));
+    }
+    if (suback->packet_id != kSubscribeId) {
+      return BrokerError(absl::InvalidArgumentError(absl::StrCat(
+          "SUBACK for packet id ", suback->packet_id, ", the SUBSCRIBE had ", kSubscribeId)));
+    }
+    if (suback->return_codes.size() != filters_.size()) {
+      return BrokerError(absl::InvalidArgumentError(
+          absl::StrCat("SUBACK carries ", suback->return_codes.size(), " return codes for ",
+                       filters_.size(), " topic filters")));
+    }
+    conn.subscribe_pending = false;
+    for (std::size_t i = 0; i < filters_.size(); ++i) {
+      const std::uint8_t code = suback->return_codes[i];
+      if (code == 0x80) {
+        end.refused = true;
+        absl::Status s = absl::PermissionDeniedError(
+            absl::StrCat("mqtt: broker ", config_.broker_url, " refused subscription to '",
+                         filters_[i].filter, "'"));
+        Log()->error("mqtt subscribe refused client_id={} error={}", client_id_, s.ToString());
+        return s;  // before the first SUBACK: Start fails with it
+      }
+      if (code > 2) {
+        return BrokerError(absl::InvalidArgumentError(
+            absl::StrCat("SUBACK return code ", code, " for '", filters_[i].filter, "'")));
       }
     }
-    if (!s.ok()) {
-      Log()->error("mqtt subscribe failed client_id={} error={}", client_id_, s.ToString());
-      if (!Subscribed()) return s;  // Start fails with it
-    }
+    end.granted = true;
+    connected_.store(true);
     ReportFirst(absl::OkStatus());
     return absl::OkStatus();
   }
@@ -561,6 +748,7 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
     // A persistent session may stream its queue before the SUBACK; Start() must not wait for
     // a SUBACK stuck behind a full channel that only the started pipeline drains.
     if (!Subscribed()) ReportFirst(absl::OkStatus());
+    if (conn->subscribe_pending) connected_.store(true);  // a resumed session is delivering
     auto d = std::make_shared<Delivery>();
     d->data.id = RandomHex(rng_, 2);
     d->data.payload.assign(publish.payload);
@@ -588,7 +776,7 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
         std::string ack;
         mi::AppendAck(publish.qos == 2 ? mi::PacketType::kPubrec : mi::PacketType::kPuback,
                       publish.packet_id, ack);
-        conn->Write(ack);
+        conn->Write(std::move(ack));
       }
     }
     conn->reader_blocked.store(true, std::memory_order_relaxed);
@@ -611,14 +799,32 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
     }
   }
 
+  // Hands nacked messages back to the channel when their backoff is over.
   void RedeliverLoop(std::stop_token st) {
     while (true) {
       std::shared_ptr<Delivery> d;
       {
         std::unique_lock lock(redeliver_mu_);
-        if (!redeliver_cv_.wait(lock, st, [&] { return !redeliver_.empty(); })) return;
-        d = std::move(redeliver_.front());
-        redeliver_.pop_front();
+        while (d == nullptr) {
+          if (!redeliver_cv_.wait(lock, st, [&] { return !redeliver_.empty(); })) return;
+          const auto due = redeliver_.begin()->first;
+          if (SteadyClock::now() < due) {
+            // Until it is due, or an earlier one is queued.
+            redeliver_cv_.wait_until(lock, st, due, [&] {
+              return redeliver_.empty() || redeliver_.begin()->first < due;
+            });
+            if (st.stop_requested()) return;
+            continue;
+          }
+          d = std::move(redeliver_.begin()->second);
+          redeliver_.erase(redeliver_.begin());
+        }
+      }
+      // Its connection ended: a persistent session has the broker resend it (DUP), so a
+      // local copy too would only be a duplicate.
+      if (d->conn && !config_.clean_session && !d->conn->IsOpen()) {
+        Undeliverable(*d, "nacked, and its connection ended");
+        continue;
       }
       d->attempt += 1;
       redelivered_.fetch_add(1, std::memory_order_relaxed);
@@ -642,9 +848,11 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
     while (!st.stop_requested()) {
       cv.wait_for(lock, st, tick, [] { return false; });
       auto conn = CurrentConnection();
-      if (!conn || !connected_.load()) continue;
+      if (!conn || !conn->handshaken.load()) continue;
       const std::int64_t now = NowNanos();
-      if (now - conn->last_write_ns.load(std::memory_order_relaxed) >= keep_alive_ns / 2) {
+      // Not while a write is pending: that write counts, and a stalled one fails on its own.
+      if (now - conn->last_write_ns.load(std::memory_order_relaxed) >= keep_alive_ns / 2 &&
+          conn->WriterIdle()) {
         conn->Write(mi::EncodePingreq());
       }
       if (!conn->reader_blocked.load(std::memory_order_relaxed) &&
@@ -671,7 +879,10 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
   std::shared_ptr<Connection> conn_;  // the current (or last) connection
   std::mutex redeliver_mu_;
   std::condition_variable_any redeliver_cv_;
-  std::deque<std::shared_ptr<Delivery>> redeliver_;
+  // Nacked messages by the time they go back into the channel.
+  std::multimap<SteadyClock::time_point, std::shared_ptr<Delivery>> redeliver_;
+  std::mt19937_64 redeliver_rng_{std::random_device{}()};  // under redeliver_mu_
+  std::once_flag done_once_;
   std::jthread runner_;
   std::jthread redeliverer_;
   std::jthread keepalive_;

@@ -210,7 +210,9 @@ class SocketTransport : public Transport {
     }
   }
 
-  absl::Status Write(std::string_view data) override {
+  absl::Status Write(std::string_view data, Deadline deadline) override {
+    // A plain lock: whoever holds it is itself bounded (a writer by its deadline, a TLS read
+    // is non-blocking), and TSan cannot follow std::timed_mutex's pthread_mutex_clocklock.
     std::lock_guard lock(mu_);
     while (!data.empty()) {
       if (shut_.load()) return Closed();
@@ -241,7 +243,11 @@ class SocketTransport : public Transport {
         }
       }
       // The lock stays held: the bytes of one Write must not interleave with another's.
-      if (auto s = WaitFd(fd_, want, Deadline::max()); !s.ok()) return s;
+      if (auto s = WaitFd(fd_, want, deadline); !s.ok()) {
+        return s.code() == absl::StatusCode::kDeadlineExceeded
+                   ? absl::DeadlineExceededError("write timed out")
+                   : s;
+      }
     }
     return absl::OkStatus();
   }
@@ -260,6 +266,8 @@ class SocketTransport : public Transport {
   std::mutex mu_;
   std::atomic<bool> shut_{false};
 };
+
+constexpr std::chrono::seconds kPongWriteTimeout{10};
 
 std::uint32_t RandomMask() {
   std::uint32_t mask = 0;
@@ -287,7 +295,8 @@ class WebSocketTransport : public Transport {
                                        "Sec-WebSocket-Key: ",
                                        key,
                                        "\r\nSec-WebSocket-Version: 13\r\n"
-                                       "Sec-WebSocket-Protocol: mqtt\r\n\r\n"));
+                                       "Sec-WebSocket-Protocol: mqtt\r\n\r\n"),
+                          deadline);
         !s.ok()) {
       return s;
     }
@@ -357,7 +366,10 @@ class WebSocketTransport : public Transport {
             return absl::UnavailableError("WebSocket closed by the server");
           }
           if (h.opcode == WsOpcode::kPing) {
-            if (auto s = inner_->Write(EncodeWsFrame(WsOpcode::kPong, payload, RandomMask()));
+            // Written by the reader, not the consumer's writer: a fixed bound stands in for
+            // the consumer's write_timeout, which the transport does not know.
+            if (auto s = inner_->Write(EncodeWsFrame(WsOpcode::kPong, payload, RandomMask()),
+                                       std::chrono::steady_clock::now() + kPongWriteTimeout);
                 !s.ok()) {
               return s;
             }
@@ -378,8 +390,8 @@ class WebSocketTransport : public Transport {
     }
   }
 
-  absl::Status Write(std::string_view data) override {
-    return inner_->Write(EncodeWsFrame(WsOpcode::kBinary, data, RandomMask()));
+  absl::Status Write(std::string_view data, Deadline deadline) override {
+    return inner_->Write(EncodeWsFrame(WsOpcode::kBinary, data, RandomMask()), deadline);
   }
 
   void Shutdown() override { inner_->Shutdown(); }

@@ -45,8 +45,10 @@ class Transport {
   // Reads between 1 and `size` bytes, waiting until `deadline` (time_point::max(): no
   // limit). A closed connection is an error (Unavailable), never a 0-byte read.
   virtual absl::StatusOr<std::size_t> Read(char* buf, std::size_t size, Deadline deadline) = 0;
-  // Writes all of `data` (blocks until written or the transport is shut down).
-  virtual absl::Status Write(std::string_view data) = 0;
+  // Writes all of `data`, waiting until `deadline` at most (DeadlineExceeded then: a broker
+  // that stops reading must not hang the writer). Part of `data` may have been sent when it
+  // fails, so the stream is unusable afterwards: the caller shuts the transport down.
+  virtual absl::Status Write(std::string_view data, Deadline deadline) = 0;
   // Wakes a blocked Read or Write and makes every later call fail.
   virtual void Shutdown() = 0;
 };

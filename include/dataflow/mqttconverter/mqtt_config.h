@@ -60,6 +60,17 @@ struct MQTTClientConfig {
   // Automatic reconnect: exponential backoff with jitter between these bounds.
   std::chrono::seconds reconnect_min_backoff{1};
   std::chrono::seconds reconnect_max_backoff{30};
+  // A SUBACK refusing a filter (0x80) fails the connection, which is re-made with the
+  // backoff above; after this many refusals in a row the consumer gives up: Done() resolves
+  // with an error naming the broker and the filter. (A refusal at Start() fails Start.)
+  int max_subscribe_refusals = 5;
+  // A nacked message goes back into the channel after min * 2^(attempt-1), capped at max,
+  // jittered over the upper half (never below min), so a failing sink is not hammered.
+  std::chrono::milliseconds redelivery_min_backoff{100};
+  std::chrono::milliseconds redelivery_max_backoff{10'000};
+  // How long one socket write (PUBACKs, pings...) may wait for a broker that stops reading;
+  // on expiry the connection is treated as failed and re-made.
+  std::chrono::milliseconds write_timeout{10'000};
   // The consumer's channel: a full channel stops it reading from the socket.
   std::size_t channel_capacity = 1000;
 };
@@ -70,8 +81,9 @@ absl::Status ValidateMQTTClientConfig(const MQTTClientConfig& config);
 // Reads MQTT_BROKER_URL, MQTT_CLIENT_ID, MQTT_CLIENT_ID_PREFIX, MQTT_USERNAME, MQTT_PASSWORD,
 // MQTT_KEEP_ALIVE_SECONDS, MQTT_CONNECT_TIMEOUT_SECONDS, MQTT_CA_CERT_FILE,
 // MQTT_CLIENT_CERT_FILE, MQTT_CLIENT_KEY_FILE, MQTT_INSECURE_SKIP_VERIFY, MQTT_CLEAN_SESSION,
-// MQTT_ACK_MODE (pipeline|receipt), MQTT_TOPIC (one mapping named "default") and
-// MQTT_TOPIC_MAPPINGS
+// MQTT_ACK_MODE (pipeline|receipt), MQTT_WRITE_TIMEOUT_SECONDS, MQTT_MAX_SUBSCRIBE_REFUSALS,
+// MQTT_REDELIVERY_MIN_BACKOFF_MS, MQTT_REDELIVERY_MAX_BACKOFF_MS, MQTT_TOPIC (one mapping named
+// "default") and MQTT_TOPIC_MAPPINGS
 // ("name=filter[@qos];name=filter[@qos]"), over `base`. Unset variables keep base's values.
 // Errors are InvalidArgument and name the variable.
 using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;

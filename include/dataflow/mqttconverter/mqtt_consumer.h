@@ -14,22 +14,30 @@
 // channel; a full channel blocks it, so the socket stops being read and the broker holds
 // the rest (backpressure). Keep-alive pings go out from another thread meanwhile. The
 // connection is re-made with exponential backoff and jitter, and every subscription is
-// renewed on each (re)connect.
+// renewed on each (re)connect. The SUBACK must match the SUBSCRIBE (packet id, one code per
+// filter) or the connection is dropped; a refused filter drops it too (IsConnected() false),
+// and max_subscribe_refusals refusals in a row end the consumer: Done() resolves with an
+// error naming the broker and the filter. Every write goes through one writer thread per
+// connection, with write_timeout per write: a broker that stops reading fails the
+// connection instead of blocking Ack(), Nack() or Stop().
 //
 // Ack/Nack and the PUBACK (ack_mode kAfterPipelineAck, the default): the QoS 1 PUBACK (QoS 2:
 // PUBREC) is sent only when the pipeline acks the message, in arrival order as MQTT requires
 // (an acked message waits for the PUBACKs of earlier ones).
 //   Ack   releases the PUBACK (once every earlier message of the connection is acked too).
-//   Nack  redelivers locally while connected: the message goes back into the channel with
-//         delivery_attempt + 1 and its PUBACK stays withheld until it is acked.
+//   Nack  redelivers locally while connected: after a backoff growing with the attempt
+//         (redelivery_min_backoff doubling to redelivery_max_backoff, jittered), the message
+//         goes back into the channel with delivery_attempt + 1 and its PUBACK stays withheld
+//         until it is acked.
 // A message whose PUBACK was not sent when the connection ends (Stop, crash, lost
 // connection) stays with the broker: with clean_session=false the broker redelivers it to
 // the next connection with the same client_id (DUP, delivery_attempt >= 2; counted in
 // stats().left_with_broker); with clean_session=true the broker drops it, and if it was
 // nacked or never processed it is logged and counted in stats().lost. Acks that arrive after
 // their connection ended are not sent on a new one. Stop() waits (until its deadline) for the
-// pipeline to settle what it has, so those PUBACKs still go out. kOnReceipt acknowledges on
-// arrival instead (at-most-once past that point). See docs/mqtt.md. Thread-safe.
+// pipeline to settle what it has, so those PUBACKs still go out; acknowledgements it could
+// not write by the deadline make it return DeadlineExceeded saying how many. kOnReceipt
+// acknowledges on arrival instead (at-most-once past that point). See docs/mqtt.md. Thread-safe.
 #pragma once
 
 #include <absl/status/statusor.h>
@@ -67,9 +75,12 @@ class MqttConsumer : public messagepipeline::MessageConsumer {
 
   // Connects (waiting up to connect_timeout) and subscribes to every mapping; returns at the
   // SUBACK, or at the first message if a persistent session's backlog comes before it (a
-  // refusal in that SUBACK is then only logged). A refused or unreachable broker is an error
-  // (Unavailable), a refused subscription PermissionDenied; later losses are retried.
+  // refusal in that SUBACK then counts as a failed connection, as on a reconnect). A refused
+  // or unreachable broker is an error (Unavailable), a refused subscription
+  // PermissionDenied, a malformed SUBACK Unavailable; later losses are retried.
   absl::Status Start() override;
+  // Returns near `deadline` even if the broker stopped reading; DeadlineExceeded (naming the
+  // count) if acknowledgements of pipeline-acked messages could not be written by then.
   absl::Status Stop(messagepipeline::Deadline deadline) override;
   messagepipeline::BoundedQueue<messagepipeline::Message>& Messages() override;
   std::shared_future<absl::Status> Done() override;

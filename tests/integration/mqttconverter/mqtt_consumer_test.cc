@@ -227,6 +227,85 @@ TEST(MqttConsumerTest, NackRedeliversTheSameMessage) {
   EXPECT_EQ(stats.lost, 0u);
 }
 
+// Each nack puts the message back after a backoff that grows with its attempt; the attempts count
+// the local redeliveries, so the service can dead-letter at its maximum.
+TEST(MqttConsumerTest, NackedMessageComesBackAfterABackoffThatGrowsWithTheAttempt) {
+  const std::string topic = UniqueTopic("backoff");
+  MQTTClientConfig config = ConfigFor({{.name = "r", .topic = topic}});
+  config.redelivery_min_backoff = std::chrono::milliseconds(20);
+  config.redelivery_max_backoff = std::chrono::milliseconds(1000);
+  auto consumer = StartConsumer(config);
+  ASSERT_NE(consumer, nullptr);
+  TestPublisher().Publish(topic, "failing");
+  auto got = PopN(consumer->Messages(), 1);
+  ASSERT_EQ(got.size(), 1u);
+  Message m = std::move(got[0]);
+  const std::string id = m.data.id;
+  EXPECT_EQ(m.delivery_attempt, 1);
+  for (int attempt = 1; attempt <= 5; ++attempt) {
+    const auto nacked = std::chrono::steady_clock::now();
+    m.Nack();
+    got = PopN(consumer->Messages(), 1, std::chrono::seconds(10));
+    ASSERT_EQ(got.size(), 1u) << "attempt " << attempt;
+    const auto gap = std::chrono::steady_clock::now() - nacked;
+    m = std::move(got[0]);
+    EXPECT_EQ(m.data.id, id);
+    EXPECT_EQ(m.delivery_attempt, attempt + 1);
+    // The code's lower bound for a nacked attempt n: min * 2^(n-1), jittered down to half, never
+    // below min (20, 20, 40, 80, 160 ms).
+    const auto floor = std::max(config.redelivery_min_backoff,
+                                config.redelivery_min_backoff * (1 << (attempt - 1)) / 2);
+    EXPECT_GE(gap, floor) << "attempt " << attempt;
+  }
+  m.Ack();
+  StopConsumer(*consumer);
+  EXPECT_EQ(consumer->stats().nacked, 5u);
+  EXPECT_EQ(consumer->stats().redelivered, 5u);
+  EXPECT_EQ(consumer->stats().acked, 1u);
+}
+
+// A poison QoS 1 message among good ones holds back the PUBACKs of those after it (arrival order)
+// until it is settled; the pipeline here nacks it until attempt 3 and then acks it, standing in for
+// the service dead-lettering it at max_delivery_attempts. Then every PUBACK must have reached the
+// broker: the next connection of the session gets nothing back.
+TEST(MqttConsumerTest, PoisonMessageSettledAfterRetriesReleasesTheOthersPubacks) {
+  MQTTClientConfig config = PersistentConfig(UniqueTopic("poison"));
+  config.redelivery_min_backoff = std::chrono::milliseconds(10);
+  {
+    auto consumer = StartConsumer(config);
+    ASSERT_NE(consumer, nullptr);
+    TestPublisher().PublishLines(config.topic_mappings[0].topic,
+                                 {"g0", "poison", "g1", "g2", "g3"});
+    std::vector<int> poison_attempts;
+    int good = 0;
+    bool settled = false;
+    ASSERT_TRUE(dataflow::testing::WaitFor(
+        [&] {
+          for (Message& m : PopN(consumer->Messages(), 1, std::chrono::milliseconds(100))) {
+            if (m.data.payload != "poison") {
+              ++good;
+              m.Ack();
+              continue;
+            }
+            poison_attempts.push_back(m.delivery_attempt);
+            if (m.delivery_attempt < 3) {
+              m.Nack();
+            } else {
+              m.Ack();
+              settled = true;
+            }
+          }
+          return settled && good == 4;
+        },
+        std::chrono::seconds(15)));
+    EXPECT_EQ(poison_attempts, (std::vector<int>{1, 2, 3}));
+    StopConsumer(*consumer);
+    EXPECT_EQ(consumer->stats().left_with_broker, 0u);
+    EXPECT_EQ(consumer->stats().acked, 5u);
+  }
+  EXPECT_EQ(Payloads(HeldByBroker(config)), (std::vector<std::string>{"marker"}));
+}
+
 // With a clean session the broker drops a message whose PUBACK was never sent when the
 // connection ends, so a message nacked after Stop cannot come back: it is reported lost.
 TEST(MqttConsumerTest, MessageNackedAfterStopIsReportedLost) {
@@ -502,14 +581,20 @@ TEST(MqttConsumerTest, RefusedConnectionIsAClearError) {
       ::testing::AnyOf(HasSubstr("bad user name or password"), HasSubstr("not authorized")));
 }
 
-// Speaks just enough MQTT, on a loopback socket, to accept one client, answer its CONNECT
-// and SUBSCRIBE, push QoS 0 messages and watch what the client sends back. A real Mosquitto
-// tolerates a silent client far longer than 1.5 x keep-alive, so it cannot show whether the
-// client keeps pinging while its reader is blocked; this can.
+// Speaks just enough MQTT, on a loopback socket, to accept a client, answer its CONNECT and
+// SUBSCRIBE as a test scripts it, push messages and watch what the client sends back. Used where a
+// real Mosquitto cannot show the behaviour: it tolerates a silent client far longer than 1.5 x
+// keep-alive, always answers a SUBSCRIBE correctly, never refuses one after having granted it, and
+// cannot be made to stop reading its socket.
 class ScriptedBroker {
  public:
-  ScriptedBroker() {
+  // `receive_buffer` > 0: a tiny SO_RCVBUF, so that a broker that stops reading soon blocks the
+  // client's writes.
+  explicit ScriptedBroker(int receive_buffer = 0) {
     listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (receive_buffer > 0) {
+      ::setsockopt(listen_fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -521,31 +606,68 @@ class ScriptedBroker {
     }
   }
   ~ScriptedBroker() {
-    if (client_fd_ >= 0) ::close(client_fd_);
+    Drop();
     if (listen_fd_ >= 0) ::close(listen_fd_);
   }
   [[nodiscard]] std::string url() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
 
-  // Accepts the client and completes CONNECT/CONNACK and SUBSCRIBE/SUBACK (QoS 0 granted).
-  bool Handshake() {
+  // Accepts the next connection (closing the previous one) and answers its CONNECT.
+  bool AcceptAndConnack(std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    Drop();
+    pollfd p{.fd = listen_fd_, .events = POLLIN, .revents = 0};
+    if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) return false;
     client_fd_ = ::accept(listen_fd_, nullptr, nullptr);
     if (client_fd_ < 0) return false;
+    eof_ = false;
     std::uint8_t type = 0;
     std::string body;
     if (!ReadPacket(type, body, std::chrono::seconds(5)) || type >> 4 != 1) return false;
-    if (!Send(std::string("\x20\x02\x00\x00", 4))) return false;
+    return Send(std::string("\x20\x02\x00\x00", 4));
+  }
+  // Reads a SUBSCRIBE: its packet id and how many filters it carries.
+  bool ReadSubscribe(std::uint16_t& packet_id, std::size_t& filters) {
+    std::uint8_t type = 0;
+    std::string body;
     if (!ReadPacket(type, body, std::chrono::seconds(5)) || type >> 4 != 8 || body.size() < 2) {
       return false;
     }
-    return Send(std::string("\x90\x03", 2) + body.substr(0, 2) + std::string(1, '\0'));
+    packet_id = static_cast<std::uint16_t>((static_cast<std::uint8_t>(body[0]) << 8) |
+                                           static_cast<std::uint8_t>(body[1]));
+    filters = 0;
+    for (std::size_t i = 2; i + 2 <= body.size(); ++filters) {
+      const std::size_t n =
+          (static_cast<std::uint8_t>(body[i]) << 8) | static_cast<std::uint8_t>(body[i + 1]);
+      i += 2 + n + 1;  // length, filter, requested QoS
+    }
+    return true;
   }
-  bool SendPublish(const std::string& topic, const std::string& payload) {
-    std::string packet = "\x30";
-    const std::size_t remaining = 2 + topic.size() + payload.size();  // < 128: one byte
-    packet += static_cast<char>(remaining);
+  bool SendSuback(std::uint16_t packet_id, const std::vector<std::uint8_t>& codes) {
+    std::string packet = "\x90";
+    AppendLength(2 + codes.size(), packet);
+    packet += static_cast<char>(packet_id >> 8);
+    packet += static_cast<char>(packet_id & 0xff);
+    for (std::uint8_t c : codes) packet += static_cast<char>(c);
+    return Send(packet);
+  }
+  // CONNECT/CONNACK and SUBSCRIBE/SUBACK, every filter granted QoS 0.
+  bool Handshake() {
+    std::uint16_t id = 0;
+    std::size_t filters = 0;
+    return AcceptAndConnack() && ReadSubscribe(id, filters) &&
+           SendSuback(id, std::vector<std::uint8_t>(filters, 0));
+  }
+  bool SendPublish(const std::string& topic, const std::string& payload, int qos = 0,
+                   std::uint16_t packet_id = 0) {
+    std::string packet(1, static_cast<char>(0x30 | (qos << 1)));
+    AppendLength(2 + topic.size() + (qos > 0 ? 2 : 0) + payload.size(), packet);
     packet += static_cast<char>(topic.size() >> 8);
     packet += static_cast<char>(topic.size() & 0xff);
-    return Send(packet + topic + payload);
+    packet += topic;
+    if (qos > 0) {
+      packet += static_cast<char>(packet_id >> 8);
+      packet += static_cast<char>(packet_id & 0xff);
+    }
+    return Send(packet + payload);
   }
   // Reads what the client sends for `window`: the number of PINGREQs, or -1 if the client
   // sent anything else or closed the connection.
@@ -563,8 +685,33 @@ class ScriptedBroker {
     }
     return pings;
   }
+  // Reads (and ignores) what the client sends until it closes the connection: false if it has not
+  // within `timeout`.
+  bool WaitForClose(std::chrono::milliseconds timeout) {
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    std::uint8_t type = 0;
+    std::string body;
+    while (!eof_ && std::chrono::steady_clock::now() < end) {
+      ReadPacket(type, body,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(
+                     end - std::chrono::steady_clock::now()));
+    }
+    return eof_;
+  }
+  void Drop() {
+    if (client_fd_ >= 0) ::close(client_fd_);
+    client_fd_ = -1;
+  }
 
  private:
+  static void AppendLength(std::size_t n, std::string& out) {
+    do {
+      std::uint8_t b = n % 128;
+      n /= 128;
+      if (n > 0) b |= 0x80;
+      out += static_cast<char>(b);
+    } while (n > 0);
+  }
   bool Send(const std::string& bytes) {
     return ::send(client_fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
            static_cast<ssize_t>(bytes.size());
@@ -605,6 +752,185 @@ class ScriptedBroker {
   bool eof_ = false;
 };
 
+MQTTClientConfig ScriptedConfig(const ScriptedBroker& broker, std::vector<TopicMapping> mappings) {
+  return MQTTClientConfig{.broker_url = broker.url(),
+                          .connect_timeout = std::chrono::seconds(5),
+                          .topic_mappings = std::move(mappings)};
+}
+
+// Start() against a broker thread running `script`; returns Start's status.
+absl::Status StartAgainst(MqttConsumer& consumer, const std::function<void()>& script) {
+  std::thread broker_side(script);
+  absl::Status started = consumer.Start();
+  broker_side.join();
+  return started;
+}
+
+TEST(MqttConsumerTest, SubackForAnotherPacketIdIsAProtocolError) {
+  ScriptedBroker broker;
+  auto consumer = MqttConsumer::Create(ScriptedConfig(broker, {{.name = "a", .topic = "a/#"}}));
+  ASSERT_TRUE(consumer.ok()) << consumer.status();
+  const absl::Status started = StartAgainst(**consumer, [&] {
+    std::uint16_t id = 0;
+    std::size_t filters = 0;
+    ASSERT_TRUE(broker.AcceptAndConnack());
+    ASSERT_TRUE(broker.ReadSubscribe(id, filters));
+    EXPECT_TRUE(broker.SendSuback(static_cast<std::uint16_t>(id + 1), {1}));
+  });
+  EXPECT_EQ(started.code(), absl::StatusCode::kUnavailable) << started;
+  EXPECT_THAT(std::string(started.message()), HasSubstr("SUBACK for packet id"));
+  EXPECT_THAT(std::string(started.message()), HasSubstr(broker.url()));
+  EXPECT_FALSE((*consumer)->IsConnected());
+}
+
+TEST(MqttConsumerTest, SubackWithAReturnCodePerFilterOrItIsAProtocolError) {
+  ScriptedBroker broker;
+  auto consumer = MqttConsumer::Create(
+      ScriptedConfig(broker, {{.name = "a", .topic = "a/#"}, {.name = "b", .topic = "b/#"}}));
+  ASSERT_TRUE(consumer.ok()) << consumer.status();
+  const absl::Status started = StartAgainst(**consumer, [&] {
+    std::uint16_t id = 0;
+    std::size_t filters = 0;
+    ASSERT_TRUE(broker.AcceptAndConnack());
+    ASSERT_TRUE(broker.ReadSubscribe(id, filters));
+    EXPECT_EQ(filters, 2u);
+    EXPECT_TRUE(broker.SendSuback(id, {1}));  // one code for two filters
+  });
+  EXPECT_EQ(started.code(), absl::StatusCode::kUnavailable) << started;
+  EXPECT_THAT(std::string(started.message()), HasSubstr("1 return codes for 2 topic filters"));
+}
+
+// The broker grants the subscription, drops the connection, then refuses the SUBSCRIBE on every
+// reconnect: the consumer must not look ready while nothing can flow, and gives up after
+// max_subscribe_refusals refusals in a row, saying which broker refused which filter.
+TEST(MqttConsumerTest, SubscriptionRefusedAfterAReconnectFailsTheConnectionThenTheConsumer) {
+  ScriptedBroker broker;
+  MQTTClientConfig config = ScriptedConfig(broker, {{.name = "r", .topic = "refused/#"}});
+  config.max_subscribe_refusals = 3;
+  config.reconnect_max_backoff = config.reconnect_min_backoff;  // 1 s between attempts
+  auto consumer = MqttConsumer::Create(config);
+  ASSERT_TRUE(consumer.ok()) << consumer.status();
+  std::atomic<int> refused{0};
+  std::jthread broker_side([&] {  // joined also when an assertion returns early
+    if (!broker.Handshake()) return;
+    // Until the test has seen the granted subscription.
+    if (!dataflow::testing::WaitFor([&] { return refused.load() < 0; }, std::chrono::seconds(10)))
+      return;
+    refused.store(0);
+    broker.Drop();
+    for (int i = 0; i < config.max_subscribe_refusals; ++i) {
+      std::uint16_t id = 0;
+      std::size_t filters = 0;
+      if (!broker.AcceptAndConnack() || !broker.ReadSubscribe(id, filters)) return;
+      if (!broker.SendSuback(id, std::vector<std::uint8_t>(filters, 0x80))) return;
+      refused.fetch_add(1);
+      // The client, not this broker, must end a connection whose subscription was refused.
+      if (!broker.WaitForClose(std::chrono::seconds(5))) return;
+    }
+  });
+  const absl::Status started = (*consumer)->Start();
+  ASSERT_TRUE(started.ok()) << started;
+  EXPECT_TRUE((*consumer)->IsConnected());
+  refused.store(-1);  // lets the broker drop the connection
+  ASSERT_TRUE(
+      dataflow::testing::WaitFor([&] { return refused.load() >= 1; }, std::chrono::seconds(10)));
+  EXPECT_TRUE(dataflow::testing::WaitFor([&] { return !(*consumer)->IsConnected(); },
+                                         std::chrono::seconds(2)));
+  auto done = (*consumer)->Done();
+  ASSERT_EQ(done.wait_for(std::chrono::seconds(15)), std::future_status::ready);
+  broker_side.join();
+  const absl::Status failed = done.get();
+  EXPECT_EQ(failed.code(), absl::StatusCode::kPermissionDenied) << failed;
+  EXPECT_THAT(std::string(failed.message()), HasSubstr(broker.url()));
+  EXPECT_THAT(std::string(failed.message()), HasSubstr("'refused/#'"));
+  EXPECT_THAT(std::string(failed.message()), HasSubstr("3 times in a row"));
+  EXPECT_EQ(refused.load(), 3);
+  EXPECT_FALSE((*consumer)->IsConnected());
+  EXPECT_TRUE((*consumer)->Messages().closed());
+  EXPECT_EQ((*consumer)->stats().connects,
+            4u);  // no further attempt after giving up
+  EXPECT_TRUE((*consumer)->Stop(std::chrono::steady_clock::now() + std::chrono::seconds(1)).ok());
+}
+
+// A broker that stops reading (its receive buffer and our send buffer full: the SUBSCRIBE of
+// many long filters is more than both hold) while it keeps sending QoS 1 messages. Acking them
+// must not block, and Stop must return near its deadline and say what it could not acknowledge.
+constexpr int kStalledMessages = 20;
+
+MQTTClientConfig StalledConfig(const ScriptedBroker& broker) {
+  // Twice what the kernel may buffer for our socket (tcp_wmem's maximum; 4 MiB by default).
+  long wmem_max = 4 << 20;
+  if (std::FILE* f = std::fopen("/proc/sys/net/ipv4/tcp_wmem", "r")) {
+    long lo = 0, def = 0;
+    if (std::fscanf(f, "%ld %ld %ld", &lo, &def, &wmem_max) != 3) wmem_max = 4 << 20;
+    std::fclose(f);
+  }
+  const long filters = std::max(256L, 2 * wmem_max / 65000 + 1);
+  std::vector<TopicMapping> mappings;
+  for (long i = 0; i < filters; ++i) {
+    mappings.push_back({.name = "m" + std::to_string(i),
+                        .topic = "stalled/" + std::to_string(i) + "/" + std::string(65000, 'x'),
+                        .qos = 1});
+  }
+  mappings.push_back({.name = "s", .topic = "stalled/+", .qos = 1});
+  MQTTClientConfig config = ScriptedConfig(broker, std::move(mappings));
+  config.client_id = "stalled";
+  config.clean_session = false;
+  return config;
+}
+
+// Accepts, answers CONNECT, never reads again, and pushes kStalledMessages QoS 1 messages (a
+// resumed session delivers before the SUBACK, so Start returns at the first).
+void StallAndPublish(ScriptedBroker& broker) {
+  ASSERT_TRUE(broker.AcceptAndConnack());
+  for (int i = 1; i <= kStalledMessages; ++i) {
+    ASSERT_TRUE(
+        broker.SendPublish("stalled/a", "m" + std::to_string(i), 1, static_cast<std::uint16_t>(i)));
+  }
+}
+
+TEST(MqttConsumerTest, StopReturnsByItsDeadlineWhenTheBrokerStopsReading) {
+  ScriptedBroker broker(/*receive_buffer=*/4096);
+  auto consumer = MqttConsumer::Create(StalledConfig(broker));
+  ASSERT_TRUE(consumer.ok()) << consumer.status();
+  const absl::Status started = StartAgainst(**consumer, [&] { StallAndPublish(broker); });
+  ASSERT_TRUE(started.ok()) << started;
+  auto got = PopN((*consumer)->Messages(), kStalledMessages);
+  ASSERT_EQ(got.size(), static_cast<std::size_t>(kStalledMessages));
+  for (Message& m : got) m.Ack();  // queued; would block on the socket if written here
+  EXPECT_EQ((*consumer)->stats().acked, static_cast<std::uint64_t>(kStalledMessages));
+  const auto begin = std::chrono::steady_clock::now();
+  const absl::Status stopped = (*consumer)->Stop(begin + std::chrono::seconds(1));
+  EXPECT_LT(std::chrono::steady_clock::now() - begin, std::chrono::seconds(2));
+  EXPECT_EQ(stopped.code(), absl::StatusCode::kDeadlineExceeded) << stopped;
+  EXPECT_THAT(std::string(stopped.message()),
+              HasSubstr(absl::StrCat(kStalledMessages, " acknowledgements")));
+  EXPECT_THAT(std::string(stopped.message()), HasSubstr(broker.url()));
+  EXPECT_EQ((*consumer)->stats().left_with_broker, static_cast<std::uint64_t>(kStalledMessages));
+}
+
+TEST(MqttConsumerTest, AWriteTheBrokerDoesNotTakeWithinWriteTimeoutFailsTheConnection) {
+  ScriptedBroker broker(/*receive_buffer=*/4096);
+  MQTTClientConfig config = StalledConfig(broker);
+  config.write_timeout = std::chrono::milliseconds(500);
+  auto consumer = MqttConsumer::Create(config);
+  ASSERT_TRUE(consumer.ok()) << consumer.status();
+  const absl::Status started = StartAgainst(**consumer, [&] { StallAndPublish(broker); });
+  ASSERT_TRUE(started.ok()) << started;
+  auto got = PopN((*consumer)->Messages(), kStalledMessages);
+  ASSERT_EQ(got.size(), static_cast<std::size_t>(kStalledMessages));
+  for (Message& m : got) m.Ack();
+  // The stalled SUBSCRIBE fails the connection; the acks queued behind it stay with the broker's
+  // session.
+  EXPECT_TRUE(dataflow::testing::WaitFor(
+      [&] { return (*consumer)->stats().left_with_broker == kStalledMessages; },
+      std::chrono::seconds(10)));
+  EXPECT_FALSE((*consumer)->IsConnected());
+  const auto begin = std::chrono::steady_clock::now();
+  (*consumer)->Stop(begin + std::chrono::seconds(1)).IgnoreError();
+  EXPECT_LT(std::chrono::steady_clock::now() - begin, std::chrono::seconds(2));
+}
+
 TEST(MqttConsumerTest, KeepAlivePingsGoOutWhileTheReaderIsBlockedOnAFullChannel) {
   ScriptedBroker broker;
   MQTTClientConfig config{.broker_url = broker.url(),
@@ -615,9 +941,7 @@ TEST(MqttConsumerTest, KeepAlivePingsGoOutWhileTheReaderIsBlockedOnAFullChannel)
   auto consumer = MqttConsumer::Create(config);
   ASSERT_TRUE(consumer.ok()) << consumer.status();
   bool handshake = false;
-  std::thread broker_side([&] { handshake = broker.Handshake(); });
-  const absl::Status started = (*consumer)->Start();
-  broker_side.join();
+  const absl::Status started = StartAgainst(**consumer, [&] { handshake = broker.Handshake(); });
   ASSERT_TRUE(handshake);
   ASSERT_TRUE(started.ok()) << started;
   // Nobody pops: the first message fills the channel and the reader blocks on the second.

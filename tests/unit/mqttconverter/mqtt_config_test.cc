@@ -66,6 +66,12 @@ TEST(ValidateTest, RejectsBadFieldsNamingThem) {
       {[](auto& c) { c.clean_session = false; }, "client_id"},
       {[](auto& c) { c.channel_capacity = 0; }, "channel_capacity"},
       {[](auto& c) { c.reconnect_max_backoff = std::chrono::seconds(0); }, "reconnect"},
+      {[](auto& c) { c.max_subscribe_refusals = 0; }, "max_subscribe_refusals"},
+      {[](auto& c) { c.redelivery_min_backoff = std::chrono::milliseconds(0); },
+       "redelivery_min_backoff"},
+      {[](auto& c) { c.redelivery_max_backoff = std::chrono::milliseconds(50); },
+       "redelivery_max_backoff"},
+      {[](auto& c) { c.write_timeout = std::chrono::milliseconds(0); }, "write_timeout"},
       {[](auto& c) { c.topic_mappings.clear(); }, "topic_mappings"},
       {[](auto& c) { c.topic_mappings[0].name = ""; }, "topic_mappings[0].name"},
       {[](auto& c) { c.topic_mappings[0].topic = ""; }, "topic_mappings[0].topic"},
@@ -100,6 +106,10 @@ TEST(EnvTest, ReadsEveryVariable) {
                {"MQTT_INSECURE_SKIP_VERIFY", "true"},
                {"MQTT_CLEAN_SESSION", "false"},
                {"MQTT_ACK_MODE", "receipt"},
+               {"MQTT_WRITE_TIMEOUT_SECONDS", "3"},
+               {"MQTT_MAX_SUBSCRIBE_REFUSALS", "2"},
+               {"MQTT_REDELIVERY_MIN_BACKOFF_MS", "250"},
+               {"MQTT_REDELIVERY_MAX_BACKOFF_MS", "4000"},
                {"MQTT_TOPIC_MAPPINGS", "telemetry=devices/+/data@0; alerts=$share/g/alerts/#"}}));
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->broker_url, "ssl://broker.example:8883");
@@ -114,6 +124,10 @@ TEST(EnvTest, ReadsEveryVariable) {
   EXPECT_TRUE(config->insecure_skip_verify);
   EXPECT_FALSE(config->clean_session);
   EXPECT_EQ(config->ack_mode, AckMode::kOnReceipt);
+  EXPECT_EQ(config->write_timeout, std::chrono::seconds(3));
+  EXPECT_EQ(config->max_subscribe_refusals, 2);
+  EXPECT_EQ(config->redelivery_min_backoff, std::chrono::milliseconds(250));
+  EXPECT_EQ(config->redelivery_max_backoff, std::chrono::milliseconds(4000));
   ASSERT_EQ(config->topic_mappings.size(), 2u);
   EXPECT_EQ(config->topic_mappings[0].name, "telemetry");
   EXPECT_EQ(config->topic_mappings[0].topic, "devices/+/data");
@@ -129,6 +143,11 @@ TEST(EnvTest, UnsetVariablesKeepTheBase) {
   EXPECT_EQ(config->broker_url, "tcp://127.0.0.1:1883");
   EXPECT_EQ(config->keep_alive, std::chrono::seconds(10));
   EXPECT_EQ(config->topic_mappings.size(), 1u);
+  // The documented defaults (docs/mqtt.md).
+  EXPECT_EQ(config->write_timeout, std::chrono::seconds(10));
+  EXPECT_EQ(config->max_subscribe_refusals, 5);
+  EXPECT_EQ(config->redelivery_min_backoff, std::chrono::milliseconds(100));
+  EXPECT_EQ(config->redelivery_max_backoff, std::chrono::seconds(10));
 }
 
 TEST(EnvTest, MqttTopicMakesADefaultMapping) {
@@ -148,6 +167,12 @@ TEST(EnvTest, ErrorsNameTheVariable) {
       {{{"MQTT_TOPIC", "t"}, {"MQTT_INSECURE_SKIP_VERIFY", "maybe"}}, "MQTT_INSECURE_SKIP_VERIFY"},
       {{{"MQTT_TOPIC", "t"}, {"MQTT_CLEAN_SESSION", "2"}}, "MQTT_CLEAN_SESSION"},
       {{{"MQTT_TOPIC", "t"}, {"MQTT_ACK_MODE", "later"}}, "MQTT_ACK_MODE"},
+      {{{"MQTT_TOPIC", "t"}, {"MQTT_WRITE_TIMEOUT_SECONDS", "0"}}, "MQTT_WRITE_TIMEOUT_SECONDS"},
+      {{{"MQTT_TOPIC", "t"}, {"MQTT_MAX_SUBSCRIBE_REFUSALS", "x"}}, "MQTT_MAX_SUBSCRIBE_REFUSALS"},
+      {{{"MQTT_TOPIC", "t"}, {"MQTT_REDELIVERY_MIN_BACKOFF_MS", "-1"}},
+       "MQTT_REDELIVERY_MIN_BACKOFF_MS"},
+      {{{"MQTT_TOPIC", "t"}, {"MQTT_REDELIVERY_MAX_BACKOFF_MS", "10"}},
+       "MQTT_REDELIVERY_MAX_BACKOFF_MS"},  // below the default minimum of 100
       {{{"MQTT_TOPIC", "t"}, {"MQTT_BROKER_URL", "localhost"}}, "MQTT_BROKER_URL"},
       {{{"MQTT_TOPIC", "t"}, {"MQTT_CLEAN_SESSION", "false"}}, "MQTT_CLIENT_ID"},
       {{{"MQTT_TOPIC_MAPPINGS", "justafilter"}}, "MQTT_TOPIC_MAPPINGS"},
