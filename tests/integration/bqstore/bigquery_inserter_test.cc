@@ -304,7 +304,7 @@ class HungAppends {
 
 TEST_F(BigQueryInserterTest, AppendToAServerThatNeverAnswersTimesOutAsTransient) {
   BigQueryInserterOptions options = Options();
-  options.writer.append_timeout = 300ms;
+  options.writer.append_timeout = 1s;
   options.writer.max_attempts = 2;
   auto inserter = BigQueryInserter<MonitorReading>::Create(options);
   ASSERT_TRUE(inserter.ok()) << inserter.status();
@@ -317,9 +317,12 @@ TEST_F(BigQueryInserterTest, AppendToAServerThatNeverAnswersTimesOutAsTransient)
     EXPECT_EQ((*inserter)->writer().requests_sent(), 2u);         // each attempt timed out
   }
   EXPECT_TRUE(Rows().empty());
-  // The cancelled stream is replaced: the next batch goes through.
+  // The cancelled stream is replaced: the next batch goes through. (On a loaded machine its
+  // answer may itself miss the timeout and the batch be stored twice: at-least-once.)
   ASSERT_TRUE((*inserter)->InsertBatch(rows).ok());
-  EXPECT_EQ(Rows().size(), 2u);
+  std::set<std::int64_t> sequences;
+  for (const auto& row : Rows()) sequences.insert(row["sequence"].get<std::int64_t>());
+  EXPECT_EQ(sequences, (std::set<std::int64_t>{1, 2}));
 }
 
 TEST_F(BigQueryInserterTest, CloseFromAnotherThreadCancelsAHungAppend) {

@@ -282,7 +282,7 @@ class WriteService final : public bqs::BigQueryWrite::Service {
           state_->hang_cv.wait_for(hold, std::chrono::milliseconds(10));
         }
         hold.release();  // the lock_guard above still owns it
-        if (state_->hang_appends || state_->shutting_down) {
+        if (state_->hang_appends || state_->shutting_down || context->IsCancelled()) {
           return grpc::Status(grpc::StatusCode::CANCELLED, "client cancelled a hung append");
         }
       }
