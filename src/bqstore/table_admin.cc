@@ -5,11 +5,13 @@
 #include <chrono>
 #include <cstdlib>
 
+#include "dataflow/messagepipeline/errors.h"
+
 namespace dataflow::bqstore {
 namespace {
 
 // Maps an HTTP error to a status code the way Google's REST clients do.
-absl::Status HttpError(long code, const std::string& what, const std::string& body) {
+absl::Status HttpStatus(long code, const std::string& what, const std::string& body) {
   std::string message = body;
   auto json = nlohmann::json::parse(body, nullptr, false);
   if (!json.is_discarded() && json.contains("error") && json["error"].is_object()) {
@@ -25,6 +27,8 @@ absl::Status HttpError(long code, const std::string& what, const std::string& bo
       return absl::PermissionDeniedError(message);
     case 404:
       return absl::NotFoundError(message);
+    case 408:
+      return absl::DeadlineExceededError(message);
     case 409:
       return absl::AlreadyExistsError(message);
     case 412:
@@ -34,6 +38,17 @@ absl::Status HttpError(long code, const std::string& what, const std::string& bo
     default:
       return code >= 500 ? absl::UnavailableError(message) : absl::UnknownError(message);
   }
+}
+
+// A 4xx other than 408 (timeout) and 429 (rate limit) says the request itself is wrong
+// (bad name, no such dataset, no access): sending it again cannot succeed, so it is
+// marked permanent. 5xx stays transient.
+absl::Status HttpError(long code, const std::string& what, const std::string& body) {
+  absl::Status status = HttpStatus(code, what, body);
+  if (code >= 400 && code < 500 && code != 408 && code != 429) {
+    return messagepipeline::MarkPermanent(std::move(status));
+  }
+  return status;
 }
 
 }  // namespace
@@ -147,7 +162,7 @@ absl::StatusOr<TableSchema> TableAdmin::EnsureTable(const std::string& dataset,
   auto existing = GetTableSchema(dataset, table);
   if (existing.ok()) {
     if (auto s = CheckCompatible(schema, *existing); !s.ok()) {
-      return absl::InvalidArgumentError(
+      return messagepipeline::PermanentError(
           absl::StrCat("table ", dataset, ".", table, ": ", s.message()));
     }
     return existing;

@@ -13,6 +13,7 @@
 #include "dataflow/gcp/channel.h"
 #include "dataflow/gcp/project.h"
 #include "dataflow/gcp/status.h"
+#include "dataflow/messagepipeline/errors.h"
 
 namespace dataflow::cache {
 
@@ -148,14 +149,65 @@ absl::Status JsonToFirestoreFields(const nlohmann::json& json,
 
 namespace {
 
-absl::Status ValidateDocumentId(std::string_view id) {
-  if (id.empty() || id == "." || id == ".." || id.find('/') != std::string_view::npos ||
-      id.size() > 1500) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("firestore: \"", std::string(id),
-                     "\" is not a valid document id (non-empty, no '/', not . or ..)"));
+// Well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF), as Firestore
+// requires of document ids.
+bool IsValidUtf8(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    std::size_t n = 0;
+    std::uint32_t cp = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      n = 1;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 2;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 3;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + n >= s.size()) return false;  // truncated sequence
+    for (std::size_t k = 1; k <= n; ++k) {
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    static constexpr std::uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += n + 1;
   }
-  return absl::OkStatus();
+  return true;
+}
+
+// Firestore's rules for a document id. Ids come from device data (a cache key), so one that
+// breaks them is refused before any request, as a permanent error: no retry can make the
+// lookup succeed. The id is quoted escaped and cut short: it is untrusted bytes.
+absl::Status ValidateDocumentId(std::string_view id) {
+  const char* why = nullptr;
+  if (id.empty()) {
+    why = "empty";
+  } else if (id == "." || id == "..") {
+    why = "'.' and '..' are not allowed";
+  } else if (id.find('/') != std::string_view::npos) {
+    why = "contains '/'";
+  } else if (id.size() > 1500) {
+    why = "longer than 1500 bytes";
+  } else if (id.size() >= 4 && id.starts_with("__") && id.ends_with("__")) {
+    why = "ids matching __.*__ are reserved";
+  } else if (!IsValidUtf8(id)) {
+    why = "not valid UTF-8";
+  }
+  if (why == nullptr) return absl::OkStatus();
+  const std::string_view shown = id.substr(0, 64);
+  return messagepipeline::PermanentError(
+      absl::StrCat("firestore: \"", absl::CHexEscape(absl::string_view(shown.data(), shown.size())),
+                   id.size() > shown.size() ? "..." : "", "\" is not a valid document id: ", why));
 }
 
 class GrpcFirestoreStub final : public FirestoreDocumentStub {

@@ -6,7 +6,10 @@
 #include <absl/time/clock.h>
 #include <absl/time/time.h>
 
+#include <algorithm>
 #include <ctime>
+
+#include "dataflow/messagepipeline/errors.h"
 
 namespace dataflow::icestore {
 
@@ -83,6 +86,25 @@ std::string SanitizeBatchKey(std::string_view key) {
 
 bool IsSafeBatchKey(std::string_view key) { return SanitizeBatchKey(key) == key; }
 
+absl::Status ValidateLocation(std::string_view location) {
+  auto refuse = [&](std::string_view why) {
+    // The value is device data: quote it escaped, never raw control bytes into a log.
+    return messagepipeline::PermanentError(absl::StrCat(
+        "archival: location \"",
+        absl::CHexEscape(
+            absl::string_view(location.data(), std::min<std::size_t>(location.size(), 64))),
+        location.size() > 64 ? "..." : "",
+        "\" is not a valid batch key segment: ", absl::string_view(why.data(), why.size())));
+  };
+  if (location == "." || location == "..") return refuse("a relative path");
+  for (char c : location) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '/' || c == '\\') return refuse("contains a path separator");
+    if (u < 0x20 || u == 0x7f) return refuse("contains a control character");
+  }
+  return absl::OkStatus();
+}
+
 messagepipeline::TransformResult<ArchivalData> ArchivalTransformer(
     const messagepipeline::Message& message) {
   const Clock::time_point now = Clock::now();
@@ -104,7 +126,12 @@ messagepipeline::TransformResult<ArchivalData> ArchivalTransformer(
       location = it->second;
     }
   }
-  if (!location.empty()) key = SanitizeBatchKey(absl::StrCat(key, "/", location));
+  if (!location.empty()) {
+    // Device data: refuse a location that is not one plain path segment rather than guess
+    // what it meant. Sending it again cannot change it, so the message is dead-lettered.
+    if (auto s = ValidateLocation(location); !s.ok()) return s;
+    absl::StrAppend(&key, "/", location);
+  }
 
   return std::optional<ArchivalData>(ArchivalData{.id = message.data.id,
                                                   .batch_key = std::move(key),

@@ -5,10 +5,11 @@
 #include <absl/strings/str_cat.h>
 
 #include <cstdlib>
-#include <random>
 #include <thread>
 
+#include "dataflow/gcp/backoff.h"
 #include "dataflow/icestore/archival.h"
+#include "dataflow/messagepipeline/errors.h"
 #include "dataflow/messagepipeline/logging.h"
 
 namespace dataflow::icestore {
@@ -20,14 +21,37 @@ constexpr std::size_t kChunkQuantum = 256 * 1024;  // GCS requires chunk sizes i
 
 bool Retryable(long status) { return status == 408 || status == 429 || status >= 500; }
 
-absl::Status HttpError(const HttpRequest& req, const HttpResponse& resp) {
+// The status for a failed request. 4xx other than 408/429 means the request itself is wrong
+// (a name GCS refuses, no such bucket, no access): the same upload can never succeed, so it
+// is marked permanent and the service dead-letters its messages instead of looping. 5xx,
+// 408, 429 and transport errors stay transient. `session` is a resumable session's own URL:
+// 404/410 there means the session expired, and a retry of the upload opens a new one.
+absl::Status HttpError(const HttpRequest& req, const HttpResponse& resp, bool session = false) {
   std::string msg = absl::StrCat("GCS ", req.method, " ", req.url, ": HTTP ", resp.status, " ",
                                  resp.body.substr(0, 300));
-  if (resp.status == 401 || resp.status == 403) return absl::PermissionDeniedError(msg);
-  if (resp.status == 404) return absl::NotFoundError(msg);
-  if (resp.status == 412) return absl::FailedPreconditionError(msg);
   if (Retryable(resp.status)) return absl::UnavailableError(msg);
-  return absl::InvalidArgumentError(msg);
+  if (session && (resp.status == 404 || resp.status == 410)) {
+    return absl::UnavailableError(absl::StrCat(msg, " (upload session expired)"));
+  }
+  absl::Status status;
+  if (resp.status == 401) {
+    status = absl::UnauthenticatedError(msg);
+  } else if (resp.status == 403) {
+    status = absl::PermissionDeniedError(msg);
+  } else if (resp.status == 404) {
+    status = absl::NotFoundError(msg);
+  } else if (resp.status == 412) {
+    status = absl::FailedPreconditionError(msg);
+  } else if (resp.status >= 400 && resp.status < 500) {
+    status = absl::InvalidArgumentError(msg);
+  } else {
+    return absl::UnknownError(msg);  // an unexpected 1xx/2xx/3xx: not known to be final
+  }
+  return messagepipeline::MarkPermanent(std::move(status));
+}
+
+gcp::BackoffOptions Backoff(const GcsUploaderOptions& options) {
+  return {.initial = options.initial_backoff, .maximum = options.max_backoff, .multiplier = 2};
 }
 
 // "bytes=0-1234" → 1235 committed bytes; no Range header → 0.
@@ -87,9 +111,9 @@ absl::StatusOr<std::unique_ptr<GcsBatchUploader>> GcsBatchUploader::Create(
   if (options.max_attempts < 1) {
     return absl::InvalidArgumentError("GCS uploader: max_attempts must be >= 1");
   }
-  if (options.initial_backoff <= std::chrono::milliseconds::zero() ||
-      options.max_backoff < options.initial_backoff) {
-    return absl::InvalidArgumentError("GCS uploader: need 0 < initial_backoff <= max_backoff");
+  if (auto b = gcp::ExponentialBackoff::Create(Backoff(options)); !b.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("GCS uploader: initial_backoff/max_backoff: ", b.status().message()));
   }
   if (!options.http) options.http = MakeCurlHttpClient();
   return std::unique_ptr<GcsBatchUploader>(new GcsBatchUploader(std::move(options)));
@@ -104,16 +128,10 @@ absl::Status GcsBatchUploader::Authorize(HttpRequest& request) {
 }
 
 absl::StatusOr<HttpResponse> GcsBatchUploader::SendWithRetry(HttpRequest request, bool is_create) {
-  thread_local std::minstd_rand rng{std::random_device{}()};
-  double backoff_ms = static_cast<double>(options_.initial_backoff.count());
+  auto backoff = gcp::ExponentialBackoff::Create(Backoff(options_));  // validated in Create
   absl::Status last;
   for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
-    if (attempt > 1) {
-      // Full jitter in [b/2, b]: many uploaders recovering together do not retry in lockstep.
-      std::uniform_real_distribution<double> jitter(backoff_ms / 2, backoff_ms);
-      std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<long>(jitter(rng))));
-      backoff_ms = std::min(backoff_ms * 2, static_cast<double>(options_.max_backoff.count()));
-    }
+    if (attempt > 1) std::this_thread::sleep_for(backoff->Next());  // a retry backoff
     if (auto s = Authorize(request); !s.ok()) return s;
     request.timeout = options_.request_timeout;
     auto resp = options_.http->Send(request);
@@ -194,7 +212,7 @@ absl::Status GcsBatchUploader::ResumableUpload(const std::string& name, std::str
       continue;
     }
     if (++failures >= options_.max_attempts) {
-      return resp.ok() ? HttpError(put, *resp) : resp.status();
+      return resp.ok() ? HttpError(put, *resp, /*session=*/true) : resp.status();
     }
     // Ask the session where it stands, then resume from there.
     HttpRequest query{.method = "PUT", .url = url};
@@ -202,7 +220,7 @@ absl::Status GcsBatchUploader::ResumableUpload(const std::string& name, std::str
     auto status = SendWithRetry(query, /*is_create=*/false);
     if (!status.ok()) return status.status();
     if (status->status == 200 || status->status == 201) return absl::OkStatus();
-    if (status->status != 308) return HttpError(query, *status);
+    if (status->status != 308) return HttpError(query, *status, /*session=*/true);
     offset = CommittedBytes(*status);
   }
 }

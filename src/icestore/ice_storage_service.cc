@@ -4,6 +4,7 @@
 
 #include <atomic>
 
+#include "dataflow/messagepipeline/errors.h"
 #include "dataflow/messagepipeline/logging.h"
 
 namespace dataflow::icestore {
@@ -40,6 +41,14 @@ struct IceStorageService::Impl {
       ArchivalData& data = *transformed;
       // Custom transformers too: no key may escape the prefix.
       data.batch_key = SanitizeBatchKey(data.batch_key);
+      if (data.batch_key.size() > options.max_batch_key_bytes) {
+        policy.Fail(message,
+                    messagepipeline::PermanentError(absl::StrCat(
+                        "batch key of ", data.batch_key.size(),
+                        " bytes exceeds max_batch_key_bytes (", options.max_batch_key_bytes, ")")),
+                    messagepipeline::FailureStage::kTransform);
+        return;
+      }
       std::string line = EncodeArchivalLine(data);
       out.push_back(Pending{std::move(message), std::move(data.batch_key), std::move(line)});
     });
@@ -86,8 +95,22 @@ struct IceStorageService::Impl {
       for (Message& m : group.messages) policy.Succeed(m);
       return;
     }
-    counters.processing_errors.fetch_add(1, std::memory_order_relaxed);
     static LogRateLimit limit;
+    if (messagepipeline::IsPermanent(written.status())) {
+      // The object can never be written (e.g. a name the store refuses): retrying would loop.
+      if (limit.Allow()) {
+        Log()->warn(
+            "icestore upload failed permanently; dead-lettering the group name={} key={} "
+            "records={} error=\"{}\"",
+            options.name, group.object.batch_key, group.messages.size(),
+            written.status().ToString());
+      }
+      for (Message& m : group.messages) {
+        policy.Fail(m, written.status(), messagepipeline::FailureStage::kProcess);
+      }
+      return;
+    }
+    counters.processing_errors.fetch_add(1, std::memory_order_relaxed);
     if (limit.Allow()) {
       Log()->warn(
           "icestore upload failed; nacking the group name={} key={} records={} error=\"{}\"",
@@ -117,6 +140,9 @@ absl::StatusOr<std::unique_ptr<IceStorageService>> IceStorageService::Create(
   if (options.num_workers <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(options.name, ": num_workers must be > 0, got ", options.num_workers));
+  }
+  if (options.max_batch_key_bytes == 0) {
+    return absl::InvalidArgumentError(options.name + ": max_batch_key_bytes must be > 0");
   }
   messagepipeline::DeliveryPolicyOptions policy{
       .source = options.name,

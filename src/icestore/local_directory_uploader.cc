@@ -10,13 +10,32 @@
 #include <system_error>
 
 #include "dataflow/icestore/archival.h"
+#include "dataflow/messagepipeline/errors.h"
 
 namespace dataflow::icestore {
 namespace {
 
+// Errors that the same path can never get past: the filesystem refuses the name itself
+// (too long, invalid bytes for it). Everything else (ENOSPC, EIO, EDQUOT, EACCES, EROFS, a
+// file in the way: ENOTDIR, ...) is about the machine, not the data, and can clear up, so
+// it stays transient and the group is redelivered.
+bool PermanentErrno(int err) {
+  switch (err) {
+    case ENAMETOOLONG:
+    case EINVAL:
+    case EILSEQ:
+      return true;
+    default:
+      return false;
+  }
+}
+
 absl::Status ErrnoError(std::string_view what, const std::string& path, int err) {
-  return absl::UnavailableError(
-      absl::StrCat(std::string(what), " ", path, ": ", std::strerror(err)));
+  std::string message = absl::StrCat(std::string(what), " ", path, ": ", std::strerror(err));
+  if (PermanentErrno(err)) {
+    return messagepipeline::MarkPermanent(absl::InvalidArgumentError(message));
+  }
+  return absl::UnavailableError(message);
 }
 
 absl::Status WriteAll(int fd, std::string_view data, const std::string& path) {
@@ -57,7 +76,13 @@ absl::StatusOr<std::string> LocalDirectoryUploader::Upload(const ObjectGroup& gr
   const std::filesystem::path dir = final_path.parent_path();
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("mkdir ", dir.string(), ": ", ec.message()));
+  if (ec) {
+    // <filesystem> reports errno values (generic or system category, both POSIX here).
+    const bool posix =
+        ec.category() == std::generic_category() || ec.category() == std::system_category();
+    if (posix) return ErrnoError("mkdir", dir.string(), ec.value());
+    return absl::UnavailableError(absl::StrCat("mkdir ", dir.string(), ": ", ec.message()));
+  }
   // A dot file in the same directory: same filesystem, so the rename is atomic, and
   // readers globbing *.jsonl.gz never pick it up.
   const std::string tmp = (dir / ("." + final_path.filename().string() + ".tmp")).string();

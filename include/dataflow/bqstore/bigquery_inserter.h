@@ -4,8 +4,9 @@
 // optionally the dataset too) or that an existing table fits the row type; then each
 // batch is encoded straight to proto rows and appended to the table's default stream by
 // a BigQueryWriter (split under 10 MB, one reused stream, retries with backoff, per-row
-// errors). Default-stream appends are at-least-once: a batch retried after a lost
-// response can be stored twice. Thread-safe.
+// errors, each request bounded by append_timeout; Cancel() aborts an insert in flight).
+// Default-stream appends are at-least-once: a batch retried after a lost response can be stored
+// twice. Thread-safe.
 #pragma once
 
 #include <memory>
@@ -55,6 +56,7 @@ class BigQueryInserter : public DataBatchInserter<T> {
     writer_->Close();
     return absl::OkStatus();
   }
+  void Cancel() override { writer_->Cancel(); }
 
   BigQueryWriter& writer() { return *writer_; }
 

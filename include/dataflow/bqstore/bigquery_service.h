@@ -6,14 +6,22 @@
 // (bad data, retrying cannot help) go to the dead-letter sink with the row error and are
 // acked once the sink has them, while the rest of the batch is acked. Without a dead-letter
 // sink, rejected rows are nacked (never dropped). The transformer's skip acks, its error
-// nacks (a permanent error dead-letters). Thread-safe as BatchingService is; the batch
-// processor runs on the service's single batcher thread.
+// nacks (a permanent error dead-letters). A permanent batch error (e.g. a request BigQuery
+// refuses as a whole) is returned as such, for the service to isolate. Stop(deadline):
+// when the deadline passes, the inserter's write in flight is cancelled (DataBatchInserter::
+// Cancel), so its batch is nacked and Stop returns at the deadline even if BigQuery never
+// answers. Thread-safe as BatchingService is; the batch processor runs on the service's
+// single batcher thread.
 #pragma once
 
 #include <absl/status/statusor.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <span>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -24,8 +32,43 @@
 
 namespace dataflow::bqstore {
 
+// A BatchingService that also cancels the inserter's write in flight at the stop deadline
+// (BatchingService alone would wait for the processor call to return).
 template <typename T>
-using BigQueryService = messagepipeline::BatchingService<T>;
+class BigQueryService {
+ public:
+  BigQueryService(std::unique_ptr<messagepipeline::BatchingService<T>> service,
+                  std::shared_ptr<DataBatchInserter<T>> inserter)
+      : service_(std::move(service)), inserter_(std::move(inserter)) {}
+
+  absl::Status Start() { return service_->Start(); }
+  absl::Status Stop(messagepipeline::Deadline deadline) {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool stopped = false;
+    std::jthread canceller([&] {
+      std::unique_lock lock(mu);
+      if (!cv.wait_until(lock, deadline, [&] { return stopped; })) inserter_->Cancel();
+    });
+    absl::Status result = service_->Stop(deadline);
+    {
+      std::lock_guard lock(mu);
+      stopped = true;
+    }
+    cv.notify_all();
+    return result;  // `canceller` joins here
+  }
+  absl::Status Stop(std::chrono::steady_clock::duration timeout) {
+    return Stop(std::chrono::steady_clock::now() + timeout);
+  }
+  void Wait() { service_->Wait(); }
+  [[nodiscard]] messagepipeline::ServiceMetrics metrics() const { return service_->metrics(); }
+  [[nodiscard]] bool draining_past_deadline() const { return service_->draining_past_deadline(); }
+
+ private:
+  std::unique_ptr<messagepipeline::BatchingService<T>> service_;
+  std::shared_ptr<DataBatchInserter<T>> inserter_;
+};
 
 // The batch processor on its own, for use in a custom service.
 template <typename T>
@@ -37,10 +80,14 @@ messagepipeline::BatchProcessor<T> InserterBatchProcessor(
              std::span<messagepipeline::ProcessableItem<T>> batch) -> absl::Status {
     std::vector<T> rows;
     rows.reserve(batch.size());
-    // The payloads are not needed after the insert: move rather than copy them.
+    // Moved rather than copied; moved back when the batch fails, since the service may
+    // hand parts of it to this processor again (to isolate a permanent error).
     for (auto& item : batch) rows.push_back(std::move(item.payload));
     auto result = inserter->Insert(std::span<const T>(rows.data(), rows.size()));
-    if (!result.ok()) return result.status();  // the service nacks the whole batch
+    if (!result.ok()) {
+      for (std::size_t i = 0; i < batch.size(); ++i) batch[i].payload = std::move(rows[i]);
+      return result.status();  // the service nacks the batch (or isolates a permanent error)
+    }
     for (const RowError& error : *result) {
       if (error.index >= batch.size()) {
         // An inserter bug; the safe reading is "nothing known about this batch".
@@ -76,10 +123,11 @@ absl::StatusOr<std::unique_ptr<BigQueryService<T>>> NewBigQueryService(
     messagepipeline::MessageTransformer<T> transformer,
     std::shared_ptr<DataBatchInserter<T>> inserter) {
   if (!inserter) return absl::InvalidArgumentError(options.name + ": inserter is null");
-  auto processor =
-      InserterBatchProcessor<T>(std::move(inserter), options.dead_letter, options.name);
-  return BigQueryService<T>::Create(std::move(options), std::move(consumer), std::move(transformer),
-                                    std::move(processor));
+  auto processor = InserterBatchProcessor<T>(inserter, options.dead_letter, options.name);
+  auto service = messagepipeline::BatchingService<T>::Create(
+      std::move(options), std::move(consumer), std::move(transformer), std::move(processor));
+  if (!service.ok()) return service.status();
+  return std::make_unique<BigQueryService<T>>(*std::move(service), std::move(inserter));
 }
 
 }  // namespace dataflow::bqstore

@@ -5,7 +5,8 @@
 // OK with row errors means exactly those rows were rejected (bad data: retrying cannot
 // help) and all others are stored; an error status means the batch as a whole failed and
 // must be retried (some rows may already be stored, so a retry can duplicate them: the
-// at-least-once contract). Implementations are thread-safe unless they say otherwise.
+// at-least-once contract), unless it is marked permanent (messagepipeline::IsPermanent:
+// the same batch can never succeed). Implementations are thread-safe unless they say otherwise.
 #pragma once
 
 #include <absl/status/status.h>
@@ -44,6 +45,11 @@ class DataBatchInserter {
 
   // Flushes and releases the connection; Insert() fails afterwards. Idempotent.
   virtual absl::Status Close() = 0;
+
+  // Thread-safe, from any thread: makes an Insert() in flight return promptly with an error
+  // (Cancelled; its rows may or may not be stored) and later ones fail fast. Used when a
+  // stop deadline passes. The default does nothing (inserters that never block for long).
+  virtual void Cancel() {}
 };
 
 }  // namespace dataflow::bqstore

@@ -4,8 +4,10 @@
 // the Go library's field names, so archives written by either read the same. The batch
 // key groups messages into objects: "YYYY/MM/DD" of the publish time (now if unset), plus
 // "/<location>" from the enrichment data or, failing that, the `location` attribute.
-// Keys become object-name segments, so every key is sanitised: it can never climb out of
-// the prefix ("..", "."), start with "/", or carry control characters.
+// A location must be one plain path segment (ValidateLocation): one that is not is a
+// permanent error for that message (dead-lettered), never a failed batch. Keys become
+// object-name segments, so a custom transformer's key is sanitised: it can never climb out
+// of the prefix ("..", "."), start with "/", or carry control characters.
 // Everything here is a pure function: thread-safe.
 #pragma once
 
@@ -38,7 +40,12 @@ std::string SanitizeBatchKey(std::string_view key);
 // True if SanitizeBatchKey(key) == key; uploaders refuse other keys.
 bool IsSafeBatchKey(std::string_view key);
 
-// The Go library's transformer (minus its test-only attribute hook).
+// OK if `location` can be a batch key segment: not "." or "..", no '/', '\\', NUL or other
+// control character. Otherwise InvalidArgument marked permanent (messagepipeline::IsPermanent).
+absl::Status ValidateLocation(std::string_view location);
+
+// The Go library's transformer (minus its test-only attribute hook). Permanent error for a
+// location ValidateLocation refuses.
 messagepipeline::TransformResult<ArchivalData> ArchivalTransformer(
     const messagepipeline::Message& message);
 

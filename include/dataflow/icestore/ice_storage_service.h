@@ -2,10 +2,13 @@
 // JSONL encoding) → one KeyAwareBatcher → DataUploader, one object per flushed group.
 //
 // Delivery: a group's messages are acked only after Upload() returned OK (the object is
-// durable); a failed upload nacks them all, for redelivery. Transform errors nack (or
-// dead-letter a permanent one), skips ack, as in every service. Stop(deadline) stops the
-// consumer, drains the channel, flushes every batch and waits for the uploads; past the
-// deadline what is left is nacked and Stop reports it (WorkerPool's rules). Thread-safe.
+// durable); a failed upload nacks them all, for redelivery, unless the error is permanent
+// (the uploader says the object can never be written), which dead-letters them (nacks
+// without a dead-letter sink). Transform errors nack (or dead-letter a permanent one, such
+// as an invalid location or a key over max_batch_key_bytes), skips ack, as in every service.
+// Stop(deadline) stops the consumer, drains the channel, flushes every batch and waits for the
+// uploads; past the deadline what is left is nacked and Stop reports it (WorkerPool's rules).
+// Thread-safe.
 #pragma once
 
 #include <absl/status/statusor.h>
@@ -27,6 +30,10 @@ struct IceStorageServiceOptions {
   KeyAwareBatcherOptions batcher;
   std::shared_ptr<messagepipeline::DeadLetterSink> dead_letter;
   int max_delivery_attempts = messagepipeline::kDefaultMaxDeliveryAttempts;  // 0: unlimited
+  // Longest batch key (after sanitising) a message may have; a longer one is a permanent
+  // error for that message at transform time (keys come from device data, and become
+  // directory and object names).
+  std::size_t max_batch_key_bytes = 256;
 };
 
 class IceStorageService {

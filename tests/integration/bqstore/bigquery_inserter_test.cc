@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <future>
 #include <set>
 
 #include "bigquery_test_server.h"
@@ -175,7 +176,9 @@ TEST_F(BigQueryInserterTest, PermanentErrorFailsTheBatch) {
   std::vector<MonitorReading> rows = {Reading(1)};
   auto result = (*inserter)->Insert(rows);
   EXPECT_EQ(result.status().code(), absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ((*inserter)->writer().requests_sent(), 1u);  // not retried
+  // Not retried here, but not the message's fault either: the service nacks it.
+  EXPECT_FALSE(messagepipeline::IsPermanent(result.status()));
+  EXPECT_EQ((*inserter)->writer().requests_sent(), 1u);
   EXPECT_TRUE(Rows().empty());
 }
 
@@ -189,6 +192,7 @@ TEST_F(BigQueryInserterTest, RejectedRowsAreReportedByIndexAndTheRestStored) {
   ASSERT_TRUE(result.ok()) << result.status();
   ASSERT_EQ(result->size(), 2u);
   EXPECT_EQ((*result)[0].index, 1u);
+  EXPECT_TRUE(messagepipeline::IsPermanent((*result)[0].status));
   EXPECT_NE((*result)[0].status.message().find("invalid UTF-8"), std::string::npos);
   EXPECT_EQ((*result)[1].index, 3u);
   EXPECT_NE((*result)[1].status.message().find("note: invalid UTF-8"), std::string::npos)
@@ -211,8 +215,9 @@ TEST_F(BigQueryInserterTest, UnknownTableIsNotFoundWhenNotManaged) {
 TEST_F(BigQueryInserterTest, MissingDatasetIsNotFoundUnlessCreationAsked) {
   BigQueryInserterOptions options = Options("no_such_dataset");
   options.table.create_dataset = false;
-  EXPECT_EQ(BigQueryInserter<MonitorReading>::Create(options).status().code(),
-            absl::StatusCode::kNotFound);
+  const absl::Status missing = BigQueryInserter<MonitorReading>::Create(options).status();
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(messagepipeline::IsPermanent(missing)) << missing;  // a REST 404
   options.table.create_dataset = true;
   EXPECT_TRUE(BigQueryInserter<MonitorReading>::Create(options).ok());
 }
@@ -235,6 +240,8 @@ TEST_F(BigQueryInserterTest, ExistingTableWithOtherSchemaIsAClearError) {
   std::vector<MonitorReading> rows = {Reading(1)};
   auto result = (*unmanaged)->Insert(rows);
   EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+  // Refused as a whole, the same way every time: permanent, for the service to dead-letter.
+  EXPECT_TRUE(messagepipeline::IsPermanent(result.status())) << result.status();
   EXPECT_NE(result.status().message().find("temperature"), std::string::npos) << result.status();
 }
 
@@ -282,6 +289,97 @@ TEST_F(BigQueryInserterTest, ServiceRedeliversAFailedBatchAndLosesNothing) {
   for (const auto& row : Rows()) sequences.insert(row["sequence"].get<std::int64_t>());
   EXPECT_EQ(sequences.size(), 30u);  // every row present (a redelivery may not duplicate here)
   EXPECT_EQ(Rows().size(), 30u);     // the failed append wrote nothing
+}
+
+// Hangs the server's appends for the scope, and always lets them go again, so a failing
+// assertion cannot leave the shared server hung for the next test.
+class HungAppends {
+ public:
+  explicit HungAppends(BigQueryTestServer* server) : server_(server) { server_->HangAppends(true); }
+  ~HungAppends() { server_->HangAppends(false); }
+
+ private:
+  BigQueryTestServer* server_;
+};
+
+TEST_F(BigQueryInserterTest, AppendToAServerThatNeverAnswersTimesOutAsTransient) {
+  BigQueryInserterOptions options = Options();
+  options.writer.append_timeout = 1s;
+  options.writer.max_attempts = 2;
+  auto inserter = BigQueryInserter<MonitorReading>::Create(options);
+  ASSERT_TRUE(inserter.ok()) << inserter.status();
+  std::vector<MonitorReading> rows = {Reading(1), Reading(2)};
+  {
+    HungAppends hang(server_);
+    auto result = (*inserter)->Insert(rows);
+    EXPECT_EQ(result.status().code(), absl::StatusCode::kDeadlineExceeded) << result.status();
+    EXPECT_FALSE(messagepipeline::IsPermanent(result.status()));  // nacked, redelivered
+    EXPECT_EQ((*inserter)->writer().requests_sent(), 2u);         // each attempt timed out
+  }
+  EXPECT_TRUE(Rows().empty());
+  // The cancelled stream is replaced: the next batch goes through. (On a loaded machine its
+  // answer may itself miss the timeout and the batch be stored twice: at-least-once.)
+  ASSERT_TRUE((*inserter)->InsertBatch(rows).ok());
+  std::set<std::int64_t> sequences;
+  for (const auto& row : Rows()) sequences.insert(row["sequence"].get<std::int64_t>());
+  EXPECT_EQ(sequences, (std::set<std::int64_t>{1, 2}));
+}
+
+TEST_F(BigQueryInserterTest, CloseFromAnotherThreadCancelsAHungAppend) {
+  auto inserter = BigQueryInserter<MonitorReading>::Create(Options());  // 30 s append_timeout
+  ASSERT_TRUE(inserter.ok()) << inserter.status();
+  HungAppends hang(server_);
+  const auto requests_before = server_->append_requests();
+  std::vector<MonitorReading> rows = {Reading(1)};
+  auto insert = std::async(std::launch::async, [&] { return (*inserter)->Insert(rows); });
+  ASSERT_TRUE(dataflow::testing::WaitFor(
+      [&] { return server_->append_requests() > requests_before; }, 10s));
+  ASSERT_TRUE((*inserter)->Close().ok());  // must not wait for the append's lock
+  ASSERT_EQ(insert.wait_for(5s), std::future_status::ready) << "Insert still blocked";
+  const auto result = insert.get();
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kCancelled) << result.status();
+  EXPECT_FALSE(messagepipeline::IsPermanent(result.status()));
+}
+
+TEST_F(BigQueryInserterTest, ServiceStopHonoursItsDeadlineWhileAnAppendHangs) {
+  auto broker = messagepipeline::InProcessBroker::Create({.ack_deadline = 30s});
+  ASSERT_TRUE(broker->CreateTopic("readings").ok());
+  ASSERT_TRUE(broker->CreateSubscription("readings-sub", "readings").ok());
+  auto inserter = BigQueryInserter<MonitorReading>::Create(Options());  // 30 s append_timeout
+  ASSERT_TRUE(inserter.ok()) << inserter.status();
+  auto consumer = broker->NewConsumer("readings-sub");
+  ASSERT_TRUE(consumer.ok());
+  messagepipeline::MessageTransformer<MonitorReading> transformer =
+      [](const messagepipeline::Message& m) -> messagepipeline::TransformResult<MonitorReading> {
+    auto row = FromJson<MonitorReading>(nlohmann::json::parse(m.data.payload, nullptr, false));
+    if (!row.ok()) return messagepipeline::MarkPermanent(row.status());
+    return std::optional<MonitorReading>(*std::move(row));
+  };
+  auto service = NewBigQueryService<MonitorReading>(
+      {.name = "bq-hang", .num_workers = 1, .batch_size = 1, .flush_interval = 10ms}, *consumer,
+      transformer, std::shared_ptr<DataBatchInserter<MonitorReading>>(std::move(*inserter)));
+  ASSERT_TRUE(service.ok()) << service.status();
+  HungAppends hang(server_);
+  const auto requests_before = server_->append_requests();
+  ASSERT_TRUE((*service)->Start().ok());
+  ASSERT_TRUE(broker->Publish("readings", {.payload = ToJson(Reading(7)).dump()}).ok());
+  ASSERT_TRUE(dataflow::testing::WaitFor(
+      [&] { return server_->append_requests() > requests_before; }, 10s));
+
+  const auto started = std::chrono::steady_clock::now();
+  const absl::Status stopped = (*service)->Stop(started + 1s);
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_LT(took, 2s) << "Stop(1 s) took "
+                      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                      << " ms; Stop said " << stopped;
+  ASSERT_TRUE(dataflow::testing::WaitFor(
+      [&] {
+        auto s = broker->Stats("readings-sub");
+        return s.ok() && s->nacked >= 1;
+      },
+      5s));
+  EXPECT_EQ(broker->Stats("readings-sub")->acked, 0u);  // never acked without BigQuery's word
+  EXPECT_TRUE(Rows().empty());
 }
 
 #ifdef DATAFLOW_TEST_HAS_PUBSUB

@@ -11,6 +11,7 @@
 #include "dataflow/cache/firestore_value.h"
 #include "dataflow/cache/lru_cache.h"
 #include "dataflow/cache/redis_cache.h"
+#include "dataflow/messagepipeline/errors.h"
 #include "dataflow_testing/firestore_emulator.h"
 #include "dataflow_testing/redis_server.h"
 
@@ -97,6 +98,47 @@ TEST(FirestoreTest, FetchDecodesFieldsAndNotFoundIsDistinct) {
   ASSERT_TRUE(stub->Set("odd", {{"name", 42}}).ok());
   auto odd = fetcher->Fetch("odd");
   EXPECT_EQ(odd.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(FirestoreTest, InvalidDocumentIdsArePermanentErrorsAndValidOnesStillWork) {
+  auto stub = *MakeFirestoreDocumentStub(Config());
+  auto fetcher = *Firestore<std::string, UserProfile>::Create(Config());
+  auto presence = *FirestorePresenceCache<std::string, UserProfile>::Create(Config());
+  const std::vector<std::string> bad = {"a/b",
+                                        ".",
+                                        "..",
+                                        "__reserved__",
+                                        "____",
+                                        std::string(1501, 'x'),
+                                        "",
+                                        "bad\xff",
+                                        "cut \xc3",
+                                        "\xed\xa0\x80surrogate",
+                                        "\xc0\xafoverlong"};
+  for (const std::string& id : bad) {
+    const absl::Status fetched = fetcher->Fetch(id).status();
+    EXPECT_EQ(fetched.code(), absl::StatusCode::kInvalidArgument) << id << ": " << fetched;
+    EXPECT_TRUE(messagepipeline::IsPermanent(fetched)) << id << ": " << fetched;
+    EXPECT_TRUE(messagepipeline::IsPermanent(presence->Set(id, {"n", "e", {}, {}}))) << id;
+    EXPECT_TRUE(messagepipeline::IsPermanent(presence->Delete(id))) << id;
+    EXPECT_TRUE(messagepipeline::IsPermanent(stub->Get(id).status())) << id;
+  }
+  // Near the rules but valid: the emulator stores and returns them.
+  for (const std::string& id : {std::string("_x_"), std::string("__x"), std::string("..."),
+                                std::string("zürich"), std::string(1500, 'v')}) {
+    const absl::Status set = stub->Set(id, {{"name", "ok"},
+                                            {"email", id.substr(0, 8)},
+                                            {"tags", nlohmann::json::array()},
+                                            {"scores", nlohmann::json::object()}});
+    ASSERT_TRUE(set.ok()) << id << ": " << set;
+    auto back = fetcher->Fetch(id);
+    ASSERT_TRUE(back.ok()) << id << ": " << back.status();
+    EXPECT_EQ(back->name, "ok");
+  }
+  // A missing document is NotFound and not permanent: it may be written later.
+  const absl::Status missing = fetcher->Fetch("not-yet").status();
+  EXPECT_TRUE(absl::IsNotFound(missing)) << missing;
+  EXPECT_FALSE(messagepipeline::IsPermanent(missing));
 }
 
 TEST(FirestoreTest, ValueMappingRoundTrips) {

@@ -11,6 +11,7 @@
 
 #include "dataflow/icestore/archival.h"
 #include "dataflow/icestore/ice_storage_service.h"
+#include "dataflow/messagepipeline/errors.h"
 #include "dataflow/messagepipeline/in_process_broker.h"
 #include "dataflow_testing/gcs_fake_server.h"
 #include "dataflow_testing/storage_emulator.h"
@@ -147,6 +148,7 @@ TEST(GcsBatchUploader, UnreachableServerIsUnavailableNotACrash) {
   auto r = (*up)->Upload({.batch_key = "k", .jsonl = "{}\n"});
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
   EXPECT_NE(r.status().message().find("2 attempts"), std::string::npos) << r.status();
+  EXPECT_FALSE(messagepipeline::IsPermanent(r.status()));  // the server may come back
 }
 
 // The emulator's gaps, against the strict wire-level fake.
@@ -212,12 +214,35 @@ TEST(GcsFake, LostReplyRetryHitsThePreconditionAndCountsAsWritten) {
   EXPECT_EQ(fake.Names(kBucket).size(), 1u);
 }
 
+TEST(GcsFake, A4xxIsPermanentAndNotRetriedA5xxIsTransient) {
+  testing::GcsFakeServer fake;
+  fake.CreateBucket(kBucket);
+  auto up = GcsBatchUploader::Create(FakeOptions(fake));
+  ASSERT_TRUE(up.ok());
+  // An object name over GCS's 1024-byte limit: 400, whatever the number of attempts.
+  const std::string key(1100, 'k');
+  auto bad = (*up)->Upload({.batch_key = key, .jsonl = Lines(1, "k"), .records = 1});
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << bad.status();
+  EXPECT_TRUE(messagepipeline::IsPermanent(bad.status())) << bad.status();
+  EXPECT_EQ(fake.create_requests.load(), 1);  // not retried
+  // 503 on every chunk until the attempts run out: transient.
+  fake.fail_next_chunks = 100;
+  auto o = FakeOptions(fake);
+  o.resumable_threshold = 0;
+  auto resumable = GcsBatchUploader::Create(o);
+  ASSERT_TRUE(resumable.ok());
+  auto down = (*resumable)->Upload({.batch_key = "k", .jsonl = Lines(1, "k"), .records = 1});
+  EXPECT_FALSE(down.ok());
+  EXPECT_FALSE(messagepipeline::IsPermanent(down.status())) << down.status();
+}
+
 TEST(GcsFake, MissingBucketIsNotFoundAndBucketCreationIsStrict) {
   testing::GcsFakeServer fake;
   auto up = GcsBatchUploader::Create(FakeOptions(fake));
   ASSERT_TRUE(up.ok());
   auto r = (*up)->Upload({.batch_key = "k", .jsonl = Lines(1, "k"), .records = 1});
   EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound) << r.status();
+  EXPECT_TRUE(messagepipeline::IsPermanent(r.status())) << r.status();
   httplib::Client client("127.0.0.1", fake.port());
   auto created = client.Post("/storage/v1/b?project=p", "{\"name\":\"nb\"}", "application/json");
   ASSERT_TRUE(created);

@@ -10,6 +10,7 @@
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -220,6 +221,9 @@ struct BigQueryTestServer::State {
   std::map<std::string, WriteStreamState> streams;
   int fail_count = 0;
   absl::Status fail_status;
+  bool hang_appends = false;
+  bool shutting_down = false;
+  std::condition_variable hang_cv;  // hang_appends cleared or shutting_down
   std::uint64_t append_requests = 0;
   std::uint64_t append_streams = 0;
   std::size_t largest_request = 0;
@@ -253,7 +257,7 @@ class WriteService final : public bqs::BigQueryWrite::Service {
   }
 
   grpc::Status AppendRows(
-      grpc::ServerContext*,
+      grpc::ServerContext* context,
       grpc::ServerReaderWriter<bqs::AppendRowsResponse, bqs::AppendRowsRequest>* stream) override {
     {
       std::lock_guard lock(state_->mu);
@@ -269,6 +273,18 @@ class WriteService final : public bqs::BigQueryWrite::Service {
       if (state_->fail_count > 0) {
         --state_->fail_count;
         return gcp::ToGrpcStatus(state_->fail_status);
+      }
+      if (state_->hang_appends) {
+        std::unique_lock hold(state_->mu, std::adopt_lock);
+        // gRPC has no callback for a client's cancel on a sync handler, so the wait wakes
+        // every 10 ms to look; the client never sees an answer either way.
+        while (state_->hang_appends && !state_->shutting_down && !context->IsCancelled()) {
+          state_->hang_cv.wait_for(hold, std::chrono::milliseconds(10));
+        }
+        hold.release();  // the lock_guard above still owns it
+        if (state_->hang_appends || state_->shutting_down || context->IsCancelled()) {
+          return grpc::Status(grpc::StatusCode::CANCELLED, "client cancelled a hung append");
+        }
       }
       if (!req.write_stream().empty()) stream_name = req.write_stream();
       if (stream_name.empty()) {
@@ -409,6 +425,11 @@ BigQueryTestServer::BigQueryTestServer() = default;
 BigQueryTestServer::~BigQueryTestServer() {
   if (!servers_) return;
   servers_->http_loop.Stop();
+  {
+    std::lock_guard lock(state_->mu);
+    state_->shutting_down = true;
+  }
+  state_->hang_cv.notify_all();
   if (servers_->grpc)
     servers_->grpc->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
 }
@@ -559,6 +580,14 @@ void BigQueryTestServer::FailNextAppends(int count, absl::Status status) {
   std::lock_guard lock(state_->mu);
   state_->fail_count = count;
   state_->fail_status = std::move(status);
+}
+
+void BigQueryTestServer::HangAppends(bool hang) {
+  {
+    std::lock_guard lock(state_->mu);
+    state_->hang_appends = hang;
+  }
+  state_->hang_cv.notify_all();
 }
 
 std::uint64_t BigQueryTestServer::append_requests() const {

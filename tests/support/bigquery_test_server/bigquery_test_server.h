@@ -47,6 +47,9 @@ class BigQueryTestServer {
 
   // The next `count` AppendRows requests end their stream with `status` (no rows written).
   void FailNextAppends(int count, absl::Status status);
+  // While `hang` is true, AppendRows requests are read and never answered (the call waits
+  // until the client cancels it or the server stops): a server that hangs.
+  void HangAppends(bool hang);
   std::uint64_t append_requests() const;  // requests received (including failed ones)
   std::uint64_t append_streams() const;   // AppendRows calls (bidi streams) opened
   std::size_t largest_request_bytes() const;

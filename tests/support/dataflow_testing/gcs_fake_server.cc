@@ -38,6 +38,9 @@ GcsFakeServer::GcsFakeServer() : server_(std::make_unique<httplib::Server>()) {
            const std::string type = req.get_param_value("uploadType");
            const std::string name = req.get_param_value("name");
            if (name.empty()) return Reply(res, 400, R"({"error":"name is required"})");
+           ++create_requests;
+           // GCS's limit on object names (UTF-8 bytes).
+           if (name.size() > 1024) return Reply(res, 400, R"({"error":"invalid object name"})");
            std::lock_guard lock(mu_);
            auto b = buckets_.find(bucket);
            if (b == buckets_.end()) return Reply(res, 404, R"({"error":"no such bucket"})");

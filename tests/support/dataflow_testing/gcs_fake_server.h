@@ -39,6 +39,7 @@ class GcsFakeServer {
   std::atomic<int> chunk_puts{0};             // PUTs with data, accepted
   std::atomic<int> status_queries{0};         // "bytes */total" PUTs
   std::atomic<int> preconditions_failed{0};   // 412 replies
+  std::atomic<int> create_requests{0};        // object-create POSTs (media or resumable)
 
  private:
   struct Session {

@@ -225,5 +225,87 @@ TEST(IceStorageService, TransformErrorsNackSkipsAckAndHostileKeysAreSanitised) {
   EXPECT_GE(m.transform_errors, 1u);
 }
 
+// Waits until `n` messages sit on the dead-letter subscription and the source has acked
+// `acked`; returns false on timeout.
+bool WaitForDeadLetters(InProcessBroker& broker, std::size_t n, std::uint64_t acked) {
+  return WaitFor(
+      [&] {
+        auto dead = broker.Stats("dead-sub");
+        auto src = broker.Stats("s");
+        return dead.ok() && src.ok() && dead->pending == n && src->acked == acked &&
+               src->outstanding == 0 && src->pending == 0;
+      },
+      10s);
+}
+
+TEST(IceStorageService, BadLocationsAndOverlongKeysAreDeadLetteredAndTheRestArchived) {
+  Fixture f("badkeys");
+  ASSERT_TRUE(f.broker->CreateTopic("dead").ok());
+  ASSERT_TRUE(f.broker->CreateSubscription("dead-sub", "dead").ok());
+  auto service = IceStorageService::Create({.num_workers = 2,
+                                            .batcher = {.batch_size = 10, .flush_interval = 50ms},
+                                            .dead_letter = f.broker->NewDeadLetterSink("dead")},
+                                           f.consumer, f.local);
+  ASSERT_TRUE(service.ok()) << service.status();
+  ASSERT_TRUE((*service)->Start().ok());
+  std::map<std::string, std::string> expected;
+  for (int i = 0; i < 3; ++i) {
+    const std::string id = "good-" + std::to_string(i);
+    ASSERT_TRUE(
+        f.broker
+            ->Publish(
+                "t",
+                MessageData{.id = id, .payload = std::string(100, 'g'), .publish_time = Day(15)},
+                {{"location", "loc-a"}})
+            .ok());
+    expected[id] = "2025/06/15/loc-a";
+  }
+  // Over max_batch_key_bytes (256 by default), and past NAME_MAX as a directory name.
+  ASSERT_TRUE(f.broker
+                  ->Publish("t", MessageData{.id = "long", .payload = "x", .publish_time = Day(15)},
+                            {{"location", std::string(300, 'x')}})
+                  .ok());
+  ASSERT_TRUE(f.broker
+                  ->Publish("t",
+                            MessageData{.id = "climb", .payload = "x", .publish_time = Day(15)},
+                            {{"location", "../../etc"}})
+                  .ok());
+  ASSERT_TRUE(WaitForDeadLetters(*f.broker, 2, 5))
+      << "dead " << f.broker->Stats("dead-sub")->pending << " acked "
+      << f.broker->Stats("s")->acked;
+  ASSERT_TRUE((*service)->Stop(10s).ok());
+  EXPECT_EQ(f.broker->Stats("s")->nacked, 0u);  // no redelivery loop
+  EXPECT_EQ((*service)->metrics().dead_lettered, 2u);
+  f.ExpectArchivedExactlyOnce(expected);  // the good ones, and nothing under a bad key
+}
+
+TEST(IceStorageService, AGroupTheUploaderRefusesPermanentlyIsDeadLettered) {
+  Fixture f("refused");
+  ASSERT_TRUE(f.broker->CreateTopic("dead").ok());
+  ASSERT_TRUE(f.broker->CreateSubscription("dead-sub", "dead").ok());
+  // A custom key within a raised cap, but with a segment the filesystem refuses.
+  messagepipeline::MessageTransformer<ArchivalData> transformer =
+      [](const messagepipeline::Message& m) -> messagepipeline::TransformResult<ArchivalData> {
+    return std::optional<ArchivalData>(ArchivalData{
+        .id = m.data.id, .batch_key = "k/" + std::string(300, 'y'), .original_payload = "x"});
+  };
+  auto service = IceStorageService::Create({.num_workers = 1,
+                                            .batcher = {.batch_size = 2, .flush_interval = 50ms},
+                                            .dead_letter = f.broker->NewDeadLetterSink("dead"),
+                                            .max_batch_key_bytes = 1000},
+                                           f.consumer, f.local, transformer);
+  ASSERT_TRUE(service.ok()) << service.status();
+  ASSERT_TRUE((*service)->Start().ok());
+  for (const char* id : {"a", "b"}) {
+    ASSERT_TRUE(f.broker->Publish("t", MessageData{.id = id, .payload = id}).ok());
+  }
+  ASSERT_TRUE(WaitForDeadLetters(*f.broker, 2, 2))
+      << "dead " << f.broker->Stats("dead-sub")->pending << " nacked "
+      << f.broker->Stats("s")->nacked;
+  ASSERT_TRUE((*service)->Stop(10s).ok());
+  EXPECT_EQ(f.broker->Stats("s")->nacked, 0u);
+  EXPECT_EQ((*service)->objects_written(), 0u);
+}
+
 }  // namespace
 }  // namespace dataflow::icestore

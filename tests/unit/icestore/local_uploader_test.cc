@@ -5,6 +5,7 @@
 
 #include "archive_reader.h"
 #include "dataflow/icestore/local_directory_uploader.h"
+#include "dataflow/messagepipeline/errors.h"
 
 namespace dataflow::icestore {
 namespace {
@@ -83,6 +84,22 @@ TEST(LocalDirectoryUploader, UnwritablePathIsAnErrorNotACrash) {
   std::ofstream(dir / "k") << "a file where the key directory should go";
   auto r = (*up)->Upload({.batch_key = "k", .jsonl = "{}\n", .records = 1});
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  // The machine's problem, not the data's: transient, so the group is redelivered.
+  EXPECT_FALSE(messagepipeline::IsPermanent(r.status()));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(LocalDirectoryUploader, ANameTheFilesystemRefusesIsPermanent) {
+  auto dir = test::FreshDir("toolong");
+  auto up = LocalDirectoryUploader::Create({.root = dir.string()});
+  ASSERT_TRUE(up.ok());
+  // One segment past NAME_MAX (255 on Linux filesystems): mkdir fails with ENAMETOOLONG.
+  const std::string key = "2025/01/02/" + std::string(300, 'x');
+  auto r = (*up)->Upload({.batch_key = key, .jsonl = "{}\n", .records = 1});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_TRUE(messagepipeline::IsPermanent(r.status())) << r.status();
+  std::vector<std::string> errors;
+  EXPECT_TRUE(test::ReadArchive(dir, &errors).empty());
   std::filesystem::remove_all(dir);
 }
 
