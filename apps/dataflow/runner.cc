@@ -59,6 +59,7 @@ struct Service {
   std::function<absl::Status()> start;
   std::function<absl::Status(mp::Deadline)> stop;
   std::function<mp::ServiceMetrics()> metrics;
+  std::function<void()> flush_promptly;  // batching sinks: cut partial batches now
   std::vector<std::function<absl::Status(mp::Deadline)>> stop_after;  // its publishers
   std::shared_ptr<void> owner;  // keeps the service object alive
   std::shared_ptr<LatencyHistogram> publish_latency = std::make_shared<LatencyHistogram>();
@@ -423,6 +424,7 @@ struct Pipeline::Impl {
     svc.start = [s] { return s->Start(); };
     svc.stop = [s](mp::Deadline d) { return s->Stop(d); };
     svc.metrics = [s] { return s->metrics(); };
+    svc.flush_promptly = [s] { s->FlushPromptly(); };
     svc.stop_after.push_back([i = *inserter](mp::Deadline) { return i->Close(); });
     svc.owner = s;
     return svc;
@@ -461,6 +463,7 @@ struct Pipeline::Impl {
     svc.start = [s] { return s->Start(); };
     svc.stop = [s](mp::Deadline d) { return s->Stop(d); };
     svc.metrics = [s] { return s->metrics(); };
+    svc.flush_promptly = [s] { s->FlushPromptly(); };
     svc.owner = s;
     return svc;
   }
@@ -538,6 +541,11 @@ absl::Status Pipeline::Stop(std::chrono::milliseconds timeout) {
   const mp::Deadline deadline = Clock::now() + timeout;
   std::vector<std::string> problems;
   std::uint64_t nacked = 0;
+  // Upstream services stop by waiting for what they published to be stored downstream (end
+  // to end): the sinks must not sit on partial batches until their flush interval.
+  for (auto& s : impl_->services) {
+    if (s.flush_promptly && !s.stopped) s.flush_promptly();
+  }
   for (auto& s : impl_->services) {
     if (s.stopped) continue;
     s.stopped = true;

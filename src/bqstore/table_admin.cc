@@ -40,12 +40,13 @@ absl::Status HttpStatus(long code, const std::string& what, const std::string& b
   }
 }
 
-// A 4xx other than 408 (timeout) and 429 (rate limit) says the request itself is wrong
-// (bad name, no such dataset, no access): sending it again cannot succeed, so it is
-// marked permanent. 5xx stays transient.
+// A 4xx about the request itself (a bad name or schema) cannot succeed when sent again, so
+// it is marked permanent. 401/403/404 (credentials, IAM, a dataset not created yet), 408, 429
+// and 5xx are fixed outside the message and stay transient.
 absl::Status HttpError(long code, const std::string& what, const std::string& body) {
   absl::Status status = HttpStatus(code, what, body);
-  if (code >= 400 && code < 500 && code != 408 && code != 429) {
+  if (code >= 400 && code < 500 && code != 401 && code != 403 && code != 404 && code != 408 &&
+      code != 429) {
     return messagepipeline::MarkPermanent(std::move(status));
   }
   return status;

@@ -21,10 +21,12 @@ constexpr std::size_t kChunkQuantum = 256 * 1024;  // GCS requires chunk sizes i
 
 bool Retryable(long status) { return status == 408 || status == 429 || status >= 500; }
 
-// The status for a failed request. 4xx other than 408/429 means the request itself is wrong
-// (a name GCS refuses, no such bucket, no access): the same upload can never succeed, so it
-// is marked permanent and the service dead-letters its messages instead of looping. 5xx,
-// 408, 429 and transport errors stay transient. `session` is a resumable session's own URL:
+// The status for a failed request. A 4xx that is about the request itself (a name GCS
+// refuses, a bad argument) can never succeed, so it is marked permanent and the service
+// dead-letters its messages instead of looping. 401/403/404 are about the deployment (an
+// expired token, a missing IAM binding or bucket): an operator's fix makes the same upload
+// succeed, so they stay transient like 5xx, 408, 429 and transport errors (they reach the
+// dead-letter topic only after max_delivery_attempts). `session` is a resumable session's own URL:
 // 404/410 there means the session expired, and a retry of the upload opens a new one.
 absl::Status HttpError(const HttpRequest& req, const HttpResponse& resp, bool session = false) {
   std::string msg = absl::StrCat("GCS ", req.method, " ", req.url, ": HTTP ", resp.status, " ",
@@ -33,14 +35,11 @@ absl::Status HttpError(const HttpRequest& req, const HttpResponse& resp, bool se
   if (session && (resp.status == 404 || resp.status == 410)) {
     return absl::UnavailableError(absl::StrCat(msg, " (upload session expired)"));
   }
+  if (resp.status == 401) return absl::UnauthenticatedError(msg);
+  if (resp.status == 403) return absl::PermissionDeniedError(msg);
+  if (resp.status == 404) return absl::NotFoundError(msg);
   absl::Status status;
-  if (resp.status == 401) {
-    status = absl::UnauthenticatedError(msg);
-  } else if (resp.status == 403) {
-    status = absl::PermissionDeniedError(msg);
-  } else if (resp.status == 404) {
-    status = absl::NotFoundError(msg);
-  } else if (resp.status == 412) {
+  if (resp.status == 412) {
     status = absl::FailedPreconditionError(msg);
   } else if (resp.status >= 400 && resp.status < 500) {
     status = absl::InvalidArgumentError(msg);

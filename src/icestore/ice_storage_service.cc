@@ -59,7 +59,11 @@ struct IceStorageService::Impl {
   void BatchLoop() {
     std::vector<Pending> taken;
     for (;;) {
-      const std::size_t n = items.PopBatchUntil(taken, 256, batcher->next_flush());
+      const bool prompt = prompt_flush.load(std::memory_order_acquire);
+      // Prompt (the pipeline is stopping): don't wait for more input while holding lines.
+      const auto until = prompt && batcher->buffered_bytes() > 0 ? std::chrono::steady_clock::now()
+                                                                  : batcher->next_flush();
+      const std::size_t n = items.PopBatchUntil(taken, 256, until);
       for (Pending& p : taken) {
         if (pool.aborting()) {
           policy.Nack(p.message);
@@ -70,7 +74,11 @@ struct IceStorageService::Impl {
       }
       taken.clear();
       if (n == 0 && items.closed_and_empty()) break;
-      batcher->MaybeFlush(std::chrono::steady_clock::now());
+      if (prompt && n == 0) {
+        batcher->FlushAll();
+      } else {
+        batcher->MaybeFlush(std::chrono::steady_clock::now());
+      }
     }
     batcher->Close();  // flushes the rest and waits for every upload
   }
@@ -125,6 +133,7 @@ struct IceStorageService::Impl {
   messagepipeline::ServiceCounters counters;
   messagepipeline::DeliveryPolicy policy;
   messagepipeline::BoundedQueue<Pending> items;
+  std::atomic<bool> prompt_flush{false};
   std::atomic<std::uint64_t> objects{0};
   std::unique_ptr<KeyAwareBatcher> batcher;
   messagepipeline::WorkerPool pool;  // last: its threads use everything above
@@ -177,6 +186,10 @@ absl::Status IceStorageService::Stop(messagepipeline::Deadline deadline) {
   return impl_->pool.Stop(deadline);
 }
 void IceStorageService::Wait() { impl_->pool.Wait(); }
+void IceStorageService::FlushPromptly() {
+  impl_->prompt_flush.store(true, std::memory_order_release);
+  impl_->items.Interrupt();
+}
 messagepipeline::ServiceMetrics IceStorageService::metrics() const {
   return impl_->counters.Snapshot();
 }

@@ -62,6 +62,7 @@ class BigQueryService {
     return Stop(std::chrono::steady_clock::now() + timeout);
   }
   void Wait() { service_->Wait(); }
+  void FlushPromptly() { service_->FlushPromptly(); }  // see BatchingService
   [[nodiscard]] messagepipeline::ServiceMetrics metrics() const { return service_->metrics(); }
   [[nodiscard]] bool draining_past_deadline() const { return service_->draining_past_deadline(); }
 

@@ -51,6 +51,9 @@ class IceStorageService {
     return Stop(std::chrono::steady_clock::now() + timeout);
   }
   void Wait();
+  // From now on open batches are cut as soon as no more input is waiting, instead of at the
+  // flush interval (see BatchingService::FlushPromptly: a stopping pipeline calls it).
+  void FlushPromptly();
   [[nodiscard]] messagepipeline::ServiceMetrics metrics() const;
   // Objects written so far.
   [[nodiscard]] std::uint64_t objects_written() const;

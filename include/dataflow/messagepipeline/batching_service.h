@@ -10,6 +10,7 @@
 #include <absl/strings/str_cat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <span>
@@ -73,6 +74,14 @@ class BatchingService {
     return Stop(std::chrono::steady_clock::now() + timeout);
   }
   void Wait() { pool_.Wait(); }
+  // From now on a partial batch is flushed as soon as no more input is waiting, instead of
+  // at flush_interval. A pipeline that stops calls it first: the upstream services it is
+  // stopping wait for these rows to be stored (end-to-end acknowledgement), and the flush
+  // interval must not hold them until the shutdown deadline.
+  void FlushPromptly() {
+    prompt_.store(true, std::memory_order_release);
+    items_.Interrupt();
+  }
   [[nodiscard]] ServiceMetrics metrics() const { return counters_.Snapshot(); }
   // True once a Stop() deadline expired and the remaining messages are being nacked.
   [[nodiscard]] bool draining_past_deadline() const { return pool_.aborting(); }
@@ -110,14 +119,17 @@ class BatchingService {
     batch.reserve(options_.batch_size);
     auto next_flush = SteadyClock::now() + options_.flush_interval;
     for (;;) {
+      const bool prompt = prompt_.load(std::memory_order_acquire);
+      // Prompt: don't wait for more input while holding a partial batch.
+      const auto until = prompt && !batch.empty() ? SteadyClock::now() : next_flush;
       const std::size_t taken =
-          items_.PopBatchUntil(batch, options_.batch_size - batch.size(), next_flush);
+          items_.PopBatchUntil(batch, options_.batch_size - batch.size(), until);
       if (batch.size() >= options_.batch_size) {
         Flush(batch);
         next_flush = SteadyClock::now() + options_.flush_interval;
       } else if (taken == 0) {
         if (items_.closed_and_empty()) break;
-        if (SteadyClock::now() >= next_flush) {
+        if (prompt || SteadyClock::now() >= next_flush) {
           Flush(batch);
           next_flush = SteadyClock::now() + options_.flush_interval;
         }
@@ -183,6 +195,7 @@ class BatchingService {
   ServiceCounters counters_;
   DeliveryPolicy policy_;
   BoundedQueue<ProcessableItem<T>> items_;
+  std::atomic<bool> prompt_{false};
   WorkerPool pool_;  // last: its threads use everything above
 };
 

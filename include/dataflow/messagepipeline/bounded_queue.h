@@ -96,12 +96,22 @@ class BoundedQueue {
   std::size_t PopBatchUntil(std::vector<T>& out, std::size_t max_items,
                             std::chrono::time_point<Clock, Duration> deadline) {
     std::unique_lock lock(mu_);
-    if (items_.empty() && !closed_) {
+    if (items_.empty() && !closed_ && !interrupted_) {
       ++pop_waiters_;
-      not_empty_.wait_until(lock, deadline, [&] { return closed_ || !items_.empty(); });
+      not_empty_.wait_until(lock, deadline,
+                            [&] { return closed_ || interrupted_ || !items_.empty(); });
       --pop_waiters_;
     }
+    interrupted_ = false;
     return TakeLocked(lock, out, max_items, 1);
+  }
+
+  // Makes the PopBatchUntil waiting now (or the next one) return at once, so its caller can
+  // act on a condition that changed (a batcher told to flush now).
+  void Interrupt() {
+    std::lock_guard lock(mu_);
+    interrupted_ = true;
+    not_empty_.notify_all();
   }
 
   // No more pushes; blocked pushers return false, poppers drain what is left.
@@ -165,6 +175,7 @@ class BoundedQueue {
   std::condition_variable not_empty_;
   std::deque<T> items_;
   bool closed_ = false;
+  bool interrupted_ = false;
   int push_waiters_ = 0;
   int pop_waiters_ = 0;
 };

@@ -217,7 +217,8 @@ TEST_F(BigQueryInserterTest, MissingDatasetIsNotFoundUnlessCreationAsked) {
   options.table.create_dataset = false;
   const absl::Status missing = BigQueryInserter<MonitorReading>::Create(options).status();
   EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
-  EXPECT_TRUE(messagepipeline::IsPermanent(missing)) << missing;  // a REST 404
+  // A REST 404: creating the dataset fixes it, so it is not the data's fault (transient).
+  EXPECT_FALSE(messagepipeline::IsPermanent(missing)) << missing;
   options.table.create_dataset = true;
   EXPECT_TRUE(BigQueryInserter<MonitorReading>::Create(options).ok());
 }

@@ -16,7 +16,8 @@ using dataflow::testing::WaitFor;
 using namespace std::chrono_literals;
 
 std::shared_ptr<InProcessBroker> BrokerWith(const std::vector<std::string>& subs,
-                                            InProcessBrokerOptions options = {}) {
+                                            InProcessBrokerOptions options = {
+                                                .min_redelivery_backoff = 10ms}) {
   auto broker = InProcessBroker::Create(options);
   EXPECT_TRUE(broker->CreateTopic("t").ok());
   for (const auto& s : subs) EXPECT_TRUE(broker->CreateSubscription(s, "t").ok());
