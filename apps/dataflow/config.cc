@@ -194,7 +194,7 @@ void ReadSource(Reader& r, const YAML::Node& parent, const std::string& path, So
     out.kind = SourceConfig::Kind::kPubsub;
     if (!r.Map(ps, p,
                {"subscription", "topic", "project", "streams", "max_outstanding_messages",
-                "ack_deadline"})) {
+                "ack_deadline", "max_stream_duration"})) {
       return;
     }
     r.String(ps, "subscription", p, out.subscription, true);
@@ -206,6 +206,10 @@ void ReadSource(Reader& r, const YAML::Node& parent, const std::string& path, So
     if (out.ack_deadline < std::chrono::seconds(10) ||
         out.ack_deadline > std::chrono::seconds(600)) {
       r.Error(Join(p, "ack_deadline"), "must be between 10s and 600s (Pub/Sub's limits)");
+    }
+    r.Dur(ps, "max_stream_duration", p, out.max_stream_duration);
+    if (out.max_stream_duration < std::chrono::seconds(1)) {
+      r.Error(Join(p, "max_stream_duration"), "must be at least 1s");
     }
   } else if (const YAML::Node ip = node["in_process"]) {
     const std::string p = Join(at, "in_process");

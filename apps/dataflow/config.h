@@ -40,6 +40,9 @@ struct SourceConfig {
   // Pub/Sub: the lease asked for each delivery and extension; a crashed copy's messages go
   // to another copy after at most this long.
   std::chrono::seconds ack_deadline{30};
+  // Pub/Sub: each StreamingPull stream is renewed this often; it bounds how long the
+  // emulator keeps leasing messages into the stream of a copy that was killed.
+  std::chrono::milliseconds max_stream_duration{std::chrono::seconds(60)};
 };
 
 // Where a service publishes to.

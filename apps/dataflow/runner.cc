@@ -166,7 +166,8 @@ struct Pipeline::Impl {
                 .subscription_id = source.subscription,
                 .streams = source.streams,
                 .max_outstanding_messages = source.max_outstanding_messages,
-                .ack_deadline = source.ack_deadline});
+                .ack_deadline = source.ack_deadline,
+                .max_stream_duration = source.max_stream_duration});
     if (!consumer.ok()) return consumer.status();
     return std::shared_ptr<mp::MessageConsumer>(*std::move(consumer));
 #else

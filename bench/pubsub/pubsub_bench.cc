@@ -51,7 +51,7 @@ class LoopbackStub : public PubsubStub {
   }
   absl::Status Acknowledge(const v1::AcknowledgeRequest&) override { return {}; }
   absl::Status ModifyAckDeadline(const v1::ModifyAckDeadlineRequest&) override { return {}; }
-  std::unique_ptr<PullStream> StreamingPull() override {
+  std::unique_ptr<PullStream> StreamingPull(std::chrono::milliseconds) override {
     return std::make_unique<LoopbackStream>();
   }
   absl::StatusOr<v1::Topic> CreateTopic(const v1::Topic& t) override { return t; }

@@ -399,8 +399,10 @@ void ReadLoop(const std::shared_ptr<State>& sp, int index) {
     }
     HalfClose(*stream);
   };
+  const auto max_duration = s.options.max_stream_duration;
   while (true) {
-    std::shared_ptr<PullStream> stream = s.stub->StreamingPull();
+    const auto planned_end = s.Now() + max_duration;  // before the gRPC deadline is set
+    std::shared_ptr<PullStream> stream = s.stub->StreamingPull(max_duration);
     {
       std::lock_guard lock(s.mu);
       if (s.stopping) return;
@@ -451,6 +453,15 @@ void ReadLoop(const std::shared_ptr<State>& sp, int index) {
     {
       std::lock_guard lock(s.mu);
       if (s.stopping) return;
+    }
+    if (max_duration.count() > 0 && status.code() == absl::StatusCode::kDeadlineExceeded &&
+        s.Now() >= planned_end) {
+      // The planned end of a healthy stream, not a failure: reopen at once, as Google's
+      // clients renew long-lived streams. Its messages keep their leases in `leases`.
+      backoff.Reset();
+      std::lock_guard lock(s.mu);
+      ++s.stats.stream_renewals;
+      continue;
     }
     if (IsPermanent(status.code())) {
       Log()->error("pubsub consumer stopping subscription={} error={}", s.subscription,
@@ -550,6 +561,10 @@ absl::StatusOr<std::unique_ptr<GooglePubsubConsumer>> GooglePubsubConsumer::Crea
   }
   if (options.ack_flush_interval.count() <= 0) {
     return absl::InvalidArgumentError("consumer: ack_flush_interval must be positive");
+  }
+  if (options.max_stream_duration.count() != 0 &&
+      options.max_stream_duration < std::chrono::seconds(1)) {
+    return absl::InvalidArgumentError("consumer: max_stream_duration must be 0 (none) or >= 1 s");
   }
   if (auto b = gcp::ExponentialBackoff::Create(options.reconnect_backoff); !b.ok()) {
     return b.status();

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "dataflow/gcp/project.h"
 #include "dataflow/gcp/status.h"
+#include "dataflow/messagepipeline/errors.h"
 #include "dataflow/messagepipeline/logging.h"
 
 namespace dataflow::pubsub {
@@ -106,7 +107,7 @@ void GooglePubsubProducer::Enqueue(const std::string& topic, Pending pending,
   }
   const std::size_t bytes = pending.message.ByteSizeLong();
   if (bytes + 1024 > kMaxRequestBytes) {
-    Resolve(pending, absl::InvalidArgumentError(absl::StrCat(
+    Resolve(pending, messagepipeline::PermanentError(absl::StrCat(
                          "publish: message of ", bytes, " bytes exceeds Pub/Sub's 10 MB limit")));
     return;
   }
@@ -222,7 +223,9 @@ void GooglePubsubProducer::SenderLoop() {
     if (!batch.ordering_key.empty()) in_flight_keys_.erase(key);
     lock.unlock();
     if (!failure.ok()) {
-      for (auto& p : batch.items) Resolve(p, failure);
+      for (auto& p : batch.items) {
+        if (!p.error.ok()) Resolve(p, p.error);
+      }
       const absl::Status paused = PausedError(key, failure);
       for (auto& p : behind) Resolve(p, paused);
     }
@@ -251,44 +254,76 @@ void GooglePubsubProducer::ResumePublish(const std::string& topic,
 }
 
 absl::Status GooglePubsubProducer::Send(Batch& batch) {
+  const std::size_t n = batch.items.size();
+  absl::Status status = SendRange(batch, 0, n);
+  if (status.ok()) return status;
+  if (!messagepipeline::IsPermanent(status) || n == 1) {
+    for (auto& p : batch.items) p.error = status;
+    return status;
+  }
+  // The server rejects a whole request for one bad message (an attribute value over 1024
+  // bytes, ...): send them one at a time so only the bad ones fail. With an ordering key the
+  // ones after the first failure are not sent (the key pauses).
+  absl::Status first;
+  const Key key{batch.topic, batch.ordering_key};
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!first.ok() && !batch.ordering_key.empty()) {
+      batch.items[i].error = PausedError(key, first);
+      continue;
+    }
+    absl::Status one = SendRange(batch, i, i + 1);
+    if (one.ok()) continue;
+    batch.items[i].error = one;
+    if (first.ok()) first = one;
+  }
+  return first;
+}
+
+absl::Status GooglePubsubProducer::SendRange(Batch& batch, std::size_t begin, std::size_t end) {
+  const std::size_t n = end - begin;
   v1::PublishRequest request;
   request.set_topic(TopicName(options_.project_id, batch.topic));
-  for (auto& p : batch.items) *request.add_messages() = p.message;
+  for (auto i = begin; i < end; ++i) *request.add_messages() = batch.items[i].message;
   auto backoff = *gcp::ExponentialBackoff::Create(options_.backoff);
   const auto give_up = std::chrono::steady_clock::now() + options_.retry_timeout;
-  Result failure = absl::UnknownError("publish: not attempted");
+  absl::Status failure = absl::UnknownError("publish: not attempted");
   while (true) {
     auto response = stub_->Publish(request, options_.publish_timeout);
     if (response.ok()) {
-      if (static_cast<std::size_t>(response->message_ids_size()) != batch.items.size()) {
+      if (static_cast<std::size_t>(response->message_ids_size()) != n) {
         failure = absl::InternalError(absl::StrCat("publish: server returned ",
-                                                   response->message_ids_size(), " ids for ",
-                                                   batch.items.size(), " messages"));
+                                                   response->message_ids_size(), " ids for ", n,
+                                                   " messages"));
         break;
       }
-      for (std::size_t i = 0; i < batch.items.size(); ++i) {
-        Resolve(batch.items[i], response->message_ids(static_cast<int>(i)));
+      for (auto i = begin; i < end; ++i) {
+        Resolve(batch.items[i], response->message_ids(static_cast<int>(i - begin)));
       }
       return absl::OkStatus();
     }
     failure = response.status();
-    if (!gcp::IsRetryable(response.status().code())) break;
+    if (failure.code() == absl::StatusCode::kInvalidArgument) {
+      // The request itself is bad; sending it again cannot help, so services dead-letter it.
+      failure = messagepipeline::MarkPermanent(failure);
+      break;
+    }
+    if (!gcp::IsRetryable(failure.code())) break;
     auto delay = backoff.Next();
     if (std::chrono::steady_clock::now() + delay > give_up) break;
     static LogRateLimit limit;
     if (limit.Allow()) {
-      Log()->warn("pubsub publish retry topic={} messages={} error={} delay_ms={}", batch.topic,
-                  batch.items.size(), response.status().ToString(), delay.count());
+      Log()->warn("pubsub publish retry topic={} messages={} error={} delay_ms={}", batch.topic, n,
+                  failure.ToString(), delay.count());
     }
     std::unique_lock lock(mu_);
     if (cv_.wait_for(lock, delay, [&] { return abort_; })) break;
   }
   static LogRateLimit fail_limit;
   if (fail_limit.Allow()) {
-    Log()->error("pubsub publish failed topic={} messages={} error={}", batch.topic,
-                 batch.items.size(), failure.status().ToString());
+    Log()->error("pubsub publish failed topic={} messages={} error={}", batch.topic, n,
+                 failure.ToString());
   }
-  return failure.status();
+  return failure;
 }
 
 absl::Status GooglePubsubProducer::Flush(Deadline deadline) {

@@ -14,7 +14,10 @@ using gcp::FromGrpcStatus;
 
 class GrpcPullStream : public PullStream {
  public:
-  explicit GrpcPullStream(v1::Subscriber::Stub& stub) : stream_(stub.StreamingPull(&context_)) {}
+  GrpcPullStream(v1::Subscriber::Stub& stub, std::chrono::milliseconds timeout) {
+    if (timeout.count() > 0) context_.set_deadline(std::chrono::system_clock::now() + timeout);
+    stream_ = stub.StreamingPull(&context_);
+  }
   bool Write(const v1::StreamingPullRequest& request) override { return stream_->Write(request); }
   bool Read(v1::StreamingPullResponse* response) override { return stream_->Read(response); }
   void Cancel() override { context_.TryCancel(); }
@@ -61,8 +64,8 @@ class GrpcPubsubStub : public PubsubStub {
     return FromGrpcStatus(subscriber_->ModifyAckDeadline(&ctx, request, &empty),
                           "ModifyAckDeadline");
   }
-  std::unique_ptr<PullStream> StreamingPull() override {
-    return std::make_unique<GrpcPullStream>(*subscriber_);
+  std::unique_ptr<PullStream> StreamingPull(std::chrono::milliseconds timeout) override {
+    return std::make_unique<GrpcPullStream>(*subscriber_, timeout);
   }
   absl::StatusOr<v1::Topic> CreateTopic(const v1::Topic& topic) override {
     grpc::ClientContext ctx;

@@ -7,7 +7,9 @@
 // deadline extensions to the server in batches (every ack_flush_interval). Those that fail
 // with a retryable error are retried with backoff for as long as the message's lease lasts;
 // past it they are counted (Stats::settles_expired) and logged. A stream that ends with a
-// retryable error (UNAVAILABLE, ...) is reopened with exponential backoff and jitter;
+// retryable error (UNAVAILABLE, ...) is reopened with exponential backoff and jitter; one
+// that reaches its planned end (max_stream_duration) is reopened at once, and the messages
+// it delivered stay leased and are settled as usual (acks go by Acknowledge, not the stream);
 // NOT_FOUND / PERMISSION_DENIED / INVALID_ARGUMENT stop the consumer with that error in
 // Done(). Start() checks the subscription first, so a missing one fails there.
 // Stop(deadline) half-closes the streams, nacks what never reached the channel, closes the
@@ -47,6 +49,11 @@ struct ConsumerOptions {
   // Stop extending a message's deadline this long after it arrived (Go: 60 min).
   std::chrono::milliseconds max_lease_extension{std::chrono::minutes(60)};
   std::chrono::milliseconds ack_flush_interval{100};
+  // Each StreamingPull stream gets a gRPC deadline this far ahead and is reopened at once
+  // (no backoff, no warning) when it ends there; 0: no deadline. The deadline is what ends
+  // a dead client's stream on the emulator, which otherwise keeps leasing messages into it;
+  // see docs/pubsub.md for the default.
+  std::chrono::milliseconds max_stream_duration{std::chrono::seconds(60)};
   gcp::BackoffOptions reconnect_backoff{.initial = std::chrono::milliseconds(100),
                                         .maximum = std::chrono::seconds(10),
                                         .multiplier = 2.0};
@@ -75,7 +82,8 @@ class GooglePubsubConsumer : public messagepipeline::MessageConsumer {
     std::size_t acks_sent = 0;  // first attempts; retries are counted in settle_retries
     std::size_t nacks_sent = 0;
     std::size_t extensions_sent = 0;
-    std::size_t reconnects = 0;
+    std::size_t reconnects = 0;       // after an error, with backoff
+    std::size_t stream_renewals = 0;  // streams reopened at their max_stream_duration
     std::size_t settle_retries = 0;   // ack/nack/extension ids sent again after a failure
     std::size_t settles_expired = 0;  // ids given up: their lease ran out while retrying
     std::size_t settles_failed = 0;   // ids dropped on a non-retryable error

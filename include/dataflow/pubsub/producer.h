@@ -98,6 +98,7 @@ class GooglePubsubProducer : public messagepipeline::MessagePublisher {
     v1::PubsubMessage message;
     std::promise<Result> promise;
     Callback callback;
+    absl::Status error;  // set by Send when it failed; the caller resolves it
   };
   struct Batch {
     std::string topic;
@@ -112,9 +113,13 @@ class GooglePubsubProducer : public messagepipeline::MessagePublisher {
   void Enqueue(const std::string& topic, Pending pending, const std::string& ordering_key);
   void TimerLoop(std::stop_token stop);
   void SenderLoop();
-  // Publishes `batch` with retries; resolves its items on success, else returns the error
-  // (the caller resolves them, after pausing an ordering key).
+  // Publishes `batch` with retries; resolves the items that were sent and sets `error` on
+  // the others (the caller resolves them, after pausing an ordering key); returns the first
+  // error.
   absl::Status Send(Batch& batch);
+  // Publishes items [begin, end) in one request, retrying retryable errors; resolves them on
+  // success only. INVALID_ARGUMENT comes back marked permanent.
+  absl::Status SendRange(Batch& batch, std::size_t begin, std::size_t end);
   static void Resolve(Pending& p, const Result& r);
   static absl::Status PausedError(const Key& key, const absl::Status& cause);
 

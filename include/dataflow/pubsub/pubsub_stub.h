@@ -38,7 +38,9 @@ class PubsubStub {
                                                       std::chrono::milliseconds timeout) = 0;
   virtual absl::Status Acknowledge(const v1::AcknowledgeRequest& request) = 0;
   virtual absl::Status ModifyAckDeadline(const v1::ModifyAckDeadlineRequest& request) = 0;
-  virtual std::unique_ptr<PullStream> StreamingPull() = 0;
+  // A stream with a gRPC deadline `timeout` from now (none when zero): past it the stream
+  // ends with DEADLINE_EXCEEDED, on the server too, even if this process died meanwhile.
+  virtual std::unique_ptr<PullStream> StreamingPull(std::chrono::milliseconds timeout) = 0;
 
   virtual absl::StatusOr<v1::Topic> CreateTopic(const v1::Topic& topic) = 0;
   virtual absl::Status DeleteTopic(const std::string& topic) = 0;

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ringbuffer_sink.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -20,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "dataflow/messagepipeline/errors.h"
 #include "dataflow/messagepipeline/logging.h"
 #include "dataflow/messagepipeline/streaming_service.h"
 #include "dataflow/pubsub/admin.h"
@@ -193,7 +195,9 @@ class RecordingStub : public PubsubStub {
     if (s.ok() && r.ack_deadline_seconds() == 0) nacked_ += r.ack_ids_size();
     return s;
   }
-  std::unique_ptr<PullStream> StreamingPull() override { return inner_->StreamingPull(); }
+  std::unique_ptr<PullStream> StreamingPull(std::chrono::milliseconds timeout) override {
+    return inner_->StreamingPull(timeout);
+  }
   absl::StatusOr<v1::Topic> CreateTopic(const v1::Topic& t) override {
     return inner_->CreateTopic(t);
   }
@@ -352,6 +356,76 @@ TEST_F(PubsubEmulatorTest, StreamingServiceProcessesEachMessageOnce) {
   EXPECT_TRUE(::dataflow::testing::WaitFor(
       [&] { return consumer->stats().acks_sent >= static_cast<std::size_t>(kN); }, seconds(10)));
   EXPECT_EQ(consumer->stats().nacks_sent, 0u);
+}
+
+// The emulator ends a stream at its gRPC deadline; the consumer opens the next one at once
+// and the messages it received on the ended stream are still acked (by Acknowledge), so
+// nothing comes back and nothing is lost across several renewals.
+TEST_F(PubsubEmulatorTest, KeepsReceivingAcrossStreamRenewalsEveryMessageOnce) {
+  auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(1000);
+  Log()->sinks().push_back(sink);
+  auto consumer = Consumer({.ack_deadline = seconds(10), .max_stream_duration = seconds(2)});
+  ASSERT_TRUE(consumer->Start().ok());
+  auto producer = Producer();
+  std::map<std::string, int> seen;
+  constexpr int kRounds = 4, kPerRound = 5;
+  for (int r = 0; r < kRounds; ++r) {
+    std::vector<std::future<GooglePubsubProducer::Result>> fs;
+    for (int i = 0; i < kPerRound; ++i) {
+      fs.push_back(producer->PublishRaw(absl::StrCat("r", r, "-", i)));
+    }
+    for (auto& f : fs) ASSERT_TRUE(f.get().ok());
+    std::vector<Message> held;
+    while (held.size() < kPerRound) {
+      auto m = PopFor(consumer->Messages(), seconds(20));
+      ASSERT_TRUE(m.has_value()) << "round " << r << " renewals "
+                                 << consumer->stats().stream_renewals;
+      ++seen[m->data.payload];
+      held.push_back(std::move(*m));
+    }
+    // Ack them only after the stream they came on has ended.
+    const auto renewals = consumer->stats().stream_renewals;
+    ASSERT_TRUE(::dataflow::testing::WaitFor(
+        [&] { return consumer->stats().stream_renewals > renewals; }, seconds(10)));
+    for (auto& m : held) m.Ack();
+  }
+  // An ack the server dropped would bring its message back after the 10 s lease.
+  if (auto m = PopFor(consumer->Messages(), seconds(12)); m.has_value()) {
+    ++seen[m->data.payload];
+  }
+  EXPECT_TRUE(consumer->Stop(steady_clock::now() + seconds(5)).ok());
+  auto& sinks = Log()->sinks();
+  sinks.erase(std::remove(sinks.begin(), sinks.end(), sink), sinks.end());
+  EXPECT_EQ(seen.size(), static_cast<std::size_t>(kRounds * kPerRound));
+  for (const auto& [payload, count] : seen) EXPECT_EQ(count, 1) << payload;
+  const auto stats = consumer->stats();
+  EXPECT_GE(stats.stream_renewals, static_cast<std::size_t>(kRounds));
+  EXPECT_EQ(stats.reconnects, 0u);
+  EXPECT_EQ(stats.nacks_sent, 0u);
+  for (const auto& line : sink->last_formatted()) {
+    EXPECT_EQ(line.find("pubsub stream ended"), std::string::npos) << line;
+  }
+}
+
+// Publish rejects a request with INVALID_ARGUMENT for one bad message in it: that message
+// fails for good (services dead-letter it), the others in its batch go through. The
+// emulator does not enforce the 1024-byte attribute value limit (the unit test covers that
+// with the fake stub) but rejects an empty message (no data, no attributes), as Pub/Sub does.
+TEST_F(PubsubEmulatorTest, InvalidArgumentFromPublishIsPermanentForTheBadMessageOnly) {
+  auto producer = Producer({.max_batch_delay = seconds(60)});
+  auto good = producer->PublishRaw("good");
+  auto bad = producer->PublishRaw("");
+  ASSERT_TRUE(producer->Flush(steady_clock::now() + seconds(20)).ok());
+  auto r = bad.get();
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_TRUE(messagepipeline::IsPermanent(r.status())) << r.status();
+  EXPECT_TRUE(good.get().ok());
+  auto consumer = Consumer();
+  ASSERT_TRUE(consumer->Start().ok());
+  auto m = PopFor(consumer->Messages(), seconds(20));
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->data.payload, "good");
+  m->Ack();
 }
 
 TEST_F(PubsubEmulatorTest, ReconnectsAfterTheEmulatorRestarts) {

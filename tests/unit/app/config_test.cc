@@ -98,6 +98,28 @@ services:
                   "services[1].icestore: give exactly one sink: gcs or local"));
 }
 
+TEST(ConfigTest, PubsubSourceMaxStreamDuration) {
+  constexpr const char* kYaml = R"(
+services:
+  - name: ice
+    icestore:
+      source: {pubsub: {subscription: s, max_stream_duration: DURATION}}
+      local: {root: out}
+)";
+  auto parse = [&](const std::string& duration) {
+    std::string yaml = kYaml;
+    yaml.replace(yaml.find("DURATION"), 8, duration);
+    return Parse(yaml);
+  };
+  auto r = parse("10s");
+  ASSERT_THAT(Errors(r), IsEmpty());
+  EXPECT_EQ(std::get<IceStoreConfig>(r.config.services[0].spec).source.max_stream_duration,
+            std::chrono::seconds(10));
+  EXPECT_THAT(Errors(parse("500ms")),
+              ElementsAre("services[0].icestore.source.pubsub.max_stream_duration: must be at "
+                          "least 1s"));
+}
+
 TEST(ConfigTest, ServiceKindMustBeExactlyOne) {
   auto r = Parse("services:\n  - name: x\n  - name: y\n    bigquery: {}\n    icestore: {}\n");
   EXPECT_THAT(Errors(r),

@@ -165,7 +165,9 @@ class IdStub final : public pubsub::PubsubStub {
   absl::Status ModifyAckDeadline(const pubsub::v1::ModifyAckDeadlineRequest&) override {
     return {};
   }
-  std::unique_ptr<pubsub::PullStream> StreamingPull() override { return nullptr; }
+  std::unique_ptr<pubsub::PullStream> StreamingPull(std::chrono::milliseconds) override {
+    return nullptr;
+  }
   absl::StatusOr<pubsub::v1::Topic> CreateTopic(const pubsub::v1::Topic& t) override { return t; }
   absl::Status DeleteTopic(const std::string&) override { return {}; }
   absl::StatusOr<pubsub::v1::Subscription> CreateSubscription(

@@ -1,8 +1,9 @@
 // GooglePubsubConsumer against a fake stub: the Stop deadline, ack/nack/extension retries
-// bounded by the lease, and nacks at Stop.
+// bounded by the lease, nacks at Stop, and streams renewed at their max_stream_duration.
 #include "dataflow/pubsub/consumer.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
 
 #include <algorithm>
 #include <atomic>
@@ -13,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "dataflow/messagepipeline/logging.h"
 #include "fake_stub.h"
 
 namespace dataflow::pubsub {
@@ -205,6 +207,104 @@ TEST(Consumer, FailedExtensionIsRetriedBeforeTheLeaseRunsOut) {
   }
   m->Ack();
   EXPECT_TRUE(StopWithin(*c, seconds(10)).ok());
+}
+
+// Captures the library's log lines while it lives.
+class LogCapture {
+ public:
+  LogCapture() : sink_(std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(1000)) {
+    Log()->sinks().push_back(sink_);
+  }
+  ~LogCapture() {
+    auto& sinks = Log()->sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
+  }
+  bool Contains(const std::string& text) const {
+    for (const auto& line : sink_->last_formatted()) {
+      if (line.find(text) != std::string::npos) return true;
+    }
+    return false;
+  }
+
+ private:
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
+};
+
+TEST(Consumer, StreamEndingAtItsMaxDurationIsReopenedAtOnceAndItsMessagesStillSettle) {
+  LogCapture log;
+  auto stub = std::make_shared<FakeStub>();
+  std::atomic<std::int64_t> offset_ms{0};
+  auto o = Options();
+  o.max_stream_duration = seconds(10);
+  // A reconnect after an error would wait an hour: the renewal must not take that path.
+  o.reconnect_backoff = {.initial = std::chrono::hours(1), .maximum = std::chrono::hours(1)};
+  o.clock = [&] { return steady_clock::now() + milliseconds(offset_ms.load()); };
+  auto c = Start(stub, o);
+  stub->Deliver("a", 3);
+  std::vector<Message> held;
+  for (int i = 0; i < 3; ++i) {
+    auto m = Pop(*c);
+    ASSERT_TRUE(m.has_value());
+    held.push_back(std::move(*m));
+  }
+  held[0].Ack();
+  ASSERT_TRUE(stub->Await([&] { return stub->acked.size() == 1; }));
+  // The stream reaches its deadline, as gRPC ends it.
+  offset_ms = 10'000;
+  stub->EndStreams(absl::DeadlineExceededError("Deadline Exceeded"));
+  ASSERT_TRUE(stub->Await([&] { return stub->streams_opened == 2; }));
+  stub->Deliver("b", 2);
+  for (int i = 0; i < 2; ++i) {
+    auto m = Pop(*c);
+    ASSERT_TRUE(m.has_value());
+    held.push_back(std::move(*m));
+  }
+  // The old stream's messages are still leased: a2's lease is extended past the renewal ...
+  offset_ms = 16'000;
+  ASSERT_TRUE(stub->Await([&] { return Contains(stub->extended, "a2"); }));
+  // ... and acks of messages from the ended stream reach the server.
+  for (std::size_t i = 1; i < held.size(); ++i) held[i].Ack();
+  ASSERT_TRUE(stub->Await([&] { return stub->acked.size() == 5; }));
+  EXPECT_TRUE(StopWithin(*c, seconds(10)).ok());
+  auto stats = c->stats();
+  EXPECT_EQ(stats.stream_renewals, 1u);
+  EXPECT_EQ(stats.reconnects, 0u);
+  EXPECT_EQ(stats.received, 5u);
+  EXPECT_FALSE(log.Contains("pubsub stream ended"));
+  std::lock_guard lock(stub->mu);
+  auto acked = stub->acked;
+  std::sort(acked.begin(), acked.end());
+  EXPECT_EQ(acked, (std::vector<std::string>{"a0", "a1", "a2", "b0", "b1"}));
+  EXPECT_TRUE(stub->nacked.empty());
+  for (auto t : stub->stream_timeouts) EXPECT_EQ(t, seconds(10));
+}
+
+TEST(Consumer, DeadlineExceededBeforeTheStreamsPlannedEndIsAnErrorWithBackoff) {
+  auto stub = std::make_shared<FakeStub>();
+  auto o = Options();
+  o.max_stream_duration = seconds(10);
+  o.reconnect_backoff = {.initial = milliseconds(1), .maximum = milliseconds(1)};
+  auto c = Start(stub, o);
+  ASSERT_TRUE(stub->Await([&] { return stub->streams_opened == 1; }));
+  stub->EndStreams(absl::DeadlineExceededError("Deadline Exceeded"));
+  ASSERT_TRUE(stub->Await([&] { return stub->streams_opened == 2; }));
+  EXPECT_TRUE(StopWithin(*c, seconds(10)).ok());
+  EXPECT_EQ(c->stats().reconnects, 1u);
+  EXPECT_EQ(c->stats().stream_renewals, 0u);
+}
+
+TEST(Consumer, MaxStreamDurationIsZeroOrAtLeastOneSecond) {
+  auto o = Options();
+  o.max_stream_duration = milliseconds(500);
+  EXPECT_EQ(GooglePubsubConsumer::Create(std::make_shared<FakeStub>(), o).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  o.max_stream_duration = milliseconds(0);  // no deadline
+  auto stub = std::make_shared<FakeStub>();
+  auto c = Start(stub, o);
+  ASSERT_TRUE(stub->Await([&] { return stub->streams_opened == 1; }));
+  EXPECT_TRUE(StopWithin(*c, seconds(10)).ok());
+  std::lock_guard lock(stub->mu);
+  EXPECT_EQ(stub->stream_timeouts, (std::vector<milliseconds>{milliseconds(0)}));
 }
 
 }  // namespace

@@ -3,8 +3,8 @@
 // Publish records what it got and can fail (all calls, the first N, or the first N for one
 // ordering key). StreamingPull yields the responses queued with Deliver(), then blocks until
 // the stream is half-closed or cancelled, unless hang_streams is set: then it blocks until
-// Release(). Acknowledge / ModifyAckDeadline record the ids they got and can fail the first
-// N calls or hang until Release(). Thread-safe.
+// Release(); EndStreams() ends the open streams with a status. Acknowledge / ModifyAckDeadline
+// record the ids they got and can fail the first N calls or hang until Release(). Thread-safe.
 #pragma once
 
 #include <atomic>
@@ -30,6 +30,10 @@ class FakeStub : public PubsubStub, public std::enable_shared_from_this<FakeStub
   std::string fail_key;
   std::atomic<int> key_failures{0};
 
+  // Publish rejects a request with an attribute value over 1024 bytes, as Pub/Sub does
+  // (INVALID_ARGUMENT for the whole request).
+  std::atomic<bool> enforce_attribute_limit{false};
+
   // Acknowledge / ModifyAckDeadline fail with `settle_fail_with` for the first N calls.
   absl::StatusCode settle_fail_with = absl::StatusCode::kUnavailable;
   std::atomic<int> ack_failures{0};
@@ -49,8 +53,14 @@ class FakeStub : public PubsubStub, public std::enable_shared_from_this<FakeStub
       if (!key.empty() && ++in_flight[key] > 1) overlapping = true;
     }
     absl::StatusOr<v1::PublishResponse> out;
-    if (fail_forever || failures.fetch_sub(1) > 0 ||
-        (!key.empty() && key == fail_key && key_failures.fetch_sub(1) > 0)) {
+    bool too_long = false;
+    for (const auto& m : request.messages()) {
+      for (const auto& [k, v] : m.attributes()) too_long = too_long || v.size() > 1024;
+    }
+    if (enforce_attribute_limit && too_long) {
+      out = absl::InvalidArgumentError("attribute value too long");
+    } else if (fail_forever || failures.fetch_sub(1) > 0 ||
+               (!key.empty() && key == fail_key && key_failures.fetch_sub(1) > 0)) {
       out = absl::Status(fail_with, "injected");
     } else {
       v1::PublishResponse r;
@@ -91,7 +101,11 @@ class FakeStub : public PubsubStub, public std::enable_shared_from_this<FakeStub
     return {};
   }
 
-  std::unique_ptr<PullStream> StreamingPull() override {
+  std::unique_ptr<PullStream> StreamingPull(std::chrono::milliseconds timeout) override {
+    {
+      std::lock_guard lock(mu);
+      stream_timeouts.push_back(timeout);
+    }
     return std::make_unique<Stream>(shared_from_this());
   }
   absl::StatusOr<v1::Topic> CreateTopic(const v1::Topic& t) override { return t; }
@@ -120,6 +134,14 @@ class FakeStub : public PubsubStub, public std::enable_shared_from_this<FakeStub
     responses.push_back(std::move(r));
     cv.notify_all();
   }
+  // Ends the streams open now with `status` (Finish() returns it), as the server does at a
+  // stream's deadline; responses queued later go to the next stream.
+  void EndStreams(absl::Status status) {
+    std::lock_guard lock(mu);
+    end_status = std::move(status);
+    ++end_generation;
+    cv.notify_all();
+  }
   void Release() {
     std::lock_guard lock(mu);
     released = true;
@@ -146,6 +168,9 @@ class FakeStub : public PubsubStub, public std::enable_shared_from_this<FakeStub
   std::vector<std::string> nacked;
   std::vector<std::string> extended;
   std::deque<v1::StreamingPullResponse> responses;
+  std::vector<std::chrono::milliseconds> stream_timeouts;  // per StreamingPull call
+  absl::Status end_status;
+  int end_generation = 0;
   int streams_opened = 0;
   int streams_open = 0;
   bool released = false;
@@ -155,6 +180,7 @@ class FakeStub : public PubsubStub, public std::enable_shared_from_this<FakeStub
    public:
     explicit Stream(std::shared_ptr<FakeStub> stub) : stub_(std::move(stub)) {
       std::lock_guard lock(stub_->mu);
+      generation_ = stub_->end_generation;
       ++stub_->streams_opened;
       ++stub_->streams_open;
       stub_->cv.notify_all();
@@ -170,8 +196,12 @@ class FakeStub : public PubsubStub, public std::enable_shared_from_this<FakeStub
       std::unique_lock lock(s.mu);
       s.cv.wait(lock, [&] {
         if (s.hang_streams) return s.released;
-        return !s.responses.empty() || ended_;
+        return !s.responses.empty() || ended_ || Expired();
       });
+      if (Expired()) {
+        status_ = s.end_status;
+        return false;
+      }
       if (s.responses.empty() || ended_) return false;
       *response = std::move(s.responses.front());
       s.responses.pop_front();
@@ -179,9 +209,13 @@ class FakeStub : public PubsubStub, public std::enable_shared_from_this<FakeStub
     }
     bool WritesDone() override { return End(); }
     void Cancel() override { End(); }
-    absl::Status Finish() override { return {}; }
+    absl::Status Finish() override {
+      std::lock_guard lock(stub_->mu);
+      return status_;
+    }
 
    private:
+    bool Expired() const { return stub_->end_generation != generation_; }  // under mu
     bool End() {
       std::lock_guard lock(stub_->mu);
       ended_ = true;
@@ -190,6 +224,8 @@ class FakeStub : public PubsubStub, public std::enable_shared_from_this<FakeStub
     }
     std::shared_ptr<FakeStub> stub_;
     bool ended_ = false;  // guarded by stub_->mu
+    int generation_ = 0;
+    absl::Status status_;
   };
 };
 

@@ -9,6 +9,7 @@
 #include <set>
 #include <vector>
 
+#include "dataflow/messagepipeline/errors.h"
 #include "fake_stub.h"
 
 namespace dataflow::pubsub {
@@ -109,6 +110,65 @@ TEST(Producer, PermanentErrorFailsAtOnce) {
   EXPECT_EQ(stub->calls, 1);
 }
 
+TEST(Producer, TransientAndConfigurationErrorsAreNotPermanent) {
+  auto stub = std::make_shared<FakeStub>();
+  stub->fail_with = absl::StatusCode::kPermissionDenied;
+  stub->failures = 1;
+  auto o = Options();
+  o.retry_timeout = milliseconds(20);
+  auto p = *GooglePubsubProducer::Create(stub, o);
+  auto denied = p->PublishRaw("x").get();
+  EXPECT_EQ(denied.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_FALSE(messagepipeline::IsPermanent(denied.status()));
+  stub->fail_with = absl::StatusCode::kUnavailable;
+  stub->fail_forever = true;
+  auto unavailable = p->PublishRaw("x").get();
+  EXPECT_EQ(unavailable.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_FALSE(messagepipeline::IsPermanent(unavailable.status()));
+}
+
+// Pub/Sub rejects the whole request for one bad message: only that one may fail (for good),
+// not the good messages batched with it.
+TEST(Producer, InvalidArgumentFailsOnlyTheBadMessageAndIsPermanent) {
+  auto stub = std::make_shared<FakeStub>();
+  stub->enforce_attribute_limit = true;
+  auto o = Options();
+  o.max_batch_delay = seconds(60);
+  auto p = *GooglePubsubProducer::Create(stub, o);
+  auto good1 = p->PublishRaw("good1");
+  auto bad = p->PublishRaw("bad", {{"long", std::string(1025, 'v')}});
+  auto good2 = p->PublishRaw("good2");
+  ASSERT_TRUE(p->Flush(steady_clock::now() + seconds(10)).ok());
+  EXPECT_TRUE(good1.get().ok());
+  EXPECT_TRUE(good2.get().ok());
+  auto r = bad.get();
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(messagepipeline::IsPermanent(r.status())) << r.status();
+  std::lock_guard lock(stub->mu);
+  EXPECT_EQ(stub->calls, 4);  // the batch, then each message alone; no retries
+  EXPECT_EQ(stub->order, (std::vector<std::string>{"good1", "good2"}));
+}
+
+TEST(Producer, InvalidArgumentWithAnOrderingKeyPausesTheKeyAfterTheBadMessage) {
+  auto stub = std::make_shared<FakeStub>();
+  stub->enforce_attribute_limit = true;
+  auto o = Options();
+  o.max_batch_delay = seconds(60);
+  auto p = *GooglePubsubProducer::Create(stub, o);
+  auto first = p->PublishRaw("first", {}, "k");
+  auto bad = p->PublishRaw("bad", {{"long", std::string(1025, 'v')}}, "k");
+  auto after = p->PublishRaw("after", {}, "k");
+  ASSERT_TRUE(p->Flush(steady_clock::now() + seconds(10)).ok());
+  EXPECT_TRUE(first.get().ok());
+  EXPECT_TRUE(messagepipeline::IsPermanent(bad.get().status()));
+  // Not sent: it would reach the server ahead of the bad message once that is fixed.
+  auto r = after.get();
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+  EXPECT_FALSE(messagepipeline::IsPermanent(r.status()));
+  std::lock_guard lock(stub->mu);
+  EXPECT_EQ(stub->order, (std::vector<std::string>{"first"}));
+}
+
 TEST(Producer, OrderingKeyBatchesAreSequentialAndInOrder) {
   auto stub = std::make_shared<FakeStub>();
   auto o = Options();
@@ -145,8 +205,9 @@ TEST(Producer, StopPastTheDeadlineFailsEveryPendingPublish) {
 TEST(Producer, RejectsOversizedMessagesAndMissingTopic) {
   auto stub = std::make_shared<FakeStub>();
   auto p = *GooglePubsubProducer::Create(stub, Options());
-  EXPECT_EQ(p->PublishRaw(std::string(11'000'000, 'a')).get().status().code(),
-            absl::StatusCode::kInvalidArgument);
+  auto big = p->PublishRaw(std::string(11'000'000, 'a')).get();
+  EXPECT_EQ(big.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(messagepipeline::IsPermanent(big.status())) << big.status();  // dead-lettered
   EXPECT_EQ(p->Publish("", OutgoingMessage{.payload = "x"}).get().status().code(),
             absl::StatusCode::kInvalidArgument);
 }
