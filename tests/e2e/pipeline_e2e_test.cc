@@ -579,15 +579,15 @@ TEST(DataflowProgramTest, AnUnreachableBackendFailsTheStartClearly) {
   fs::create_directories(dir);
   std::ofstream(dir / "registry.json") << R"({"d1": {"name": "x", "location": "y"}})";
   const int closed_port = FreeTcpPort();  // nothing listens there
-  std::ofstream(dir / "c.yaml") << "ops: {enabled: false}\n"
-                                   "in_process: {topics: [a, b], subscriptions: [{name: s, "
-                                   "topic: a}]}\nservices:\n  - name: e\n    enrichment:\n"
-                                   "      source: {in_process: {subscription: s}}\n"
-                                   "      sink: in_process\n      topic: b\n"
-                                   "      key: {json_field: id}\n"
-                                   "      cache: {redis: {addr: \"127.0.0.1:"
-                                << closed_port
-                                << "\"}, json_file: " << (dir / "registry.json").string() << "}\n";
+  std::ofstream(dir / "c.yaml")
+      << "ops: {enabled: false}\n"
+         "in_process: {topics: [a, b], subscriptions: [{name: s2, topic: b}, {name: s, "
+         "topic: a}]}\nservices:\n  - name: e\n    enrichment:\n"
+         "      source: {in_process: {subscription: s}}\n"
+         "      sink: in_process\n      topic: b\n"
+         "      key: {json_field: id}\n"
+         "      cache: {redis: {addr: \"127.0.0.1:"
+      << closed_port << "\"}, json_file: " << (dir / "registry.json").string() << "}\n";
   auto r = RunDataflow("run " + (dir / "c.yaml").string());
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_THAT(r.output, HasSubstr("services[0] (e)"));
