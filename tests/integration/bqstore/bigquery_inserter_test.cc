@@ -343,7 +343,7 @@ TEST_F(BigQueryInserterTest, CloseFromAnotherThreadCancelsAHungAppend) {
 }
 
 TEST_F(BigQueryInserterTest, ServiceStopHonoursItsDeadlineWhileAnAppendHangs) {
-  auto broker = messagepipeline::InProcessBroker::Create({.ack_deadline = 30s});
+  auto broker = messagepipeline::InProcessBroker::Create();
   ASSERT_TRUE(broker->CreateTopic("readings").ok());
   ASSERT_TRUE(broker->CreateSubscription("readings-sub", "readings").ok());
   auto inserter = BigQueryInserter<MonitorReading>::Create(Options());  // 30 s append_timeout

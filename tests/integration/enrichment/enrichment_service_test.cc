@@ -187,12 +187,12 @@ class EnrichmentServiceIT : public ::testing::Test {
     auto publish = mp::PublishEnvelope(producer_, Out());
     auto service =
         EnrichmentService::CreateAsync({.name = "enrichment-it"}, *std::move(consumer), *enricher,
-                                       [this, publish](mp::Message& m) {
+                                       [this, publish](mp::Message& m, mp::Completion done) {
                                          {
                                            std::lock_guard lock(mu_);
                                            ++handed_to_publisher_[m.attributes.at("seq")];
                                          }
-                                         return publish(m);
+                                         publish(m, std::move(done));
                                        });
     ASSERT_TRUE(service.ok()) << service.status();
     service_ = *std::move(service);

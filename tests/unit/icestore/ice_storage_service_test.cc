@@ -154,6 +154,23 @@ TEST(IceStorageService, StopFlushesPartialBatches) {
   f.ExpectArchivedExactlyOnce(expected);
 }
 
+TEST(IceStorageService, FlushPromptlyCutsOpenBatchesWhileRunning) {
+  Fixture f("prompt");
+  auto service = IceStorageService::Create(
+      {.num_workers = 2, .batcher = {.batch_size = 1000, .flush_interval = 1h}}, f.consumer,
+      f.local);
+  ASSERT_TRUE(service.ok());
+  ASSERT_TRUE((*service)->Start().ok());
+  auto expected = f.Publish(42, "prompt");
+  ASSERT_TRUE(WaitFor([&] { return (*service)->metrics().received == 42; }, 20s));
+  EXPECT_EQ(f.broker->Stats("s")->acked, 0u);
+  (*service)->FlushPromptly();  // as a stopping pipeline does, before it stops anything
+  ASSERT_TRUE(WaitFor([&] { return f.broker->Stats("s")->acked == 42; }, 20s));
+  EXPECT_EQ((*service)->objects_written(), 6u);
+  ASSERT_TRUE((*service)->Stop(10s).ok());
+  f.ExpectArchivedExactlyOnce(expected);
+}
+
 TEST(IceStorageService, TheIntervalFlushesIdleBatchesWhileRunning) {
   Fixture f("interval");
   auto service = IceStorageService::Create(

@@ -125,6 +125,28 @@ TEST(BatchingService, APermanentBatchErrorIsIsolatedToTheRowThatCausesIt) {
   EXPECT_EQ((*service)->metrics().processed, 15u);
 }
 
+TEST(BatchingService, FlushPromptlyCutsPartialBatchesWithoutWaitingForTheInterval) {
+  auto consumer = std::make_shared<ScriptedConsumer>();
+  BatchRecorder rec;
+  auto service = BatchingService<std::string>::Create(
+      {.num_workers = 1, .batch_size = 10, .flush_interval = std::chrono::hours(1)}, consumer,
+      Transform, rec.Processor());
+  ASSERT_TRUE(service.ok());
+  ASSERT_TRUE((*service)->Start().ok());
+  for (int i = 0; i < 3; ++i) consumer->Feed("a" + std::to_string(i), "v");
+  EXPECT_FALSE(dataflow::testing::WaitFor([&] { return !rec.Sizes().empty(); }, 200ms))
+      << "held for the flush interval";
+  (*service)->FlushPromptly();  // as a stopping pipeline does
+  ASSERT_TRUE(dataflow::testing::WaitFor([&] { return rec.Sizes().size() == 1; }, 10s));
+  EXPECT_EQ(rec.Sizes()[0], 3u);
+  EXPECT_EQ(consumer->count(Outcome::kAcked), 3u);
+  // And what arrives later goes out as soon as nothing more is waiting.
+  consumer->Feed("late", "v");
+  ASSERT_TRUE(dataflow::testing::WaitFor([&] { return rec.Sizes().size() == 2; }, 10s));
+  ASSERT_TRUE((*service)->Stop(10s).ok());
+  EXPECT_EQ(consumer->count(Outcome::kAcked), 4u);
+}
+
 TEST(BatchingService, MessagesTheProcessorSettlesItselfAreCountedByOutcome) {
   auto consumer = std::make_shared<ScriptedConsumer>();
   auto service = BatchingService<std::string>::Create(
