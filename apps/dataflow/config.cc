@@ -468,13 +468,23 @@ void ReadBigQuery(Reader& r, const YAML::Node& node, const std::string& path, Bi
 void ReadIceStore(Reader& r, const YAML::Node& node, const std::string& path, IceStoreConfig& out) {
   if (!r.Map(node, path,
              {"source", "batch_size", "flush_interval", "gcs", "local", "dead_letter_topic",
-              "workers", "max_delivery_attempts"})) {
+              "workers", "max_delivery_attempts", "group_by"})) {
     return;
   }
   ReadSource(r, node, path, out.source);
   r.Integer(node, "batch_size", path, out.batch_size, 1, 1000000);
   r.Dur(node, "flush_interval", path, out.flush_interval);
   r.Integer(node, "workers", path, out.workers, 1, kMaxWorkers);
+  if (const YAML::Node g = node["group_by"]) {
+    const std::string value = g.IsScalar() ? g.Scalar() : "";
+    if (value == "day_location") {
+      out.group_by = IceStoreConfig::GroupBy::kDayLocation;
+    } else if (value == "day") {
+      out.group_by = IceStoreConfig::GroupBy::kDay;
+    } else {
+      r.Error(Join(path, "group_by"), "expected day_location or day, got \"" + value + "\"");
+    }
+  }
   r.String(node, "dead_letter_topic", path, out.dead_letter_topic);
   r.Integer(node, "max_delivery_attempts", path, out.max_delivery_attempts, 1, 1000);
   if (const YAML::Node g = node["gcs"]) {

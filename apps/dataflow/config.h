@@ -142,6 +142,10 @@ struct IceStoreConfig {
   };
   std::optional<Gcs> gcs;
   std::optional<Local> local;  // one of the two
+  // Object key: the day and the message's location (the Go library's), or the day only
+  // (dead-letter archives: a location may be what made the message fail).
+  enum class GroupBy { kDayLocation, kDay };
+  GroupBy group_by = GroupBy::kDayLocation;
   // Messages that can never succeed are parked here (same transport as the service's input);
   // empty: they are logged, counted as dropped and acked.
   std::string dead_letter_topic;

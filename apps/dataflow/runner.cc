@@ -458,7 +458,10 @@ struct Pipeline::Impl {
                                                .max_delivery_attempts = c.max_delivery_attempts};
     options.batcher.batch_size = c.batch_size;
     options.batcher.flush_interval = c.flush_interval;
-    auto service = icestore::IceStorageService::Create(options, svc.consumer, uploader);
+    auto service = icestore::IceStorageService::Create(options, svc.consumer, uploader,
+                                                       c.group_by == IceStoreConfig::GroupBy::kDay
+                                                           ? icestore::DayArchivalTransformer
+                                                           : icestore::ArchivalTransformer);
     if (!service.ok()) return service.status();
     std::shared_ptr<icestore::IceStorageService> s = *std::move(service);
     svc.start = [s] { return s->Start(); };

@@ -105,13 +105,30 @@ absl::Status ValidateLocation(std::string_view location) {
   return absl::OkStatus();
 }
 
-messagepipeline::TransformResult<ArchivalData> ArchivalTransformer(
-    const messagepipeline::Message& message) {
-  const Clock::time_point now = Clock::now();
+namespace {
+
+// The publish day (now when unset) as YYYY/MM/DD, UTC.
+std::string DayKey(const messagepipeline::Message& message, Clock::time_point now) {
   const Clock::time_point when =
       message.data.publish_time == Clock::time_point{} ? now : message.data.publish_time;
   const absl::CivilDay day = absl::ToCivilDay(absl::FromChrono(when), absl::UTCTimeZone());
-  std::string key = absl::StrFormat("%04d/%02d/%02d", day.year(), day.month(), day.day());
+  return absl::StrFormat("%04d/%02d/%02d", day.year(), day.month(), day.day());
+}
+
+messagepipeline::TransformResult<ArchivalData> Archive(const messagepipeline::Message& message,
+                                                       std::string key, Clock::time_point now) {
+  return std::optional<ArchivalData>(ArchivalData{.id = message.data.id,
+                                                  .batch_key = std::move(key),
+                                                  .original_payload = message.data.payload,
+                                                  .archived_at = now});
+}
+
+}  // namespace
+
+messagepipeline::TransformResult<ArchivalData> ArchivalTransformer(
+    const messagepipeline::Message& message) {
+  const Clock::time_point now = Clock::now();
+  std::string key = DayKey(message, now);
 
   std::string location;
   const nlohmann::json& enrichment = message.data.enrichment_data;
@@ -132,11 +149,13 @@ messagepipeline::TransformResult<ArchivalData> ArchivalTransformer(
     if (auto s = ValidateLocation(location); !s.ok()) return s;
     absl::StrAppend(&key, "/", location);
   }
+  return Archive(message, std::move(key), now);
+}
 
-  return std::optional<ArchivalData>(ArchivalData{.id = message.data.id,
-                                                  .batch_key = std::move(key),
-                                                  .original_payload = message.data.payload,
-                                                  .archived_at = now});
+messagepipeline::TransformResult<ArchivalData> DayArchivalTransformer(
+    const messagepipeline::Message& message) {
+  const Clock::time_point now = Clock::now();
+  return Archive(message, DayKey(message, now), now);
 }
 
 }  // namespace dataflow::icestore

@@ -48,5 +48,9 @@ absl::Status ValidateLocation(std::string_view location);
 // location ValidateLocation refuses.
 messagepipeline::TransformResult<ArchivalData> ArchivalTransformer(
     const messagepipeline::Message& message);
+// Keyed by the publish day only (YYYY/MM/DD): for archives of messages whose location may be
+// the very thing that made them fail (a dead-letter archive), so it never refuses one.
+messagepipeline::TransformResult<ArchivalData> DayArchivalTransformer(
+    const messagepipeline::Message& message);
 
 }  // namespace dataflow::icestore

@@ -222,6 +222,23 @@ TEST(ConfigTest, MaxDeliveryAttemptsIsFiniteAndAServiceWithoutDeadLettersIsWarne
   EXPECT_THAT(Errors(Parse(zero)), ElementsAre(HasSubstr("max_delivery_attempts")));
 }
 
+TEST(ConfigTest, IcestoreGroupByIsDayLocationOrDay) {
+  auto r = LoadConfigFile(std::string(DATAFLOW_SOURCE_DIR) + "/config/local.yaml");
+  ASSERT_THAT(Errors(r), IsEmpty());
+  EXPECT_EQ(std::get<IceStoreConfig>(r.config.services[3].spec).group_by,
+            IceStoreConfig::GroupBy::kDayLocation);
+  EXPECT_EQ(std::get<IceStoreConfig>(r.config.services[4].spec).group_by,
+            IceStoreConfig::GroupBy::kDay);
+  auto bad = Parse(R"(
+in_process: {topics: [t], subscriptions: [{name: s, topic: t}]}
+services:
+  - name: ice
+    icestore: {source: {in_process: {subscription: s}}, local: {root: /tmp/x}, group_by: week}
+)");
+  EXPECT_THAT(Errors(bad), ElementsAre("services[0].icestore.group_by: expected day_location or "
+                                       "day, got \"week\""));
+}
+
 TEST(ConfigTest, DescribeLeavesSecretsOut) {
   auto r = Parse(kEnrichment);
   ASSERT_TRUE(r.ok());

@@ -84,6 +84,20 @@ TEST(ArchivalTransformer, HostileLocationsArePermanentErrorsForThatMessage) {
   }
 }
 
+TEST(DayArchivalTransformer, KeysByTheDayAloneSoNoLocationCanRefuseAMessage) {
+  for (const std::string& loc : {std::string("../../etc"), std::string(300, 'x'), std::string()}) {
+    Message m(MessageData{.id = "a",
+                          .payload = "p",
+                          .publish_time = At(2025, 1, 2),
+                          .enrichment_data = {{"location", "loc-a"}}},
+              {{"location", loc}});
+    auto r = DayArchivalTransformer(m);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ((*r)->batch_key, "2025/01/02");
+    EXPECT_EQ((*r)->original_payload, "p");
+  }
+}
+
 TEST(SanitizeBatchKey, Cases) {
   EXPECT_EQ(SanitizeBatchKey("2025/01/02/loc"), "2025/01/02/loc");
   EXPECT_EQ(SanitizeBatchKey("/abs"), "abs");
