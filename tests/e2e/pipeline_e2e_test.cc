@@ -471,19 +471,20 @@ INSTANTIATE_TEST_SUITE_P(EachServiceKind, PipelineKillTest,
 // deadline: the consumer's lease extensions (across stream renewals every 10 s) must keep it
 // from being redelivered, and SIGTERM flushes it. Without faults: every reading exactly once.
 TEST_F(PipelineTest, HeldPartialBatchIsNotRedeliveredAndStoppingStoresItOnce) {
-  // The BigQuery service reads the ingestion's topic directly (readings pass unenriched).
+  // BigQueryYaml() with the default flush_interval and full batches of 100.
   const std::string bigquery =
       "  - name: bigquery\n"
       "    bigquery:\n"
       "      source: {pubsub: {subscription: " +
-      Topic("raw-bigquery") + ", topic: " + Topic("raw") + kLeaseAndStream +
+      Topic("enriched-bigquery") + ", topic: " + Topic("enriched") + kLeaseAndStream +
       "}}\n"
       "      batch_size: 100\n"
       "      table: {dataset: " +
       kDataset + ", table: " + Table() + ", create_dataset: true, rest_endpoint: \"" +
       g_servers->bigquery->rest_endpoint() + "\", grpc_endpoint: \"" +
       g_servers->bigquery->grpc_endpoint() + "\"}\n";
-  ASSERT_NE(StartDataflow("held", bigquery + IngestionYaml()), nullptr);
+  ASSERT_NE(StartDataflow("held", bigquery + EnrichmentYaml("enrichment") + IngestionYaml()),
+            nullptr);
   constexpr int kReadings = 250;
   PublishReadings(0, kReadings);
   auto received = [&] {
