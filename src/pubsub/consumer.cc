@@ -477,16 +477,16 @@ void ReadLoop(const std::shared_ptr<State>& sp, int index) {
     HalfClose(*stream);
   };
   const auto max_duration = s.options.max_stream_duration;
-  // At its planned end a stream is half-closed, and the server ends it; the gRPC deadline
-  // comes kHalfCloseGrace later, for a server that does not (and ends the stream on the
-  // server of a client that died). Ending a live stream by its deadline made the emulator
-  // lose track of it (it fails on the RST_STREAM; see docs/pubsub.md).
-  const auto grpc_timeout =
-      max_duration.count() > 0 ? max_duration + kHalfCloseGrace : std::chrono::milliseconds(0);
+  // A stream's gRPC deadline is max_stream_duration ahead: it ends the stream on the server
+  // of a client that died. A live client half-closes it a little earlier (its planned end),
+  // and the server ends it cleanly: ending it by the deadline made the emulator lose track
+  // of it (it fails on the RST_STREAM; see docs/pubsub.md).
+  const auto renew_early = std::min<std::chrono::milliseconds>(kHalfCloseGrace, max_duration / 5);
   while (true) {
-    const auto planned_end =
-        max_duration.count() > 0 ? s.Now() + max_duration : SteadyClock::time_point::max();
-    std::shared_ptr<PullStream> stream = s.stub->StreamingPull(grpc_timeout);
+    const auto opened = s.Now();
+    const auto planned_end = max_duration.count() > 0 ? opened + max_duration - renew_early
+                                                      : SteadyClock::time_point::max();
+    std::shared_ptr<PullStream> stream = s.stub->StreamingPull(max_duration);
     {
       std::lock_guard lock(s.mu);
       if (s.stopping) return;
@@ -542,7 +542,8 @@ void ReadLoop(const std::shared_ptr<State>& sp, int index) {
     }
     const bool deadline = status.code() == absl::StatusCode::kDeadlineExceeded;
     const bool ended_cleanly = status.ok() || status.code() == absl::StatusCode::kCancelled;
-    if ((renewing && (ended_cleanly || deadline)) || (deadline && s.Now() >= planned_end)) {
+    if ((renewing && (ended_cleanly || deadline)) ||
+        (deadline && max_duration.count() > 0 && s.Now() >= opened + max_duration)) {
       // The planned end of a healthy stream, not a failure: reopen at once, as Google's
       // clients renew long-lived streams. Its messages keep their leases in `leases`.
       backoff.Reset();

@@ -50,10 +50,11 @@ struct ConsumerOptions {
   // Stop extending a message's deadline this long after it arrived (Go: 60 min).
   std::chrono::milliseconds max_lease_extension{std::chrono::minutes(60)};
   std::chrono::milliseconds ack_flush_interval{100};
-  // Each StreamingPull stream is half-closed this long after it opened, so the server ends
-  // it, and reopened at once (no backoff, no warning); its gRPC deadline is 2 s later, which
-  // is what ends a dead client's stream on the server (the emulator otherwise keeps leasing
-  // messages into it; see docs/pubsub.md for the default). 0: neither.
+  // Each StreamingPull stream gets a gRPC deadline this far ahead, which is what ends a dead
+  // client's stream on the server (the emulator otherwise keeps leasing messages into it;
+  // see docs/pubsub.md for the default). A live client half-closes it a little earlier
+  // (2 s, or a fifth of it if shorter), so the server ends it cleanly, and opens the next
+  // at once (no backoff, no warning). 0: neither.
   std::chrono::milliseconds max_stream_duration{std::chrono::seconds(60)};
   // When the server does not count deliveries (Message::delivery_attempt; Pub/Sub does only
   // for a subscription with a dead-letter policy) the consumer counts the deliveries it saw

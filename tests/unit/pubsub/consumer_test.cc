@@ -249,11 +249,12 @@ TEST(Consumer, StreamEndingAtItsMaxDurationIsReopenedAtOnceAndItsMessagesStillSe
   }
   held[0].Ack();
   ASSERT_TRUE(stub->Await([&] { return stub->acked.size() == 1; }));
-  // The stream reaches its planned end: it is half-closed, but this server keeps it open
-  // until its deadline, where gRPC ends it.
+  // The stream reaches its planned end (2 s before its deadline): it is half-closed, but
+  // this server keeps it open until its deadline, where gRPC ends it.
   stub->ignore_writes_done = true;
-  offset_ms = 10'000;
+  offset_ms = 8'000;
   ASSERT_TRUE(stub->Await([&] { return stub->writes_done == 1; }));
+  offset_ms = 10'000;
   stub->EndStreams(absl::DeadlineExceededError("Deadline Exceeded"));
   ASSERT_TRUE(stub->Await([&] { return stub->streams_opened == 2; }));
   stub->Deliver("b", 2);
@@ -280,8 +281,7 @@ TEST(Consumer, StreamEndingAtItsMaxDurationIsReopenedAtOnceAndItsMessagesStillSe
   std::sort(acked.begin(), acked.end());
   EXPECT_EQ(acked, (std::vector<std::string>{"a0", "a1", "a2", "b0", "b1"}));
   EXPECT_TRUE(stub->nacked.empty());
-  // The deadline is for a server that ignores the half-close, or a dead client.
-  for (auto t : stub->stream_timeouts) EXPECT_EQ(t, seconds(12));
+  for (auto t : stub->stream_timeouts) EXPECT_EQ(t, seconds(10));
 }
 
 TEST(Consumer, StreamIsHalfClosedAtItsPlannedEndAndReopenedAtOnce) {
@@ -297,9 +297,9 @@ TEST(Consumer, StreamIsHalfClosedAtItsPlannedEndAndReopenedAtOnce) {
   stub->Deliver("a", 1);
   auto held = Pop(*c);
   ASSERT_TRUE(held.has_value());
-  // Idle at its planned end (long before its gRPC deadline, which the fake never enforces):
+  // Idle at its planned end, 2 s before its gRPC deadline (which the fake never enforces):
   // the client half-closes it, the server ends it cleanly (OK), and the next one opens.
-  offset_ms = 10'000;
+  offset_ms = 8'000;
   ASSERT_TRUE(stub->Await([&] { return stub->streams_opened == 2; }));
   {
     std::lock_guard lock(stub->mu);
