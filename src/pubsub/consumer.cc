@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <list>
 #include <mutex>
 #include <unordered_map>
 #include <utility>
@@ -53,7 +54,14 @@ struct GooglePubsubConsumer::State {
     bool reading = false;      // the first request is written; no more writes but WritesDone
     bool pushing = false;      // the reader is handing a response to the channel
     bool half_closed = false;  // WritesDone() called (once per stream)
+    bool renewing = false;     // half-closed at its planned end, not by Stop()
     int closers = 0;           // other threads inside WritesDone()/Cancel() on it
+    SteadyClock::time_point planned_end = SteadyClock::time_point::max();
+  };
+  // Deliveries of one message to this consumer, for when the server does not count them.
+  struct DeliveryCount {
+    int count = 0;
+    std::list<std::string>::iterator lru;  // its place in delivery_lru
   };
 
   SteadyClock::time_point Now() const {
@@ -77,6 +85,10 @@ struct GooglePubsubConsumer::State {
   gcp::ExponentialBackoff settle_backoff;
   std::size_t ids_in_flight = 0;  // in an Acknowledge/ModifyAckDeadline call now
   std::vector<Slot> slots;
+  // By message id; delivery_lru holds the ids, the most recently delivered first, so the
+  // one delivered longest ago is forgotten when there are more than delivery_count_capacity.
+  std::unordered_map<std::string, DeliveryCount> delivery_counts;
+  std::list<std::string> delivery_lru;
   // Client-side flow control: messages in the channel or the pipeline, not yet settled.
   // (The emulator ignores the stream's server-side limits; Google's clients enforce both.)
   std::size_t handed_out_messages = 0;
@@ -265,6 +277,64 @@ void HalfClose(PullStream& stream) {
   if (!stream.WritesDone()) stream.Cancel();
 }
 
+// Counts a delivery of `message_id` to this consumer and returns the count (1 the first
+// time). Under s.mu.
+int CountDelivery(State& s, const std::string& message_id) {
+  if (s.options.delivery_count_capacity == 0 || message_id.empty()) return 0;
+  auto [it, inserted] = s.delivery_counts.try_emplace(message_id);
+  if (inserted) {
+    s.delivery_lru.push_front(message_id);
+  } else {
+    s.delivery_lru.erase(it->second.lru);
+    s.delivery_lru.push_front(message_id);
+  }
+  it->second.lru = s.delivery_lru.begin();
+  const int count = ++it->second.count;
+  if (s.delivery_counts.size() > s.options.delivery_count_capacity) {
+    s.delivery_counts.erase(s.delivery_lru.back());
+    s.delivery_lru.pop_back();
+    ++s.stats.delivery_counts_evicted;
+  }
+  return count;
+}
+
+// An acked message is done with: its count is no longer needed. Under s.mu.
+void ForgetDeliveries(State& s, const std::string& message_id) {
+  auto it = s.delivery_counts.find(message_id);
+  if (it == s.delivery_counts.end()) return;
+  s.delivery_lru.erase(it->second.lru);
+  s.delivery_counts.erase(it);
+}
+
+// Half-closes the streams past their planned end (max_stream_duration) whose reader is
+// waiting in Read(): the server then ends them cleanly and the reader opens the next one. (A
+// reader busy handing a response over does it itself when done.) Called by the lease thread.
+void HalfCloseExpiredStreams(State& s) {
+  std::vector<std::shared_ptr<PullStream>> to_close;
+  {
+    std::lock_guard lock(s.mu);
+    const auto now = s.Now();
+    for (auto& slot : s.slots) {
+      if (slot.stream != nullptr && slot.reading && !slot.pushing && !slot.half_closed &&
+          now >= slot.planned_end && !s.stopping) {
+        slot.half_closed = true;
+        slot.renewing = true;
+        ++slot.closers;
+        to_close.push_back(slot.stream);
+      }
+    }
+  }
+  if (to_close.empty()) return;
+  for (auto& stream : to_close) HalfClose(*stream);
+  std::lock_guard lock(s.mu);
+  for (auto& slot : s.slots) {
+    for (auto& stream : to_close) {
+      if (slot.stream == stream) --slot.closers;
+    }
+  }
+  s.cv.notify_all();
+}
+
 // Marks the consumer stopping, half-closes the streams of idle readers (a busy reader does
 // its own once it has nacked what it holds), closes the channel and resolves Done().
 void Finish(State& s, absl::Status status) {
@@ -311,11 +381,16 @@ void HandOver(const std::shared_ptr<State>& sp, std::size_t index,
   {
     std::lock_guard lock(s.mu);
     s.stats.received += static_cast<std::size_t>(response.received_messages_size());
-    for (const auto& rm : response.received_messages()) {
+    for (auto& rm : *response.mutable_received_messages()) {
       s.leases[rm.ack_id()] = State::Lease{.received = now,
                                            .next_extension = now + s.options.ack_deadline / 2,
                                            .expires = now + s.options.ack_deadline,
                                            .bytes = rm.message().ByteSizeLong()};
+      // Pub/Sub counts deliveries only for a subscription with a dead-letter policy (else
+      // 0); without one, count them here so the service's max_delivery_attempts applies.
+      if (rm.delivery_attempt() <= 0) {
+        rm.set_delivery_attempt(CountDelivery(s, rm.message().message_id()));
+      }
     }
   }
   std::weak_ptr<State> weak = sp;
@@ -325,10 +400,11 @@ void HandOver(const std::shared_ptr<State>& sp, std::size_t index,
                                       .payload = std::move(*m.mutable_data()),
                                       .publish_time = FromProto(m.publish_time())};
     messagepipeline::Attributes attributes(m.attributes().begin(), m.attributes().end());
-    auto settle = [weak, id = rm.ack_id()](bool ack) {
+    auto settle = [weak, id = rm.ack_id(), message_id = m.message_id()](bool ack) {
       auto st = weak.lock();
       if (!st) return;
       std::lock_guard lock(st->mu);
+      if (ack) ForgetDeliveries(*st, message_id);
       // An unleased id was given up on (lease expired or consumer destroyed).
       auto it = st->leases.find(id);
       if (it == st->leases.end()) return;
@@ -394,20 +470,29 @@ void ReadLoop(const std::shared_ptr<State>& sp, int index) {
     {
       std::lock_guard lock(s.mu);
       auto& slot = s.slots[slot_index];
-      if (!s.stopping || slot.half_closed) return;
+      if (slot.half_closed || (!s.stopping && s.Now() < slot.planned_end)) return;
       slot.half_closed = true;
+      slot.renewing = !s.stopping;
     }
     HalfClose(*stream);
   };
   const auto max_duration = s.options.max_stream_duration;
+  // A stream's gRPC deadline is max_stream_duration ahead: it ends the stream on the server
+  // of a client that died. A live client half-closes it a little earlier (its planned end),
+  // and the server ends it cleanly: ending it by the deadline made the emulator lose track
+  // of it (it fails on the RST_STREAM; see docs/pubsub.md).
+  const auto renew_early = std::min<std::chrono::milliseconds>(kHalfCloseGrace, max_duration / 5);
   while (true) {
-    const auto planned_end = s.Now() + max_duration;  // before the gRPC deadline is set
+    const auto opened = s.Now();
+    const auto planned_end = max_duration.count() > 0 ? opened + max_duration - renew_early
+                                                      : SteadyClock::time_point::max();
     std::shared_ptr<PullStream> stream = s.stub->StreamingPull(max_duration);
     {
       std::lock_guard lock(s.mu);
       if (s.stopping) return;
-      s.slots[slot_index] = State::Slot{.stream = stream};
+      s.slots[slot_index] = State::Slot{.stream = stream, .planned_end = planned_end};
     }
+    bool renewing = false;
     absl::Status status = absl::UnavailableError("StreamingPull: no stream");
     if (stream != nullptr) {
       v1::StreamingPullRequest request;
@@ -443,6 +528,7 @@ void ReadLoop(const std::shared_ptr<State>& sp, int index) {
         std::unique_lock lock(s.mu);
         // Nobody may be inside WritesDone()/Cancel() when the stream is finished and freed.
         s.cv.wait(lock, [&] { return s.slots[slot_index].closers == 0; });
+        renewing = s.slots[slot_index].renewing;
         s.slots[slot_index] = State::Slot{};
       }
       status = stream->Finish();
@@ -454,8 +540,10 @@ void ReadLoop(const std::shared_ptr<State>& sp, int index) {
       std::lock_guard lock(s.mu);
       if (s.stopping) return;
     }
-    if (max_duration.count() > 0 && status.code() == absl::StatusCode::kDeadlineExceeded &&
-        s.Now() >= planned_end) {
+    const bool deadline = status.code() == absl::StatusCode::kDeadlineExceeded;
+    const bool ended_cleanly = status.ok() || status.code() == absl::StatusCode::kCancelled;
+    if ((renewing && (ended_cleanly || deadline)) ||
+        (deadline && max_duration.count() > 0 && s.Now() >= opened + max_duration)) {
       // The planned end of a healthy stream, not a failure: reopen at once, as Google's
       // clients renew long-lived streams. Its messages keep their leases in `leases`.
       backoff.Reset();
@@ -522,6 +610,7 @@ void LeaseLoop(State& s) {
       }
       s.stats.extensions_sent += extend.size();
     }
+    if (!last) HalfCloseExpiredStreams(s);
     SendSettlements(s, /*retries=*/!last);
     if (!extend.empty()) SendIds(s, Kind::kExtend, std::move(extend));
     std::lock_guard lock(s.mu);
@@ -561,6 +650,9 @@ absl::StatusOr<std::unique_ptr<GooglePubsubConsumer>> GooglePubsubConsumer::Crea
   }
   if (options.ack_flush_interval.count() <= 0) {
     return absl::InvalidArgumentError("consumer: ack_flush_interval must be positive");
+  }
+  if (options.delivery_count_capacity > 10'000'000) {
+    return absl::InvalidArgumentError("consumer: delivery_count_capacity must be 0..10000000");
   }
   if (options.max_stream_duration.count() != 0 &&
       options.max_stream_duration < std::chrono::seconds(1)) {
@@ -713,6 +805,7 @@ GooglePubsubConsumer::Stats GooglePubsubConsumer::stats() const {
   out.outstanding_messages = state_->handed_out_messages;
   out.outstanding_bytes = state_->handed_out_bytes;
   out.streams_waiting_for_flow_control = state_->flow_waiting;
+  out.delivery_counts = state_->delivery_counts.size();
   return out;
 }
 

@@ -19,6 +19,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "bigquery_test_server.h"
 #include "dataflow/cache/firestore.h"
@@ -465,6 +466,47 @@ TEST_P(PipelineKillTest, AKilledServiceLosesNothingAfterRestart) {
 INSTANTIATE_TEST_SUITE_P(EachServiceKind, PipelineKillTest,
                          ::testing::Values("ingestion", "enrichment", "bigquery", "icestore"),
                          [](const auto& info) { return std::string(info.param); });
+
+// The default flush_interval (1 min) holds a partial batch far longer than the 10 s ack
+// deadline: the consumer's lease extensions (across stream renewals every 10 s) must keep it
+// from being redelivered, and SIGTERM flushes it. Without faults: every reading exactly once.
+TEST_F(PipelineTest, HeldPartialBatchIsNotRedeliveredAndStoppingStoresItOnce) {
+  // BigQueryYaml() with the default flush_interval and full batches of 100.
+  const std::string bigquery =
+      "  - name: bigquery\n"
+      "    bigquery:\n"
+      "      source: {pubsub: {subscription: " +
+      Topic("enriched-bigquery") + ", topic: " + Topic("enriched") + kLeaseAndStream +
+      "}}\n"
+      "      batch_size: 100\n"
+      "      table: {dataset: " +
+      kDataset + ", table: " + Table() + ", create_dataset: true, rest_endpoint: \"" +
+      g_servers->bigquery->rest_endpoint() + "\", grpc_endpoint: \"" +
+      g_servers->bigquery->grpc_endpoint() + "\"}\n";
+  ASSERT_NE(StartDataflow("held", bigquery + EnrichmentYaml("enrichment") + IngestionYaml()),
+            nullptr);
+  constexpr int kReadings = 250;
+  PublishReadings(0, kReadings);
+  auto received = [&] {
+    return Metric("held", "dataflow_messages_received_total", "service=\"bigquery\"");
+  };
+  // Two full batches stored, the rest of the readings received and held.
+  ASSERT_TRUE(WaitFor([&] { return Rows().total >= 200 && received() >= kReadings; },
+                      std::chrono::seconds(60)))
+      << Rows().total << " rows, " << received() << " received";
+  // Past the ack deadline (10 s) and a stream renewal: nothing more arrives.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(12);
+  while (std::chrono::steady_clock::now() < until) {
+    ASSERT_EQ(received(), kReadings);
+    ASSERT_EQ(Rows().total, 200u);  // the 50 are held for the flush interval
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  EXPECT_EQ(StopAndExitCode("held"), 0) << Slurp(processes_["held"]->log_path());
+  const Seen rows = Rows();
+  EXPECT_EQ(rows.total, static_cast<std::size_t>(kReadings));
+  EXPECT_EQ(rows.distinct(), static_cast<std::size_t>(kReadings));
+  EXPECT_EQ(rows.duplicates(), 0u);
+}
 
 // A sink that keeps failing: at SIGTERM the messages it holds are nacked, the process says
 // so and exits 1 (the broker redelivers them; nothing is acked that was not stored).

@@ -8,8 +8,9 @@
 // with a retryable error are retried with backoff for as long as the message's lease lasts;
 // past it they are counted (Stats::settles_expired) and logged. A stream that ends with a
 // retryable error (UNAVAILABLE, ...) is reopened with exponential backoff and jitter; one
-// that reaches its planned end (max_stream_duration) is reopened at once, and the messages
-// it delivered stay leased and are settled as usual (acks go by Acknowledge, not the stream);
+// that reaches its planned end (max_stream_duration) is half-closed and reopened at once, and
+// the messages it delivered stay leased and are settled as usual (acks go by Acknowledge);
+// Message::delivery_attempt is the server's count or, without one, this consumer's own;
 // NOT_FOUND / PERMISSION_DENIED / INVALID_ARGUMENT stop the consumer with that error in
 // Done(). Start() checks the subscription first, so a missing one fails there.
 // Stop(deadline) half-closes the streams, nacks what never reached the channel, closes the
@@ -49,11 +50,18 @@ struct ConsumerOptions {
   // Stop extending a message's deadline this long after it arrived (Go: 60 min).
   std::chrono::milliseconds max_lease_extension{std::chrono::minutes(60)};
   std::chrono::milliseconds ack_flush_interval{100};
-  // Each StreamingPull stream gets a gRPC deadline this far ahead and is reopened at once
-  // (no backoff, no warning) when it ends there; 0: no deadline. The deadline is what ends
-  // a dead client's stream on the emulator, which otherwise keeps leasing messages into it;
-  // see docs/pubsub.md for the default.
+  // Each StreamingPull stream gets a gRPC deadline this far ahead, which is what ends a dead
+  // client's stream on the server (the emulator otherwise keeps leasing messages into it;
+  // see docs/pubsub.md for the default). A live client half-closes it a little earlier
+  // (2 s, or a fifth of it if shorter), so the server ends it cleanly, and opens the next
+  // at once (no backoff, no warning). 0: neither.
   std::chrono::milliseconds max_stream_duration{std::chrono::seconds(60)};
+  // When the server does not count deliveries (Message::delivery_attempt; Pub/Sub does only
+  // for a subscription with a dead-letter policy) the consumer counts the deliveries it saw
+  // of each message id, so a service's max_delivery_attempts still ends a redelivery loop.
+  // An ack forgets the message; past this many ids the one delivered longest ago is
+  // forgotten. Each consumer counts only its own deliveries. 0: no counting (attempt 0).
+  std::size_t delivery_count_capacity = 100'000;
   gcp::BackoffOptions reconnect_backoff{.initial = std::chrono::milliseconds(100),
                                         .maximum = std::chrono::seconds(10),
                                         .multiplier = 2.0};
@@ -92,6 +100,8 @@ class GooglePubsubConsumer : public messagepipeline::MessageConsumer {
     std::size_t outstanding_messages = 0;
     std::size_t outstanding_bytes = 0;
     std::size_t streams_waiting_for_flow_control = 0;
+    std::size_t delivery_counts = 0;          // message ids counted now (not acked)
+    std::size_t delivery_counts_evicted = 0;  // forgotten over delivery_count_capacity
   };
   [[nodiscard]] Stats stats() const;
 

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "dataflow/messagepipeline/dead_letter.h"
 #include "dataflow/messagepipeline/errors.h"
 #include "dataflow/messagepipeline/logging.h"
 #include "dataflow/messagepipeline/streaming_service.h"
@@ -356,6 +357,63 @@ TEST_F(PubsubEmulatorTest, StreamingServiceProcessesEachMessageOnce) {
   EXPECT_TRUE(::dataflow::testing::WaitFor(
       [&] { return consumer->stats().acks_sent >= static_cast<std::size_t>(kN); }, seconds(10)));
   EXPECT_EQ(consumer->stats().nacks_sent, 0u);
+}
+
+// Stores what it is given (Send is called from the service's workers).
+class RecordingDeadLetters : public messagepipeline::DeadLetterSink {
+ public:
+  absl::Status Send(const Message& message, const absl::Status& reason, std::string_view) override {
+    std::lock_guard lock(mu);
+    payloads.push_back(message.data.payload);
+    attempts.push_back(message.delivery_attempt);
+    reasons.push_back(reason);
+    return absl::OkStatus();
+  }
+  std::mutex mu;
+  std::vector<std::string> payloads;
+  std::vector<int> attempts;
+  std::vector<absl::Status> reasons;
+};
+
+// A subscription without a dead-letter policy, where the server reports no delivery attempt:
+// the consumer counts them, so a message that always fails with a transient error is
+// dead-lettered once it has been tried max_delivery_attempts times instead of looping.
+TEST_F(PubsubEmulatorTest, AlwaysFailingMessageIsDeadLetteredAfterMaxDeliveryAttempts) {
+  PublishRaw({"poison"});
+  std::shared_ptr<GooglePubsubConsumer> consumer = Consumer({.ack_deadline = seconds(10)});
+  auto dead = std::make_shared<RecordingDeadLetters>();
+  std::mutex mu;
+  std::vector<int> tried;  // delivery_attempt of each processing
+  auto service = messagepipeline::StreamingService<std::string>::Create(
+      {.name = "poison", .dead_letter = dead, .max_delivery_attempts = 3}, consumer,
+      [](const Message& m) -> absl::StatusOr<std::optional<std::string>> {
+        return std::optional<std::string>(m.data.payload);
+      },
+      [&](Message& m, std::string&) {
+        std::lock_guard lock(mu);
+        tried.push_back(m.delivery_attempt);
+        return absl::UnavailableError("the sink is down");  // transient: nacked
+      });
+  ASSERT_TRUE(service.ok()) << service.status();
+  ASSERT_TRUE((*service)->Start().ok());
+  ASSERT_TRUE(::dataflow::testing::WaitFor(
+      [&] {
+        std::lock_guard lock(dead->mu);
+        return !dead->payloads.empty();
+      },
+      seconds(60)));
+  // Acked once dead-lettered: it must not come back.
+  EXPECT_TRUE(
+      ::dataflow::testing::WaitFor([&] { return consumer->stats().acks_sent == 1; }, seconds(10)));
+  ASSERT_TRUE((*service)->Stop(seconds(10)).ok());
+  {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(tried, (std::vector<int>{1, 2, 3}));
+  }
+  std::lock_guard lock(dead->mu);
+  EXPECT_EQ(dead->payloads, std::vector<std::string>{"poison"});
+  EXPECT_EQ(dead->attempts, std::vector<int>{4});
+  EXPECT_EQ(consumer->stats().delivery_counts, 0u);
 }
 
 // The emulator ends a stream at its gRPC deadline; the consumer opens the next one at once

@@ -249,7 +249,11 @@ TEST(Consumer, StreamEndingAtItsMaxDurationIsReopenedAtOnceAndItsMessagesStillSe
   }
   held[0].Ack();
   ASSERT_TRUE(stub->Await([&] { return stub->acked.size() == 1; }));
-  // The stream reaches its deadline, as gRPC ends it.
+  // The stream reaches its planned end (2 s before its deadline): it is half-closed, but
+  // this server keeps it open until its deadline, where gRPC ends it.
+  stub->ignore_writes_done = true;
+  offset_ms = 8'000;
+  ASSERT_TRUE(stub->Await([&] { return stub->writes_done == 1; }));
   offset_ms = 10'000;
   stub->EndStreams(absl::DeadlineExceededError("Deadline Exceeded"));
   ASSERT_TRUE(stub->Await([&] { return stub->streams_opened == 2; }));
@@ -265,6 +269,7 @@ TEST(Consumer, StreamEndingAtItsMaxDurationIsReopenedAtOnceAndItsMessagesStillSe
   // ... and acks of messages from the ended stream reach the server.
   for (std::size_t i = 1; i < held.size(); ++i) held[i].Ack();
   ASSERT_TRUE(stub->Await([&] { return stub->acked.size() == 5; }));
+  stub->ignore_writes_done = false;
   EXPECT_TRUE(StopWithin(*c, seconds(10)).ok());
   auto stats = c->stats();
   EXPECT_EQ(stats.stream_renewals, 1u);
@@ -277,6 +282,108 @@ TEST(Consumer, StreamEndingAtItsMaxDurationIsReopenedAtOnceAndItsMessagesStillSe
   EXPECT_EQ(acked, (std::vector<std::string>{"a0", "a1", "a2", "b0", "b1"}));
   EXPECT_TRUE(stub->nacked.empty());
   for (auto t : stub->stream_timeouts) EXPECT_EQ(t, seconds(10));
+}
+
+TEST(Consumer, StreamIsHalfClosedAtItsPlannedEndAndReopenedAtOnce) {
+  LogCapture log;
+  auto stub = std::make_shared<FakeStub>();
+  std::atomic<std::int64_t> offset_ms{0};
+  auto o = Options();
+  o.max_stream_duration = seconds(10);
+  o.reconnect_backoff = {.initial = std::chrono::hours(1), .maximum = std::chrono::hours(1)};
+  o.clock = [&] { return steady_clock::now() + milliseconds(offset_ms.load()); };
+  auto c = Start(stub, o);
+  ASSERT_TRUE(stub->Await([&] { return stub->streams_opened == 1; }));
+  stub->Deliver("a", 1);
+  auto held = Pop(*c);
+  ASSERT_TRUE(held.has_value());
+  // Idle at its planned end, 2 s before its gRPC deadline (which the fake never enforces):
+  // the client half-closes it, the server ends it cleanly (OK), and the next one opens.
+  offset_ms = 8'000;
+  ASSERT_TRUE(stub->Await([&] { return stub->streams_opened == 2; }));
+  {
+    std::lock_guard lock(stub->mu);
+    EXPECT_EQ(stub->writes_done, 1);
+  }
+  // The next stream delivers, and the first stream's message still acks.
+  stub->Deliver("b", 1);
+  auto next = Pop(*c);
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->data.payload, "b0");
+  held->Ack();
+  next->Ack();
+  ASSERT_TRUE(stub->Await([&] { return stub->acked.size() == 2; }));
+  EXPECT_TRUE(StopWithin(*c, seconds(10)).ok());
+  EXPECT_EQ(c->stats().stream_renewals, 1u);
+  EXPECT_EQ(c->stats().reconnects, 0u);
+  EXPECT_FALSE(log.Contains("pubsub stream ended"));
+}
+
+// Pops the next message and checks its delivery attempt.
+void ExpectAttempt(GooglePubsubConsumer& c, const std::string& payload, int attempt) {
+  auto m = Pop(c);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->data.payload, payload);
+  EXPECT_EQ(m->delivery_attempt, attempt) << payload;
+  m->Nack();
+}
+
+TEST(Consumer, DeliveryAttemptsAreCountedByTheConsumerWhenTheServerDoesNot) {
+  auto stub = std::make_shared<FakeStub>();
+  auto c = Start(stub);
+  // No dead-letter policy: the server says 0 every time.
+  for (int i = 1; i <= 3; ++i) {
+    stub->Redeliver("m", "m-" + std::to_string(i));
+    ExpectAttempt(*c, "m", i);
+  }
+  EXPECT_EQ(c->stats().delivery_counts, 1u);
+  // The server's count wins when it gives one.
+  stub->Redeliver("s", "s-1", 7);
+  ExpectAttempt(*c, "s", 7);
+  // An acked message is forgotten: a later copy (a redelivery after a lost ack) is attempt 1.
+  stub->Redeliver("m", "m-4");
+  auto m = Pop(*c);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->delivery_attempt, 4);
+  m->Ack();
+  EXPECT_EQ(c->stats().delivery_counts, 0u);
+  stub->Redeliver("m", "m-5");
+  ExpectAttempt(*c, "m", 1);
+  EXPECT_TRUE(StopWithin(*c, seconds(10)).ok());
+}
+
+TEST(Consumer, DeliveryCountsAreBoundedForgettingTheLeastRecentlyDelivered) {
+  auto stub = std::make_shared<FakeStub>();
+  auto o = Options();
+  o.delivery_count_capacity = 2;
+  auto c = Start(stub, o);
+  stub->Redeliver("x", "x-1");
+  ExpectAttempt(*c, "x", 1);
+  stub->Redeliver("y", "y-1");
+  ExpectAttempt(*c, "y", 1);
+  stub->Redeliver("x", "x-2");  // x is now the most recent: y goes first
+  ExpectAttempt(*c, "x", 2);
+  stub->Redeliver("z", "z-1");
+  ExpectAttempt(*c, "z", 1);
+  stub->Redeliver("y", "y-2");  // forgotten: counted afresh (and x, now the oldest, goes)
+  ExpectAttempt(*c, "y", 1);
+  stub->Redeliver("z", "z-2");
+  ExpectAttempt(*c, "z", 2);
+  EXPECT_EQ(c->stats().delivery_counts, 2u);
+  EXPECT_EQ(c->stats().delivery_counts_evicted, 2u);
+  EXPECT_TRUE(StopWithin(*c, seconds(10)).ok());
+}
+
+TEST(Consumer, DeliveryCountingCanBeTurnedOff) {
+  auto stub = std::make_shared<FakeStub>();
+  auto o = Options();
+  o.delivery_count_capacity = 0;
+  auto c = Start(stub, o);
+  stub->Redeliver("m", "m-1");
+  ExpectAttempt(*c, "m", 0);
+  stub->Redeliver("m", "m-2");
+  ExpectAttempt(*c, "m", 0);
+  EXPECT_TRUE(StopWithin(*c, seconds(10)).ok());
 }
 
 TEST(Consumer, DeadlineExceededBeforeTheStreamsPlannedEndIsAnErrorWithBackoff) {
@@ -305,6 +412,7 @@ TEST(Consumer, MaxStreamDurationIsZeroOrAtLeastOneSecond) {
   EXPECT_TRUE(StopWithin(*c, seconds(10)).ok());
   std::lock_guard lock(stub->mu);
   EXPECT_EQ(stub->stream_timeouts, (std::vector<milliseconds>{milliseconds(0)}));
+  EXPECT_EQ(stub->writes_done, 1);  // by Stop only
 }
 
 }  // namespace

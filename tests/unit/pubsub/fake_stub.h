@@ -43,6 +43,9 @@ class FakeStub : public PubsubStub, public std::enable_shared_from_this<FakeStub
   // ignore half-close and cancel (hang_streams).
   std::atomic<bool> hang_settles{false};
   std::atomic<bool> hang_streams{false};
+  // A half-close is counted (writes_done) but does not end the stream, as a server that keeps
+  // a half-closed stream open until its deadline.
+  std::atomic<bool> ignore_writes_done{false};
 
   absl::StatusOr<v1::PublishResponse> Publish(const v1::PublishRequest& request,
                                               std::chrono::milliseconds) override {
@@ -134,6 +137,20 @@ class FakeStub : public PubsubStub, public std::enable_shared_from_this<FakeStub
     responses.push_back(std::move(r));
     cv.notify_all();
   }
+  // Queues a response of one message, as a (re)delivery: `ack_id` differs per delivery, the
+  // message id does not; `delivery_attempt` is the server's count (0: none).
+  void Redeliver(const std::string& message_id, const std::string& ack_id,
+                 int delivery_attempt = 0) {
+    v1::StreamingPullResponse r;
+    auto* rm = r.add_received_messages();
+    rm->set_ack_id(ack_id);
+    rm->set_delivery_attempt(delivery_attempt);
+    rm->mutable_message()->set_data(message_id);
+    rm->mutable_message()->set_message_id(message_id);
+    std::lock_guard lock(mu);
+    responses.push_back(std::move(r));
+    cv.notify_all();
+  }
   // Ends the streams open now with `status` (Finish() returns it), as the server does at a
   // stream's deadline; responses queued later go to the next stream.
   void EndStreams(absl::Status status) {
@@ -173,6 +190,7 @@ class FakeStub : public PubsubStub, public std::enable_shared_from_this<FakeStub
   int end_generation = 0;
   int streams_opened = 0;
   int streams_open = 0;
+  int writes_done = 0;  // half-closes
   bool released = false;
 
  private:
@@ -207,7 +225,15 @@ class FakeStub : public PubsubStub, public std::enable_shared_from_this<FakeStub
       s.responses.pop_front();
       return true;
     }
-    bool WritesDone() override { return End(); }
+    bool WritesDone() override {
+      {
+        std::lock_guard lock(stub_->mu);
+        ++stub_->writes_done;
+        stub_->cv.notify_all();
+      }
+      if (stub_->ignore_writes_done) return true;
+      return End();
+    }
     void Cancel() override { End(); }
     absl::Status Finish() override {
       std::lock_guard lock(stub_->mu);
