@@ -511,7 +511,12 @@ TEST_F(PipelineTest, HeldPartialBatchIsNotRedeliveredAndStoppingStoresItOnce) {
 // A sink that keeps failing: at SIGTERM the messages it holds are nacked, the process says
 // so and exits 1 (the broker redelivers them; nothing is acked that was not stored).
 TEST_F(PipelineTest, NackedAtStopMeansExitCode1) {
-  ASSERT_NE(StartDataflow("failing", IngestionYaml() + EnrichmentYaml("enrichment") + SinksYaml()),
+  // Attempts enough to outlast the test: the readings must still be nacked when it stops
+  // (with the default 5 they would be given up on and dropped, and the stop would be clean).
+  std::string sinks = SinksYaml();
+  const std::string batch = "      batch_size: 50\n";
+  sinks.replace(sinks.find(batch), batch.size(), batch + "      max_delivery_attempts: 1000\n");
+  ASSERT_NE(StartDataflow("failing", IngestionYaml() + EnrichmentYaml("enrichment") + sinks),
             nullptr);
   g_servers->bigquery->FailNextAppends(1000000, absl::UnavailableError("injected outage"));
   PublishReadings(0, 100);
