@@ -412,7 +412,7 @@ class InProcessPublisher final : public MessagePublisher {
     MessageData data;
     data.payload = std::move(message.payload);
     broker->PublishAsync(topic, std::move(data), std::move(message.attributes),
-                         std::move(message.ordering_key), std::move(done));
+                         std::move(message.ordering_key), done);
   }
 
   absl::Status Stop(Deadline /*deadline*/) override {
@@ -467,7 +467,7 @@ absl::Status InProcessBroker::CreateSubscription(std::string_view subscription,
 absl::StatusOr<std::string> InProcessBroker::Enqueue(std::string_view topic, MessageData data,
                                                      Attributes attributes,
                                                      std::string ordering_key,
-                                                     InProcessPublishCallback done) {
+                                                     const InProcessPublishCallback& done) {
   std::vector<std::shared_ptr<InProcessSubscription>> subs;
   {
     std::lock_guard lock(mu_);
@@ -496,8 +496,7 @@ absl::StatusOr<std::string> InProcessBroker::Enqueue(std::string_view topic, Mes
   }
   if (data.publish_time == Clock::time_point{}) data.publish_time = Clock::now();
   std::string id = data.id;
-  auto tracker =
-      done ? std::make_shared<PublishTracker>(id, subs.size(), std::move(done)) : nullptr;
+  auto tracker = done ? std::make_shared<PublishTracker>(id, subs.size(), done) : nullptr;
   auto make_entry = [&](bool may_move) {
     InProcessSubscription::Entry entry;
     entry.data = may_move ? std::move(data) : data;
@@ -515,7 +514,7 @@ absl::StatusOr<std::string> InProcessBroker::Enqueue(std::string_view topic, Mes
 }
 
 void InProcessBroker::PublishAsync(std::string_view topic, MessageData data, Attributes attributes,
-                                   std::string ordering_key, InProcessPublishCallback done) {
+                                   std::string ordering_key, const InProcessPublishCallback& done) {
   auto enqueued =
       Enqueue(topic, std::move(data), std::move(attributes), std::move(ordering_key), done);
   // On success `done` belongs to the subscriptions' acks; an error never reached them.

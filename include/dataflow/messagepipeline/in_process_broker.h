@@ -87,7 +87,7 @@ class InProcessBroker : public std::enable_shared_from_this<InProcessBroker> {
   // Errors (passed to `done`): NotFound for an unknown topic, FailedPrecondition for a topic
   // without subscriptions, ResourceExhausted when a subscription stayed full.
   void PublishAsync(std::string_view topic, MessageData data, Attributes attributes,
-                    std::string ordering_key, InProcessPublishCallback done);
+                    std::string ordering_key, const InProcessPublishCallback& done);
   // Enqueues and returns the message id (assigned when data.id is empty) without waiting for
   // the acks: for tests and tools that watch the subscriptions themselves.
   absl::StatusOr<std::string> Publish(std::string_view topic, MessageData data,
@@ -110,7 +110,7 @@ class InProcessBroker : public std::enable_shared_from_this<InProcessBroker> {
   // An error is returned, not passed to `done`.
   absl::StatusOr<std::string> Enqueue(std::string_view topic, MessageData data,
                                       Attributes attributes, std::string ordering_key,
-                                      InProcessPublishCallback done);
+                                      const InProcessPublishCallback& done);
 
   const InProcessBrokerOptions options_;
   mutable std::mutex mu_;
