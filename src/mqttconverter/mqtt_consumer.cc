@@ -324,10 +324,10 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
     channel_.Close();
     if (live) {
       conn->WaitSettled(deadline);
-      runner_.request_stop();  // the broker closing the socket after DISCONNECT is expected
       conn->Write(mi::EncodeDisconnect());
       // Bounded by the deadline, not write_timeout: a broker that stopped reading must not
-      // hold up Stop; what was not written is reported below.
+      // hold up Stop; what was not written is reported below. The reader keeps the connection
+      // open meanwhile (stopping it first let it close the socket under acks still queued).
       conn->Flush(deadline);
     }
     StopThreads();  // closes the connection
@@ -515,7 +515,8 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
         ReportFirst(s.ok() ? absl::UnavailableError("mqtt: connection ended before SUBACK") : s);
         return;
       }
-      if (st.stop_requested()) return;
+      // The broker closing the socket after our DISCONNECT is expected, not a lost connection.
+      if (st.stop_requested() || stopping_.load()) return;
       if (end.granted) failures = refusals = 0;
       refusals = end.refused ? refusals + 1 : 0;
       if (refusals >= config_.max_subscribe_refusals) {
