@@ -16,12 +16,8 @@
 
 #include <absl/status/statusor.h>
 
-#include <chrono>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <span>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -32,44 +28,10 @@
 
 namespace dataflow::bqstore {
 
-// A BatchingService that also cancels the inserter's write in flight at the stop deadline
-// (BatchingService alone would wait for the processor call to return).
+// A BatchingService whose stop deadline also cancels the inserter's write in flight (see
+// NewBigQueryService).
 template <typename T>
-class BigQueryService {
- public:
-  BigQueryService(std::unique_ptr<messagepipeline::BatchingService<T>> service,
-                  std::shared_ptr<DataBatchInserter<T>> inserter)
-      : service_(std::move(service)), inserter_(std::move(inserter)) {}
-
-  absl::Status Start() { return service_->Start(); }
-  absl::Status Stop(messagepipeline::Deadline deadline) {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool stopped = false;
-    std::jthread canceller([&] {
-      std::unique_lock lock(mu);
-      if (!cv.wait_until(lock, deadline, [&] { return stopped; })) inserter_->Cancel();
-    });
-    absl::Status result = service_->Stop(deadline);
-    {
-      std::lock_guard lock(mu);
-      stopped = true;
-    }
-    cv.notify_all();
-    return result;  // `canceller` joins here
-  }
-  absl::Status Stop(std::chrono::steady_clock::duration timeout) {
-    return Stop(std::chrono::steady_clock::now() + timeout);
-  }
-  void Wait() { service_->Wait(); }
-  void FlushPromptly() { service_->FlushPromptly(); }  // see BatchingService
-  [[nodiscard]] messagepipeline::ServiceMetrics metrics() const { return service_->metrics(); }
-  [[nodiscard]] bool draining_past_deadline() const { return service_->draining_past_deadline(); }
-
- private:
-  std::unique_ptr<messagepipeline::BatchingService<T>> service_;
-  std::shared_ptr<DataBatchInserter<T>> inserter_;
-};
+using BigQueryService = messagepipeline::BatchingService<T>;
 
 // The batch processor on its own, for use in a custom service.
 template <typename T>
@@ -124,11 +86,12 @@ absl::StatusOr<std::unique_ptr<BigQueryService<T>>> NewBigQueryService(
     messagepipeline::MessageTransformer<T> transformer,
     std::shared_ptr<DataBatchInserter<T>> inserter) {
   if (!inserter) return absl::InvalidArgumentError(options.name + ": inserter is null");
-  auto processor = InserterBatchProcessor<T>(inserter, options.dead_letter, options.name);
-  auto service = messagepipeline::BatchingService<T>::Create(
-      std::move(options), std::move(consumer), std::move(transformer), std::move(processor));
-  if (!service.ok()) return service.status();
-  return std::make_unique<BigQueryService<T>>(*std::move(service), std::move(inserter));
+  // BatchingService alone would wait at the deadline for a processor call BigQuery never answers.
+  options.on_stop_deadline = [inserter] { inserter->Cancel(); };
+  auto processor =
+      InserterBatchProcessor<T>(std::move(inserter), options.dead_letter, options.name);
+  return BigQueryService<T>::Create(std::move(options), std::move(consumer), std::move(transformer),
+                                    std::move(processor));
 }
 
 }  // namespace dataflow::bqstore

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -30,6 +31,9 @@ struct BatchingServiceOptions {
   std::chrono::milliseconds flush_interval = std::chrono::minutes(1);  // likewise
   std::shared_ptr<DeadLetterSink> dead_letter;
   int max_delivery_attempts = kDefaultMaxDeliveryAttempts;  // 0: unlimited
+  // Optional: runs once if a Stop() deadline expires before the pipeline drained, so a sink
+  // can abort the write it is blocked in (the batch it fails is nacked); e.g. BigQuery's.
+  std::function<void()> on_stop_deadline;
 };
 
 template <typename T>
@@ -67,7 +71,8 @@ class BatchingService {
   absl::Status Start() {
     return pool_.Start({.handle_batch = [this](std::span<Message> batch) { HandleBatch(batch); },
                         .tail = [this] { BatchLoop(); },
-                        .on_workers_done = [this] { items_.Close(); }});
+                        .on_workers_done = [this] { items_.Close(); },
+                        .on_abort = options_.on_stop_deadline});
   }
   absl::Status Stop(Deadline deadline) { return pool_.Stop(deadline); }
   absl::Status Stop(std::chrono::steady_clock::duration timeout) {
