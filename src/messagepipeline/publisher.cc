@@ -2,12 +2,6 @@
 
 namespace dataflow::messagepipeline {
 
-std::future<absl::StatusOr<std::string>> ReadyFuture(absl::StatusOr<std::string> value) {
-  std::promise<absl::StatusOr<std::string>> promise;
-  promise.set_value(std::move(value));
-  return promise.get_future();
-}
-
 std::future<absl::StatusOr<std::string>> MessagePublisher::Publish(const std::string& topic,
                                                                    OutgoingMessage message) {
   auto promise = std::make_shared<std::promise<absl::StatusOr<std::string>>>();

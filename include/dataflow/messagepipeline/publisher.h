@@ -48,7 +48,4 @@ class MessagePublisher {
 AsyncMessageProcessor PublishEnvelope(std::shared_ptr<MessagePublisher> publisher,
                                       std::string topic);
 
-// A future that is already resolved; for synchronous publishers.
-std::future<absl::StatusOr<std::string>> ReadyFuture(absl::StatusOr<std::string> value);
-
 }  // namespace dataflow::messagepipeline
