@@ -3,7 +3,7 @@
 #   1. the full suite (labels unit, integration, e2e) in the dev build;
 #   2. the core unit tests under ASan+UBSan;
 #   3. the concurrency tests under TSan;
-#   4. the libFuzzer target for the MessageData decoder, bounded, over the seed corpus.
+#   4. every libFuzzer target under tests/fuzz, bounded, over its committed seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc)}
@@ -51,25 +51,30 @@ run_suite "all tests" dev
 run_suite "unit tests under ASan+UBSan" asan -L unit
 run_suite "concurrency tests under TSan" tsan -L concurrency
 
-echo "=== fuzzing the MessageData decoder (bounded)"
+echo "=== fuzzing (bounded): every target under tests/fuzz"
 cmake --preset fuzz >/dev/null
-cmake --build --preset fuzz -j "$JOBS" --target message_data_fuzzer
-# libFuzzer adds what it finds to its first corpus directory: give it a scratch copy so the
-# committed seeds stay as they are.
-fuzz_dir=$(mktemp -d)
-cp tests/fuzz/corpus/message_data/* "$fuzz_dir"/
-if build/fuzz/tests/fuzz/message_data_fuzzer -runs="${FUZZ_RUNS:-200000}" -max_len=4096 \
-    "$fuzz_dir" >/tmp/dataflow-fuzz.log 2>&1; then
-  summary+=("fuzzing: ok ($(grep -o 'Done [0-9]* runs' /tmp/dataflow-fuzz.log))")
-  passed_total=$((passed_total + 1))
-else
-  tail -40 /tmp/dataflow-fuzz.log
-  summary+=("fuzzing: FAILED (see /tmp/dataflow-fuzz.log)")
-  failed=1
-  failed_total=$((failed_total + 1))
-fi
-
-rm -rf "$fuzz_dir"
+mapfile -t fuzzers < build/fuzz/fuzzers.txt
+cmake --build --preset fuzz -j "$JOBS" --target "${fuzzers[@]/%/_fuzzer}"
+# Each target runs with the flags in tests/fuzz/<name>/options over a scratch copy of its
+# committed seeds (libFuzzer adds what it finds to its first corpus directory).
+# FUZZ_SECONDS caps each run (the options' -runs= is the normal bound).
+for name in "${fuzzers[@]}"; do
+  fuzz_dir=$(mktemp -d)
+  cp -r "tests/fuzz/$name/corpus/." "$fuzz_dir"/
+  read -r -a options < "tests/fuzz/$name/options"
+  fuzz_log=/tmp/dataflow-fuzz-$name.log
+  if "build/fuzz/tests/fuzz/$name/${name}_fuzzer" "${options[@]}" \
+      -max_total_time="${FUZZ_SECONDS:-60}" "$fuzz_dir" >"$fuzz_log" 2>&1; then
+    summary+=("fuzzing $name: ok ($(grep -o 'Done [0-9]* runs' "$fuzz_log"))")
+    passed_total=$((passed_total + 1))
+  else
+    tail -40 "$fuzz_log"
+    summary+=("fuzzing $name: FAILED (see $fuzz_log)")
+    failed=1
+    failed_total=$((failed_total + 1))
+  fi
+  rm -rf "$fuzz_dir"
+done
 
 echo "=== summary"
 printf '%s\n' "${summary[@]}"
