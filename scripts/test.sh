@@ -64,7 +64,7 @@ for name in "${fuzzers[@]}"; do
   read -r -a options < "tests/fuzz/$name/options"
   fuzz_log=/tmp/dataflow-fuzz-$name.log
   if "build/fuzz/tests/fuzz/$name/${name}_fuzzer" "${options[@]}" \
-      -max_total_time="${FUZZ_SECONDS:-60}" "$fuzz_dir" >"$fuzz_log" 2>&1; then
+      -max_total_time="${FUZZ_SECONDS:-30}" "$fuzz_dir" >"$fuzz_log" 2>&1; then
     summary+=("fuzzing $name: ok ($(grep -o 'Done [0-9]* runs' "$fuzz_log"))")
     passed_total=$((passed_total + 1))
   else
