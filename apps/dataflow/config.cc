@@ -427,13 +427,14 @@ void ReadEnrichment(Reader& r, const YAML::Node& node, const std::string& path,
 
 void ReadBigQuery(Reader& r, const YAML::Node& node, const std::string& path, BigQueryConfig& out) {
   if (!r.Map(node, path,
-             {"source", "batch_size", "flush_interval", "table", "sqlite", "dead_letter_topic",
-              "workers", "max_delivery_attempts"})) {
+             {"source", "batch_size", "flush_interval", "flush_when_idle", "table", "sqlite",
+              "dead_letter_topic", "workers", "max_delivery_attempts"})) {
     return;
   }
   ReadSource(r, node, path, out.source);
   r.Integer(node, "batch_size", path, out.batch_size, 1, 100000);
   r.Dur(node, "flush_interval", path, out.flush_interval);
+  r.Bool(node, "flush_when_idle", path, out.flush_when_idle);
   r.Integer(node, "workers", path, out.workers, 1, kMaxWorkers);
   r.String(node, "dead_letter_topic", path, out.dead_letter_topic);
   r.Integer(node, "max_delivery_attempts", path, out.max_delivery_attempts, 1, 1000);
@@ -467,13 +468,14 @@ void ReadBigQuery(Reader& r, const YAML::Node& node, const std::string& path, Bi
 
 void ReadIceStore(Reader& r, const YAML::Node& node, const std::string& path, IceStoreConfig& out) {
   if (!r.Map(node, path,
-             {"source", "batch_size", "flush_interval", "gcs", "local", "dead_letter_topic",
-              "workers", "max_delivery_attempts", "group_by"})) {
+             {"source", "batch_size", "flush_interval", "flush_when_idle", "gcs", "local",
+              "dead_letter_topic", "workers", "max_delivery_attempts", "group_by"})) {
     return;
   }
   ReadSource(r, node, path, out.source);
   r.Integer(node, "batch_size", path, out.batch_size, 1, 1000000);
   r.Dur(node, "flush_interval", path, out.flush_interval);
+  r.Bool(node, "flush_when_idle", path, out.flush_when_idle);
   r.Integer(node, "workers", path, out.workers, 1, kMaxWorkers);
   if (const YAML::Node g = node["group_by"]) {
     const std::string value = g.IsScalar() ? g.Scalar() : "";

@@ -103,6 +103,7 @@ struct BigQueryConfig {
   SourceConfig source;
   std::size_t batch_size = 100;
   std::chrono::milliseconds flush_interval{std::chrono::minutes(1)};
+  bool flush_when_idle = false;  // also flush a partial batch when no input is waiting
   struct Table {
     std::string project;  // empty: the program's project
     std::string dataset;
@@ -132,6 +133,7 @@ struct IceStoreConfig {
   SourceConfig source;
   std::size_t batch_size = 100;
   std::chrono::milliseconds flush_interval{std::chrono::minutes(1)};
+  bool flush_when_idle = false;  // also flush a partial batch when no input is waiting
   struct Gcs {
     std::string bucket;
     std::string prefix;

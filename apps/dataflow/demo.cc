@@ -303,6 +303,7 @@ int RunDemo(const DemoOptions& o) {
                             {.name = "bigquery",
                              .batch_size = 100,
                              .flush_interval = std::chrono::milliseconds(500),
+                             .flush_when_idle = true,  // as config/local.yaml
                              .dead_letter = dead_letters},
                             *broker->NewConsumer("enriched-bigquery"), ToReading, inserter),
                         "bigquery service");
@@ -310,7 +311,7 @@ int RunDemo(const DemoOptions& o) {
   // 6. Archive: enriched → gzip JSONL objects grouped by date/location.
   auto uploader = OrDie(icestore::LocalDirectoryUploader::Create({.root = archive_root.string()}),
                         "archive uploader");
-  icestore::IceStorageServiceOptions ice_options{.name = "icestore"};
+  icestore::IceStorageServiceOptions ice_options{.name = "icestore", .flush_when_idle = true};
   ice_options.batcher.batch_size = 250;
   ice_options.batcher.flush_interval = std::chrono::milliseconds(500);
   auto icestore = OrDie(icestore::IceStorageService::Create(
@@ -323,7 +324,7 @@ int RunDemo(const DemoOptions& o) {
   auto dead_uploader = OrDie(
       icestore::LocalDirectoryUploader::Create({.root = (archive_root / "dead-letters").string()}),
       "dead-letter uploader");
-  icestore::IceStorageServiceOptions dead_options{.name = "dead-letters"};
+  icestore::IceStorageServiceOptions dead_options{.name = "dead-letters", .flush_when_idle = true};
   dead_options.batcher.flush_interval = std::chrono::milliseconds(500);
   auto dead_archive = OrDie(icestore::IceStorageService::Create(
                                 dead_options, *broker->NewConsumer("dead-letters-sub"),

@@ -417,6 +417,7 @@ struct Pipeline::Impl {
                                               .num_workers = c.workers,
                                               .batch_size = c.batch_size,
                                               .flush_interval = c.flush_interval,
+                                              .flush_when_idle = c.flush_when_idle,
                                               .dead_letter = *dead,
                                               .max_delivery_attempts = c.max_delivery_attempts},
                                              svc.consumer, ToReading, *inserter);
@@ -455,7 +456,8 @@ struct Pipeline::Impl {
     icestore::IceStorageServiceOptions options{.name = name,
                                                .num_workers = c.workers,
                                                .dead_letter = *dead,
-                                               .max_delivery_attempts = c.max_delivery_attempts};
+                                               .max_delivery_attempts = c.max_delivery_attempts,
+                                               .flush_when_idle = c.flush_when_idle};
     options.batcher.batch_size = c.batch_size;
     options.batcher.flush_interval = c.flush_interval;
     auto service = icestore::IceStorageService::Create(options, svc.consumer, uploader,

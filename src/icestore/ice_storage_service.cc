@@ -60,9 +60,10 @@ struct IceStorageService::Impl {
     std::vector<Pending> taken;
     for (;;) {
       const bool prompt = prompt_flush.load(std::memory_order_acquire);
-      // Prompt (the pipeline is stopping): don't wait for more input while holding lines.
+      // Prompt (flush_when_idle, or the pipeline is stopping): don't wait for more input while
+      // holding lines.
       const auto until = prompt && batcher->buffered_bytes() > 0 ? std::chrono::steady_clock::now()
-                                                                  : batcher->next_flush();
+                                                                 : batcher->next_flush();
       const std::size_t n = items.PopBatchUntil(taken, 256, until);
       for (Pending& p : taken) {
         if (pool.aborting()) {
@@ -133,7 +134,7 @@ struct IceStorageService::Impl {
   messagepipeline::ServiceCounters counters;
   messagepipeline::DeliveryPolicy policy;
   messagepipeline::BoundedQueue<Pending> items;
-  std::atomic<bool> prompt_flush{false};
+  std::atomic<bool> prompt_flush{options.flush_when_idle};
   std::atomic<std::uint64_t> objects{0};
   std::unique_ptr<KeyAwareBatcher> batcher;
   messagepipeline::WorkerPool pool;  // last: its threads use everything above

@@ -34,6 +34,10 @@ struct IceStorageServiceOptions {
   // error for that message at transform time (keys come from device data, and become
   // directory and object names).
   std::size_t max_batch_key_bytes = 256;
+  // Cut open batches as soon as no more input is waiting, besides at the batcher's size and
+  // interval (see messagepipeline::BatchingServiceOptions::flush_when_idle). Off by default:
+  // every cut is an object, and a trickle of input would make one object per message.
+  bool flush_when_idle = false;
 };
 
 class IceStorageService {

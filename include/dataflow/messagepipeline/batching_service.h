@@ -1,6 +1,7 @@
 // BatchingService<T>: consumer → N transform workers → one batcher → BatchProcessor<T>.
 //
-// The batcher flushes when a batch reaches batch_size, every flush_interval, and on stop.
+// The batcher flushes when a batch reaches batch_size, every flush_interval, when no more input
+// is waiting (with flush_when_idle), and on stop.
 // The batch processor may settle messages itself; those it leaves unsettled are acked if
 // it returned OK and nacked if it returned an error or threw. Transform errors and skips
 // are settled by the workers as in StreamingService. Thread-safe.
@@ -29,6 +30,12 @@ struct BatchingServiceOptions {
   int num_workers = 5;                                                 // transform workers
   std::size_t batch_size = 100;                                        // the Go library's default
   std::chrono::milliseconds flush_interval = std::chrono::minutes(1);  // likewise
+  // Also flush a partial batch as soon as no more input is waiting (group commit: under load
+  // batches still fill while the previous one is written). Turn it on when the source waits
+  // for our acks with a bounded window (MQTT's in-flight limit, a Pub/Sub flow-control limit
+  // smaller than the batch): a partial batch would otherwise hold that window until
+  // flush_interval, and the source, unable to send more, stalls for as long.
+  bool flush_when_idle = false;
   std::shared_ptr<DeadLetterSink> dead_letter;
   int max_delivery_attempts = kDefaultMaxDeliveryAttempts;  // 0: unlimited
   // Optional: runs once if a Stop() deadline expires before the pipeline drained, so a sink
@@ -200,7 +207,7 @@ class BatchingService {
   ServiceCounters counters_;
   DeliveryPolicy policy_;
   BoundedQueue<ProcessableItem<T>> items_;
-  std::atomic<bool> prompt_{false};
+  std::atomic<bool> prompt_{options_.flush_when_idle};
   WorkerPool pool_;  // last: its threads use everything above
 };
 

@@ -1,5 +1,6 @@
 #include "dataflow/icestore/archival.h"
 
+#include <absl/strings/escaping.h>
 #include <absl/time/time.h>
 #include <gtest/gtest.h>
 
@@ -135,6 +136,26 @@ TEST(ArchivalLine, RoundTripsWithTheGoFieldNames) {
   auto back = DecodeArchivalLine(line);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(*back, d);
+}
+
+// EncodeArchivalLine writes its text directly (for speed); it must stay byte for byte what
+// the object form wrote.
+TEST(ArchivalLine, DirectEncodingEqualsTheObjectForm) {
+  for (const ArchivalData& d : {ArchivalData{.id = "m1", .batch_key = "2025/06/15/london"},
+                                ArchivalData{.id = std::string("q\"\\\n\xff"),
+                                .batch_key = "k<&>",
+                                .original_payload = std::string("\x00{\"a\":1}\xff", 10),
+                                .archived_at = messagepipeline::Clock::time_point(
+                                    std::chrono::nanoseconds(1700000000123456789))}}) {
+    const nlohmann::json object = {
+        {"id", d.id},
+        {"batchKey", d.batch_key},
+        {"originalPubSubPayload", absl::Base64Escape(d.original_payload)},
+        {"archivedAt", messagepipeline::FormatTimestamp(d.archived_at)},
+    };
+    EXPECT_EQ(EncodeArchivalLine(d),
+              object.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  }
 }
 
 TEST(ArchivalLine, DecodeErrorsNameTheField) {

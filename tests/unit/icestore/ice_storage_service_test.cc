@@ -173,6 +173,22 @@ TEST(IceStorageService, FlushPromptlyCutsOpenBatchesWhileRunning) {
   f.ExpectArchivedExactlyOnce(expected);
 }
 
+TEST(IceStorageService, FlushWhenIdleCutsOpenBatchesWithoutWaitingForTheInterval) {
+  Fixture f("idle");
+  auto service = IceStorageService::Create({.num_workers = 2,
+                                            .batcher = {.batch_size = 1000, .flush_interval = 1h},
+                                            .flush_when_idle = true},
+                                           f.consumer, f.local);
+  ASSERT_TRUE(service.ok());
+  ASSERT_TRUE((*service)->Start().ok());
+  auto expected = f.Publish(42, "idle");
+  // Neither the size (1000) nor the interval (1 h) nor a stop can flush these: only idleness.
+  ASSERT_TRUE(WaitFor([&] { return f.broker->Stats("s")->acked == 42; }, 20s));
+  EXPECT_GE((*service)->objects_written(), 6u);
+  ASSERT_TRUE((*service)->Stop(10s).ok());
+  f.ExpectArchivedExactlyOnce(expected);
+}
+
 TEST(IceStorageService, TheIntervalFlushesIdleBatchesWhileRunning) {
   Fixture f("interval");
   auto service = IceStorageService::Create(

@@ -77,6 +77,24 @@ TEST(BatchingService, FlushesAPartialBatchOnTheInterval) {
   ASSERT_TRUE((*service)->Stop(10s).ok());
 }
 
+TEST(BatchingService, FlushWhenIdleWritesAPartialBatchWithoutWaitingForTheInterval) {
+  auto consumer = std::make_shared<ScriptedConsumer>();
+  BatchRecorder rec;
+  auto service = BatchingService<std::string>::Create(
+      {.batch_size = 100, .flush_interval = std::chrono::hours(1), .flush_when_idle = true},
+      consumer, Transform, rec.Processor());
+  ASSERT_TRUE(service.ok());
+  ASSERT_TRUE((*service)->Start().ok());
+  for (int i = 0; i < 3; ++i) consumer->Feed("m" + std::to_string(i), "v");
+  // Neither the size (100) nor the interval (1 h) nor a stop can flush these: only idleness.
+  ASSERT_TRUE(
+      dataflow::testing::WaitFor([&] { return consumer->count(Outcome::kAcked) == 3; }, 10s));
+  std::size_t flushed = 0;
+  for (std::size_t n : rec.Sizes()) flushed += n;
+  EXPECT_EQ(flushed, 3u);
+  ASSERT_TRUE((*service)->Stop(10s).ok());
+}
+
 TEST(BatchingService, AFailedBatchNacksEveryMessageInIt) {
   auto consumer = std::make_shared<ScriptedConsumer>();
   BatchRecorder rec;

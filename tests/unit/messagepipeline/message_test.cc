@@ -1,5 +1,6 @@
 #include "dataflow/messagepipeline/message.h"
 
+#include <absl/time/time.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -98,6 +99,39 @@ TEST(MessageDataJson, InvalidUtf8InAnIdIsReplacedNotThrown) {
   ASSERT_TRUE(out.ok()) << out.status();
   EXPECT_EQ(out->payload, "\xff");  // bytes travel as base64, untouched
   EXPECT_EQ(out->id.substr(0, 3), "bad");
+}
+
+// EncodeMessageData and FormatTimestamp write their text directly (for speed); they must
+// stay byte for byte what the object form and absl's RFC 3339 formatter write.
+TEST(MessageDataJson, DirectEncodingEqualsTheObjectForm) {
+  const std::vector<Clock::time_point> times = {
+      Clock::time_point{},
+      Clock::time_point(std::chrono::nanoseconds(1)),
+      Clock::time_point(std::chrono::nanoseconds(-1)),
+      Clock::time_point(std::chrono::seconds(1700000000)),
+      Clock::time_point(std::chrono::nanoseconds(1700000000123456789)),
+      Clock::time_point(std::chrono::nanoseconds(1700000000100000000)),
+      Clock::time_point(std::chrono::nanoseconds(951782400000000010)),    // 2000-02-29
+      Clock::time_point(std::chrono::nanoseconds(-6847804800000000000)),  // 1753
+      Clock::time_point(std::chrono::nanoseconds(9223372036854775807)),   // 2262
+  };
+  for (const auto t : times) {
+    const std::string absl_form =
+        t == Clock::time_point{}
+            ? "0001-01-01T00:00:00Z"
+            : absl::FormatTime("%Y-%m-%d%ET%H:%M:%E*SZ", absl::FromChrono(t), absl::UTCTimeZone());
+    EXPECT_EQ(FormatTimestamp(t), absl_form);
+    for (const MessageData& data :
+         {MessageData{.id = "a\"b\\c\n<&>", .payload = "", .publish_time = t},
+          MessageData{.id = std::string("bad\xff\xfeutf8"),
+          .payload = std::string("\x00\x01\xff", 3),
+          .publish_time = t,
+          .enrichment_data = {{"name", "D\u00e9vice \"1\""}, {"n", {1, 2.5, nullptr}}}},
+          MessageData{.id = "x", .payload = "hi", .enrichment_data = nlohmann::json::object()}}) {
+      EXPECT_EQ(EncodeMessageData(data),
+                ToJson(data).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+  }
 }
 
 TEST(MessageDataJson, MissingFieldsDefault) {
