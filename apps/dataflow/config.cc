@@ -395,11 +395,73 @@ void ReadCache(Reader& r, const YAML::Node& parent, const std::string& path,
   }
 }
 
+void ReadEnrichmentKey(Reader& r, const YAML::Node& node, const std::string& path,
+                       EnrichmentKeyConfig& out) {
+  using Kind = EnrichmentKeyConfig::Kind;
+  if (!r.Map(node, path,
+             {"json_field", "payload", "attribute", "topic_segment", "topic_attribute"})) {
+    return;
+  }
+  int given = 0;
+  for (auto [name, kind] :
+       {std::pair{"json_field", Kind::kJsonField}, std::pair{"payload", Kind::kPayloadPath},
+        std::pair{"attribute", Kind::kAttribute}}) {
+    if (!node[name]) continue;
+    ++given;
+    out.kind = kind;
+    r.String(node, name, path, out.name, /*required=*/true);
+  }
+  if (node["topic_segment"]) {
+    ++given;
+    out.kind = Kind::kTopicSegment;
+    out.name = "mqtt_topic";
+    r.Integer(node, "topic_segment", path, out.segment, 0, 1000);
+    r.String(node, "topic_attribute", path, out.name);
+    if (out.name.empty()) r.Error(Join(path, "topic_attribute"), "must not be empty");
+  } else if (node["topic_attribute"]) {
+    r.Error(Join(path, "topic_attribute"), "only with topic_segment");
+  }
+  if (given != 1) {
+    r.Error(path, "give exactly one of json_field, payload, attribute or topic_segment");
+  } else if (out.kind == Kind::kPayloadPath && !out.name.empty()) {
+    if (auto p = enrichment::JsonPath::Parse(out.name); !p.ok()) {
+      r.Error(Join(path, "payload"), std::string(p.status().message()));
+    }
+  }
+}
+
+// A list of field names, each a NAME or a {FROM: TO} rename.
+void ReadFieldMappings(Reader& r, const YAML::Node& parent, const char* key,
+                       const std::string& path, std::vector<enrichment::FieldMapping>& out) {
+  const YAML::Node list = parent[key];
+  if (!list) return;
+  const std::string lp = Join(path, key);
+  if (!list.IsSequence()) {
+    r.Error(lp, "expected a list of field names (NAME, or {FROM: TO} to rename)");
+    return;
+  }
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    const YAML::Node item = list[i];
+    const std::string ip = lp + "[" + std::to_string(i) + "]";
+    if (item.IsScalar() && !item.Scalar().empty()) {
+      out.push_back({.from = item.Scalar()});
+    } else if (item.IsMap() && item.size() == 1 && item.begin()->second.IsScalar() &&
+               !item.begin()->first.as<std::string>().empty() &&
+               !item.begin()->second.Scalar().empty()) {
+      out.push_back(
+          {.from = item.begin()->first.as<std::string>(), .to = item.begin()->second.Scalar()});
+    } else {
+      r.Error(ip, "expected a field name, or {FROM: TO} to rename it");
+    }
+  }
+}
+
 void ReadEnrichment(Reader& r, const YAML::Node& node, const std::string& path,
                     EnrichmentConfig& out) {
   if (!r.Map(node, path,
-             {"source", "sink", "topic", "key", "cache", "on_not_found", "on_error",
-              "location_attribute", "dead_letter_topic", "workers", "max_delivery_attempts"})) {
+             {"source", "sink", "topic", "key", "fields", "attributes", "cache", "on_not_found",
+              "on_error", "location_attribute", "dead_letter_topic", "workers",
+              "max_delivery_attempts"})) {
     return;
   }
   ReadSource(r, node, path, out.source);
@@ -408,14 +470,19 @@ void ReadEnrichment(Reader& r, const YAML::Node& node, const std::string& path,
   const YAML::Node key = node["key"];
   const std::string kp = Join(path, "key");
   if (!key) {
-    r.Error(kp, "missing ({attribute: NAME} or {json_field: NAME})");
-  } else if (r.Map(key, kp, {"attribute", "json_field"})) {
-    r.String(key, "attribute", kp, out.key_attribute);
-    r.String(key, "json_field", kp, out.key_json_field);
-    if (out.key_attribute.empty() == out.key_json_field.empty()) {
-      r.Error(kp, "give exactly one of attribute or json_field");
+    r.Error(kp,
+            "missing (e.g. {json_field: deviceId}, {payload: device.id}, {attribute: NAME}, "
+            "{topic_segment: 1}, or a list of these tried in order)");
+  } else if (key.IsSequence()) {
+    if (key.size() == 0) r.Error(kp, "an empty list: give at least one key source");
+    for (std::size_t i = 0; i < key.size(); ++i) {
+      ReadEnrichmentKey(r, key[i], kp + "[" + std::to_string(i) + "]", out.keys.emplace_back());
     }
+  } else {
+    ReadEnrichmentKey(r, key, kp, out.keys.emplace_back());
   }
+  ReadFieldMappings(r, node, "fields", path, out.fields);
+  if (node["attributes"]) ReadFieldMappings(r, node, "attributes", path, out.attributes.emplace());
   ReadCache(r, node, path, out.cache);
   r.Policy(node, "on_not_found", path, out.on_not_found);
   r.Policy(node, "on_error", path, out.on_error);

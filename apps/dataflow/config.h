@@ -23,6 +23,7 @@
 
 #include "dataflow/cache/redis_stub.h"
 #include "dataflow/enrichment/enricher.h"
+#include "dataflow/enrichment/keys.h"
 #include "dataflow/messagepipeline/service_core.h"
 #include "dataflow/mqttconverter/mqtt_config.h"
 
@@ -81,12 +82,23 @@ struct CacheChainConfig {
   std::optional<std::string> json_file;  // the registry file (the demo's source of truth)
 };
 
+// Where an enrichment key is looked for (enrichment/keys.h).
+struct EnrichmentKeyConfig {
+  enum class Kind { kJsonField, kPayloadPath, kAttribute, kTopicSegment };
+  Kind kind = Kind::kJsonField;
+  std::string name;  // the field, payload path or attribute; for kTopicSegment the topic attribute
+  std::size_t segment = 0;
+};
+
 struct EnrichmentConfig {
   SourceConfig source;
   TopicSinkConfig sink;
-  std::string topic;  // output topic
-  std::string key_attribute;
-  std::string key_json_field;  // one of the two
+  std::string topic;                      // output topic
+  std::vector<EnrichmentKeyConfig> keys;  // tried in order; at least one
+  // Document fields merged into enrichmentData (empty: all), and copied into attributes
+  // (unset: `location` into location_attribute).
+  std::vector<enrichment::FieldMapping> fields;
+  std::optional<std::vector<enrichment::FieldMapping>> attributes;
   CacheChainConfig cache;
   enrichment::FailurePolicy on_not_found = enrichment::FailurePolicy::kPassUnenriched;
   enrichment::FailurePolicy on_error = enrichment::FailurePolicy::kNack;

@@ -325,18 +325,35 @@ struct Pipeline::Impl {
     std::vector<std::function<void(PrometheusText&)>> cache_stats;
     auto chain = CacheChain(c.cache, name, cache_stats);
     if (!chain.ok()) return chain.status();
-    auto key = c.key_attribute.empty() ? enrichment::JsonPayloadKey(c.key_json_field)
-                                       : enrichment::AttributeKey(c.key_attribute);
-    auto applier = [json = enrichment::JsonApplier<Json>(), attribute = c.location_attribute](
-                       mp::Message& m, const Json& metadata) {
-      json(m, metadata);
-      // icestore groups its archives by the location attribute.
-      if (!attribute.empty() && metadata.is_object()) {
-        if (auto loc = metadata.value("location", Json()); loc.is_string()) {
-          m.attributes[attribute] = loc.get<std::string>();
+    std::vector<enrichment::KeyExtractor<std::string>> keys;
+    for (const EnrichmentKeyConfig& k : c.keys) {
+      switch (k.kind) {
+        case EnrichmentKeyConfig::Kind::kJsonField:
+          keys.push_back(enrichment::JsonPayloadKey(k.name));
+          break;
+        case EnrichmentKeyConfig::Kind::kPayloadPath: {
+          auto path = enrichment::JsonPath::Parse(k.name);
+          if (!path.ok()) return Annotate(path.status(), "key");
+          keys.push_back(enrichment::PayloadPathKey(*std::move(path)));
+          break;
         }
+        case EnrichmentKeyConfig::Kind::kAttribute:
+          keys.push_back(enrichment::AttributeKey(k.name));
+          break;
+        case EnrichmentKeyConfig::Kind::kTopicSegment:
+          keys.push_back(enrichment::TopicSegmentKey(k.segment, k.name));
+          break;
       }
-    };
+    }
+    auto key = keys.size() == 1 ? keys.front() : enrichment::FirstKey(std::move(keys));
+    // By default icestore's grouping attribute, `location`, comes from the document.
+    enrichment::DocumentSelection selection{.fields = c.fields};
+    if (c.attributes) {
+      selection.attributes = *c.attributes;
+    } else if (!c.location_attribute.empty()) {
+      selection.attributes = {{.from = "location", .to = c.location_attribute}};
+    }
+    auto applier = enrichment::SelectingApplier(std::move(selection));
     auto enricher = enrichment::MakeEnricher<std::string, Json>(
         *chain, key, applier, {.on_not_found = c.on_not_found, .on_error = c.on_error});
     if (!enricher.ok()) return enricher.status();

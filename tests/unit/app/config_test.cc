@@ -56,13 +56,70 @@ TEST(ConfigTest, ParsesAServiceWithItsDefaults) {
   EXPECT_STREQ(s.kind(), "enrichment");
   const auto& e = std::get<EnrichmentConfig>(s.spec);
   EXPECT_EQ(e.source.kind, SourceConfig::Kind::kInProcess);
-  EXPECT_EQ(e.key_attribute, "device_id");
+  ASSERT_EQ(e.keys.size(), 1u);
+  EXPECT_EQ(e.keys[0].kind, EnrichmentKeyConfig::Kind::kAttribute);
+  EXPECT_EQ(e.keys[0].name, "device_id");
   EXPECT_EQ(e.cache.lru->max_size, 100u);
   EXPECT_EQ(e.cache.redis->cache_ttl, std::chrono::seconds(90));
   EXPECT_EQ(e.on_not_found, enrichment::FailurePolicy::kSkip);
   EXPECT_EQ(e.on_error, enrichment::FailurePolicy::kNack);  // the program's default
   EXPECT_EQ(e.workers, 5);
   EXPECT_EQ(r.config.shutdown_timeout, std::chrono::seconds(30));
+}
+
+// kEnrichment with its `key:` line replaced.
+std::string EnrichmentWith(const std::string& key_and_more) {
+  std::string yaml = kEnrichment;
+  const std::string line = "      key: {attribute: device_id}\n";
+  yaml.replace(yaml.find(line), line.size(), key_and_more);
+  return yaml;
+}
+
+TEST(ConfigTest, EnrichmentKeysFieldsAndAttributes) {
+  auto r = Parse(EnrichmentWith(R"(      key:
+        - {payload: "device.ids[0]"}
+        - {topic_segment: 1}
+        - {topic_segment: 0, topic_attribute: source}
+        - {json_field: deviceId}
+      fields: [name, {location: site}]
+      attributes: [{location: loc}]
+)"));
+  ASSERT_THAT(Errors(r), IsEmpty());
+  const auto& e = std::get<EnrichmentConfig>(r.config.services[0].spec);
+  using Kind = EnrichmentKeyConfig::Kind;
+  ASSERT_EQ(e.keys.size(), 4u);
+  EXPECT_EQ(e.keys[0].kind, Kind::kPayloadPath);
+  EXPECT_EQ(e.keys[0].name, "device.ids[0]");
+  EXPECT_EQ(e.keys[1].kind, Kind::kTopicSegment);
+  EXPECT_EQ(e.keys[1].segment, 1u);
+  EXPECT_EQ(e.keys[1].name, "mqtt_topic");
+  EXPECT_EQ(e.keys[2].name, "source");
+  EXPECT_EQ(e.keys[3].kind, Kind::kJsonField);
+  ASSERT_EQ(e.fields.size(), 2u);
+  EXPECT_EQ(e.fields[0].from, "name");
+  EXPECT_EQ(e.fields[0].to, "");
+  EXPECT_EQ(e.fields[1].from, "location");
+  EXPECT_EQ(e.fields[1].to, "site");
+  ASSERT_TRUE(e.attributes.has_value());
+  ASSERT_EQ(e.attributes->size(), 1u);
+  EXPECT_EQ((*e.attributes)[0].to, "loc");
+}
+
+TEST(ConfigTest, BadEnrichmentKeysAreNamedWithTheirPath) {
+  EXPECT_THAT(Errors(Parse(EnrichmentWith("      key: {payload: \"a..b\"}\n"))),
+              ElementsAre(HasSubstr("services[0].enrichment.key.payload: JSON path \"a..b\"")));
+  EXPECT_THAT(Errors(Parse(EnrichmentWith("      key: {json_field: a, attribute: b}\n"))),
+              ElementsAre(HasSubstr("services[0].enrichment.key: give exactly one of")));
+  EXPECT_THAT(
+      Errors(Parse(EnrichmentWith("      key: [{topic_segment: -1}]\n"))),
+      ElementsAre(HasSubstr("services[0].enrichment.key[0].topic_segment: must be between")));
+  EXPECT_THAT(Errors(Parse(EnrichmentWith("      key: []\n"))),
+              ElementsAre(HasSubstr("services[0].enrichment.key: an empty list")));
+  EXPECT_THAT(Errors(Parse(EnrichmentWith("      key: {attribute: x, topic_attribute: t}\n"))),
+              ElementsAre(HasSubstr("key.topic_attribute: only with topic_segment")));
+  EXPECT_THAT(
+      Errors(Parse(EnrichmentWith("      key: {attribute: x}\n      fields: [{a: b, c: d}]\n"))),
+      ElementsAre(HasSubstr("services[0].enrichment.fields[0]: expected a field name")));
 }
 
 TEST(ConfigTest, AMissingValueIsReportedWithItsPath) {
