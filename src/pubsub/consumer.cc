@@ -707,10 +707,17 @@ absl::Status GooglePubsubConsumer::Start() {
     }
     s.started = true;
   }
-  // Fail fast and clearly on a missing subscription or missing rights, instead of a stream
-  // that keeps ending with the same error.
+  // Fail fast and clearly on a missing subscription, instead of a stream that keeps ending
+  // with the same error. Reading a subscription's configuration needs more than consuming
+  // from it (roles/pubsub.subscriber has no pubsub.subscriptions.get), so a denied check is
+  // only a warning: a stream that is refused too ends the consumer with that error.
   auto sub = s.stub->GetSubscription(s.subscription);
-  if (!sub.ok()) {
+  if (!sub.ok() && sub.status().code() == absl::StatusCode::kPermissionDenied) {
+    Log()->warn(
+        "pubsub consumer: cannot check subscription {} (permission denied: the role may lack "
+        "pubsub.subscriptions.get); consuming anyway",
+        s.subscription);
+  } else if (!sub.ok()) {
     absl::Status status(sub.status().code(),
                         absl::StrCat("pubsub consumer: subscription ", s.subscription,
                                      " is not usable: ", sub.status().message()));

@@ -96,6 +96,32 @@ TEST(Consumer, StopHalfClosesNacksWhatWasNotHandedOverAndFlushesAcks) {
   EXPECT_EQ(stub->streams_open, 0);
 }
 
+// roles/pubsub.subscriber may consume but not read the subscription's configuration (the Go
+// library dropped its existence check for this reason): a denied check is not a failure.
+TEST(Consumer, ConsumesWhenTheSubscriptionCheckIsDenied) {
+  auto stub = std::make_shared<FakeStub>();
+  stub->get_subscription_error = absl::PermissionDeniedError("pubsub.subscriptions.get denied");
+  auto c = Start(stub);
+  ASSERT_NE(c, nullptr);
+  stub->Deliver("m", 1);
+  auto m = Pop(*c);
+  ASSERT_TRUE(m.has_value());
+  m->Ack();
+  EXPECT_TRUE(StopWithin(*c, seconds(10)).ok());
+  std::lock_guard lock(stub->mu);
+  EXPECT_EQ(stub->acked, (std::vector<std::string>{"m0"}));
+}
+
+TEST(Consumer, AMissingSubscriptionStillFailsStart) {
+  auto stub = std::make_shared<FakeStub>();
+  stub->get_subscription_error = absl::NotFoundError("no such subscription");
+  auto c = GooglePubsubConsumer::Create(stub, Options());
+  ASSERT_TRUE(c.ok());
+  const absl::Status started = (*c)->Start();
+  EXPECT_EQ(started.code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(started.message().find("is not usable"), std::string_view::npos) << started;
+}
+
 TEST(Consumer, StopReturnsByItsDeadlineWhenTheStreamHangs) {
   auto stub = std::make_shared<FakeStub>();
   stub->hang_streams = true;  // Read() ignores half-close and cancel

@@ -117,8 +117,10 @@ class FakeStub : public PubsubStub, public std::enable_shared_from_this<FakeStub
     return s;
   }
   absl::StatusOr<v1::Subscription> GetSubscription(const std::string&) override {
+    if (get_subscription_error.code() != absl::StatusCode::kOk) return get_subscription_error;
     return v1::Subscription();
   }
+  absl::Status get_subscription_error;  // set before Start
   absl::Status DeleteSubscription(const std::string&) override { return {}; }
 
   // Queues a response of messages with ack ids "<prefix>0".. and payloads "<prefix>0"..
