@@ -227,11 +227,14 @@ TEST(LocalPipelineTest, DefaultFlushIntervalWritesEachReadingOnce) {
       << R"({"device-0": {"name": "Sensor 0", "location": "london"}})";
   const int ops_port = FreeTcpPort();
   const std::string broker_url = "tcp://127.0.0.1:" + std::to_string((*mosquitto)->port());
-  // The library's default flush interval instead of the demo's 500 ms.
+  // The library's default flush interval instead of the demo's 500 ms, and no idle flush: only
+  // a full batch, or the stop, writes.
   auto process =
       StartLocalPipeline(dir, broker_url, ops_port,
                          {{"DATAFLOW__SERVICES__BIGQUERY__BIGQUERY__FLUSH_INTERVAL", "1m"},
-                          {"DATAFLOW__SERVICES__ICESTORE__ICESTORE__FLUSH_INTERVAL", "1m"}});
+                          {"DATAFLOW__SERVICES__BIGQUERY__BIGQUERY__FLUSH_WHEN_IDLE", "false"},
+                          {"DATAFLOW__SERVICES__ICESTORE__ICESTORE__FLUSH_INTERVAL", "1m"},
+                          {"DATAFLOW__SERVICES__ICESTORE__ICESTORE__FLUSH_WHEN_IDLE", "false"}});
   ASSERT_TRUE(process.ok()) << process.status();
   mqtt::async_client client(broker_url, "once-test-devices");
   client.connect(mqtt::connect_options_builder().clean_session(true).finalize())->wait();
