@@ -62,8 +62,8 @@ struct IceStorageService::Impl {
       const bool prompt = prompt_flush.load(std::memory_order_acquire);
       // Prompt (flush_when_idle, or the pipeline is stopping): don't wait for more input while
       // holding lines.
-      const auto until = prompt && batcher->buffered_bytes() > 0 ? std::chrono::steady_clock::now()
-                                                                 : batcher->next_flush();
+      const auto until = prompt && batcher->HasIdleCut() ? std::chrono::steady_clock::now()
+                                                         : batcher->next_flush();
       const std::size_t n = items.PopBatchUntil(taken, 256, until);
       for (Pending& p : taken) {
         if (pool.aborting()) {
@@ -76,7 +76,8 @@ struct IceStorageService::Impl {
       taken.clear();
       if (n == 0 && items.closed_and_empty()) break;
       if (prompt && n == 0) {
-        batcher->FlushAll();
+        // Keys still uploading are cut when their upload is done (on_uploaded wakes us).
+        batcher->CutIdle();
       } else {
         batcher->MaybeFlush(std::chrono::steady_clock::now());
       }
@@ -162,7 +163,12 @@ absl::StatusOr<std::unique_ptr<IceStorageService>> IceStorageService::Create(
   auto impl = std::make_unique<Impl>(std::move(options), std::move(policy), std::move(consumer),
                                      std::move(uploader), std::move(transformer));
   Impl* raw = impl.get();
-  auto batcher = KeyAwareBatcher::Create(raw->options.batcher,
+  KeyAwareBatcherOptions batcher_options = raw->options.batcher;
+  batcher_options.on_uploaded = [raw] {
+    // A key that finished uploading may be cut now, if the loop is flushing idle batches.
+    if (raw->prompt_flush.load(std::memory_order_acquire)) raw->items.Interrupt();
+  };
+  auto batcher = KeyAwareBatcher::Create(std::move(batcher_options),
                                          [raw](FlushedGroup& group) { raw->Upload(group); });
   if (!batcher.ok()) {
     return absl::InvalidArgumentError(

@@ -94,6 +94,25 @@ void KeyAwareBatcher::FlushAll() {
   next_flush_ = std::chrono::steady_clock::now() + options_.flush_interval;
 }
 
+void KeyAwareBatcher::CutIdle() {
+  std::vector<std::string> keys;
+  {
+    std::lock_guard lock(uploading_mu_);
+    for (const auto& [key, batch] : open_) {
+      if (!uploading_.contains(key)) keys.push_back(key);
+    }
+  }
+  for (const auto& key : keys) Cut(key);
+}
+
+bool KeyAwareBatcher::HasIdleCut() const {
+  std::lock_guard lock(uploading_mu_);
+  for (const auto& [key, batch] : open_) {
+    if (!uploading_.contains(key)) return true;
+  }
+  return false;
+}
+
 void KeyAwareBatcher::Close() {
   if (closed_) return;
   FlushAll();
@@ -110,6 +129,10 @@ void KeyAwareBatcher::Cut(const std::string& key) {
 }
 
 void KeyAwareBatcher::Dispatch(FlushedGroup group) {
+  {
+    std::lock_guard lock(uploading_mu_);
+    ++uploading_[group.object.batch_key];
+  }
   if (!ready_.Push(std::move(group))) {
     // Only if closed; the group's messages are nacked by their destructors. Defensive.
     for (auto& m : group.messages) m.Nack();
@@ -125,6 +148,12 @@ void KeyAwareBatcher::UploadLoop() {
                    group->object.batch_key, group->messages.size(), e.what());
     }
     for (auto& m : group->messages) m.Nack();  // no-op for those the sink settled
+    {
+      std::lock_guard lock(uploading_mu_);
+      auto it = uploading_.find(group->object.batch_key);
+      if (it != uploading_.end() && --it->second == 0) uploading_.erase(it);
+    }
+    if (options_.on_uploaded) options_.on_uploaded();
   }
 }
 

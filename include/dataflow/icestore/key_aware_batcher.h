@@ -11,8 +11,13 @@
 // queued behind them (backpressure), so at most 2 * max_concurrent_uploads groups are
 // past the cut at once.
 //
-// Thread-safety: Add, MaybeFlush, FlushAll and Close are called from one thread (the
-// service's batcher thread); the sink runs concurrently on the upload threads.
+// CutIdle serves a caller that flushes when its input is idle: it cuts only the keys with no
+// upload in flight, so a key being written keeps collecting records and is cut when its
+// upload is done (group commit: under load objects grow to what arrives while one is written,
+// instead of one tiny object per idle moment per upload thread).
+//
+// Thread-safety: Add, MaybeFlush, FlushAll, CutIdle, HasIdleCut and Close are called from one
+// thread (the service's batcher thread); the sink and on_uploaded run on the upload threads.
 #pragma once
 
 #include <absl/status/statusor.h>
@@ -21,6 +26,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -38,6 +44,9 @@ struct KeyAwareBatcherOptions {
   std::size_t max_object_bytes = std::size_t{64} << 20;                // encoded, uncompressed
   std::size_t max_buffered_bytes = std::size_t{256} << 20;             // all open batches
   int max_concurrent_uploads = 4;
+  // Called on an upload thread after each group's sink returned (e.g. to wake the batcher
+  // thread, whose CutIdle may now cut that key).
+  std::function<void()> on_uploaded;
 };
 
 // A cut batch: the object to write and the messages to settle once it is written.
@@ -65,6 +74,10 @@ class KeyAwareBatcher {
   // When MaybeFlush next has work to do; for the caller's wait.
   [[nodiscard]] std::chrono::steady_clock::time_point next_flush() const { return next_flush_; }
   void FlushAll();
+  // Cuts the open batches of keys with no upload in flight.
+  void CutIdle();
+  // Whether CutIdle would cut anything now.
+  [[nodiscard]] bool HasIdleCut() const;
   // FlushAll, then waits for every upload to finish. Idempotent; Add after Close nacks.
   void Close();
 
@@ -89,6 +102,9 @@ class KeyAwareBatcher {
   std::uint64_t next_sequence_ = 0;
   std::chrono::steady_clock::time_point next_flush_;
   bool closed_ = false;
+  // Groups cut and not yet through the sink, by key (upload threads decrement).
+  mutable std::mutex uploading_mu_;
+  std::unordered_map<std::string, int> uploading_;
   messagepipeline::BoundedQueue<FlushedGroup> ready_;
   std::vector<std::jthread> uploaders_;  // last: they use everything above
 };

@@ -48,6 +48,57 @@ struct Recorder {
 
 std::string Line(std::size_t n) { return std::string(n - 1, 'x') + "\n"; }
 
+// Group commit for idle flushes: a key whose object is being written is not cut again until
+// that upload is done; other keys are cut at once.
+TEST(KeyAwareBatcher, CutIdleHoldsAKeyWhileItsUploadIsInFlight) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  std::vector<std::pair<std::string, std::size_t>> groups;  // key, records, in upload order
+  std::atomic<int> uploaded{0};
+  GroupSink sink = [&](FlushedGroup& g) {
+    std::unique_lock lock(mu);
+    groups.emplace_back(g.object.batch_key, g.object.records);
+    if (g.object.batch_key == "a") cv.wait(lock, [&] { return release; });
+    for (auto& m : g.messages) m.Ack();
+  };
+  AckCounts acks;
+  auto batcher = KeyAwareBatcher::Create({.batch_size = 100,
+                                          .flush_interval = std::chrono::hours(1),
+                                          .on_uploaded = [&] { ++uploaded; }},
+                                         sink);
+  ASSERT_TRUE(batcher.ok());
+  auto& b = **batcher;
+  b.Add("a", Line(10), acks.Make("a1"));
+  EXPECT_TRUE(b.HasIdleCut());
+  b.CutIdle();  // "a" goes to an upload thread, which blocks
+  ASSERT_TRUE(dataflow::testing::WaitFor(
+      [&] {
+        std::lock_guard lock(mu);
+        return groups.size() == 1;
+      },
+      10s));
+  b.Add("a", Line(10), acks.Make("a2"));
+  b.Add("a", Line(10), acks.Make("a3"));
+  b.Add("b", Line(10), acks.Make("b1"));
+  b.CutIdle();  // only "b": "a" is still uploading
+  ASSERT_TRUE(dataflow::testing::WaitFor([&] { return uploaded.load() == 1; }, 10s));
+  EXPECT_FALSE(b.HasIdleCut());
+  EXPECT_EQ(b.open_batches(), 1u);
+  {
+    std::lock_guard lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  ASSERT_TRUE(dataflow::testing::WaitFor([&] { return uploaded.load() == 2; }, 10s));
+  EXPECT_TRUE(b.HasIdleCut());
+  b.CutIdle();  // now "a" again, with both records that arrived while it was written
+  b.Close();
+  EXPECT_EQ(groups,
+            (std::vector<std::pair<std::string, std::size_t>>{{"a", 1}, {"b", 1}, {"a", 2}}));
+  EXPECT_EQ(acks.acked.load(), 4);
+}
+
 TEST(KeyAwareBatcher, RejectsBadOptions) {
   Recorder rec;
   EXPECT_FALSE(KeyAwareBatcher::Create({}, nullptr).ok());
