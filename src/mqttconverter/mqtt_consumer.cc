@@ -282,14 +282,16 @@ class ByteBudget {
 
 // What a local redelivery needs: the message as it first reached the channel, and where
 // its acknowledgement goes (conn is null for QoS 0 and in kOnReceipt mode). Its payload
-// counts against the byte budget for as long as it lives, which is until the message is
-// settled for good.
+// counts against the byte budget until the message is settled for good: acked, or given
+// up (a nack only sends it round again).
 struct Delivery {
   Delivery() = default;
   Delivery(const Delivery&) = delete;
   Delivery& operator=(const Delivery&) = delete;
-  ~Delivery() {
+  ~Delivery() { ReleaseBudget(); }
+  void ReleaseBudget() {
     if (budget) budget->Release(charged);
+    budget.reset();
   }
 
   MessageData data;
@@ -435,7 +437,8 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
   // A message the pipeline did not process and this consumer cannot hand out again. If
   // the broker still holds it (QoS 1/2, PUBACK withheld, persistent session) it comes back
   // on the next connection; otherwise it is lost.
-  void Undeliverable(const Delivery& d, const char* why) {
+  void Undeliverable(Delivery& d, const char* why) {
+    d.ReleaseBudget();
     if (d.conn) d.conn->Settle(d.seq, Connection::State::kAbandoned);
     if (d.conn && !config_.clean_session) {
       Log()->debug("mqtt message left with the broker for redelivery: {} id={}", why, d.data.id);
@@ -481,6 +484,7 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
     void OnAck() override {
       if (lost_) return;  // already accounted for by Undeliverable
       if (auto impl = impl_.lock()) impl->acked_.fetch_add(1, std::memory_order_relaxed);
+      delivery_->ReleaseBudget();
       if (delivery_->conn) delivery_->conn->Settle(delivery_->seq, Connection::State::kAcked);
     }
     void OnNack() override {

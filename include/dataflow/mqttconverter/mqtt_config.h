@@ -82,9 +82,10 @@ struct MQTTClientConfig {
   // (10 MB per request, and the message envelope base64-encodes the payload). At most
   // 268435460 (MQTT's own maximum).
   std::size_t max_packet_bytes = 4 << 20;
-  // Payload bytes of received messages not yet settled (in the channel, in the pipeline or
+  // Payload bytes of received messages not yet acked (in the channel, in the pipeline or
   // waiting for a local redelivery): past it the reader stops reading the socket, as with a
-  // full channel. A single message larger than this still passes when nothing else is held.
+  // full channel, so the channel is bounded in bytes as well as in messages. A single
+  // message larger than this still passes when nothing else is held.
   std::size_t max_outstanding_bytes = 64 << 20;
 };
 

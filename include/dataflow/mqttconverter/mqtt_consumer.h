@@ -11,7 +11,7 @@
 // copy carries the first matching route.
 //
 // Delivery: one thread per consumer reads the socket and hands each message to a bounded
-// channel; a full channel, or max_outstanding_bytes of payload not yet settled, blocks it,
+// channel; a full channel, or max_outstanding_bytes of payload not yet acked, blocks it,
 // so the socket stops being read and the broker holds the rest (backpressure). A packet over
 // max_packet_bytes is never buffered: an oversize PUBLISH is read past in bounded chunks,
 // counted, logged and (QoS 1/2) acknowledged in order with the others; any other oversize
@@ -70,7 +70,7 @@ struct MqttConsumerStats {
   std::uint64_t left_with_broker = 0;
   // PUBLISHes over max_packet_bytes, skipped unread (QoS 1/2: acknowledged; logged).
   std::uint64_t oversize_skipped = 0;
-  // Now: payload bytes of received messages not yet settled (bounded by max_outstanding_bytes).
+  // Now: payload bytes of received messages not yet acked (bounded by max_outstanding_bytes).
   std::uint64_t outstanding_bytes = 0;
 };
 
