@@ -212,7 +212,14 @@ absl::StatusOr<std::uint16_t> ParsePacketId(const RawPacket& packet) {
     return Malformed(absl::StrCat("packet type ", static_cast<int>(packet.type),
                                   " must carry exactly a packet id"));
   }
-  return ReadU16(packet.body, 0);
+  // Packet ids are nonzero [MQTT-2.3.1-1]; an ack of id 0 answers nothing we could have sent
+  // (found by the mqtt_session fuzzer: a PUBREL 0 was answered with a PUBCOMP 0).
+  const std::uint16_t id = ReadU16(packet.body, 0);
+  if (id == 0) {
+    return Malformed(
+        absl::StrCat("packet type ", static_cast<int>(packet.type), " with packet id 0"));
+  }
+  return id;
 }
 
 std::string EncodeWsFrame(WsOpcode opcode, std::string_view payload, std::uint32_t mask) {

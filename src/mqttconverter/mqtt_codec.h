@@ -124,7 +124,7 @@ struct Suback {
 };
 absl::StatusOr<Suback> ParseSuback(const RawPacket& packet);
 
-// The packet id of a PUBACK/PUBREC/PUBREL/PUBCOMP/UNSUBACK (exactly two bytes).
+// The packet id of a PUBACK/PUBREC/PUBREL/PUBCOMP/UNSUBACK (exactly two bytes, not 0).
 absl::StatusOr<std::uint16_t> ParsePacketId(const RawPacket& packet);
 
 // ---- WebSocket (client side) ----

@@ -443,6 +443,15 @@ class WebSocketTransport : public Transport {
   std::uint64_t frame_left_ = 0;  // payload bytes of the current data frame still to return
 };
 
+std::mutex& TestDialerMutex() {
+  static std::mutex mu;
+  return mu;
+}
+Dialer& TestDialer() {
+  static Dialer dialer;
+  return dialer;
+}
+
 }  // namespace
 
 absl::StatusOr<BrokerAddress> ParseBrokerUrl(std::string_view url_text) {
@@ -505,6 +514,12 @@ absl::StatusOr<BrokerAddress> ParseBrokerUrl(std::string_view url_text) {
 absl::StatusOr<std::unique_ptr<Transport>> Dial(std::string_view url, const TlsOptions& tls,
                                                 Deadline deadline,
                                                 const WebSocketLimits& ws_limits) {
+  Dialer test_dialer;
+  {
+    std::lock_guard lock(TestDialerMutex());
+    test_dialer = TestDialer();
+  }
+  if (test_dialer) return test_dialer(url, tls, deadline, ws_limits);
   auto address = ParseBrokerUrl(url);
   if (!address.ok()) return address.status();
   auto fail = [&](const absl::Status& s) {
@@ -519,9 +534,23 @@ absl::StatusOr<std::unique_ptr<Transport>> Dial(std::string_view url, const TlsO
     if (auto s = socket->StartTls(*address, tls, deadline); !s.ok()) return fail(s);
   }
   if (!address->websocket) return std::unique_ptr<Transport>(std::move(socket));
-  auto ws = std::make_unique<WebSocketTransport>(std::move(socket), ws_limits);
-  if (auto s = ws->Handshake(*address, deadline); !s.ok()) return fail(s);
+  auto ws = WebSocketOver(std::move(socket), *address, ws_limits, deadline);
+  if (!ws.ok()) return fail(ws.status());
+  return ws;
+}
+
+absl::StatusOr<std::unique_ptr<Transport>> WebSocketOver(std::unique_ptr<Transport> inner,
+                                                         const BrokerAddress& address,
+                                                         const WebSocketLimits& limits,
+                                                         Deadline deadline) {
+  auto ws = std::make_unique<WebSocketTransport>(std::move(inner), limits);
+  if (auto s = ws->Handshake(address, deadline); !s.ok()) return s;
   return std::unique_ptr<Transport>(std::move(ws));
+}
+
+void SetDialerForTesting(Dialer dialer) {
+  std::lock_guard lock(TestDialerMutex());
+  TestDialer() = std::move(dialer);
 }
 
 }  // namespace dataflow::mqttconverter::internal

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -65,6 +66,21 @@ class Transport {
   // Wakes a blocked Read or Write and makes every later call fail.
   virtual void Shutdown() = 0;
 };
+
+// The WebSocket client over an already connected `inner` (TCP or TLS): the upgrade
+// handshake, then frames. What Dial does for ws:// and wss://; on its own for the fuzzer.
+absl::StatusOr<std::unique_ptr<Transport>> WebSocketOver(std::unique_ptr<Transport> inner,
+                                                         const BrokerAddress& address,
+                                                         const WebSocketLimits& limits,
+                                                         Deadline deadline);
+
+// Replaces what Dial does, for every caller in the process, until called again with an
+// empty function: the seam through which the session fuzzer feeds MqttConsumer a byte
+// stream without a socket. Not for production code.
+using Dialer = std::function<absl::StatusOr<std::unique_ptr<Transport>>(
+    std::string_view url, const TlsOptions& tls, Deadline deadline,
+    const WebSocketLimits& ws_limits)>;
+void SetDialerForTesting(Dialer dialer);
 
 // Connects, and for TLS/WebSocket completes the handshakes, all before `deadline`. Errors
 // name the broker URL and what failed (refused, certificate verify failed, bad upgrade...).

@@ -217,6 +217,7 @@ TEST(MqttCodecTest, ConnackAndSuback) {
   ASSERT_TRUE(id.ok());
   EXPECT_EQ(*id, 0xabcd);
   EXPECT_FALSE(ParsePacketId(*ParseAll(Bytes({0x62, 1, 0}))).ok());
+  EXPECT_FALSE(ParsePacketId(*ParseAll(Bytes({0x62, 2, 0, 0}))).ok());  // ids are nonzero
 }
 
 TEST(MqttCodecTest, WebSocketAcceptMatchesRfc6455Example) {
