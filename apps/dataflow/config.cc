@@ -263,11 +263,26 @@ void ReadIngestion(Reader& r, const YAML::Node& node, const std::string& path,
   if (!mqtt) {
     r.Error(m, "missing");
   } else if (r.Map(mqtt, m,
-                   {"broker_url", "client_id", "client_id_prefix", "username", "password",
-                    "keep_alive", "connect_timeout", "ca_cert_file", "client_cert_file",
-                    "client_key_file", "insecure_skip_verify", "clean_session", "ack_mode",
-                    "topic_mappings", "write_timeout", "max_subscribe_refusals",
-                    "redelivery_min_backoff", "redelivery_max_backoff"})) {
+                   {"broker_url",
+                    "client_id",
+                    "client_id_prefix",
+                    "username",
+                    "password",
+                    "keep_alive",
+                    "connect_timeout",
+                    "ca_cert_file",
+                    "client_cert_file",
+                    "client_key_file",
+                    "insecure_skip_verify",
+                    "clean_session",
+                    "ack_mode",
+                    "topic_mappings",
+                    "write_timeout",
+                    "max_subscribe_refusals",
+                    "redelivery_min_backoff",
+                    "redelivery_max_backoff",
+                    "max_packet_bytes",
+                    "max_outstanding_bytes"})) {
     auto& c = out.mqtt;
     r.String(mqtt, "broker_url", m, c.broker_url, true);
     r.String(mqtt, "client_id", m, c.client_id);
@@ -285,6 +300,8 @@ void ReadIngestion(Reader& r, const YAML::Node& node, const std::string& path,
     r.Integer(mqtt, "max_subscribe_refusals", m, c.max_subscribe_refusals, 1, 1'000'000);
     r.Dur(mqtt, "redelivery_min_backoff", m, c.redelivery_min_backoff);
     r.Dur(mqtt, "redelivery_max_backoff", m, c.redelivery_max_backoff);
+    r.Integer(mqtt, "max_packet_bytes", m, c.max_packet_bytes, 64, 268'435'460);
+    r.Integer(mqtt, "max_outstanding_bytes", m, c.max_outstanding_bytes, 1, 1LL << 40);
     std::string ack_mode;
     r.String(mqtt, "ack_mode", m, ack_mode);
     if (!ack_mode.empty() && !mqttconverter::ParseAckMode(ack_mode, &c.ack_mode)) {

@@ -92,8 +92,8 @@ void AppendAck(PacketType type, std::uint16_t packet_id, std::string& out) {
 std::string EncodePingreq() { return std::string("\xc0\x00", 2); }
 std::string EncodeDisconnect() { return std::string("\xe0\x00", 2); }
 
-absl::StatusOr<std::size_t> ParsePacket(std::string_view data, RawPacket& out) {
-  if (data.size() < 2) return 0;
+absl::StatusOr<bool> ParseFixedHeader(std::string_view data, FixedHeader& out) {
+  if (data.size() < 2) return false;
   const auto first = static_cast<std::uint8_t>(data[0]);
   const int type = first >> 4;
   if (type == 0 || type == 15) return Malformed(absl::StrCat("reserved packet type ", type));
@@ -102,17 +102,28 @@ absl::StatusOr<std::size_t> ParsePacket(std::string_view data, RawPacket& out) {
   std::size_t pos = 1;
   while (true) {
     if (pos > 4) return Malformed("Remaining Length longer than four bytes");
-    if (pos >= data.size()) return 0;
+    if (pos >= data.size()) return false;
     const auto digit = static_cast<std::uint8_t>(data[pos++]);
     length += (digit & 0x7f) * multiplier;
     if ((digit & 0x80) == 0) break;
     multiplier *= 128;
   }
-  if (data.size() - pos < length) return 0;
   out.type = static_cast<PacketType>(type);
   out.flags = first & 0x0f;
-  out.body = data.substr(pos, length);
-  return pos + length;
+  out.remaining_length = length;
+  out.header_size = pos;
+  return true;
+}
+
+absl::StatusOr<std::size_t> ParsePacket(std::string_view data, RawPacket& out) {
+  FixedHeader h;
+  auto complete = ParseFixedHeader(data, h);
+  if (!complete.ok()) return complete.status();
+  if (!*complete || data.size() - h.header_size < h.remaining_length) return 0;
+  out.type = h.type;
+  out.flags = h.flags;
+  out.body = data.substr(h.header_size, h.remaining_length);
+  return h.packet_size();
 }
 
 absl::StatusOr<Connack> ParseConnack(const RawPacket& packet) {
@@ -146,29 +157,40 @@ std::string ConnackReason(std::uint8_t return_code) {
   }
 }
 
-absl::StatusOr<Publish> ParsePublish(const RawPacket& packet) {
-  Publish p;
-  p.qos = (packet.flags >> 1) & 0x3;
-  p.dup = (packet.flags & 0x8) != 0;
-  p.retain = (packet.flags & 0x1) != 0;
-  if (p.qos == 3) return Malformed("PUBLISH with QoS 3");
-  std::string_view body = packet.body;
-  if (body.size() < 2) return Malformed("PUBLISH too short for its topic length");
-  const std::size_t topic_len = ReadU16(body, 0);
-  if (body.size() < 2 + topic_len) return Malformed("PUBLISH topic runs past the packet");
-  p.topic = body.substr(2, topic_len);
-  if (p.topic.empty()) return Malformed("PUBLISH with an empty topic");
-  if (p.topic.find_first_of(std::string_view("+#\0", 3)) != std::string_view::npos) {
+absl::StatusOr<std::size_t> ParsePublishHead(std::uint8_t flags, std::string_view head,
+                                             std::size_t remaining_length, Publish& out) {
+  out = Publish{};
+  out.qos = (flags >> 1) & 0x3;
+  out.dup = (flags & 0x8) != 0;
+  out.retain = (flags & 0x1) != 0;
+  if (out.qos == 3) return Malformed("PUBLISH with QoS 3");
+  head = head.substr(0, remaining_length);
+  if (remaining_length < 2) return Malformed("PUBLISH too short for its topic length");
+  if (head.size() < 2) return 0;
+  const std::size_t topic_len = ReadU16(head, 0);
+  if (remaining_length < 2 + topic_len) return Malformed("PUBLISH topic runs past the packet");
+  const std::size_t id_len = out.qos > 0 ? 2 : 0;
+  if (out.qos > 0 && remaining_length < 2 + topic_len + 2) {
+    return Malformed("PUBLISH too short for its packet id");
+  }
+  if (head.size() < 2 + topic_len + id_len) return 0;
+  out.topic = head.substr(2, topic_len);
+  if (out.topic.empty()) return Malformed("PUBLISH with an empty topic");
+  if (out.topic.find_first_of(std::string_view("+#\0", 3)) != std::string_view::npos) {
     return Malformed("PUBLISH topic contains a wildcard or NUL");
   }
-  std::size_t pos = 2 + topic_len;
-  if (p.qos > 0) {
-    if (body.size() < pos + 2) return Malformed("PUBLISH too short for its packet id");
-    p.packet_id = ReadU16(body, pos);
-    if (p.packet_id == 0) return Malformed("PUBLISH with packet id 0");
-    pos += 2;
+  if (out.qos > 0) {
+    out.packet_id = ReadU16(head, 2 + topic_len);
+    if (out.packet_id == 0) return Malformed("PUBLISH with packet id 0");
   }
-  p.payload = body.substr(pos);
+  return 2 + topic_len + id_len;
+}
+
+absl::StatusOr<Publish> ParsePublish(const RawPacket& packet) {
+  Publish p;
+  auto head = ParsePublishHead(packet.flags, packet.body, packet.body.size(), p);
+  if (!head.ok()) return head.status();
+  p.payload = packet.body.substr(*head);
   return p;
 }
 
@@ -190,7 +212,14 @@ absl::StatusOr<std::uint16_t> ParsePacketId(const RawPacket& packet) {
     return Malformed(absl::StrCat("packet type ", static_cast<int>(packet.type),
                                   " must carry exactly a packet id"));
   }
-  return ReadU16(packet.body, 0);
+  // Packet ids are nonzero [MQTT-2.3.1-1]; an ack of id 0 answers nothing we could have sent
+  // (found by the mqtt_session fuzzer: a PUBREL 0 was answered with a PUBCOMP 0).
+  const std::uint16_t id = ReadU16(packet.body, 0);
+  if (id == 0) {
+    return Malformed(
+        absl::StrCat("packet type ", static_cast<int>(packet.type), " with packet id 0"));
+  }
+  return id;
 }
 
 std::string EncodeWsFrame(WsOpcode opcode, std::string_view payload, std::uint32_t mask) {

@@ -74,6 +74,20 @@ struct RawPacket {
   std::string_view body;
 };
 
+// A packet's fixed header: what is known before any of its body is read, so a size limit
+// can be applied before the body is buffered.
+struct FixedHeader {
+  PacketType type{};
+  std::uint8_t flags = 0;
+  std::size_t remaining_length = 0;
+  std::size_t header_size = 0;  // 2..5 bytes
+  [[nodiscard]] std::size_t packet_size() const { return header_size + remaining_length; }
+};
+// Parses the fixed header at the start of `data`: true and `out` filled, false if `data`
+// does not hold all of it yet, an error for a reserved type or a Remaining Length over
+// four bytes.
+absl::StatusOr<bool> ParseFixedHeader(std::string_view data, FixedHeader& out);
+
 // Looks for one complete packet at the start of `data`. Returns its total size (fixed
 // header included) and fills `out`; 0 if `data` does not hold a whole packet yet; an error
 // if the fixed header is malformed (reserved type, Remaining Length over four bytes).
@@ -96,6 +110,13 @@ struct Publish {
   std::uint16_t packet_id = 0;  // 0 for QoS 0
 };
 absl::StatusOr<Publish> ParsePublish(const RawPacket& packet);
+// The topic, flags and packet id of a PUBLISH from the first bytes of its body (`head`,
+// possibly fewer than `remaining_length`): what skipping an oversize PUBLISH needs to log and
+// acknowledge it without buffering its payload. Returns how many body bytes the head takes
+// (the payload starts there; `out.payload` stays empty), 0 if `head` is too short to tell
+// (at most 2 + 65535 + 2 bytes are ever needed), or the error ParsePublish would give.
+absl::StatusOr<std::size_t> ParsePublishHead(std::uint8_t flags, std::string_view head,
+                                             std::size_t remaining_length, Publish& out);
 
 struct Suback {
   std::uint16_t packet_id = 0;
@@ -103,7 +124,7 @@ struct Suback {
 };
 absl::StatusOr<Suback> ParseSuback(const RawPacket& packet);
 
-// The packet id of a PUBACK/PUBREC/PUBREL/PUBCOMP/UNSUBACK (exactly two bytes).
+// The packet id of a PUBACK/PUBREC/PUBREL/PUBCOMP/UNSUBACK (exactly two bytes, not 0).
 absl::StatusOr<std::uint16_t> ParsePacketId(const RawPacket& packet);
 
 // ---- WebSocket (client side) ----

@@ -153,6 +153,12 @@ absl::Status ValidateMQTTClientConfig(const MQTTClientConfig& config) {
   }
   if (config.client_id.size() > 65535) return Invalid("client_id", "longer than 65535 bytes");
   if (config.channel_capacity == 0) return Invalid("channel_capacity", "must be > 0");
+  // 64 bytes: room for a fixed header, a topic and a small payload; MQTT's own maximum above.
+  if (config.max_packet_bytes < 64 || config.max_packet_bytes > 268'435'460) {
+    return Invalid("max_packet_bytes",
+                   absl::StrCat("must be 64..268435460, got ", config.max_packet_bytes));
+  }
+  if (config.max_outstanding_bytes == 0) return Invalid("max_outstanding_bytes", "must be > 0");
   if (config.reconnect_min_backoff.count() <= 0) {
     return Invalid("reconnect_min_backoff", "must be >= 1s");
   }
@@ -231,8 +237,12 @@ absl::StatusOr<MQTTClientConfig> LoadMQTTClientConfigFromEnv(MQTTClientConfig ba
                [&](std::int64_t n) { base.max_subscribe_refusals = static_cast<int>(n); }},
         IntVar{"MQTT_REDELIVERY_MIN_BACKOFF_MS", 1, 3'600'000,
                [&](std::int64_t n) { base.redelivery_min_backoff = std::chrono::milliseconds(n); }},
-        IntVar{"MQTT_REDELIVERY_MAX_BACKOFF_MS", 1, 3'600'000, [&](std::int64_t n) {
-                 base.redelivery_max_backoff = std::chrono::milliseconds(n);
+        IntVar{"MQTT_REDELIVERY_MAX_BACKOFF_MS", 1, 3'600'000,
+               [&](std::int64_t n) { base.redelivery_max_backoff = std::chrono::milliseconds(n); }},
+        IntVar{"MQTT_MAX_PACKET_BYTES", 64, 268'435'460,
+               [&](std::int64_t n) { base.max_packet_bytes = static_cast<std::size_t>(n); }},
+        IntVar{"MQTT_MAX_OUTSTANDING_BYTES", 1, std::int64_t{1} << 40, [&](std::int64_t n) {
+                 base.max_outstanding_bytes = static_cast<std::size_t>(n);
                }}}) {
     auto v = get(iv.name);
     if (!v) continue;

@@ -1,10 +1,12 @@
 #include "dataflow/mqttconverter/mqtt_consumer.h"
 
+#include <absl/strings/escaping.h>
 #include <absl/strings/str_cat.h>
 
 #include <algorithm>
 #include <cmath>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -234,14 +236,71 @@ class Connection {
   std::thread writer_;  // last: starts once the members above exist
 };
 
+// Payload bytes of the messages a consumer holds (channel, pipeline, waiting for a
+// redelivery): max_outstanding_bytes. Shared with the Deliveries, which may outlive the
+// consumer. Thread-safe.
+class ByteBudget {
+ public:
+  explicit ByteBudget(std::size_t limit) : limit_(limit) {}
+
+  // Waits until `n` more bytes fit, or nothing is held (a message larger than the budget
+  // still passes alone), or Close(); false once closed.
+  bool Acquire(std::size_t n) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return closed_ || held_ == 0 || held_ + n <= limit_; });
+    if (closed_) return false;
+    held_ += n;
+    return true;
+  }
+  void Release(std::size_t n) {
+    {
+      std::lock_guard lock(mu_);
+      held_ -= n;
+    }
+    cv_.notify_all();
+  }
+  // Wakes a blocked Acquire for good (the consumer stops).
+  void Close() {
+    {
+      std::lock_guard lock(mu_);
+      closed_ = true;
+    }
+    cv_.notify_all();
+  }
+  std::size_t held() const {
+    std::lock_guard lock(mu_);
+    return held_;
+  }
+
+ private:
+  const std::size_t limit_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::size_t held_ = 0;
+  bool closed_ = false;
+};
+
 // What a local redelivery needs: the message as it first reached the channel, and where
-// its acknowledgement goes (conn is null for QoS 0 and in kOnReceipt mode).
+// its acknowledgement goes (conn is null for QoS 0 and in kOnReceipt mode). Its payload
+// counts against the byte budget until the message is settled for good: acked, or given
+// up (a nack only sends it round again).
 struct Delivery {
+  Delivery() = default;
+  Delivery(const Delivery&) = delete;
+  Delivery& operator=(const Delivery&) = delete;
+  ~Delivery() { ReleaseBudget(); }
+  void ReleaseBudget() {
+    if (budget) budget->Release(charged);
+    budget.reset();
+  }
+
   MessageData data;
   Attributes attributes;
   int attempt = 1;
   std::shared_ptr<Connection> conn;
   std::uint64_t seq = 0;
+  std::shared_ptr<ByteBudget> budget;  // set once `charged` bytes were acquired from it
+  std::size_t charged = 0;
 };
 
 bool AnyQosAbove0(const std::vector<TopicMapping>& mappings) {
@@ -257,6 +316,7 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
       : config_(std::move(config)),
         client_id_(std::move(client_id)),
         channel_(config_.channel_capacity),
+        budget_(std::make_shared<ByteBudget>(config_.max_outstanding_bytes)),
         done_(done_promise_.get_future().share()),
         rng_(std::random_device{}()) {
     for (const TopicMapping& m : config_.topic_mappings) {
@@ -321,7 +381,7 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
     }
     // No new messages from here on (a reader blocked on a full channel returns); the
     // pipeline drains what is in the channel and its acks still reach the broker below.
-    channel_.Close();
+    CloseChannel();
     if (live) {
       conn->WaitSettled(deadline);
       conn->Write(mi::EncodeDisconnect());
@@ -377,7 +437,8 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
   // A message the pipeline did not process and this consumer cannot hand out again. If
   // the broker still holds it (QoS 1/2, PUBACK withheld, persistent session) it comes back
   // on the next connection; otherwise it is lost.
-  void Undeliverable(const Delivery& d, const char* why) {
+  void Undeliverable(Delivery& d, const char* why) {
+    d.ReleaseBudget();
     if (d.conn) d.conn->Settle(d.seq, Connection::State::kAbandoned);
     if (d.conn && !config_.clean_session) {
       Log()->debug("mqtt message left with the broker for redelivery: {} id={}", why, d.data.id);
@@ -397,13 +458,16 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
                              .lost = lost_.load(),
                              .unrouted = unrouted_.load(),
                              .connects = connects_.load(),
-                             .left_with_broker = left_with_broker_.load()};
+                             .left_with_broker = left_with_broker_.load(),
+                             .oversize_skipped = oversize_skipped_.load(),
+                             .outstanding_bytes = budget_->held()};
   }
 
   const MQTTClientConfig config_;
   const std::string client_id_;
   std::promise<absl::Status> done_promise_;
   BoundedQueue<Message> channel_;
+  const std::shared_ptr<ByteBudget> budget_;
   std::atomic<bool> connected_{false};
   std::atomic<std::uint64_t> acked_{0};
   std::shared_future<absl::Status> done_;
@@ -420,6 +484,7 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
     void OnAck() override {
       if (lost_) return;  // already accounted for by Undeliverable
       if (auto impl = impl_.lock()) impl->acked_.fetch_add(1, std::memory_order_relaxed);
+      delivery_->ReleaseBudget();
       if (delivery_->conn) delivery_->conn->Settle(delivery_->seq, Connection::State::kAcked);
     }
     void OnNack() override {
@@ -444,7 +509,7 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
       state_ = State::kStopped;
     }
     stopping_.store(true);
-    channel_.Close();  // first: a reader blocked on the full channel must return to be joined
+    CloseChannel();  // first: a reader blocked on the full channel must return to be joined
     StopThreads();
     Resolve(status);
     return status;
@@ -456,8 +521,14 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
     Log()->error("mqtt consumer gave up client_id={} error={}", client_id_, status.ToString());
     stopping_.store(true);
     connected_.store(false);
-    channel_.Close();
+    CloseChannel();
     Resolve(status);
+  }
+
+  // Also wakes a reader waiting for the byte budget.
+  void CloseChannel() {
+    channel_.Close();
+    budget_->Close();
   }
 
   void Resolve(absl::Status status) {
@@ -541,7 +612,7 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
                                .client_cert_file = config_.client_cert_file,
                                .client_key_file = config_.client_key_file,
                                .insecure_skip_verify = config_.insecure_skip_verify},
-                              deadline);
+                              deadline, ws_limits_);
     if (!transport.ok()) {
       return absl::Status(transport.status().code(),
                           absl::StrCat("mqtt: ", transport.status().message()));
@@ -590,34 +661,129 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
     return s;
   }
 
-  // Bytes read from the broker; [start, end) not yet parsed.
+  // Bytes read from the broker; [start, end) not yet parsed. It holds at most one packet
+  // (up to max_packet_bytes) beyond its usual 64 KiB, and only while that packet is read.
   struct ReadBuffer {
-    std::string data = std::string(64 * 1024, '\0');
+    static constexpr std::size_t kUsualSize = 64 * 1024;
+    std::string data = std::string(kUsualSize, '\0');
     std::size_t start = 0;
     std::size_t end = 0;
+    [[nodiscard]] std::string_view unparsed() const {
+      return std::string_view(data).substr(start, end - start);
+    }
   };
 
-  // Makes room for at least one more read; grows only while one packet fills the buffer.
-  static void Compact(ReadBuffer& b) {
-    if (b.start == b.end) {
-      b.start = b.end = 0;
-    } else if (b.start > 0 && b.data.size() - b.end < 16 * 1024) {
-      std::memmove(b.data.data(), b.data.data() + b.start, b.end - b.start);
-      b.end -= b.start;
+  // Makes room for at least one more read, for a packet of `need` bytes in all (0: not known
+  // yet). Grows to the packet being read only; a buffer grown for an earlier packet goes
+  // back to the usual size, so a large packet does not keep its memory.
+  static void Prepare(ReadBuffer& b, std::size_t need) {
+    const std::size_t avail = b.end - b.start;
+    const std::size_t size = std::max({ReadBuffer::kUsualSize, need, avail + 1});
+    if (b.data.size() != size) {
+      std::string fresh(size, '\0');
+      std::memcpy(fresh.data(), b.data.data() + b.start, avail);
+      b.data.swap(fresh);
       b.start = 0;
-    }
-    if (b.end == b.data.size()) {
-      b.data.resize(std::min(b.data.size() * 2, mi::kMaxRemainingLength + 5));
+      b.end = avail;
+    } else if (b.start == b.end) {
+      b.start = b.end = 0;
+    } else if (b.start > 0 && b.data.size() - b.end <
+                                  std::max<std::size_t>(16 * 1024, need - std::min(need, avail))) {
+      std::memmove(b.data.data(), b.data.data() + b.start, avail);
+      b.end = avail;
+      b.start = 0;
     }
   }
 
-  static absl::Status ReadMore(Connection& conn, ReadBuffer& b, Deadline deadline) {
-    Compact(b);
-    if (b.end == b.data.size()) return absl::InvalidArgumentError("packet too large");
+  static absl::Status ReadMore(Connection& conn, ReadBuffer& b, std::size_t need,
+                               Deadline deadline) {
+    Prepare(b, need);
     auto n = conn.transport().Read(b.data.data() + b.end, b.data.size() - b.end, deadline);
     if (!n.ok()) return n.status();
     b.end += *n;
     conn.last_read_ns.store(NowNanos(), std::memory_order_relaxed);
+    return absl::OkStatus();
+  }
+
+  // What the next bytes hold: a complete packet (in `packet`, consumed from `buf`), an
+  // oversize PUBLISH (its fixed header in `header`, nothing consumed), or not enough yet
+  // (`need`: the size of the packet being read, 0 if its header is incomplete). Any other
+  // packet over max_packet_bytes is an error.
+  enum class Next : std::uint8_t { kNeedMore, kPacket, kOversizePublish };
+  absl::StatusOr<Next> NextPacket(ReadBuffer& buf, mi::RawPacket& packet, mi::FixedHeader& header,
+                                  std::size_t& need) const {
+    need = 0;
+    const std::string_view avail = buf.unparsed();
+    auto complete = mi::ParseFixedHeader(avail, header);
+    if (!complete.ok()) return BrokerError(complete.status());
+    if (!*complete) return Next::kNeedMore;
+    if (header.packet_size() > config_.max_packet_bytes) {
+      if (header.type == mi::PacketType::kPublish) return Next::kOversizePublish;
+      return BrokerError(absl::InvalidArgumentError(
+          absl::StrCat("packet type ", static_cast<int>(header.type), " of ", header.packet_size(),
+                       " bytes is over max_packet_bytes (", config_.max_packet_bytes, ")")));
+    }
+    if (avail.size() < header.packet_size()) {
+      need = header.packet_size();
+      return Next::kNeedMore;
+    }
+    packet = {.type = header.type,
+              .flags = header.flags,
+              .body = avail.substr(header.header_size, header.remaining_length)};
+    buf.start += header.packet_size();
+    return Next::kPacket;
+  }
+
+  // Reads past a PUBLISH over max_packet_bytes without buffering it: its topic and packet
+  // id (at most 65 KiB in), then the rest in chunks of the buffer's usual size. It is
+  // counted, logged once, and at QoS 1/2 acknowledged in its place among the others' acks,
+  // so the broker does not resend it forever; the connection carries on.
+  absl::Status SkipOversizePublish(const std::shared_ptr<Connection>& conn, ReadBuffer& buf,
+                                   const mi::FixedHeader& header) {
+    mi::Publish head;
+    while (true) {
+      const std::string_view body = buf.unparsed().substr(header.header_size);
+      auto n = mi::ParsePublishHead(header.flags, body, header.remaining_length, head);
+      if (!n.ok()) return BrokerError(n.status());
+      if (*n > 0) break;
+      // 2 + 65535 + 2 bytes of head at most, so this stays near the usual size.
+      const std::size_t need =
+          header.header_size + std::min<std::size_t>(header.remaining_length, 2 + 65535 + 2);
+      if (auto s = ReadMore(*conn, buf, need, Deadline::max()); !s.ok()) return s;
+    }
+    // Outside data: bounded, and escaped so that it cannot forge log lines.
+    const std::string topic = absl::CHexEscape(BoundedText(head.topic, 256));
+    const int qos = head.qos;
+    const std::uint16_t packet_id = head.packet_id;  // head's views die with the buffer below
+    std::size_t left = header.packet_size();
+    const std::size_t buffered = std::min(left, buf.end - buf.start);
+    buf.start += buffered;
+    left -= buffered;
+    Prepare(buf, 0);
+    while (left > 0) {
+      // Never past this packet: the bytes after it belong to the next one.
+      auto n =
+          conn->transport().Read(buf.data.data(), std::min(left, buf.data.size()), Deadline::max());
+      if (!n.ok()) return n.status();
+      left -= *n;
+      conn->last_read_ns.store(NowNanos(), std::memory_order_relaxed);
+    }
+    oversize_skipped_.fetch_add(1, std::memory_order_relaxed);
+    Log()->warn(
+        "mqtt message over max_packet_bytes skipped{} mqtt_topic={} bytes={} max_packet_bytes={} "
+        "qos={} client_id={}",
+        qos > 0 ? " and acknowledged" : "", topic, header.packet_size(), config_.max_packet_bytes,
+        qos, client_id_);
+    if (qos > 0) {
+      if (config_.ack_mode == AckMode::kAfterPipelineAck) {
+        // Behind the acknowledgements of earlier messages still in the pipeline.
+        conn->Settle(conn->Track(packet_id, qos), Connection::State::kAcked);
+      } else {
+        std::string ack;
+        mi::AppendAck(qos == 2 ? mi::PacketType::kPubrec : mi::PacketType::kPuback, packet_id, ack);
+        conn->Write(std::move(ack));
+      }
+    }
     return absl::OkStatus();
   }
 
@@ -630,14 +796,15 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
          .password = config_.password}));
     mi::RawPacket packet;
     while (true) {
-      auto n = mi::ParsePacket(std::string_view(buf.data).substr(buf.start, buf.end - buf.start),
-                               packet);
-      if (!n.ok()) return BrokerError(n.status());
-      if (*n > 0) {
-        buf.start += *n;
-        break;
+      mi::FixedHeader header;
+      std::size_t need = 0;
+      auto next = NextPacket(buf, packet, header, need);
+      if (!next.ok()) return next.status();
+      if (*next == Next::kPacket) break;
+      if (*next == Next::kOversizePublish) {
+        return BrokerError(absl::InvalidArgumentError("PUBLISH before CONNACK"));
       }
-      if (auto s = ReadMore(conn, buf, deadline); !s.ok()) {
+      if (auto s = ReadMore(conn, buf, need, deadline); !s.ok()) {
         return absl::UnavailableError(absl::StrCat(
             "mqtt: no CONNACK from ", config_.broker_url, ": ",
             s.code() == absl::StatusCode::kDeadlineExceeded ? "timed out" : s.message()));
@@ -661,18 +828,18 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
   absl::Status ReadLoop(std::stop_token st, const std::shared_ptr<Connection>& conn,
                         ReadBuffer& buf, ConnectionEnd& end) {
     while (!st.stop_requested()) {
-      mi::RawPacket packet;
+      std::size_t need = 0;
       while (true) {
-        auto n = mi::ParsePacket(std::string_view(buf.data).substr(buf.start, buf.end - buf.start),
-                                 packet);
-        if (!n.ok()) return BrokerError(n.status());
-        if (*n == 0) break;
-        buf.start += *n;
-        if (auto s = HandlePacket(conn, packet, end); !s.ok()) return s;
+        mi::RawPacket packet;
+        mi::FixedHeader header;
+        auto next = NextPacket(buf, packet, header, need);
+        if (!next.ok()) return next.status();
+        if (*next == Next::kNeedMore) break;
+        absl::Status s = *next == Next::kPacket ? HandlePacket(conn, packet, end)
+                                                : SkipOversizePublish(conn, buf, header);
+        if (!s.ok()) return s;
       }
-      if (auto s = ReadMore(*conn, buf, Deadline::max()); !s.ok()) {
-        return s.code() == absl::StatusCode::kInvalidArgument ? BrokerError(s) : s;
-      }
+      if (auto s = ReadMore(*conn, buf, need, Deadline::max()); !s.ok()) return s;
     }
     return absl::OkStatus();
   }
@@ -786,13 +953,22 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
     conn->reader_blocked.store(false, std::memory_order_relaxed);
   }
 
-  // Blocks while the channel is full: that is the backpressure.
+  // Blocks while the channel is full or the byte budget spent: that is the backpressure.
   void Deliver(std::shared_ptr<Delivery> d, bool first) {
+    if (first) {
+      received_.fetch_add(1, std::memory_order_relaxed);
+      const std::size_t bytes = d->data.payload.size();
+      if (!budget_->Acquire(bytes)) {
+        Undeliverable(*d, "the consumer stopped before the pipeline took it");
+        return;
+      }
+      d->budget = budget_;
+      d->charged = bytes;
+    }
     auto handler = std::make_unique<Handler>(weak_from_this(), d);
     Handler* h = handler.get();
     Message m(d->data, d->attributes, std::move(handler));
     m.delivery_attempt = d->attempt;
-    if (first) received_.fetch_add(1, std::memory_order_relaxed);
     if (!channel_.Push(std::move(m))) {
       h->lost_ = true;
       Undeliverable(*d, "the consumer stopped before the pipeline took it");
@@ -872,10 +1048,12 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
   std::atomic<bool> subscribed_{false};       // first_result_ is OK
   std::atomic<bool> stopping_{false};
   std::vector<mi::TopicFilter> filters_;
+  // Not derived from max_packet_bytes: see WebSocketLimits.
+  const mi::WebSocketLimits ws_limits_{};
   std::mt19937_64 rng_;  // used on the runner (reader) thread only
   LogRateLimit unrouted_log_;
   std::atomic<std::uint64_t> received_{0}, nacked_{0}, redelivered_{0}, lost_{0}, unrouted_{0},
-      connects_{0}, left_with_broker_{0};
+      connects_{0}, left_with_broker_{0}, oversize_skipped_{0};
   std::mutex conn_mu_;
   std::shared_ptr<Connection> conn_;  // the current (or last) connection
   std::mutex redeliver_mu_;

@@ -278,7 +278,8 @@ std::uint32_t RandomMask() {
 // RFC 6455 client over another transport: MQTT bytes travel as binary frames.
 class WebSocketTransport : public Transport {
  public:
-  explicit WebSocketTransport(std::unique_ptr<Transport> inner) : inner_(std::move(inner)) {}
+  WebSocketTransport(std::unique_ptr<Transport> inner, const WebSocketLimits& limits)
+      : inner_(std::move(inner)), limits_(limits) {}
 
   absl::Status Handshake(const BrokerAddress& address, Deadline deadline) {
     unsigned char nonce[16];
@@ -352,14 +353,16 @@ class WebSocketTransport : public Transport {
         const bool control = static_cast<int>(h.opcode) >= 8;
         if (*complete && (!control || avail.size() >= h.header_size + h.payload_length)) {
           if (h.masked) return absl::UnavailableError("WebSocket: the server masked a frame");
-          in_pos_ += h.header_size;
           if (!control) {
             if (h.opcode == WsOpcode::kText) {
               return absl::UnavailableError("WebSocket: text frame; MQTT needs binary frames");
             }
+            if (auto s = CheckDataFrame(h); !s.ok()) return s;
+            in_pos_ += h.header_size;
             frame_left_ = h.payload_length;
             continue;
           }
+          in_pos_ += h.header_size;
           const std::string payload = in_.substr(in_pos_, h.payload_length);
           in_pos_ += h.payload_length;
           if (h.opcode == WsOpcode::kClose) {
@@ -397,11 +400,57 @@ class WebSocketTransport : public Transport {
   void Shutdown() override { inner_->Shutdown(); }
 
  private:
+  // Applies the frame and message limits to a data frame's header, and the fragmentation
+  // rules (continuations only inside a message, no new message inside one).
+  absl::Status CheckDataFrame(const WsFrameHeader& h) {
+    const bool continuation = h.opcode == WsOpcode::kContinuation;
+    if (continuation != in_message_) {
+      return CloseWith(1002, continuation ? "WebSocket: continuation frame outside a message"
+                                          : "WebSocket: new message inside a fragmented one");
+    }
+    if (h.payload_length > limits_.max_frame_bytes) {
+      return CloseWith(
+          1009, absl::StrCat("WebSocket frame of ", h.payload_length,
+                             " bytes is over the limit of ", limits_.max_frame_bytes, " bytes"));
+    }
+    message_bytes_ += h.payload_length;  // both <= 2^64 / 2: no overflow past the check
+    if (message_bytes_ > limits_.max_message_bytes) {
+      return CloseWith(
+          1009, absl::StrCat("WebSocket message of at least ", message_bytes_,
+                             " bytes is over the limit of ", limits_.max_message_bytes, " bytes"));
+    }
+    in_message_ = !h.fin;
+    if (h.fin) message_bytes_ = 0;
+    return absl::OkStatus();
+  }
+
+  // Tells the server why (best effort, bounded like a pong) and fails the read.
+  absl::Status CloseWith(std::uint16_t code, std::string why) {
+    const char payload[2] = {static_cast<char>(code >> 8), static_cast<char>(code & 0xff)};
+    inner_
+        ->Write(EncodeWsFrame(WsOpcode::kClose, std::string_view(payload, 2), RandomMask()),
+                std::chrono::steady_clock::now() + kPongWriteTimeout)
+        .IgnoreError();
+    return absl::UnavailableError(absl::StrCat(why, " (closed with ", code, ")"));
+  }
+
   std::unique_ptr<Transport> inner_;
-  std::string in_;  // bytes read from inner_, from in_pos_ on not yet consumed
+  const WebSocketLimits limits_;
+  bool in_message_ = false;          // a data frame without FIN was seen: continuations follow
+  std::uint64_t message_bytes_ = 0;  // announced payload of the current message so far
+  std::string in_;                   // bytes read from inner_, from in_pos_ on not yet consumed
   std::size_t in_pos_ = 0;
   std::uint64_t frame_left_ = 0;  // payload bytes of the current data frame still to return
 };
+
+std::mutex& TestDialerMutex() {
+  static std::mutex mu;
+  return mu;
+}
+Dialer& TestDialer() {
+  static Dialer dialer;
+  return dialer;
+}
 
 }  // namespace
 
@@ -463,7 +512,14 @@ absl::StatusOr<BrokerAddress> ParseBrokerUrl(std::string_view url_text) {
 }
 
 absl::StatusOr<std::unique_ptr<Transport>> Dial(std::string_view url, const TlsOptions& tls,
-                                                Deadline deadline) {
+                                                Deadline deadline,
+                                                const WebSocketLimits& ws_limits) {
+  Dialer test_dialer;
+  {
+    std::lock_guard lock(TestDialerMutex());
+    test_dialer = TestDialer();
+  }
+  if (test_dialer) return test_dialer(url, tls, deadline, ws_limits);
   auto address = ParseBrokerUrl(url);
   if (!address.ok()) return address.status();
   auto fail = [&](const absl::Status& s) {
@@ -478,9 +534,23 @@ absl::StatusOr<std::unique_ptr<Transport>> Dial(std::string_view url, const TlsO
     if (auto s = socket->StartTls(*address, tls, deadline); !s.ok()) return fail(s);
   }
   if (!address->websocket) return std::unique_ptr<Transport>(std::move(socket));
-  auto ws = std::make_unique<WebSocketTransport>(std::move(socket));
-  if (auto s = ws->Handshake(*address, deadline); !s.ok()) return fail(s);
+  auto ws = WebSocketOver(std::move(socket), *address, ws_limits, deadline);
+  if (!ws.ok()) return fail(ws.status());
+  return ws;
+}
+
+absl::StatusOr<std::unique_ptr<Transport>> WebSocketOver(std::unique_ptr<Transport> inner,
+                                                         const BrokerAddress& address,
+                                                         const WebSocketLimits& limits,
+                                                         Deadline deadline) {
+  auto ws = std::make_unique<WebSocketTransport>(std::move(inner), limits);
+  if (auto s = ws->Handshake(address, deadline); !s.ok()) return s;
   return std::unique_ptr<Transport>(std::move(ws));
+}
+
+void SetDialerForTesting(Dialer dialer) {
+  std::lock_guard lock(TestDialerMutex());
+  TestDialer() = std::move(dialer);
 }
 
 }  // namespace dataflow::mqttconverter::internal

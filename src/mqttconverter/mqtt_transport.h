@@ -13,6 +13,8 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -39,6 +41,18 @@ struct TlsOptions {
   bool insecure_skip_verify = false;  // no certificate or host name check
 };
 
+// What one WebSocket frame and one message (a frame and its continuations) may announce; a
+// bigger one is answered with close code 1009 (message too big) and fails the read, before
+// any of it is read. Data frames are streamed, never buffered, so these bound protocol
+// sanity rather than memory. The default is the largest MQTT packet (256 MiB + 5 bytes):
+// MqttConsumer passes that too, not its max_packet_bytes, so that an oversize PUBLISH still
+// reaches the MQTT layer, which skips and acknowledges it (a 1009 would end the connection
+// and the broker would resend it on the next, forever).
+struct WebSocketLimits {
+  std::uint64_t max_frame_bytes = 268'435'460;
+  std::uint64_t max_message_bytes = 268'435'460;
+};
+
 class Transport {
  public:
   virtual ~Transport() = default;
@@ -53,9 +67,25 @@ class Transport {
   virtual void Shutdown() = 0;
 };
 
+// The WebSocket client over an already connected `inner` (TCP or TLS): the upgrade
+// handshake, then frames. What Dial does for ws:// and wss://; on its own for the fuzzer.
+absl::StatusOr<std::unique_ptr<Transport>> WebSocketOver(std::unique_ptr<Transport> inner,
+                                                         const BrokerAddress& address,
+                                                         const WebSocketLimits& limits,
+                                                         Deadline deadline);
+
+// Replaces what Dial does, for every caller in the process, until called again with an
+// empty function: the seam through which the session fuzzer feeds MqttConsumer a byte
+// stream without a socket. Not for production code.
+using Dialer = std::function<absl::StatusOr<std::unique_ptr<Transport>>(
+    std::string_view url, const TlsOptions& tls, Deadline deadline,
+    const WebSocketLimits& ws_limits)>;
+void SetDialerForTesting(Dialer dialer);
+
 // Connects, and for TLS/WebSocket completes the handshakes, all before `deadline`. Errors
 // name the broker URL and what failed (refused, certificate verify failed, bad upgrade...).
 absl::StatusOr<std::unique_ptr<Transport>> Dial(std::string_view url, const TlsOptions& tls,
-                                                Deadline deadline);
+                                                Deadline deadline,
+                                                const WebSocketLimits& ws_limits = {});
 
 }  // namespace dataflow::mqttconverter::internal

@@ -73,6 +73,20 @@ struct MQTTClientConfig {
   std::chrono::milliseconds write_timeout{10'000};
   // The consumer's channel: a full channel stops it reading from the socket.
   std::size_t channel_capacity = 1000;
+  // The largest MQTT packet accepted, fixed header included (MQTT 5's "Maximum Packet Size";
+  // 3.1.1 cannot tell the broker, so it is enforced here, as soon as the fixed header is
+  // read). An oversize PUBLISH is skipped without being buffered, counted
+  // (stats().oversize_skipped), logged with its topic and size, and at QoS 1/2 acknowledged
+  // so the broker does not resend it; any other oversize packet is a protocol error. The
+  // default, 4 MiB, is far above device telemetry and below what the Pub/Sub sink can take
+  // (10 MB per request, and the message envelope base64-encodes the payload). At most
+  // 268435460 (MQTT's own maximum).
+  std::size_t max_packet_bytes = 4 << 20;
+  // Payload bytes of received messages not yet acked (in the channel, in the pipeline or
+  // waiting for a local redelivery): past it the reader stops reading the socket, as with a
+  // full channel, so the channel is bounded in bytes as well as in messages. A single
+  // message larger than this still passes when nothing else is held.
+  std::size_t max_outstanding_bytes = 64 << 20;
 };
 
 // Checks the config; InvalidArgument naming the field on failure.
@@ -82,7 +96,8 @@ absl::Status ValidateMQTTClientConfig(const MQTTClientConfig& config);
 // MQTT_KEEP_ALIVE_SECONDS, MQTT_CONNECT_TIMEOUT_SECONDS, MQTT_CA_CERT_FILE,
 // MQTT_CLIENT_CERT_FILE, MQTT_CLIENT_KEY_FILE, MQTT_INSECURE_SKIP_VERIFY, MQTT_CLEAN_SESSION,
 // MQTT_ACK_MODE (pipeline|receipt), MQTT_WRITE_TIMEOUT_SECONDS, MQTT_MAX_SUBSCRIBE_REFUSALS,
-// MQTT_REDELIVERY_MIN_BACKOFF_MS, MQTT_REDELIVERY_MAX_BACKOFF_MS, MQTT_TOPIC (one mapping named
+// MQTT_REDELIVERY_MIN_BACKOFF_MS, MQTT_REDELIVERY_MAX_BACKOFF_MS, MQTT_MAX_PACKET_BYTES,
+// MQTT_MAX_OUTSTANDING_BYTES, MQTT_TOPIC (one mapping named
 // "default") and MQTT_TOPIC_MAPPINGS
 // ("name=filter[@qos];name=filter[@qos]"), over `base`. Unset variables keep base's values.
 // Errors are InvalidArgument and name the variable.

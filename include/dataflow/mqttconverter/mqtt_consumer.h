@@ -11,10 +11,13 @@
 // copy carries the first matching route.
 //
 // Delivery: one thread per consumer reads the socket and hands each message to a bounded
-// channel; a full channel blocks it, so the socket stops being read and the broker holds
-// the rest (backpressure). Keep-alive pings go out from another thread meanwhile. The
-// connection is re-made with exponential backoff and jitter, and every subscription is
-// renewed on each (re)connect. The SUBACK must match the SUBSCRIBE (packet id, one code per
+// channel; a full channel, or max_outstanding_bytes of payload not yet acked, blocks it,
+// so the socket stops being read and the broker holds the rest (backpressure). A packet over
+// max_packet_bytes is never buffered: an oversize PUBLISH is read past in bounded chunks,
+// counted, logged and (QoS 1/2) acknowledged in order with the others; any other oversize
+// packet ends the connection as a protocol error. Keep-alive pings go out from another thread
+// meanwhile. The connection is re-made with exponential backoff and jitter, and every subscription
+// is renewed on each (re)connect. The SUBACK must match the SUBSCRIBE (packet id, one code per
 // filter) or the connection is dropped; a refused filter drops it too (IsConnected() false),
 // and max_subscribe_refusals refusals in a row end the consumer: Done() resolves with an
 // error naming the broker and the filter. Every write goes through one writer thread per
@@ -65,6 +68,10 @@ struct MqttConsumerStats {
   // QoS 1/2 messages whose PUBACK/PUBREC was never sent when their connection ended, with
   // clean_session=false: the broker redelivers them to the next connection of this client id.
   std::uint64_t left_with_broker = 0;
+  // PUBLISHes over max_packet_bytes, skipped unread (QoS 1/2: acknowledged; logged).
+  std::uint64_t oversize_skipped = 0;
+  // Now: payload bytes of received messages not yet acked (bounded by max_outstanding_bytes).
+  std::uint64_t outstanding_bytes = 0;
 };
 
 class MqttConsumer : public messagepipeline::MessageConsumer {

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "mqtt_test_util.h"
+#include "scripted_broker.h"
 
 namespace dataflow::mqttconverter {
 namespace {
@@ -24,6 +25,7 @@ using messagepipeline::Message;
 using testing::Broker;
 using ::testing::HasSubstr;
 using testing::PopN;
+using testing::ScriptedBroker;
 using testing::TestPublisher;
 using testing::UniqueTopic;
 
@@ -474,6 +476,68 @@ TEST(MqttConsumerTest, FullChannelStopsReading) {
   StopConsumer(*consumer);
 }
 
+// The channel is bounded in bytes too: with max_outstanding_bytes 1 MB and 300 kB messages
+// nobody acks, three fit, the reader holds the fourth and stops reading, although the
+// channel has room for 1000 messages. Acking frees the budget and the rest flows, in order.
+TEST(MqttConsumerTest, UnackedBytesOverMaxOutstandingBytesStopReading) {
+  const std::string topic = UniqueTopic("bytes");
+  MQTTClientConfig config = ConfigFor({{.name = "r", .topic = topic}});
+  config.max_outstanding_bytes = 1'000'000;
+  auto consumer = StartConsumer(config);
+  ASSERT_NE(consumer, nullptr);
+  TestPublisher pub;
+  constexpr int kMessages = 8;
+  for (int i = 0; i < kMessages; ++i) pub.Publish(topic, std::string(300'000, 'a' + i));
+  ASSERT_TRUE(dataflow::testing::WaitFor(
+      [&] { return consumer->Messages().size() == 3 && consumer->stats().received == 4; },
+      std::chrono::seconds(15)));
+  EXPECT_EQ(consumer->stats().outstanding_bytes, 900'000u);
+  // Without the byte bound every message would be in the channel by now.
+  EXPECT_FALSE(dataflow::testing::WaitFor([&] { return consumer->Messages().size() > 3; },
+                                          std::chrono::seconds(1)));
+  for (int i = 0; i < kMessages; ++i) {
+    auto got = PopN(consumer->Messages(), 1);
+    ASSERT_EQ(got.size(), 1u) << i;
+    EXPECT_TRUE(got[0].data.payload == std::string(300'000, 'a' + i)) << i;
+    got[0].Ack();
+  }
+  EXPECT_EQ(consumer->stats().outstanding_bytes, 0u);
+  StopConsumer(*consumer);
+}
+
+// Against Mosquitto, over TCP and over WebSocket: a message over max_packet_bytes is skipped
+// and PUBACKed (the persistent session holds nothing for the next connection), the one after
+// it arrives. Over WebSocket the frame carrying it passes the transport's limits, so the
+// MQTT layer can skip it instead of the connection failing (and the broker resending it).
+void ExpectOversizeSkippedAndAcknowledged(const std::string& url) {
+  MQTTClientConfig config = PersistentConfig(UniqueTopic("oversize"));
+  config.broker_url = url;
+  config.max_packet_bytes = 64 * 1024;
+  const std::string topic = config.topic_mappings[0].topic;
+  {
+    auto consumer = StartConsumer(config);
+    ASSERT_NE(consumer, nullptr);
+    TestPublisher pub;
+    pub.Publish(topic, RandomBytes(1 << 20));
+    pub.Publish(topic, "after");
+    auto got = PopUntilMarker(*consumer, "after");
+    EXPECT_EQ(Payloads(got), std::vector<std::string>{"after"});
+    for (Message& m : got) m.Ack();
+    EXPECT_EQ(consumer->stats().oversize_skipped, 1u);
+    EXPECT_EQ(consumer->stats().connects, 1u);
+    StopConsumer(*consumer);
+  }
+  EXPECT_EQ(Payloads(HeldByBroker(config)), std::vector<std::string>{"marker"});
+}
+
+TEST(MqttConsumerTest, OversizePublishIsSkippedAndAcknowledged) {
+  ExpectOversizeSkippedAndAcknowledged(Broker()->url());
+}
+
+TEST(MqttConsumerTest, OversizePublishOverWebSocketIsSkippedAndAcknowledged) {
+  ExpectOversizeSkippedAndAcknowledged(Broker()->ws_url());
+}
+
 // A persistent session's backlog arrives right after CONNACK, possibly before the SUBACK;
 // Start() must not wait for a SUBACK stuck behind a channel only the pipeline can drain.
 TEST(MqttConsumerTest, StartsWhileASessionBacklogFillsTheChannel) {
@@ -580,177 +644,6 @@ TEST(MqttConsumerTest, RefusedConnectionIsAClearError) {
       std::string(started.message()),
       ::testing::AnyOf(HasSubstr("bad user name or password"), HasSubstr("not authorized")));
 }
-
-// Speaks just enough MQTT, on a loopback socket, to accept a client, answer its CONNECT and
-// SUBSCRIBE as a test scripts it, push messages and watch what the client sends back. Used where a
-// real Mosquitto cannot show the behaviour: it tolerates a silent client far longer than 1.5 x
-// keep-alive, always answers a SUBSCRIBE correctly, never refuses one after having granted it, and
-// cannot be made to stop reading its socket.
-class ScriptedBroker {
- public:
-  // `receive_buffer` > 0: a tiny SO_RCVBUF, so that a broker that stops reading soon blocks the
-  // client's writes.
-  explicit ScriptedBroker(int receive_buffer = 0) {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (receive_buffer > 0) {
-      ::setsockopt(listen_fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
-    }
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(addr);
-    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-        ::listen(listen_fd_, 1) == 0 &&
-        ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-      port_ = ntohs(addr.sin_port);
-    }
-  }
-  ~ScriptedBroker() {
-    Drop();
-    if (listen_fd_ >= 0) ::close(listen_fd_);
-  }
-  [[nodiscard]] std::string url() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
-
-  // Accepts the next connection (closing the previous one) and answers its CONNECT.
-  bool AcceptAndConnack(std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
-    Drop();
-    pollfd p{.fd = listen_fd_, .events = POLLIN, .revents = 0};
-    if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) return false;
-    client_fd_ = ::accept(listen_fd_, nullptr, nullptr);
-    if (client_fd_ < 0) return false;
-    eof_ = false;
-    std::uint8_t type = 0;
-    std::string body;
-    if (!ReadPacket(type, body, std::chrono::seconds(5)) || type >> 4 != 1) return false;
-    return Send(std::string("\x20\x02\x00\x00", 4));
-  }
-  // Reads a SUBSCRIBE: its packet id and how many filters it carries.
-  bool ReadSubscribe(std::uint16_t& packet_id, std::size_t& filters) {
-    std::uint8_t type = 0;
-    std::string body;
-    if (!ReadPacket(type, body, std::chrono::seconds(5)) || type >> 4 != 8 || body.size() < 2) {
-      return false;
-    }
-    packet_id = static_cast<std::uint16_t>((static_cast<std::uint8_t>(body[0]) << 8) |
-                                           static_cast<std::uint8_t>(body[1]));
-    filters = 0;
-    for (std::size_t i = 2; i + 2 <= body.size(); ++filters) {
-      const std::size_t n =
-          (static_cast<std::uint8_t>(body[i]) << 8) | static_cast<std::uint8_t>(body[i + 1]);
-      i += 2 + n + 1;  // length, filter, requested QoS
-    }
-    return true;
-  }
-  bool SendSuback(std::uint16_t packet_id, const std::vector<std::uint8_t>& codes) {
-    std::string packet = "\x90";
-    AppendLength(2 + codes.size(), packet);
-    packet += static_cast<char>(packet_id >> 8);
-    packet += static_cast<char>(packet_id & 0xff);
-    for (std::uint8_t c : codes) packet += static_cast<char>(c);
-    return Send(packet);
-  }
-  // CONNECT/CONNACK and SUBSCRIBE/SUBACK, every filter granted QoS 0.
-  bool Handshake() {
-    std::uint16_t id = 0;
-    std::size_t filters = 0;
-    return AcceptAndConnack() && ReadSubscribe(id, filters) &&
-           SendSuback(id, std::vector<std::uint8_t>(filters, 0));
-  }
-  bool SendPublish(const std::string& topic, const std::string& payload, int qos = 0,
-                   std::uint16_t packet_id = 0) {
-    std::string packet(1, static_cast<char>(0x30 | (qos << 1)));
-    AppendLength(2 + topic.size() + (qos > 0 ? 2 : 0) + payload.size(), packet);
-    packet += static_cast<char>(topic.size() >> 8);
-    packet += static_cast<char>(topic.size() & 0xff);
-    packet += topic;
-    if (qos > 0) {
-      packet += static_cast<char>(packet_id >> 8);
-      packet += static_cast<char>(packet_id & 0xff);
-    }
-    return Send(packet + payload);
-  }
-  // Reads what the client sends for `window`: the number of PINGREQs, or -1 if the client
-  // sent anything else or closed the connection.
-  int CountPingreqs(std::chrono::milliseconds window) {
-    const auto end = std::chrono::steady_clock::now() + window;
-    int pings = 0;
-    while (std::chrono::steady_clock::now() < end) {
-      std::uint8_t type = 0;
-      std::string body;
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          end - std::chrono::steady_clock::now());
-      if (!ReadPacket(type, body, left)) return eof_ ? -1 : pings;
-      if (type != 0xC0) return -1;
-      ++pings;
-    }
-    return pings;
-  }
-  // Reads (and ignores) what the client sends until it closes the connection: false if it has not
-  // within `timeout`.
-  bool WaitForClose(std::chrono::milliseconds timeout) {
-    const auto end = std::chrono::steady_clock::now() + timeout;
-    std::uint8_t type = 0;
-    std::string body;
-    while (!eof_ && std::chrono::steady_clock::now() < end) {
-      ReadPacket(type, body,
-                 std::chrono::duration_cast<std::chrono::milliseconds>(
-                     end - std::chrono::steady_clock::now()));
-    }
-    return eof_;
-  }
-  void Drop() {
-    if (client_fd_ >= 0) ::close(client_fd_);
-    client_fd_ = -1;
-  }
-
- private:
-  static void AppendLength(std::size_t n, std::string& out) {
-    do {
-      std::uint8_t b = n % 128;
-      n /= 128;
-      if (n > 0) b |= 0x80;
-      out += static_cast<char>(b);
-    } while (n > 0);
-  }
-  bool Send(const std::string& bytes) {
-    return ::send(client_fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
-           static_cast<ssize_t>(bytes.size());
-  }
-  bool ReadByte(std::uint8_t& b, std::chrono::steady_clock::time_point deadline) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    pollfd p{.fd = client_fd_, .events = POLLIN, .revents = 0};
-    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) != 1) return false;
-    if (::recv(client_fd_, &b, 1, 0) != 1) {
-      eof_ = true;
-      return false;
-    }
-    return true;
-  }
-  bool ReadPacket(std::uint8_t& type, std::string& body, std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    if (!ReadByte(type, deadline)) return false;
-    std::size_t remaining = 0;
-    for (int shift = 0;; shift += 7) {
-      std::uint8_t b = 0;
-      if (shift > 21 || !ReadByte(b, deadline)) return false;
-      remaining |= static_cast<std::size_t>(b & 0x7f) << shift;
-      if ((b & 0x80) == 0) break;
-    }
-    body.clear();
-    for (std::size_t i = 0; i < remaining; ++i) {
-      std::uint8_t b = 0;
-      if (!ReadByte(b, deadline)) return false;
-      body.push_back(static_cast<char>(b));
-    }
-    return true;
-  }
-
-  int listen_fd_ = -1;
-  int client_fd_ = -1;
-  int port_ = 0;
-  bool eof_ = false;
-};
 
 MQTTClientConfig ScriptedConfig(const ScriptedBroker& broker, std::vector<TopicMapping> mappings) {
   return MQTTClientConfig{.broker_url = broker.url(),

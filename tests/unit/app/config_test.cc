@@ -177,6 +177,41 @@ services:
                           "least 1s"));
 }
 
+TEST(ConfigTest, MqttSizeLimits) {
+  constexpr const char* kYaml = R"(
+in_process:
+  topics: [raw]
+  subscriptions: [{name: raw-sub, topic: raw}]
+services:
+  - name: ingest
+    ingestion:
+      mqtt:
+        broker_url: tcp://127.0.0.1:1883
+        topic_mappings: [{name: t, topic: "devices/#", qos: 1}]
+        LIMITS
+      sink: in_process
+      routes: {t: raw}
+)";
+  auto parse = [&](const std::string& limits) {
+    std::string yaml = kYaml;
+    yaml.replace(yaml.find("LIMITS"), 6, limits);
+    return Parse(yaml);
+  };
+  auto defaults = parse("");
+  ASSERT_THAT(Errors(defaults), IsEmpty());
+  const auto& d = std::get<IngestionConfig>(defaults.config.services[0].spec).mqtt;
+  EXPECT_EQ(d.max_packet_bytes, 4u << 20);
+  EXPECT_EQ(d.max_outstanding_bytes, 64u << 20);
+  auto set = parse("max_packet_bytes: 65536\n        max_outstanding_bytes: 1000000");
+  ASSERT_THAT(Errors(set), IsEmpty());
+  const auto& m = std::get<IngestionConfig>(set.config.services[0].spec).mqtt;
+  EXPECT_EQ(m.max_packet_bytes, 65536u);
+  EXPECT_EQ(m.max_outstanding_bytes, 1'000'000u);
+  EXPECT_THAT(Errors(parse("max_packet_bytes: 300000000")),
+              ElementsAre(HasSubstr("services[0].ingestion.mqtt.max_packet_bytes: must be between "
+                                    "64 and 268435460")));
+}
+
 TEST(ConfigTest, ServiceKindMustBeExactlyOne) {
   auto r = Parse("services:\n  - name: x\n  - name: y\n    bigquery: {}\n    icestore: {}\n");
   EXPECT_THAT(Errors(r),

@@ -150,6 +150,48 @@ TEST(MqttCodecTest, MalformedPublishes) {
   }
 }
 
+// The fixed header alone gives the packet's size, before any of its body is there: what
+// lets the consumer refuse an oversize packet without buffering it.
+TEST(MqttCodecTest, FixedHeaderKnownBeforeTheBody) {
+  FixedHeader h;
+  EXPECT_FALSE(*ParseFixedHeader(Bytes({0x30}), h));
+  EXPECT_FALSE(*ParseFixedHeader(Bytes({0x30, 0xff, 0xff}), h));  // length continues
+  ASSERT_TRUE(*ParseFixedHeader(Bytes({0x32, 0xff, 0xff, 0xff, 0x7f}), h));
+  EXPECT_EQ(h.type, PacketType::kPublish);
+  EXPECT_EQ(h.flags, 0x2);
+  EXPECT_EQ(h.remaining_length, kMaxRemainingLength);
+  EXPECT_EQ(h.header_size, 5u);
+  EXPECT_EQ(h.packet_size(), kMaxRemainingLength + 5);
+  EXPECT_FALSE(ParseFixedHeader(Bytes({0x30, 0x80, 0x80, 0x80, 0x80, 0x01}), h).ok());
+  EXPECT_FALSE(ParseFixedHeader(Bytes({0xf0, 0x00}), h).ok());
+}
+
+// The head of a PUBLISH (topic, packet id) from its first bytes, as they trickle in.
+TEST(MqttCodecTest, PublishHeadFromAPrefixOfTheBody) {
+  // QoS 1, topic "a/b", packet id 0x0102, then a payload the head does not need.
+  const std::string body = Bytes({0x00, 0x03, 'a', '/', 'b', 0x01, 0x02, 'x', 'y'});
+  Publish p;
+  for (std::size_t n = 0; n < 7; ++n) {
+    auto got = ParsePublishHead(0x2, std::string_view(body).substr(0, n), 1'000'000, p);
+    ASSERT_TRUE(got.ok()) << n << got.status();
+    EXPECT_EQ(*got, 0u) << n;
+  }
+  auto got = ParsePublishHead(0x2 | 0x8, body, 1'000'000, p);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, 7u);
+  EXPECT_EQ(p.topic, "a/b");
+  EXPECT_EQ(p.packet_id, 0x0102);
+  EXPECT_EQ(p.qos, 1);
+  EXPECT_TRUE(p.dup);
+  // Errors as soon as the announced length rules the head out, whatever has arrived.
+  EXPECT_FALSE(ParsePublishHead(0x2, "", 1, p).ok());
+  EXPECT_FALSE(ParsePublishHead(0x2, Bytes({0x00, 0x03}), 4, p).ok());  // topic past the end
+  EXPECT_FALSE(ParsePublishHead(0x2, Bytes({0x00, 0x01}), 4, p).ok());  // no room for the id
+  EXPECT_FALSE(ParsePublishHead(0x6, body, 1'000'000, p).ok());         // QoS 3
+  EXPECT_FALSE(ParsePublishHead(0x2, Bytes({0x00, 0x01, '#', 0x00, 0x01}), 9, p).ok());
+  EXPECT_FALSE(ParsePublishHead(0x2, Bytes({0x00, 0x01, 'a', 0x00, 0x00}), 9, p).ok());  // id 0
+}
+
 TEST(MqttCodecTest, ConnackAndSuback) {
   auto ok = ParseConnack(*ParseAll(Bytes({0x20, 2, 1, 0})));
   ASSERT_TRUE(ok.ok());
@@ -175,6 +217,7 @@ TEST(MqttCodecTest, ConnackAndSuback) {
   ASSERT_TRUE(id.ok());
   EXPECT_EQ(*id, 0xabcd);
   EXPECT_FALSE(ParsePacketId(*ParseAll(Bytes({0x62, 1, 0}))).ok());
+  EXPECT_FALSE(ParsePacketId(*ParseAll(Bytes({0x62, 2, 0, 0}))).ok());  // ids are nonzero
 }
 
 TEST(MqttCodecTest, WebSocketAcceptMatchesRfc6455Example) {

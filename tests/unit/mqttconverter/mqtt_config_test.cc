@@ -65,6 +65,9 @@ TEST(ValidateTest, RejectsBadFieldsNamingThem) {
       {[](auto& c) { c.client_cert_file = "cert.pem"; }, "client_cert_file"},
       {[](auto& c) { c.clean_session = false; }, "client_id"},
       {[](auto& c) { c.channel_capacity = 0; }, "channel_capacity"},
+      {[](auto& c) { c.max_packet_bytes = 63; }, "max_packet_bytes"},
+      {[](auto& c) { c.max_packet_bytes = 268'435'461; }, "max_packet_bytes"},
+      {[](auto& c) { c.max_outstanding_bytes = 0; }, "max_outstanding_bytes"},
       {[](auto& c) { c.reconnect_max_backoff = std::chrono::seconds(0); }, "reconnect"},
       {[](auto& c) { c.max_subscribe_refusals = 0; }, "max_subscribe_refusals"},
       {[](auto& c) { c.redelivery_min_backoff = std::chrono::milliseconds(0); },
@@ -110,6 +113,8 @@ TEST(EnvTest, ReadsEveryVariable) {
                {"MQTT_MAX_SUBSCRIBE_REFUSALS", "2"},
                {"MQTT_REDELIVERY_MIN_BACKOFF_MS", "250"},
                {"MQTT_REDELIVERY_MAX_BACKOFF_MS", "4000"},
+               {"MQTT_MAX_PACKET_BYTES", "65536"},
+               {"MQTT_MAX_OUTSTANDING_BYTES", "1000000"},
                {"MQTT_TOPIC_MAPPINGS", "telemetry=devices/+/data@0; alerts=$share/g/alerts/#"}}));
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->broker_url, "ssl://broker.example:8883");
@@ -128,6 +133,8 @@ TEST(EnvTest, ReadsEveryVariable) {
   EXPECT_EQ(config->max_subscribe_refusals, 2);
   EXPECT_EQ(config->redelivery_min_backoff, std::chrono::milliseconds(250));
   EXPECT_EQ(config->redelivery_max_backoff, std::chrono::milliseconds(4000));
+  EXPECT_EQ(config->max_packet_bytes, 65536u);
+  EXPECT_EQ(config->max_outstanding_bytes, 1'000'000u);
   ASSERT_EQ(config->topic_mappings.size(), 2u);
   EXPECT_EQ(config->topic_mappings[0].name, "telemetry");
   EXPECT_EQ(config->topic_mappings[0].topic, "devices/+/data");
@@ -174,6 +181,8 @@ TEST(EnvTest, ErrorsNameTheVariable) {
       {{{"MQTT_TOPIC", "t"}, {"MQTT_REDELIVERY_MAX_BACKOFF_MS", "10"}},
        "MQTT_REDELIVERY_MAX_BACKOFF_MS"},  // below the default minimum of 100
       {{{"MQTT_TOPIC", "t"}, {"MQTT_BROKER_URL", "localhost"}}, "MQTT_BROKER_URL"},
+      {{{"MQTT_TOPIC", "t"}, {"MQTT_MAX_PACKET_BYTES", "300000000"}}, "MQTT_MAX_PACKET_BYTES"},
+      {{{"MQTT_TOPIC", "t"}, {"MQTT_MAX_OUTSTANDING_BYTES", "0"}}, "MQTT_MAX_OUTSTANDING_BYTES"},
       {{{"MQTT_TOPIC", "t"}, {"MQTT_CLEAN_SESSION", "false"}}, "MQTT_CLIENT_ID"},
       {{{"MQTT_TOPIC_MAPPINGS", "justafilter"}}, "MQTT_TOPIC_MAPPINGS"},
       {{{"MQTT_TOPIC_MAPPINGS", "a=x/y@high"}}, "MQTT_TOPIC_MAPPINGS"},
