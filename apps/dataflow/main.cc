@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "dataflow/messagepipeline/logging.h"
+#include "dataflow/version.h"
 #include "demo.h"
 #include "loadgen.h"
 #include "runner.h"

@@ -26,6 +26,7 @@
 #include "dataflow/messagepipeline/publisher.h"
 #include "dataflow/mqttconverter/ingestion_service.h"
 #include "dataflow/mqttconverter/mqtt_consumer.h"
+#include "dataflow/version.h"
 #include "device_model.h"
 #include "json_documents.h"
 #include "metrics.h"
