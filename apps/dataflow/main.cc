@@ -3,7 +3,7 @@
 //   dataflow validate CONFIG.yaml   check a config, print every error with its path
 //   dataflow demo [--devices N] [--messages N] [--rate R] [--out DIR] [--mqtt-url URL] [--bench]
 //   dataflow loadgen mqtt|pubsub …  simulated device readings at a rate and count
-//   dataflow version
+//   dataflow version           (or dataflow --version)
 // Exit codes: 0 success, 1 a run that failed or did not stop cleanly, 2 bad usage or config.
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -39,6 +39,9 @@ int main(int argc, char** argv) {
   dataflow::app::BlockStopSignals();
   CLI::App app{"dataflow: consume, transform, enrich and sink events with at-least-once delivery"};
   app.require_subcommand(1);
+  // --version answers before the subcommand requirement is checked (CLI11 throws
+  // CallForVersion while parsing).
+  app.set_version_flag("--version", "dataflow " DATAFLOW_VERSION);
   std::string log_level = "warn";
   CLI::Option* log_level_opt =
       app.add_option("--log-level", log_level,
