@@ -24,11 +24,17 @@ fi
 runtime=$(sed -n '/^FROM debian:12-slim/,/useradd/p' "$src/Dockerfile" |
   tr ' \\' '\n\n' | grep -E '^(lib|zlib|ca-certificates)' | sort -u)
 allowed=$(printf '%s\nlibc6\nlibgcc-s1\nlibstdc++6\n' "$runtime")
-missing=0
+declare -A path_of
 for lib in $(readelf -d "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
-  path=$(readlink -f "$(ldd "$bin" | awk -v l="$lib" '$1 == l {print $3}')")
-  # Debian 12 is merged-/usr: dpkg may know the file under /lib.
-  pkg=$(dpkg -S "$path" 2>/dev/null || dpkg -S "${path#/usr}" 2>/dev/null || true)
+  path_of[$lib]=$(readlink -f "$(ldd "$bin" | awk -v l="$lib" '$1 == l {print $3}')")
+done
+# One dpkg -S for all (each call takes half a second). Debian 12 is merged-/usr: dpkg may
+# know a file under /lib rather than /usr/lib, so both names are asked for.
+owners=$(for p in "${path_of[@]}"; do echo "$p" "${p#/usr}"; done | xargs dpkg -S 2>/dev/null || true)
+missing=0
+for lib in "${!path_of[@]}"; do
+  p=${path_of[$lib]}
+  pkg=$(awk -F': ' -v a="$p" -v b="${p#/usr}" '$2 == a || $2 == b {print $1; exit}' <<<"$owners")
   pkg=${pkg%%:*}
   if ! grep -qx "$pkg" <<<"$allowed"; then
     echo "staged.sh: $lib comes from package '${pkg:-?}', not in the Dockerfile's runtime stage" >&2
