@@ -21,8 +21,8 @@ fi
 
 # The runtime stage's packages (the apt-get install after FROM debian:12-slim), and what
 # the slim base image already has.
-runtime=$(sed -n '/^FROM debian:12-slim/,/useradd/p' "$src/Dockerfile" |
-  tr ' \\' '\n\n' | grep -E '^(lib|zlib|ca-certificates)' | sort -u)
+runtime=$(sed -n '/^FROM debian:12-slim/,/useradd/p' "$src/Dockerfile" | grep -v '^#' |
+  grep -oE '\b(lib[a-z0-9.+-]+|zlib1g|ca-certificates)\b' | sort -u)
 allowed=$(printf '%s\nlibc6\nlibgcc-s1\nlibstdc++6\n' "$runtime")
 declare -A path_of
 for lib in $(readelf -d "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
