@@ -31,10 +31,12 @@ void ReportConfigLine(spdlog::level::level_enum severity, const std::string& tex
 // Loads and checks a config; prints every error. nullopt if it is not valid.
 std::optional<dataflow::app::ProgramConfig> LoadOrReport(const std::string& path) {
   auto loaded = dataflow::app::LoadConfigFile(path);
-  for (const auto& e : loaded.errors)
+  for (const auto& e : loaded.errors) {
     ReportConfigLine(spdlog::level::err, path + ": " + e.ToString());
-  for (const auto& w : loaded.warnings)
+  }
+  for (const auto& w : loaded.warnings) {
     ReportConfigLine(spdlog::level::warn, path + ": warning: " + w.ToString());
+  }
   if (!loaded.ok()) {
     ReportConfigLine(spdlog::level::err,
                      path + ": " + std::to_string(loaded.errors.size()) + " error(s)");

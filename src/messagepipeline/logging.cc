@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -41,8 +42,8 @@ const char* Severity(spdlog::level::level_enum level) {
 std::string Rfc3339(std::chrono::system_clock::time_point time) {
   const auto micros =
       std::chrono::duration_cast<std::chrono::microseconds>(time.time_since_epoch()).count();
-  std::time_t secs = static_cast<std::time_t>(micros / 1000000);
-  long frac = static_cast<long>(micros % 1000000);
+  auto secs = static_cast<std::time_t>(micros / 1000000);
+  std::int64_t frac = micros % 1000000;
   if (frac < 0) {
     frac += 1000000;
     --secs;
@@ -51,7 +52,8 @@ std::string Rfc3339(std::chrono::system_clock::time_point time) {
   gmtime_r(&secs, &tm);
   char buf[40];
   const std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(buf + n, sizeof buf - n, ".%06ldZ", frac);
+  std::snprintf(buf + n, sizeof buf - n, ".%06lldZ",
+                static_cast<long long>(frac));  // NOLINT(google-runtime-int): printf's type
   return buf;
 }
 

@@ -36,6 +36,7 @@ int RunWithInput(const std::string& command, const std::string& input, std::stri
   const fs::path in = fs::temp_directory_path() / ("dataflow-ops-in-" + std::to_string(getpid()));
   const fs::path out = fs::temp_directory_path() / ("dataflow-ops-out-" + std::to_string(getpid()));
   std::ofstream(in) << input;
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): the test's only thread runs it.
   const int rc =
       std::system((command + " < " + in.string() + " > " + out.string() + " 2>&1").c_str());
   std::ifstream o(out);
