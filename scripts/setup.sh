@@ -18,6 +18,7 @@ DEBIAN_PACKAGES=(
   libjemalloc-dev
   # servers and tools used by tests, benchmarks and the demo
   redis-server redis-tools mosquitto mosquitto-clients sqlite3 curl procps
+  prometheus  # only for promtool, which checks the /metrics output in the tests
 )
 # Node.js and Java may come from elsewhere on a machine (nodesource, a JDK); only ask Debian
 # for them when the commands are missing, so we never fight an existing install.

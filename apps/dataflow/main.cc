@@ -3,28 +3,43 @@
 //   dataflow validate CONFIG.yaml   check a config, print every error with its path
 //   dataflow demo [--devices N] [--messages N] [--rate R] [--out DIR] [--mqtt-url URL] [--bench]
 //   dataflow loadgen mqtt|pubsub …  simulated device readings at a rate and count
-//   dataflow version
+//   dataflow version           (or dataflow --version)
 // Exit codes: 0 success, 1 a run that failed or did not stop cleanly, 2 bad usage or config.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
 #include "config.h"
+#include "dataflow/messagepipeline/log_format.h"
 #include "dataflow/messagepipeline/logging.h"
+#include "dataflow/version.h"
 #include "demo.h"
 #include "loadgen.h"
 #include "runner.h"
 
 namespace {
 
+// A line about the config on stderr: as it always was in the text format, a log line of
+// that severity in the JSON format (so every line a JSON collector reads is JSON).
+void ReportConfigLine(spdlog::level::level_enum severity, const std::string& text) {
+  if (dataflow::CurrentLogFormat() == dataflow::LogFormat::kJson) {
+    dataflow::Announce(severity, text);
+  } else {
+    std::fprintf(stderr, "%s\n", text.c_str());
+  }
+}
+
 // Loads and checks a config; prints every error. nullopt if it is not valid.
 std::optional<dataflow::app::ProgramConfig> LoadOrReport(const std::string& path) {
   auto loaded = dataflow::app::LoadConfigFile(path);
-  for (const auto& e : loaded.errors)
-    std::fprintf(stderr, "%s: %s\n", path.c_str(), e.ToString().c_str());
-  for (const auto& w : loaded.warnings)
-    std::fprintf(stderr, "%s: warning: %s\n", path.c_str(), w.ToString().c_str());
+  for (const auto& e : loaded.errors) {
+    ReportConfigLine(spdlog::level::err, path + ": " + e.ToString());
+  }
+  for (const auto& w : loaded.warnings) {
+    ReportConfigLine(spdlog::level::warn, path + ": warning: " + w.ToString());
+  }
   if (!loaded.ok()) {
-    std::fprintf(stderr, "%s: %zu error(s)\n", path.c_str(), loaded.errors.size());
+    ReportConfigLine(spdlog::level::err,
+                     path + ": " + std::to_string(loaded.errors.size()) + " error(s)");
     return std::nullopt;
   }
   return std::move(loaded.config);
@@ -38,11 +53,23 @@ int main(int argc, char** argv) {
   dataflow::app::BlockStopSignals();
   CLI::App app{"dataflow: consume, transform, enrich and sink events with at-least-once delivery"};
   app.require_subcommand(1);
+  // --version answers before the subcommand requirement is checked (CLI11 throws
+  // CallForVersion while parsing).
+  app.set_version_flag("--version", "dataflow " DATAFLOW_VERSION);
   std::string log_level = "warn";
   CLI::Option* log_level_opt =
       app.add_option("--log-level", log_level,
                      "trace|debug|info|warn|error|off (run: the config's log_level unless given)")
           ->capture_default_str();
+  // Text unless asked: the format does not change with where stderr goes. Deployments that
+  // need JSON (the container image, Kubernetes, Cloud Run) set DATAFLOW_LOG_FORMAT=json.
+  std::string log_format = "text";
+  app.add_option("--log-format", log_format,
+                 "text|json: json is one object per line with Cloud Logging's severity, "
+                 "message and time plus the line's fields")
+      ->envname("DATAFLOW_LOG_FORMAT")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
 
   dataflow::app::DemoOptions demo;
   CLI::App* demo_cmd = dataflow::app::AddDemoCommand(app, demo);
@@ -68,6 +95,7 @@ int main(int argc, char** argv) {
     const int code = app.exit(e);
     return code == 0 ? 0 : 2;
   }
+  (void)dataflow::SetLogFormat(log_format);  // one of the two names (checked above)
   // The demo's live progress line would be broken up by warnings; its summary reports them.
   if (*demo_cmd && log_level_opt->count() == 0) log_level = "error";
   if (!dataflow::SetLogLevel(log_level)) {

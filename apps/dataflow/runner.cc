@@ -22,10 +22,12 @@
 #include "dataflow/icestore/ice_storage_service.h"
 #include "dataflow/icestore/local_directory_uploader.h"
 #include "dataflow/messagepipeline/in_process_broker.h"
+#include "dataflow/messagepipeline/log_format.h"
 #include "dataflow/messagepipeline/logging.h"
 #include "dataflow/messagepipeline/publisher.h"
 #include "dataflow/mqttconverter/ingestion_service.h"
 #include "dataflow/mqttconverter/mqtt_consumer.h"
+#include "dataflow/version.h"
 #include "device_model.h"
 #include "json_documents.h"
 #include "metrics.h"
@@ -656,7 +658,7 @@ int RunProgram(const ProgramConfig& config) {
   for (const auto& line : Describe(config)) Log()->info("service {}", line);
   auto pipeline = Pipeline::Build(config);
   if (!pipeline.ok()) {
-    std::fprintf(stderr, "dataflow: %s\n", pipeline.status().ToString().c_str());
+    Announce(spdlog::level::err, pipeline.status().ToString());
     return 1;
   }
   // Up before the services start, so probes see "live, not ready" while consumers connect.
@@ -670,7 +672,7 @@ int RunProgram(const ProgramConfig& config) {
                                      .readiness = [p = pipeline->get()] { return p->Readiness(); },
                                      .metrics = [&registry] { return registry.Render(); }});
     if (!started.ok()) {
-      std::fprintf(stderr, "dataflow: ops endpoint: %s\n", started.status().ToString().c_str());
+      Announce(spdlog::level::err, "ops endpoint: " + started.status().ToString());
       return 1;
     }
     ops = *std::move(started);
@@ -678,7 +680,7 @@ int RunProgram(const ProgramConfig& config) {
                 config.ops.host, ops->port());
   }
   if (auto s = (*pipeline)->Start(); !s.ok()) {
-    std::fprintf(stderr, "dataflow: starting %s\n", s.ToString().c_str());
+    Announce(spdlog::level::err, "starting " + s.ToString());
     (void)(*pipeline)->Stop(config.shutdown_timeout);
     return 1;
   }
@@ -691,7 +693,7 @@ int RunProgram(const ProgramConfig& config) {
       break;
     }
     if (auto s = (*pipeline)->Failure(); !s.ok()) {
-      std::fprintf(stderr, "dataflow: %s\n", s.ToString().c_str());
+      Announce(spdlog::level::err, s.ToString());
       failed = true;
       break;
     }
@@ -701,7 +703,7 @@ int RunProgram(const ProgramConfig& config) {
   std::jthread impatient([&stopped] {
     while (!stopped.load()) {
       if (WaitForStopSignal(std::chrono::milliseconds(100)) != 0) {
-        std::fprintf(stderr, "dataflow: second stop signal, exiting without draining\n");
+        Announce(spdlog::level::warn, "second stop signal, exiting without draining");
         std::_Exit(1);
       }
     }
@@ -711,18 +713,14 @@ int RunProgram(const ProgramConfig& config) {
   impatient.join();
   if (ops) ops->Stop();
   for (const auto& s : (*pipeline)->Status()) {
-    std::fprintf(stderr,
-                 "dataflow: %s (%s): received %llu, processed %llu, skipped %llu, "
-                 "dead-lettered %llu, nacked %llu\n",
-                 s.name.c_str(), s.kind.c_str(),
-                 static_cast<unsigned long long>(s.metrics.received),
-                 static_cast<unsigned long long>(s.metrics.processed),
-                 static_cast<unsigned long long>(s.metrics.skipped),
-                 static_cast<unsigned long long>(s.metrics.dead_lettered),
-                 static_cast<unsigned long long>(s.metrics.nacked));
+    Announce(spdlog::level::info,
+             absl::StrCat("service stopped name=", s.name, " kind=", s.kind,
+                          " received=", s.metrics.received, " processed=", s.metrics.processed,
+                          " skipped=", s.metrics.skipped, " dead_lettered=",
+                          s.metrics.dead_lettered, " nacked=", s.metrics.nacked));
   }
   if (!stop.ok()) {
-    std::fprintf(stderr, "dataflow: stop was not clean: %s\n", std::string(stop.message()).c_str());
+    Announce(spdlog::level::err, "stop was not clean: " + std::string(stop.message()));
     return 1;
   }
   return failed ? 1 : 0;

@@ -11,8 +11,10 @@ add_library(dataflow_gcp_auth ${PROJECT_SOURCE_DIR}/src/gcp/access_token.cc
                               ${PROJECT_SOURCE_DIR}/src/gcp/backoff.cc
                               ${PROJECT_SOURCE_DIR}/src/gcp/http_client.cc)
 add_library(dataflow::gcp_auth ALIAS dataflow_gcp_auth)
-target_include_directories(dataflow_gcp_auth PUBLIC ${PROJECT_SOURCE_DIR}/include)
+target_include_directories(dataflow_gcp_auth PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>)
 target_link_libraries(dataflow_gcp_auth
   PUBLIC absl::status absl::statusor
   PRIVATE dataflow::messagepipeline absl::strings nlohmann_json::nlohmann_json CURL::libcurl
           OpenSSL::Crypto)
+dataflow_install_component(gcp_auth TARGETS dataflow_gcp_auth REQUIRES messagepipeline
+  FIND absl nlohmann_json CURL OpenSSL)
