@@ -404,7 +404,9 @@ void ReadCache(Reader& r, const YAML::Node& parent, const std::string& path,
   if (!r.Map(node, at, {"lru", "redis", "firestore", "json_file"})) return;
   if (const YAML::Node n = node["lru"]) {
     const std::string p = Join(at, "lru");
-    out.lru.emplace();
+    // Assigned, not emplace()d: clang 14 (the fuzz build) cannot default-construct a nested
+    // struct with member initializers through std::optional (same below).
+    out.lru = CacheChainConfig::Lru{};
     if (!n.IsNull() && r.Map(n, p, {"max_size", "ttl"})) {
       r.Integer(n, "max_size", p, out.lru->max_size, 1, 1LL << 40);
       r.Dur(n, "ttl", p, out.lru->ttl);
@@ -430,7 +432,7 @@ void ReadCache(Reader& r, const YAML::Node& parent, const std::string& path,
   }
   if (const YAML::Node n = node["firestore"]) {
     const std::string p = Join(at, "firestore");
-    out.firestore.emplace();
+    out.firestore = CacheChainConfig::Firestore{};
     if (r.Map(n, p, {"project", "collection", "database"})) {
       r.String(n, "project", p, out.firestore->project);
       r.String(n, "collection", p, out.firestore->collection, true);
@@ -495,7 +497,7 @@ void ReadBigQuery(Reader& r, const YAML::Node& node, const std::string& path, Bi
   r.Integer(node, "max_delivery_attempts", path, out.max_delivery_attempts, 1, 1000);
   if (const YAML::Node t = node["table"]) {
     const std::string p = Join(path, "table");
-    out.bigquery.emplace();
+    out.bigquery = BigQueryConfig::Table{};
     if (r.Map(t, p,
               {"project", "dataset", "table", "create_table", "create_dataset", "rest_endpoint",
                "grpc_endpoint"})) {
@@ -518,7 +520,7 @@ void ReadBigQuery(Reader& r, const YAML::Node& node, const std::string& path, Bi
   }
   if (const YAML::Node s = node["sqlite"]) {
     const std::string p = Join(path, "sqlite");
-    out.sqlite.emplace();
+    out.sqlite = BigQueryConfig::Sqlite{};
     if (r.Map(s, p, {"path", "table"})) {
       r.String(s, "path", p, out.sqlite->path, true);
       r.String(s, "table", p, out.sqlite->table);
