@@ -86,7 +86,9 @@ class Reader {
   // or something from the environment.
   [[nodiscard]] std::string Quote(const std::string& value, bool quotes = true) const {
     for (const std::string& w : withheld_) {
-      if (!w.empty() && value.find(w) != std::string::npos) return kWithheld;
+      // A short one only when it is the whole value: "1" must not withhold every number.
+      if (w.empty() || (w.size() < 4 ? value != w : value.find(w) == std::string::npos)) continue;
+      return kWithheld;
     }
     return quotes ? "\"" + value + "\"" : value;
   }
