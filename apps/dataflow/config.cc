@@ -11,6 +11,8 @@
 #include <set>
 #include <sstream>
 
+#include "dataflow/messagepipeline/loopback.h"
+
 extern char** environ;  // NOLINT: POSIX
 
 namespace dataflow::app {
@@ -25,9 +27,22 @@ std::string Index(const std::string& path, std::size_t i) {
   return path + "[" + std::to_string(i) + "]";
 }
 
-// ${NAME} and ${NAME:-default}; an unset variable without a default is an error.
+// Keys whose values are secrets: never echoed, wherever they appear.
+bool IsSecretKey(std::string_view key) {
+  return key == "password" || key.ends_with("_password") || key.ends_with("token") ||
+         key.ends_with("secret");
+}
+
+// Tags the values DATAFLOW__ variables put into the tree: they come from the environment.
+constexpr char kFromEnvironmentTag[] = "!dataflow-environment";
+
+// What errors say instead of a withheld value.
+constexpr char kWithheld[] = "(value withheld: a secret or from the environment)";
+
+// ${NAME} and ${NAME:-default}; an unset variable without a default is an error. The values
+// substituted go to `withheld`: an error must never echo what came from the environment.
 std::string Expand(const std::string& value, const EnvLookup& lookup, const std::string& path,
-                   Errors& errors) {
+                   Errors& errors, std::vector<std::string>& withheld) {
   std::string out;
   std::size_t pos = 0;
   while (true) {
@@ -35,7 +50,8 @@ std::string Expand(const std::string& value, const EnvLookup& lookup, const std:
     if (start == std::string::npos) break;
     const std::size_t end = value.find('}', start);
     if (end == std::string::npos) {
-      errors.push_back({path, "unterminated ${ in \"" + value + "\""});
+      // Not the value: it may be a password.
+      errors.push_back({path, "unterminated ${ (no closing })"});
       return value;
     }
     out.append(value, pos, start - pos);
@@ -47,6 +63,7 @@ std::string Expand(const std::string& value, const EnvLookup& lookup, const std:
     }
     std::optional<std::string> got = lookup ? lookup(expr) : std::nullopt;
     if (got && !got->empty()) {
+      withheld.push_back(*got);
       out += *got;
     } else if (fallback) {
       out += *fallback;
@@ -62,7 +79,19 @@ std::string Expand(const std::string& value, const EnvLookup& lookup, const std:
 // Reads typed values out of a YAML tree, recording errors with their paths.
 class Reader {
  public:
-  Reader(Errors& errors, EnvLookup lookup) : errors_(errors), lookup_(std::move(lookup)) {}
+  Reader(Errors& errors, EnvLookup lookup, std::vector<std::string>& withheld)
+      : errors_(errors), lookup_(std::move(lookup)), withheld_(withheld) {}
+
+  // `value` quoted for an error message, or a placeholder when it is (or contains) a secret
+  // or something from the environment.
+  [[nodiscard]] std::string Quote(const std::string& value, bool quotes = true) const {
+    for (const std::string& w : withheld_) {
+      // A short one only when it is the whole value: "1" must not withhold every number.
+      if (w.empty() || (w.size() < 4 ? value != w : value.find(w) == std::string::npos)) continue;
+      return kWithheld;
+    }
+    return quotes ? "\"" + value + "\"" : value;
+  }
 
   void Error(const std::string& path, const std::string& message) {
     errors_.push_back({path, message});
@@ -98,7 +127,14 @@ class Reader {
       Error(at, "expected a single value");
       return std::nullopt;
     }
-    return Expand(node.Scalar(), lookup_, at, errors_);
+    std::string value = Expand(node.Scalar(), lookup_, at, errors_, withheld_);
+    if (IsSecretKey(key)) {
+      withheld_.push_back(node.Scalar());
+      withheld_.push_back(value);
+    } else if (node.Tag() == kFromEnvironmentTag) {
+      withheld_.push_back(value);
+    }
+    return value;
   }
 
   void String(const YAML::Node& parent, const char* key, const std::string& path, std::string& out,
@@ -121,10 +157,10 @@ class Reader {
     errno = 0;
     const long long n = std::strtoll(v->c_str(), &end, 10);
     if (v->empty() || *end != '\0' || errno != 0) {
-      Error(Join(path, key), "expected an integer, got \"" + *v + "\"");
+      Error(Join(path, key), "expected an integer, got " + Quote(*v));
     } else if (n < min || n > max) {
       Error(Join(path, key), "must be between " + std::to_string(min) + " and " +
-                                 std::to_string(max) + ", got " + *v);
+                                 std::to_string(max) + ", got " + Quote(*v, false));
     } else {
       out = static_cast<Int>(n);
     }
@@ -139,7 +175,7 @@ class Reader {
     } else if (s == "false" || s == "no" || s == "off" || s == "0") {
       out = false;
     } else {
-      Error(Join(path, key), "expected true or false, got \"" + *v + "\"");
+      Error(Join(path, key), "expected true or false, got " + Quote(*v));
     }
   }
 
@@ -152,7 +188,7 @@ class Reader {
     if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos) text += "s";
     absl::Duration d;
     if (!absl::ParseDuration(text, &d) || d < absl::ZeroDuration()) {
-      Error(Join(path, key), "expected a duration like 500ms, 30s or 1m, got \"" + *v + "\"");
+      Error(Join(path, key), "expected a duration like 500ms, 30s or 1m, got " + Quote(*v));
       return;
     }
     out = std::chrono::duration_cast<Duration>(absl::ToChronoNanoseconds(d));
@@ -164,7 +200,8 @@ class Reader {
     if (!v) return;
     auto p = enrichment::ParseFailurePolicy(*v);
     if (!p.ok()) {
-      Error(Join(path, key), std::string(p.status().message()));
+      Error(Join(path, key), "unknown enrichment failure policy " + Quote(*v) +
+                                 "; use skip, pass_unenriched or nack");
     } else {
       out = *p;
     }
@@ -173,7 +210,25 @@ class Reader {
  private:
   Errors& errors_;
   EnvLookup lookup_;
+  std::vector<std::string>& withheld_;
 };
+
+// user:password@ in a URL or address: the credentials would be printed wherever the address
+// is (validate, logs, errors), so they are refused; `instead` says where they go.
+void RejectCredentials(Reader& r, const std::string& value, const std::string& path,
+                       const std::string& instead) {
+  std::size_t start = value.find("://");
+  start = start == std::string::npos ? 0 : start + 3;
+  const std::size_t end = value.find_first_of("/?#", start);
+  if (value.substr(start, end == std::string::npos ? std::string::npos : end - start).find('@') ==
+      std::string::npos) {
+    return;
+  }
+  r.Error(path,
+          "contains credentials (user:password@), which would be printed wherever the "
+          "address is: " +
+              instead);
+}
 
 constexpr int kMaxWorkers = 1024;
 
@@ -237,7 +292,7 @@ void ReadTopicSink(Reader& r, const YAML::Node& parent, const std::string& path,
     } else if (kind == "in_process") {
       out.kind = TopicSinkConfig::Kind::kInProcess;
     } else {
-      r.Error(at, "expected pubsub or in_process, got \"" + kind + "\"");
+      r.Error(at, "expected pubsub or in_process, got " + r.Quote(kind));
     }
     return;
   }
@@ -305,7 +360,7 @@ void ReadIngestion(Reader& r, const YAML::Node& node, const std::string& path,
     std::string ack_mode;
     r.String(mqtt, "ack_mode", m, ack_mode);
     if (!ack_mode.empty() && !mqttconverter::ParseAckMode(ack_mode, &c.ack_mode)) {
-      r.Error(Join(m, "ack_mode"), "expected pipeline or receipt, got \"" + ack_mode + "\"");
+      r.Error(Join(m, "ack_mode"), "expected pipeline or receipt, got " + r.Quote(ack_mode));
     }
     const YAML::Node maps = mqtt["topic_mappings"];
     const std::string mp = Join(m, "topic_mappings");
@@ -346,8 +401,8 @@ void ReadIngestion(Reader& r, const YAML::Node& node, const std::string& path,
       bool mapped = false;
       for (const auto& [route, topic] : out.routes) mapped |= route == t.name;
       if (!mapped && !node["default_topic"]) {
-        r.Error(Join(rp, t.name), "missing: topic mapping \"" + t.name +
-                                      "\" has no route and there is no " + "default_topic");
+        r.Error(Join(rp, t.name), "missing: topic mapping " + r.Quote(t.name) +
+                                      " has no route and there is no default_topic");
       }
     }
   }
@@ -368,7 +423,9 @@ void ReadCache(Reader& r, const YAML::Node& parent, const std::string& path,
   if (!r.Map(node, at, {"lru", "redis", "firestore", "json_file"})) return;
   if (const YAML::Node n = node["lru"]) {
     const std::string p = Join(at, "lru");
-    out.lru.emplace();
+    // Assigned, not emplace()d: clang 14 (the fuzz build) cannot default-construct a nested
+    // struct with member initializers through std::optional (same below).
+    out.lru = CacheChainConfig::Lru{};
     if (!n.IsNull() && r.Map(n, p, {"max_size", "ttl"})) {
       r.Integer(n, "max_size", p, out.lru->max_size, 1, 1LL << 40);
       r.Dur(n, "ttl", p, out.lru->ttl);
@@ -381,6 +438,9 @@ void ReadCache(Reader& r, const YAML::Node& parent, const std::string& path,
               {"addr", "password", "db", "cache_ttl", "key_prefix", "pool_size",
                "command_timeout"})) {
       r.String(n, "addr", p, out.redis->addr, true);
+      RejectCredentials(r, out.redis->addr, Join(p, "addr"),
+                        "give the password in the password key (with ${VAR} to keep it out of "
+                        "the file)");
       r.String(n, "password", p, out.redis->password);
       r.Integer(n, "db", p, out.redis->db, 0, 1 << 20);
       r.Dur(n, "cache_ttl", p, out.redis->cache_ttl);
@@ -391,7 +451,7 @@ void ReadCache(Reader& r, const YAML::Node& parent, const std::string& path,
   }
   if (const YAML::Node n = node["firestore"]) {
     const std::string p = Join(at, "firestore");
-    out.firestore.emplace();
+    out.firestore = CacheChainConfig::Firestore{};
     if (r.Map(n, p, {"project", "collection", "database"})) {
       r.String(n, "project", p, out.firestore->project);
       r.String(n, "collection", p, out.firestore->collection, true);
@@ -524,12 +584,20 @@ void ReadBigQuery(Reader& r, const YAML::Node& node, const std::string& path, Bi
   r.Integer(node, "max_delivery_attempts", path, out.max_delivery_attempts, 1, 1000);
   if (const YAML::Node t = node["table"]) {
     const std::string p = Join(path, "table");
-    out.bigquery.emplace();
+    out.bigquery = BigQueryConfig::Table{};
     if (r.Map(t, p,
               {"project", "dataset", "table", "create_table", "create_dataset", "rest_endpoint",
                "grpc_endpoint"})) {
       r.String(t, "rest_endpoint", p, out.bigquery->rest_endpoint);
       r.String(t, "grpc_endpoint", p, out.bigquery->grpc_endpoint);
+      for (const char* key : {"rest_endpoint", "grpc_endpoint"}) {
+        RejectCredentials(r,
+                          key == std::string("rest_endpoint") ? out.bigquery->rest_endpoint
+                                                              : out.bigquery->grpc_endpoint,
+                          Join(p, key),
+                          "Google credentials come from GOOGLE_APPLICATION_CREDENTIALS or the "
+                          "metadata server");
+      }
       r.String(t, "project", p, out.bigquery->project);
       r.String(t, "dataset", p, out.bigquery->dataset, true);
       r.String(t, "table", p, out.bigquery->table, true);
@@ -539,7 +607,7 @@ void ReadBigQuery(Reader& r, const YAML::Node& node, const std::string& path, Bi
   }
   if (const YAML::Node s = node["sqlite"]) {
     const std::string p = Join(path, "sqlite");
-    out.sqlite.emplace();
+    out.sqlite = BigQueryConfig::Sqlite{};
     if (r.Map(s, p, {"path", "table"})) {
       r.String(s, "path", p, out.sqlite->path, true);
       r.String(s, "table", p, out.sqlite->table);
@@ -568,7 +636,7 @@ void ReadIceStore(Reader& r, const YAML::Node& node, const std::string& path, Ic
     } else if (value == "day") {
       out.group_by = IceStoreConfig::GroupBy::kDay;
     } else {
-      r.Error(Join(path, "group_by"), "expected day_location or day, got \"" + value + "\"");
+      r.Error(Join(path, "group_by"), "expected day_location or day, got " + r.Quote(value));
     }
   }
   r.String(node, "dead_letter_topic", path, out.dead_letter_topic);
@@ -704,6 +772,57 @@ void CheckWiring(const ProgramConfig& c, Errors& errors) {
   }
 }
 
+// Passwords that would cross the network in plaintext, and TLS without a certificate check.
+void SecurityWarnings(const ProgramConfig& c, std::vector<ConfigError>& warnings) {
+  for (std::size_t i = 0; i < c.services.size(); ++i) {
+    const std::string at = Index("services", i) + "." + c.services[i].kind();
+    if (const auto* ing = std::get_if<IngestionConfig>(&c.services[i].spec)) {
+      const std::string& url = ing->mqtt.broker_url;
+      const std::size_t sep = url.find("://");
+      const std::string scheme = absl::AsciiStrToLower(url.substr(0, sep));
+      std::string_view hostport(url);
+      if (sep != std::string::npos) hostport.remove_prefix(sep + 3);
+      hostport = hostport.substr(0, hostport.find('/'));
+      const bool plaintext = scheme == "tcp" || scheme == "mqtt" || scheme == "ws";
+      if (!ing->mqtt.password.empty() && plaintext && !IsLoopbackHost(HostOfHostPort(hostport))) {
+        warnings.push_back({at + ".mqtt.password",
+                            "sent in plaintext (" + scheme +
+                                "://) to a host that is not this machine: use ssl://, mqtts:// "
+                                "or wss://"});
+      }
+      if (ing->mqtt.insecure_skip_verify) {
+        warnings.push_back({at + ".mqtt.insecure_skip_verify",
+                            "on: the broker's certificate is not checked, so anyone on the path "
+                            "can pose as the broker (and read the password)"});
+      }
+    } else if (const auto* en = std::get_if<EnrichmentConfig>(&c.services[i].spec)) {
+      if (en->cache.redis && !en->cache.redis->password.empty() &&
+          !IsLoopbackHost(HostOfHostPort(en->cache.redis->addr))) {
+        warnings.push_back({at + ".cache.redis.password",
+                            "sent in plaintext (this Redis client has no TLS) to a host that is "
+                            "not this machine: keep Redis on a private network or a TLS tunnel"});
+      }
+    }
+  }
+}
+
+// The safety net behind Reader::Quote: messages from the libraries (and any echo missed)
+// never show a withheld value. Values of one to three characters are not searched for: they
+// would garble every message (a "1" in each number) and are no secret worth the name.
+void Scrub(std::vector<ConfigError>& list, const std::vector<std::string>& withheld) {
+  for (ConfigError& e : list) {
+    for (const std::string& w : withheld) {
+      if (w.size() < 4) continue;
+      for (std::string* text : {&e.path, &e.message}) {
+        for (std::size_t at = text->find(w); at != std::string::npos; at = text->find(w, at)) {
+          text->replace(at, w.size(), kWithheld);
+          at += std::string_view(kWithheld).size();
+        }
+      }
+    }
+  }
+}
+
 std::string Lower(std::string s) { return absl::AsciiStrToLower(s); }
 std::string NameKey(std::string s) {
   s = Lower(std::move(s));
@@ -753,6 +872,7 @@ void ApplyOverride(YAML::Node root, const std::string& variable, const std::stri
     }
     if (last) {
       node[seg] = value;
+      node[seg].SetTag(kFromEnvironmentTag);  // never echoed in errors
       return;
     }
     YAML::Node child = node[seg];
@@ -792,6 +912,11 @@ ConfigLoadResult ParseConfig(const std::string& yaml_text,
                              const EnvLookup& lookup) {
   ConfigLoadResult result;
   Errors& errors = result.errors;
+  // Secrets and values from the environment, which no error or warning may show.
+  std::vector<std::string> withheld;
+  for (const auto& [name, value] : environment) {
+    if (name.rfind("DATAFLOW__", 0) == 0) withheld.push_back(value);
+  }
   YAML::Node root;
   try {
     root = YAML::Load(yaml_text);
@@ -809,7 +934,7 @@ ConfigLoadResult ParseConfig(const std::string& yaml_text,
     for (const auto& [name, value] : environment) {
       if (name.rfind("DATAFLOW__", 0) == 0) ApplyOverride(root, name, value, errors);
     }
-    Reader r(errors, lookup);
+    Reader r(errors, lookup, withheld);
     ProgramConfig& c = result.config;
     if (!r.Map(root, "",
                {"project", "log_level", "create_pubsub_resources", "shutdown_timeout", "ops",
@@ -822,7 +947,7 @@ ConfigLoadResult ParseConfig(const std::string& yaml_text,
     static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "off"};
     if (!kLevels.contains(c.log_level)) {
       r.Error("log_level",
-              "expected one of trace, debug, info, warn, error, off, got \"" + c.log_level + "\"");
+              "expected one of trace, debug, info, warn, error, off, got " + r.Quote(c.log_level));
     }
     r.Dur(root, "shutdown_timeout", "", c.shutdown_timeout);
     if (const YAML::Node ops = root["ops"]; ops && r.Map(ops, "ops", {"enabled", "host", "port"})) {
@@ -863,6 +988,7 @@ ConfigLoadResult ParseConfig(const std::string& yaml_text,
       }
     }
     if (errors.empty()) CheckWiring(c, errors);
+    if (errors.empty()) SecurityWarnings(c, result.warnings);
     if (errors.empty()) {
       for (std::size_t i = 0; i < c.services.size(); ++i) {
         std::visit(
@@ -882,6 +1008,8 @@ ConfigLoadResult ParseConfig(const std::string& yaml_text,
     // yaml-cpp reports type mismatches (e.g. a key that is not a string) by throwing.
     errors.push_back({"line " + std::to_string(e.mark.line + 1), e.msg});
   }
+  Scrub(result.errors, withheld);
+  Scrub(result.warnings, withheld);
   return result;
 }
 

@@ -9,7 +9,8 @@
 //   - `DATAFLOW__<path>` overrides the value at <path>, segments separated by `__`, a
 //     service selected by its name (`DATAFLOW__SERVICES__ENRICH__ENRICHMENT__CACHE__REDIS__ADDR`
 //     for the service named "enrich"), case-insensitive, `-` in names written as `_`.
-// Secrets (passwords) are never part of Describe().
+// Secrets (passwords) are never part of Describe(); errors never show a password or a value
+// from the environment, and credentials inside URLs are refused (docs/configuration.md).
 #pragma once
 
 #include <chrono>
@@ -122,8 +123,9 @@ struct BigQueryConfig {
     std::string table;
     bool create_table = true;
     bool create_dataset = false;
-    // Local servers: the REST base URL (http://host:port) and the plaintext Storage Write
-    // gRPC address (host:port). Empty: Google's endpoints, or BIGQUERY_EMULATOR_HOST.
+    // Local servers: the REST base URL (http://host:port) and the Storage Write gRPC address
+    // (host:port; plaintext only to loopback or with BIGQUERY_EMULATOR_HOST set, else TLS).
+    // Empty: Google's endpoints, or BIGQUERY_EMULATOR_HOST. No credentials inside either.
     std::string rest_endpoint;
     std::string grpc_endpoint;
   };

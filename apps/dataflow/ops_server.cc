@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <exception>
 #include <optional>
 
@@ -36,6 +38,52 @@ auto CallProbe(const char* endpoint, Fn&& fn, std::string* error) -> std::option
   return std::nullopt;
 }
 
+// httplib serves each connection on one thread from accept to close, so a connection that
+// sends nothing (or half a request) holds a thread until a timeout. A fixed pool of two let
+// six idle connections delay /healthz by seconds, long enough for a liveness probe to kill a
+// healthy pod. Instead: a thread per connection, started when it is accepted, up to
+// kMaxConnectionThreads (then connections wait in order); together with the one-second
+// timeouts below, a probe gets a thread at once unless more than that many connections are
+// open, and then within about a second. Threads exist only while connections do.
+constexpr std::size_t kMaxConnectionThreads = 256;
+
+class ConnectionThreads final : public httplib::TaskQueue {
+ public:
+  void enqueue(std::function<void()> fn) override {
+    std::lock_guard lock(mu_);
+    waiting_.push_back(std::move(fn));
+    if (running_ < kMaxConnectionThreads) {
+      ++running_;
+      std::thread([this] { Work(); }).detach();
+    }
+  }
+
+  // Waits for every connection's work, queued or running (httplib calls it when it stops).
+  void shutdown() override {
+    std::unique_lock lock(mu_);
+    idle_.wait(lock, [this] { return running_ == 0; });
+  }
+
+ private:
+  void Work() {
+    std::unique_lock lock(mu_);
+    while (!waiting_.empty()) {
+      std::function<void()> fn = std::move(waiting_.front());
+      waiting_.pop_front();
+      lock.unlock();
+      fn();
+      lock.lock();
+    }
+    // Last touch of `this`, under the lock shutdown() waits on.
+    if (--running_ == 0) idle_.notify_all();
+  }
+
+  std::mutex mu_;
+  std::condition_variable idle_;
+  std::deque<std::function<void()>> waiting_;
+  std::size_t running_ = 0;
+};
+
 }  // namespace
 
 OpsServer::OpsServer(OpsServerOptions options, OpsProbes probes)
@@ -58,17 +106,23 @@ absl::StatusOr<std::unique_ptr<OpsServer>> OpsServer::Start(OpsServerOptions opt
   self->Route();
   // httplib's default sets SO_REUSEPORT, which lets a second process bind a port that is in
   // use (and steal half its scrapes). SO_REUSEADDR alone still allows a quick restart.
-  server.set_socket_options([](socket_t sock) {
+  // The socket is kept to widen its listen backlog below (the last one offered is the one
+  // that was bound).
+  socket_t listen_socket = INVALID_SOCKET;
+  server.set_socket_options([&listen_socket](socket_t sock) {
     int yes = 1;
     (void)setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    listen_socket = sock;
   });
-  // Probes and scrapes come every few seconds: two threads are plenty, and one request per
-  // connection means no idle keep-alive connection holds a thread or delays Stop().
-  server.new_task_queue = [] { return new httplib::ThreadPool(2); };
+  // See ConnectionThreads. One request per connection, and short timeouts: a probe or scrape
+  // sends its request at once (a connection silent for a second is dropped: keep_alive_timeout
+  // bounds the wait for the first byte, read_timeout each later read), so no connection holds
+  // a thread or delays Stop() for long.
+  server.new_task_queue = [] { return new ConnectionThreads(); };
   server.set_keep_alive_max_count(1);
-  server.set_keep_alive_timeout(2);
-  server.set_read_timeout(std::chrono::seconds(5));
-  server.set_write_timeout(std::chrono::seconds(5));
+  server.set_keep_alive_timeout(1);
+  server.set_read_timeout(std::chrono::seconds(1));
+  server.set_write_timeout(std::chrono::seconds(2));
 
   const std::string& host = self->options_.host;
   int port = self->options_.port;
@@ -77,6 +131,10 @@ absl::StatusOr<std::unique_ptr<OpsServer>> OpsServer::Start(OpsServerOptions opt
   } else if (!server.bind_to_port(host, port)) {
     port = -1;
   }
+  // httplib (0.11) listens with a backlog of 5: a burst of connections (idle ones, a flood)
+  // fills it and the next SYN, maybe a probe's, is dropped and retried a second later.
+  // listen() again on a listening socket only changes the backlog.
+  if (port > 0 && listen_socket != INVALID_SOCKET) (void)listen(listen_socket, SOMAXCONN);
   if (port <= 0) {
     self->stopped_ = true;  // nothing to stop
     return absl::UnavailableError(absl::StrCat(
@@ -126,9 +184,8 @@ void OpsServer::Route() {
         !probes_.live || CallProbe(
                              "/healthz", [&] { return probes_.live(); }, &error) == true;
     res.status = live ? 200 : 503;
-    res.set_content(
-        live ? "ok\n" : absl::StrCat("not live", error.empty() ? "" : ": ", error, "\n"),
-        kTextPlain);
+    // The reason is in the log (CallProbe): internal error strings stay off the network.
+    res.set_content(live ? "ok\n" : "not live (the reason is in the log)\n", kTextPlain);
   });
 
   server.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
@@ -140,20 +197,28 @@ void OpsServer::Route() {
                        .value_or(std::vector<ComponentReadiness>{ComponentReadiness{
                            .name = "readiness probe", .ready = false, .detail = "threw"}});
     }
-    std::string not_ready;
+    std::string not_ready;  // names only: the details (errors, addresses) go to the log
+    std::string details;
     std::size_t waiting = 0;
     for (const ComponentReadiness& c : components) {
       if (c.ready) continue;
       ++waiting;
-      absl::StrAppend(&not_ready, c.name, c.detail.empty() ? "" : ": ", c.detail, "\n");
+      absl::StrAppend(&not_ready, c.name, "\n");
+      absl::StrAppend(&details, details.empty() ? "" : "; ", c.name, c.detail.empty() ? "" : ": ",
+                      c.detail);
     }
     if (waiting == 0) {
       res.status = 200;
       res.set_content("ready\n", kTextPlain);
     } else {
+      static LogRateLimit limit(1);
+      if (limit.Allow()) {
+        Log()->warn("not ready components=\"{}\" suppressed={}", BoundedText(details),
+                    limit.suppressed());
+      }
       res.status = 503;
       res.set_content(absl::StrCat("not ready (", waiting, " of ", components.size(),
-                                   " components):\n", not_ready),
+                                   " components; the reasons are in the log):\n", not_ready),
                       kTextPlain);
     }
   });
@@ -168,20 +233,21 @@ void OpsServer::Route() {
         "/metrics", [&] { return probes_.metrics(); }, &error);
     if (!text) {
       res.status = 500;
-      res.set_content(absl::StrCat("metrics failed: ", error, "\n"), kTextPlain);
+      res.set_content("metrics failed (the reason is in the log)\n", kTextPlain);
       return;
     }
     res.set_content(*text, kPrometheusText);
   });
 
   // Fills in the body of a 404 (an unknown path); leaves our own 5xx answers alone.
-  server.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req,
-                                                                   httplib::Response& res) {
-    if (res.status != 404 || !res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    res.set_content(absl::StrCat("not found: ", req.path, " (try /healthz, /readyz, /metrics)\n"),
-                    kTextPlain);
-    return httplib::Server::HandlerResponse::Handled;
-  }));
+  // The path is not echoed: whatever a client sends is not reflected back.
+  server.set_error_handler(
+      httplib::Server::HandlerWithResponse([](const httplib::Request&, httplib::Response& res) {
+        if (res.status != 404 || !res.body.empty())
+          return httplib::Server::HandlerResponse::Unhandled;
+        res.set_content("not found (try /healthz, /readyz, /metrics)\n", kTextPlain);
+        return httplib::Server::HandlerResponse::Handled;
+      }));
 }
 
 ComponentReadiness ConsumerReadiness(std::string name, messagepipeline::MessageConsumer& consumer) {

@@ -1,9 +1,13 @@
 // OpsServer: the program's operations endpoints over HTTP (cpp-httplib).
 //
 //   GET /healthz  200 "ok" while the process is live, else 503
-//   GET /readyz   200 when every component is ready, else 503 listing those that are not
+//   GET /readyz   200 when every component is ready, else 503 naming those that are not (their
+//                 details, which may hold internal errors and addresses, go to the log)
 //   GET /metrics  200, Prometheus text (exposition format 0.0.4)
-//   anything else 404
+//   anything else 404 (the path is not echoed)
+// Error bodies are generic: reasons are logged, not sent. A connection gets its own thread
+// (up to a cap) and is dropped after a second of silence, so idle or stalled clients cannot
+// delay a probe (see ConnectionThreads in ops_server.cc).
 //
 // The server knows nothing about services: the runner hands it probes (callbacks) that ask
 // them. Probes run on the server's threads, concurrently with the pipeline, so they must be
@@ -29,6 +33,8 @@ class Server;
 namespace dataflow::app {
 
 struct OpsServerOptions {
+  // All interfaces by default: Kubernetes/container probes and Prometheus reach the pod on its
+  // own IP, not on loopback. `ops.host: 127.0.0.1` keeps it on the machine.
   std::string host = "0.0.0.0";
   int port = 9464;  // Prometheus' customary exporter port; 0: any free port (see port())
 };
@@ -36,7 +42,7 @@ struct OpsServerOptions {
 struct ComponentReadiness {
   std::string name;
   bool ready = false;
-  std::string detail;  // optional: why it is not ready, shown by /readyz
+  std::string detail;  // optional: why it is not ready, logged by /readyz (not sent)
 };
 
 struct OpsProbes {

@@ -43,6 +43,7 @@
 #endif
 #ifdef DATAFLOW_BQSTORE_HAS_STORAGE_WRITE
 #include "dataflow/bqstore/bigquery_inserter.h"
+#include "dataflow/gcp/channel.h"
 #endif
 
 namespace dataflow::app {
@@ -408,7 +409,9 @@ struct Pipeline::Impl {
     options.admin.endpoint = c.bigquery->rest_endpoint;
     if (!c.bigquery->grpc_endpoint.empty()) {
       options.writer.channel.endpoint = c.bigquery->grpc_endpoint;
-      options.writer.channel.insecure = true;
+      // Plaintext only to this machine or with BIGQUERY_EMULATOR_HOST set; else TLS.
+      options.writer.channel.insecure =
+          gcp::PlaintextAllowed(c.bigquery->grpc_endpoint, "BIGQUERY_EMULATOR_HOST");
     }
     auto bq = bqstore::BigQueryInserter<Reading>::Create(std::move(options));
     if (!bq.ok()) return Annotate(bq.status(), "table");

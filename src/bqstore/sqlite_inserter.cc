@@ -1,5 +1,6 @@
 #include "dataflow/bqstore/sqlite_inserter.h"
 
+#include <absl/strings/ascii.h>
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_join.h>
 #include <sqlite3.h>
@@ -91,8 +92,14 @@ absl::StatusOr<std::unique_ptr<SqliteTableWriter>> SqliteTableWriter::Open(
   sqlite3_busy_timeout(impl->db, options.busy_timeout_ms);
   if (options.path != ":memory:") {
     if (auto s = impl->Exec("PRAGMA journal_mode=WAL"); !s.ok()) return s;
-    // With WAL, NORMAL is durable across application crashes and much faster than FULL.
-    if (auto s = impl->Exec("PRAGMA synchronous=NORMAL"); !s.ok()) return s;
+    // Messages are acked once their batch commits: FULL syncs the WAL on every COMMIT, so an
+    // acked row survives a power loss. NORMAL (WAL) only survives a process crash.
+    if (auto s = impl->Exec(options.synchronous == SQLiteInserterOptions::Synchronous::kFull
+                                ? "PRAGMA synchronous=FULL"
+                                : "PRAGMA synchronous=NORMAL");
+        !s.ok()) {
+      return s;
+    }
   }
   std::vector<std::string> columns;
   std::vector<std::string> names;
@@ -176,6 +183,27 @@ absl::Status SqliteTableWriter::InsertAll(const std::vector<std::vector<SqlValue
     return s;
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::int64_t> SqliteTableWriter::Pragma(const std::string& name) {
+  std::lock_guard lock(impl_->mu);
+  if (impl_->db == nullptr) return absl::FailedPreconditionError("sqlite: closed");
+  for (char c : name) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_') {
+      return absl::InvalidArgumentError("sqlite: not a pragma name");
+    }
+  }
+  sqlite3_stmt* stmt = nullptr;
+  const std::string sql = "PRAGMA " + name;
+  if (sqlite3_prepare_v2(impl_->db, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+    return impl_->Error(sql);
+  }
+  absl::StatusOr<std::int64_t> value = absl::NotFoundError("sqlite: " + sql + " has no value");
+  if (sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_type(stmt, 0) == SQLITE_INTEGER) {
+    value = sqlite3_column_int64(stmt, 0);
+  }
+  sqlite3_finalize(stmt);
+  return value;
 }
 
 absl::Status SqliteTableWriter::Close() {

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "dataflow/messagepipeline/logging.h"
+#include "dataflow/messagepipeline/loopback.h"
 
 namespace dataflow::gcp {
 namespace {
@@ -97,6 +98,14 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ChannelOptions&
   Log()->debug("gcp channel target={} insecure={} emulator={} channel_id={}", resolved->target,
                resolved->insecure, resolved->emulator, options.channel_id);
   return grpc::CreateCustomChannel(resolved->target, creds, args);
+}
+
+bool PlaintextAllowed(std::string_view endpoint, std::string_view emulator_host_env) {
+  if (!emulator_host_env.empty()) {
+    const char* set = std::getenv(std::string(emulator_host_env).c_str());
+    if (set != nullptr && *set != '\0') return true;
+  }
+  return IsLoopbackHost(HostOfHostPort(endpoint));
 }
 
 bool WaitForConnected(grpc::Channel& channel, std::chrono::system_clock::time_point deadline) {

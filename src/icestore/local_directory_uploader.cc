@@ -2,6 +2,7 @@
 
 #include <absl/strings/str_cat.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -50,7 +51,52 @@ absl::Status WriteAll(int fd, std::string_view data, const std::string& path) {
   return absl::OkStatus();
 }
 
+// fsync of a directory: makes the entries in it (a renamed file, a new subdirectory) durable.
+absl::Status SyncDirectory(const std::filesystem::path& dir) {
+  const std::string path = dir.empty() ? std::string(".") : dir.string();
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError("open directory", path, errno);
+  absl::Status s;
+  if (::fsync(fd) != 0) s = ErrnoError("fsync directory", path, errno);
+  ::close(fd);
+  return s;
+}
+
 }  // namespace
+
+absl::Status LocalDirectoryUploader::MakeDirectories(const std::filesystem::path& dir) {
+  const std::filesystem::path root(options_.root);
+  std::filesystem::path at = root;
+  std::vector<std::filesystem::path> chain{root};
+  for (const auto& part : dir.lexically_relative(root)) {
+    if (part == ".") continue;
+    at /= part;
+    chain.push_back(at);
+  }
+  for (const std::filesystem::path& p : chain) {
+    if (::mkdir(p.c_str(), 0755) != 0) {
+      const int err = errno;
+      struct stat st {};
+      if (err != EEXIST) return ErrnoError("mkdir", p.string(), err);
+      if (::stat(p.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+        return ErrnoError("mkdir", p.string(), ENOTDIR);
+      }
+    }
+    if (!options_.fsync) continue;
+    {
+      std::lock_guard lock(durable_mu_);
+      if (durable_.contains(p.string())) continue;
+    }
+    // Whether this call or another worker (or an earlier run) created it, its entry in the
+    // parent is durable only once the parent is synced; and it must be, before an object
+    // under it is acknowledged.
+    if (auto s = SyncDirectory(p); !s.ok()) return s;
+    if (auto s = SyncDirectory(p.parent_path()); !s.ok()) return s;
+    std::lock_guard lock(durable_mu_);
+    durable_.insert(p.string());
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::unique_ptr<LocalDirectoryUploader>> LocalDirectoryUploader::Create(
     LocalDirectoryUploaderOptions options) {
@@ -74,15 +120,7 @@ absl::StatusOr<std::string> LocalDirectoryUploader::Upload(const ObjectGroup& gr
   const std::string& name = object->name;
   const std::filesystem::path final_path = std::filesystem::path(options_.root) / name;
   const std::filesystem::path dir = final_path.parent_path();
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) {
-    // <filesystem> reports errno values (generic or system category, both POSIX here).
-    const bool posix =
-        ec.category() == std::generic_category() || ec.category() == std::system_category();
-    if (posix) return ErrnoError("mkdir", dir.string(), ec.value());
-    return absl::UnavailableError(absl::StrCat("mkdir ", dir.string(), ": ", ec.message()));
-  }
+  if (auto s = MakeDirectories(dir); !s.ok()) return s;
   // A dot file in the same directory: same filesystem, so the rename is atomic, and
   // readers globbing *.jsonl.gz never pick it up.
   const std::string tmp = (dir / ("." + final_path.filename().string() + ".tmp")).string();
@@ -99,12 +137,10 @@ absl::StatusOr<std::string> LocalDirectoryUploader::Upload(const ObjectGroup& gr
     return s;
   }
   if (options_.fsync) {
-    // The rename is durable only once the directory entry is.
-    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      ::fsync(dfd);
-      ::close(dfd);
-    }
+    // The rename is durable only once the directory entry is; if that cannot be made sure,
+    // the upload fails and the group is redelivered (the object, complete, stays: a later
+    // attempt writes another one, and readers tolerate duplicates: at-least-once).
+    if (auto synced = SyncDirectory(dir); !synced.ok()) return synced;
   }
   return name;
 }

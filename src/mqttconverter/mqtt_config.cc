@@ -128,8 +128,18 @@ const TopicMapping* FindRoute(const std::vector<TopicMapping>& mappings, std::st
 absl::Status ValidateMQTTClientConfig(const MQTTClientConfig& config) {
   const std::string& url = config.broker_url;
   auto scheme_end = url.find("://");
+  // Credentials in the URL would be printed wherever the URL is (logs, errors, validate):
+  // refused before anything could echo the URL. The messages below never quote it either.
+  const std::size_t authority = scheme_end == std::string::npos ? 0 : scheme_end + 3;
+  if (url.substr(authority, url.find_first_of("/?#", authority) - authority).find('@') !=
+      std::string::npos) {
+    return Invalid("broker_url",
+                   "contains credentials (user:password@), which would be printed wherever the "
+                   "URL is: give them as username and password (the config keys, with ${VAR} to "
+                   "keep them out of the file, or MQTT_USERNAME / MQTT_PASSWORD)");
+  }
   if (scheme_end == std::string::npos) {
-    return Invalid("broker_url", absl::StrCat("'", url, "' has no scheme (tcp://host:port)"));
+    return Invalid("broker_url", "has no scheme (tcp://host:port)");
   }
   std::string scheme = url.substr(0, scheme_end);
   if (scheme != "tcp" && scheme != "ssl" && scheme != "ws" && scheme != "wss" && scheme != "mqtt" &&
@@ -138,7 +148,7 @@ absl::Status ValidateMQTTClientConfig(const MQTTClientConfig& config) {
                                               "' is not one of tcp, ssl, ws, wss, mqtt, mqtts"));
   }
   if (scheme_end + 3 >= url.size() || url[scheme_end + 3] == ':' || url[scheme_end + 3] == '/') {
-    return Invalid("broker_url", absl::StrCat("'", url, "' has no host"));
+    return Invalid("broker_url", "has no host");
   }
   if (config.keep_alive.count() < 0 || config.keep_alive.count() > 65535) {
     return Invalid("keep_alive", "must be 0..65535 seconds");

@@ -5,7 +5,9 @@
 // exists). Column mapping: BOOLEAN/INTEGER → INTEGER, FLOAT → REAL, STRING → TEXT,
 // BYTES → BLOB, TIMESTAMP → TEXT (RFC 3339, UTC), RECORD and REPEATED → TEXT holding JSON;
 // REQUIRED columns are NOT NULL. One transaction per batch, the database in WAL mode, so
-// readers never block the writer. Thread-safe (batches are serialised).
+// readers never block the writer. A batch is acknowledged (its messages acked) once its
+// COMMIT returns, so by default each COMMIT is synced to disk (synchronous=FULL): an acked
+// row survives a power loss, not only a process crash. Thread-safe (batches are serialised).
 #pragma once
 
 #include <absl/status/statusor.h>
@@ -27,6 +29,11 @@ struct SQLiteInserterOptions {
   std::string path;            // database file; ":memory:" for a private in-memory one
   std::string table;           // created if missing
   int busy_timeout_ms = 5000;  // wait for another writer's lock instead of failing at once
+  // kFull: every COMMIT fsyncs the WAL, so what was acknowledged survives a power loss.
+  // kNormal: faster, survives a process crash, but the last commits before a power loss or
+  // OS crash can be lost after their messages were acked (docs/bqstore.md has the cost).
+  enum class Synchronous { kNormal, kFull };
+  Synchronous synchronous = Synchronous::kFull;
 };
 
 using SqlValue = std::variant<std::monostate, std::int64_t, double, std::string, Bytes>;
@@ -42,6 +49,8 @@ class SqliteTableWriter {
   // Inserts all rows (each one value per top-level column) in one transaction.
   absl::Status InsertAll(const std::vector<std::vector<SqlValue>>& rows);
   absl::Status Close();
+  // The integer value of `PRAGMA <name>` on this connection (tests, diagnostics).
+  absl::StatusOr<std::int64_t> Pragma(const std::string& name);
 
  private:
   struct Impl;
@@ -106,6 +115,10 @@ class SQLiteInserter : public DataBatchInserter<T> {
   }
 
   absl::Status Close() override { return writer_->Close(); }
+
+  // The integer value of `PRAGMA <name>` on the inserter's connection (pragmas are per
+  // connection), e.g. "synchronous": 2 is FULL; for tests and diagnostics.
+  absl::StatusOr<std::int64_t> Pragma(const std::string& name) { return writer_->Pragma(name); }
 
  private:
   explicit SQLiteInserter(std::unique_ptr<internal::SqliteTableWriter> writer)

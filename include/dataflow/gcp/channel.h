@@ -15,6 +15,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 
@@ -55,6 +56,14 @@ absl::StatusOr<ResolvedEndpoint> ResolveEndpoint(const ChannelOptions& options);
 // needed but no Google default credentials can be found; the message says which emulator
 // variable would avoid that.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ChannelOptions& options);
+
+// Whether an endpoint named in a config (`endpoint`, host:port) may be reached in plaintext
+// without credentials: only when its host is this machine (loopback, see
+// dataflow/messagepipeline/loopback.h) or the emulator variable `emulator_host_env` is set and
+// non-empty (the program is pointed at emulators, e.g. in a compose network). Otherwise the
+// channel must be TLS with Google credentials: a plaintext channel to another host would carry
+// the data, and any token, in the clear.
+bool PlaintextAllowed(std::string_view endpoint, std::string_view emulator_host_env);
 
 // Waits until `channel` is connected or `deadline` passes; true if connected.
 bool WaitForConnected(grpc::Channel& channel, std::chrono::system_clock::time_point deadline);

@@ -1,12 +1,18 @@
 // LocalDirectoryUploader: the embedded default sink. Writes each group to
 // `<root>/<prefix>/<batchKey>/<unique id>.jsonl.gz`, atomically: the bytes go to a hidden
 // temp file in the same directory, are fsynced, and only then renamed into place, so a
-// reader (or a crash) never sees a partial object. Thread-safe.
+// reader (or a crash) never sees a partial object. With `fsync` (the default) an upload
+// returns only once the object survives a power loss: the file, the directory entry of the
+// rename, and every directory on the way that is new (each one and its parent: the entry
+// naming it). A failed fsync fails the upload, so the group is redelivered. Thread-safe.
 #pragma once
 
 #include <absl/status/statusor.h>
 
+#include <filesystem>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 
 #include "dataflow/icestore/gzip.h"
@@ -30,7 +36,14 @@ class LocalDirectoryUploader : public DataUploader {
  private:
   explicit LocalDirectoryUploader(LocalDirectoryUploaderOptions options)
       : options_(std::move(options)) {}
+  // mkdir -p `dir` below the root; with fsync, syncs each directory on the way not yet known
+  // to be durable, and its parent, then remembers it.
+  absl::Status MakeDirectories(const std::filesystem::path& dir);
+
   LocalDirectoryUploaderOptions options_;
+  std::mutex durable_mu_;
+  // Directories whose entry (in their parent) was fsynced by this uploader. Under durable_mu_.
+  std::set<std::string> durable_;
 };
 
 }  // namespace dataflow::icestore

@@ -8,9 +8,12 @@
 namespace dataflow::app {
 namespace {
 
+using ::testing::AllOf;
+using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 
 using Env = std::vector<std::pair<std::string, std::string>>;
 
@@ -352,6 +355,138 @@ TEST(ConfigTest, ShippedConfigsAreValid) {
 TEST(ConfigTest, UnreadableFileIsAnError) {
   auto r = LoadConfigFile("/nonexistent/dataflow.yaml");
   EXPECT_THAT(Errors(r), ElementsAre("/nonexistent/dataflow.yaml: cannot read the config file"));
+}
+
+constexpr const char* kIngestion = R"(
+in_process:
+  topics: [raw]
+  subscriptions: [{name: raw-sub, topic: raw}]
+services:
+  - name: ingest
+    ingestion:
+      mqtt:
+        broker_url: BROKER
+        username: device
+        password: PASSWORD
+        topic_mappings: [{name: t, topic: "devices/+/data", qos: 1}]
+      sink: in_process
+      routes: {t: raw}
+      dead_letter_topic: raw
+  - name: enrich
+    enrichment:
+      source: {in_process: {subscription: raw-sub}}
+      sink: in_process
+      topic: raw
+      key: {attribute: device_id}
+      cache:
+        redis:
+          addr: "REDIS"
+          password: PASSWORD
+        json_file: registry.json
+      dead_letter_topic: raw
+)";
+
+std::string Ingestion(const std::string& broker, const std::string& password,
+                      const std::string& redis = "127.0.0.1:6379") {
+  std::string yaml = kIngestion;
+  yaml.replace(yaml.find("BROKER"), 6, broker);
+  const std::size_t first = yaml.find("PASSWORD");
+  yaml.replace(first, 8, password);
+  yaml.replace(yaml.find("PASSWORD", first + password.size()), 8, password);
+  yaml.replace(yaml.find("REDIS"), 5, redis);
+  return yaml;
+}
+
+// Every error and warning, one string each.
+std::string AllText(const ConfigLoadResult& r) {
+  std::string out;
+  for (const auto& e : r.errors) out += e.ToString() + "\n";
+  for (const auto& w : r.warnings) out += w.ToString() + "\n";
+  return out;
+}
+
+TEST(ConfigSecretsTest, CredentialsInUrlsAreRejectedWithoutEchoingThem) {
+  auto mqtt = Parse(Ingestion("mqtts://user:Pw-In-Url-1@broker.example.com:8883", "p"));
+  EXPECT_THAT(Errors(mqtt), ElementsAre(AllOf(HasSubstr("services[0].ingestion.mqtt: "),
+                                              HasSubstr("contains credentials"),
+                                              HasSubstr("username and password"))));
+  EXPECT_THAT(AllText(mqtt), Not(HasSubstr("Pw-In-Url-1")));
+  // Without a scheme the URL would otherwise be quoted by "has no scheme".
+  auto bare = Parse(Ingestion("user:Pw-In-Url-2@broker:1883", "p"));
+  EXPECT_THAT(Errors(bare), ElementsAre(HasSubstr("contains credentials")));
+  EXPECT_THAT(AllText(bare), Not(HasSubstr("Pw-In-Url-2")));
+
+  auto redis = Parse(Ingestion("ssl://broker:8883", "p", "redis://:Pw-In-Url-3@cache:6379"));
+  EXPECT_THAT(Errors(redis),
+              ElementsAre(AllOf(HasSubstr("services[1].enrichment.cache.redis.addr: contains "
+                                          "credentials"),
+                                HasSubstr("password key"))));
+  EXPECT_THAT(AllText(redis), Not(HasSubstr("Pw-In-Url-3")));
+
+  auto rest = Parse(R"(
+services:
+  - name: bq
+    bigquery:
+      source: {pubsub: {subscription: s}}
+      table: {dataset: d, table: t, rest_endpoint: "http://u:Pw-In-Url-4@bq.example.com"}
+      dead_letter_topic: dl
+)");
+  EXPECT_THAT(Errors(rest), ElementsAre(HasSubstr("table.rest_endpoint: contains credentials")));
+  EXPECT_THAT(AllText(rest), Not(HasSubstr("Pw-In-Url-4")));
+}
+
+TEST(ConfigSecretsTest, AnUnterminatedExpansionInAPasswordDoesNotEchoIt) {
+  auto r = Parse(Ingestion("ssl://broker:8883", "\"Pw-Literal-5${MQTT_PASSWORD\""));
+  EXPECT_THAT(Errors(r), Contains("services[0].ingestion.mqtt.password: unterminated ${ (no "
+                                  "closing })"));
+  EXPECT_THAT(AllText(r), Not(HasSubstr("Pw-Literal-5")));
+}
+
+TEST(ConfigSecretsTest, ValuesFromTheEnvironmentAreNeverEchoedInErrors) {
+  const std::string secret = "Env-Secret-6";
+  std::string yaml = Ingestion("ssl://${S}:8883", "${S}");
+  yaml.replace(yaml.find("qos: 1"), 6, "qos: \"${S}\"");
+  yaml.replace(yaml.find("{t: raw}"), 8, "{t: \"${S}\"}");
+  yaml = "log_level: ${S}\nshutdown_timeout: \"${S}\"\n" + yaml;
+  auto r = Parse(
+      yaml, {{"S", secret}, {"DATAFLOW__SERVICES__ENRICH__ENRICHMENT__WORKERS", "Env-Secret-7"}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(Errors(r), Contains("log_level: expected one of trace, debug, info, warn, error, "
+                                  "off, got (value withheld: a secret or from the environment)"));
+  EXPECT_THAT(Errors(r), Contains(HasSubstr("services[1].enrichment.workers: expected an integer, "
+                                            "got (value withheld")));
+  EXPECT_THAT(AllText(r), Not(HasSubstr(secret)));
+  EXPECT_THAT(AllText(r), Not(HasSubstr("Env-Secret-7")));
+}
+
+TEST(ConfigSecretsTest, PlaintextPasswordsToOtherHostsAndSkippedVerificationAreWarnedAbout) {
+  auto remote = Parse(Ingestion("tcp://broker.example.com:1883", "p", "cache.example.com:6379"));
+  ASSERT_THAT(Errors(remote), IsEmpty());
+  std::vector<std::string> warnings;
+  for (const auto& w : remote.warnings) warnings.push_back(w.ToString());
+  EXPECT_THAT(warnings,
+              ElementsAre(HasSubstr("services[0].ingestion.mqtt.password: sent in plaintext "
+                                    "(tcp://)"),
+                          HasSubstr("services[1].enrichment.cache.redis.password: sent in "
+                                    "plaintext")));
+  for (const char* url : {"tcp://127.0.0.1:1883", "tcp://localhost", "ws://[::1]:9001/mqtt",
+                          "ssl://broker.example.com:8883", "wss://broker.example.com/mqtt"}) {
+    auto quiet = Parse(Ingestion(url, "p"));
+    EXPECT_THAT(Errors(quiet), IsEmpty()) << url;
+    EXPECT_THAT(quiet.warnings, IsEmpty()) << url;
+  }
+  auto no_password = Parse(Ingestion("tcp://broker.example.com:1883", "\"\"", "cache:6379"));
+  EXPECT_THAT(no_password.warnings, IsEmpty());
+
+  std::string skip = Ingestion("ssl://broker.example.com:8883", "p");
+  skip.replace(skip.find("username: device"), 16,
+               "username: device\n        insecure_skip_verify: true");
+  auto skipped = Parse(skip);
+  ASSERT_THAT(Errors(skipped), IsEmpty());
+  ASSERT_EQ(skipped.warnings.size(), 1u);
+  EXPECT_THAT(skipped.warnings[0].ToString(),
+              HasSubstr("services[0].ingestion.mqtt.insecure_skip_verify: on: the broker's "
+                        "certificate is not checked"));
 }
 
 }  // namespace

@@ -102,6 +102,23 @@ TEST_F(SqliteInserterTest, RoundTripInOneTransactionWithWal) {
   EXPECT_EQ((*inserter)->Insert(rows).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
+// A batch's messages are acked once it commits: each COMMIT must reach the disk (FULL), not
+// only the OS (NORMAL), for acked rows to survive a power loss.
+TEST_F(SqliteInserterTest, CommitsAreSyncedToDiskByDefault) {
+  auto inserter = SQLiteInserter<Reading>::Create({.path = path_, .table = "readings"});
+  ASSERT_TRUE(inserter.ok()) << inserter.status();
+  auto level = (*inserter)->Pragma("synchronous");
+  ASSERT_TRUE(level.ok()) << level.status();
+  EXPECT_EQ(*level, 2);  // FULL
+  auto normal =
+      SQLiteInserter<Reading>::Create({.path = path_,
+                                       .table = "readings",
+                                       .synchronous = SQLiteInserterOptions::Synchronous::kNormal});
+  ASSERT_TRUE(normal.ok()) << normal.status();
+  EXPECT_EQ(*(*normal)->Pragma("synchronous"), 1);  // NORMAL, only when asked for
+  EXPECT_FALSE((*inserter)->Pragma("synchronous; DROP TABLE readings").ok());
+}
+
 TEST_F(SqliteInserterTest, ReopensExistingTableAndAppends) {
   {
     auto first = SQLiteInserter<Point>::Create({.path = path_, .table = "points"});

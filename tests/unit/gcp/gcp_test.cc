@@ -51,6 +51,23 @@ TEST(ResolveEndpoint, RejectsWhatIsNotHostPort) {
   EXPECT_EQ(none.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(PlaintextAllowed, OnlyToThisMachineOrWithTheEmulatorVariableSet) {
+  unsetenv("DATAFLOW_TEST_EMULATOR");
+  for (const char* local : {"127.0.0.1:9060", "localhost:9060", "[::1]:9060", "127.8.9.10:1"}) {
+    EXPECT_TRUE(PlaintextAllowed(local, "DATAFLOW_TEST_EMULATOR")) << local;
+  }
+  for (const char* remote : {"bigquery.example.com:443", "10.0.0.7:9060", "127.example.com:1",
+                             "[2001:db8::1]:443", "localhost.example.com:1"}) {
+    EXPECT_FALSE(PlaintextAllowed(remote, "DATAFLOW_TEST_EMULATOR")) << remote;
+    EXPECT_FALSE(PlaintextAllowed(remote, "")) << remote;
+  }
+  setenv("DATAFLOW_TEST_EMULATOR", "", 1);  // empty counts as unset
+  EXPECT_FALSE(PlaintextAllowed("bigquery-emulator:9060", "DATAFLOW_TEST_EMULATOR"));
+  setenv("DATAFLOW_TEST_EMULATOR", "bigquery-emulator:9050", 1);
+  EXPECT_TRUE(PlaintextAllowed("bigquery-emulator:9060", "DATAFLOW_TEST_EMULATOR"));
+  unsetenv("DATAFLOW_TEST_EMULATOR");
+}
+
 TEST(MakeChannel, InsecureChannelToAnEmulatorHost) {
   auto ch = MakeChannel({.endpoint = "127.0.0.1:1", .insecure = true});
   ASSERT_TRUE(ch.ok()) << ch.status();
