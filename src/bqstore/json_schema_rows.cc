@@ -604,6 +604,12 @@ absl::StatusOr<std::vector<ColumnSpec>> ColumnsFromJson(const Json& columns) {
                                                        "on_invalid)"));
       }
     }
+    if (c.contains("type") && c["type"].is_string() &&
+        (absl::EqualsIgnoreCase(c["type"].get<std::string>(), "RECORD") ||
+         absl::EqualsIgnoreCase(c["type"].get<std::string>(), "STRUCT")) &&
+        !(c.contains("fields") && c["fields"].is_array() && !c["fields"].empty())) {
+      return absl::InvalidArgumentError(at + ": a RECORD needs a list of `fields`");
+    }
     // The BigQuery part ({name, type, mode, fields}) reads like a REST schema field.
     Json field = c;
     field.erase("source");
