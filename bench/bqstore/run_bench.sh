@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prints bqstore's encode rate beside the generated-protobuf baseline from the same run
-# (median of N repetitions) and the ratio, plus rows/s into SQLite.
+# (median of N repetitions) and the ratio, plus rows/s into SQLite, and JSON payloads to proto
+# rows through a config schema beside the described struct, with the ratio.
 # Usage: bench/bqstore/run_bench.sh [build-dir] [repetitions]
 set -euo pipefail
 build=${1:-build/bqstore}
@@ -18,4 +19,10 @@ print(f"described encode -> AppendRowsRequest: {ours:,.0f} rows/s")
 print(f"generated proto  -> AppendRowsRequest: {base:,.0f} rows/s")
 print(f"ratio (target >= 0.5): {ours / base:.2f}")
 print(f"SQLite insert (batches of 500, WAL):   {sql:,.0f} rows/s")
+for arg, what in (("1", "JSON text"), ("0", "parsed JSON")):
+    described = med[f"BM_JsonToProtoDescribed/{arg}"]
+    schema = med[f"BM_JsonToProtoSchema/{arg}"]
+    print(f"{what} -> proto row, described struct (FromJson + EncodeRow): {described:,.0f} rows/s")
+    print(f"{what} -> proto row, config schema (RowConverter):          {schema:,.0f} rows/s")
+    print(f"  ratio schema / described (target >= 0.5): {schema / described:.2f}")
 PY
