@@ -822,7 +822,12 @@ bool RowConverter::HasUnmappedPayloadField(const RowInput& input) const {
   for (auto it = input.payload.begin(); it != input.payload.end(); ++it) {
     bool mapped = false;
     for (const ColumnSpec& c : columns_) {
-      if (!c.source.has_value() && c.field.name == it.key()) {
+      // Read by name, or the first step of a payload path (`payload.dev.id` reads "dev").
+      const bool reads = !c.source.has_value()
+                             ? c.field.name == it.key()
+                             : c.source->kind == ColumnSource::Kind::kPayload &&
+                                   !c.source->path.empty() && c.source->path[0].key == it.key();
+      if (reads) {
         mapped = true;
         break;
       }

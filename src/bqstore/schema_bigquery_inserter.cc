@@ -105,6 +105,11 @@ void SchemaBigQueryInserter::MaybeRefreshSchema(std::span<const RowInput> rows) 
 absl::StatusOr<std::vector<RowError>> SchemaBigQueryInserter::Insert(
     std::span<const RowInput> rows) {
   std::lock_guard lock(mu_);
+  {
+    // Close() clears the writer under mu_ too, so a closed inserter never refreshes.
+    std::lock_guard state(state_mu_);
+    if (!writer_) return absl::FailedPreconditionError("bigquery inserter is closed");
+  }
   if (from_table_) MaybeRefreshSchema(rows);
   std::shared_ptr<const RowConverter> converter;
   std::shared_ptr<BigQueryWriter> writer;
@@ -113,7 +118,6 @@ absl::StatusOr<std::vector<RowError>> SchemaBigQueryInserter::Insert(
     converter = converter_;
     writer = writer_;
   }
-  if (!writer) return absl::FailedPreconditionError("bigquery inserter is closed");
   std::vector<RowError> rejected;
   std::vector<std::string> encoded;
   std::vector<std::size_t> positions;

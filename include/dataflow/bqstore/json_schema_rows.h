@@ -124,8 +124,9 @@ class RowConverter {
   // One SQLite value per top-level column (see SchemaSQLiteInserter for the mapping).
   std::vector<SqlValue> ToSql(const ConvertedRow& row) const;
 
-  // True when the payload has a top-level member that no column reads by default: a row
-  // that may need a column the table gained since (from_table schema evolution).
+  // True when the payload has a top-level member that no column reads (by name or as the
+  // first step of a payload path): a row that may need a column the table gained since
+  // (from_table schema evolution).
   bool HasUnmappedPayloadField(const RowInput& input) const;
 
  private:

@@ -223,6 +223,9 @@ TEST_F(SchemaBigQueryInserterTest, FromTableRefetchIsRateLimited) {
   for (int k = 0; k < 3; ++k) ASSERT_TRUE((*inserter)->Insert(rows).ok());
   EXPECT_EQ((*inserter)->schema_fetches(), 0u);  // within the interval of the first fetch
   EXPECT_EQ(server_->Rows("p", "ds", Table()).size(), 3u);
+  ASSERT_TRUE((*inserter)->Close().ok());
+  auto closed = (*inserter)->Insert(rows);
+  EXPECT_TRUE(absl::IsFailedPrecondition(closed.status())) << closed.status();
 }
 
 TEST_F(SchemaBigQueryInserterTest, FromTableOfAMissingTableIsNotFound) {

@@ -307,6 +307,19 @@ TEST(JsonSchemaRowsTest, ConfigErrorsNameTheEntry) {
   EXPECT_EQ(error(R"({"name": "a"})"), "schema: expected a list of columns");
 }
 
+TEST(JsonSchemaRowsTest, UnmappedPayloadFields) {
+  auto converter = Converter(Json::parse(R"([
+    {"name": "a", "type": "INT64"},
+    {"name": "dev", "type": "STRING", "source": "payload.device.id"},
+    {"name": "x", "type": "STRING", "source": "attributes.extra"}])"));
+  ASSERT_TRUE(converter);
+  RowInput input;
+  input.payload = Json::parse(R"({"a": 1, "device": {"id": "d"}})");
+  EXPECT_FALSE(converter->HasUnmappedPayloadField(input));
+  input.payload["extra"] = 2;  // read by no column (the attribute of that name is another)
+  EXPECT_TRUE(converter->HasUnmappedPayloadField(input));
+}
+
 TEST(JsonSchemaRowsTest, ColumnsForTableTakeSources) {
   const TableSchema table = {{.name = "a", .type = FieldType::kInt64},
                              {.name = "b", .type = FieldType::kString}};
