@@ -569,12 +569,77 @@ void ReadEnrichment(Reader& r, const YAML::Node& node, const std::string& path,
   r.Integer(node, "workers", path, out.workers, 1, kMaxWorkers);
 }
 
+// A YAML tree as JSON, for the schema's columns: plain scalars that read as JSON (true,
+// null, 0.5) become those values, quoted ones stay strings.
+nlohmann::json YamlToJson(const YAML::Node& node) {
+  if (node.IsMap()) {
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& kv : node) out[kv.first.as<std::string>()] = YamlToJson(kv.second);
+    return out;
+  }
+  if (node.IsSequence()) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& item : node) out.push_back(YamlToJson(item));
+    return out;
+  }
+  if (!node.IsScalar()) return nullptr;
+  if (node.Tag() != "!") {
+    nlohmann::json parsed = nlohmann::json::parse(node.Scalar(), nullptr, false);
+    if (!parsed.is_discarded() && !parsed.is_structured()) return parsed;
+    if (node.Scalar() == "~") return nullptr;
+  }
+  return node.Scalar();
+}
+
+void ReadRowSchema(Reader& r, const YAML::Node& node, const std::string& path,
+                   BigQueryConfig& out) {
+  const YAML::Node schema = node["schema"];
+  const std::string at = Join(path, "schema");
+  if (schema && schema.IsScalar()) {
+    if (schema.Scalar() == "from_table") {
+      out.schema_from_table = true;
+    } else {
+      r.Error(at, "expected a list of columns or from_table");
+    }
+  } else if (schema && schema.IsSequence()) {
+    auto columns = bqstore::ColumnsFromJson(YamlToJson(schema));
+    if (columns.ok()) {
+      out.columns = *std::move(columns);
+    } else {
+      r.Error(at, std::string(columns.status().message()));
+    }
+  } else if (schema && !schema.IsNull()) {
+    r.Error(at, "expected a list of columns or from_table");
+  }
+  if (const YAML::Node sources = node["sources"]) {
+    if (!sources.IsMap()) {
+      r.Error(Join(path, "sources"), "expected a mapping of column name to source");
+    } else {
+      for (const auto& kv : sources) {
+        const std::string name = kv.first.as<std::string>();
+        if (!kv.second.IsScalar()) {
+          r.Error(Join(Join(path, "sources"), name), "expected a source");
+          continue;
+        }
+        if (auto s = bqstore::ParseColumnSource(kv.second.Scalar()); !s.ok()) {
+          r.Error(Join(Join(path, "sources"), name), std::string(s.status().message()));
+        }
+        out.sources[name] = kv.second.Scalar();
+      }
+    }
+    if (!out.schema_from_table) {
+      r.Error(Join(path, "sources"), "only with schema: from_table (give columns a source:)");
+    }
+  }
+}
+
 void ReadBigQuery(Reader& r, const YAML::Node& node, const std::string& path, BigQueryConfig& out) {
   if (!r.Map(node, path,
              {"source", "batch_size", "flush_interval", "flush_when_idle", "table", "sqlite",
-              "dead_letter_topic", "workers", "max_delivery_attempts"})) {
+              "dead_letter_topic", "workers", "max_delivery_attempts", "schema", "sources"})) {
     return;
   }
+  ReadRowSchema(r, node, path, out);
   ReadSource(r, node, path, out.source);
   r.Integer(node, "batch_size", path, out.batch_size, 1, 100000);
   r.Dur(node, "flush_interval", path, out.flush_interval);
@@ -615,6 +680,9 @@ void ReadBigQuery(Reader& r, const YAML::Node& node, const std::string& path, Bi
   }
   if (out.bigquery.has_value() == out.sqlite.has_value()) {
     r.Error(path, "give exactly one sink: table (BigQuery) or sqlite");
+  }
+  if (out.schema_from_table && out.sqlite) {
+    r.Error(Join(path, "schema"), "from_table needs a BigQuery table; give SQLite a column list");
   }
 }
 
@@ -1051,9 +1119,13 @@ std::vector<std::string> Describe(const ProgramConfig& config) {
       line += source(en->source) + " → cache " + absl::StrJoin(layers, " → ") + " → " +
               sink(en->sink) + en->topic;
     } else if (const auto* bq = std::get_if<BigQueryConfig>(&s.spec)) {
-      line += source(bq->source) + " → " +
-              (bq->bigquery ? "BigQuery " + bq->bigquery->dataset + "." + bq->bigquery->table
-                            : "SQLite " + bq->sqlite->path + " table " + bq->sqlite->table);
+      line +=
+          source(bq->source) + " → " +
+          (bq->bigquery ? "BigQuery " + bq->bigquery->dataset + "." + bq->bigquery->table
+                        : "SQLite " + bq->sqlite->path + " table " + bq->sqlite->table) +
+          (bq->schema_from_table ? " (schema from the table)"
+           : bq->columns.empty() ? ""
+                                 : " (schema: " + std::to_string(bq->columns.size()) + " columns)");
     } else if (const auto* ice = std::get_if<IceStoreConfig>(&s.spec)) {
       line += source(ice->source) + " → " +
               (ice->gcs ? "gs://" + ice->gcs->bucket + "/" + ice->gcs->prefix

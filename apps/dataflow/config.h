@@ -16,12 +16,14 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
 #include <variant>
 #include <vector>
 
+#include "dataflow/bqstore/json_schema_rows.h"
 #include "dataflow/cache/redis_stub.h"
 #include "dataflow/enrichment/enricher.h"
 #include "dataflow/enrichment/keys.h"
@@ -135,6 +137,11 @@ struct BigQueryConfig {
   };
   std::optional<Table> bigquery;
   std::optional<Sqlite> sqlite;  // one of the two
+  // The row schema (docs/bqstore.md): `schema:` a list of columns, or `schema: from_table`
+  // (BigQuery only; `sources:` maps column names to sources). Neither: the demo's Reading.
+  std::vector<bqstore::ColumnSpec> columns;
+  bool schema_from_table = false;
+  std::map<std::string, std::string> sources;
   // Messages that can never succeed are parked here (same transport as the service's input);
   // empty: they are logged, counted as dropped and acked.
   std::string dead_letter_topic;

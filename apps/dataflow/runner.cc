@@ -14,6 +14,8 @@
 #include <thread>
 
 #include "dataflow/bqstore/bigquery_service.h"
+#include "dataflow/bqstore/json_schema_rows.h"
+#include "dataflow/bqstore/schema_sqlite_inserter.h"
 #include "dataflow/bqstore/sqlite_inserter.h"
 #include "dataflow/cache/lru_cache.h"
 #include "dataflow/cache/redis_cache.h"
@@ -43,6 +45,7 @@
 #endif
 #ifdef DATAFLOW_BQSTORE_HAS_STORAGE_WRITE
 #include "dataflow/bqstore/bigquery_inserter.h"
+#include "dataflow/bqstore/schema_bigquery_inserter.h"
 #include "dataflow/gcp/channel.h"
 #endif
 
@@ -423,33 +426,88 @@ struct Pipeline::Impl {
 #endif
   }
 
+  // The schema-driven row path (`schema:` in the config): any JSON payload, any table.
+  absl::StatusOr<std::shared_ptr<bqstore::DataBatchInserter<bqstore::RowInput>>> SchemaInserter(
+      const BigQueryConfig& c) {
+    if (c.sqlite) {
+      auto converter = bqstore::RowConverter::Create(c.columns);
+      if (!converter.ok()) return Annotate(converter.status(), "schema");
+      std::error_code ignored;  // SQLite reports a directory that cannot be made clearly
+      std::filesystem::create_directories(std::filesystem::path(c.sqlite->path).parent_path(),
+                                          ignored);
+      auto sqlite = bqstore::SchemaSQLiteInserter::Create(
+          {.path = c.sqlite->path, .table = c.sqlite->table}, *converter);
+      if (!sqlite.ok()) return Annotate(sqlite.status(), "sqlite");
+      return std::shared_ptr<bqstore::DataBatchInserter<bqstore::RowInput>>(*std::move(sqlite));
+    }
+#ifdef DATAFLOW_BQSTORE_HAS_STORAGE_WRITE
+    bqstore::SchemaBigQueryInserterOptions options;
+    options.writer.project_id = ProjectOf(config, c.bigquery->project);
+    options.writer.dataset_id = c.bigquery->dataset;
+    options.writer.table_id = c.bigquery->table;
+    options.table.create_if_missing = c.bigquery->create_table;
+    options.table.create_dataset = c.bigquery->create_dataset;
+    options.admin.endpoint = c.bigquery->rest_endpoint;
+    if (!c.bigquery->grpc_endpoint.empty()) {
+      options.writer.channel.endpoint = c.bigquery->grpc_endpoint;
+      options.writer.channel.insecure = true;
+    }
+    options.columns = c.columns;  // empty with from_table
+    options.sources = c.sources;
+    auto bq = bqstore::SchemaBigQueryInserter::Create(std::move(options));
+    if (!bq.ok()) return Annotate(bq.status(), "table");
+    return std::shared_ptr<bqstore::DataBatchInserter<bqstore::RowInput>>(*std::move(bq));
+#else
+    return absl::FailedPreconditionError(
+        "table: this build has no BigQuery Storage Write support (the demo preset leaves it "
+        "out); build with the release or dev preset");
+#endif
+  }
+
   absl::StatusOr<Service> BigQuery(const std::string& name, const BigQueryConfig& c) {
+    if (!c.columns.empty() || c.schema_from_table) {
+      auto inserter = SchemaInserter(c);
+      if (!inserter.ok()) return inserter.status();
+      bool payload = c.schema_from_table;
+      for (const auto& column : c.columns) {
+        payload |= !column.source || column.source->kind == bqstore::ColumnSource::Kind::kPayload;
+      }
+      return BigQuerySink<bqstore::RowInput>(
+          name, c, *inserter, bqstore::RowInputTransformer({.parse_payload = payload}));
+    }
+    auto inserter = Inserter(c);
+    if (!inserter.ok()) return inserter.status();
+    return BigQuerySink<Reading>(name, c, *inserter, ToReading);
+  }
+
+  template <typename T>
+  absl::StatusOr<Service> BigQuerySink(const std::string& name, const BigQueryConfig& c,
+                                       std::shared_ptr<bqstore::DataBatchInserter<T>> inserter,
+                                       mp::MessageTransformer<T> transformer) {
     Service svc{.name = name, .kind = "bigquery"};
     const bool in_process = c.source.kind == SourceConfig::Kind::kInProcess;
     if (in_process) svc.in_process_subscription = c.source.subscription;
-    auto inserter = Inserter(c);
-    if (!inserter.ok()) return inserter.status();
     auto dead = DeadLetters(in_process, c.source.project, c.dead_letter_topic, svc);
     if (!dead.ok()) return dead.status();
     auto consumer = Consumer(c.source);
     if (!consumer.ok()) return Annotate(consumer.status(), "source");
     svc.consumer = *consumer;
     auto service =
-        bqstore::NewBigQueryService<Reading>({.name = name,
-                                              .num_workers = c.workers,
-                                              .batch_size = c.batch_size,
-                                              .flush_interval = c.flush_interval,
-                                              .flush_when_idle = c.flush_when_idle,
-                                              .dead_letter = *dead,
-                                              .max_delivery_attempts = c.max_delivery_attempts},
-                                             svc.consumer, ToReading, *inserter);
+        bqstore::NewBigQueryService<T>({.name = name,
+                                        .num_workers = c.workers,
+                                        .batch_size = c.batch_size,
+                                        .flush_interval = c.flush_interval,
+                                        .flush_when_idle = c.flush_when_idle,
+                                        .dead_letter = *dead,
+                                        .max_delivery_attempts = c.max_delivery_attempts},
+                                       svc.consumer, std::move(transformer), inserter);
     if (!service.ok()) return service.status();
-    std::shared_ptr<bqstore::BigQueryService<Reading>> s = *std::move(service);
+    std::shared_ptr<bqstore::BigQueryService<T>> s = *std::move(service);
     svc.start = [s] { return s->Start(); };
     svc.stop = [s](mp::Deadline d) { return s->Stop(d); };
     svc.metrics = [s] { return s->metrics(); };
     svc.flush_promptly = [s] { s->FlushPromptly(); };
-    svc.stop_after.push_back([i = *inserter](mp::Deadline) { return i->Close(); });
+    svc.stop_after.push_back([i = inserter](mp::Deadline) { return i->Close(); });
     svc.owner = s;
     return svc;
   }

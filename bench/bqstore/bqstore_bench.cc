@@ -1,13 +1,16 @@
 // Encoding rows for the Storage Write API: bqstore's direct encoder (struct -> proto wire
 // bytes via DATAFLOW_DESCRIBE) against the same rows through a protoc-generated message
 // (fill + SerializeToString), both ending in a serialized AppendRowsRequest, in one run.
-// Plus rows/s into SQLite (file database, WAL, one transaction per batch).
+// Plus rows/s into SQLite (file database, WAL, one transaction per batch), and JSON payloads
+// to proto rows through a runtime (config) schema vs through the described struct
+// (FromJson + EncodeRow), on the same payloads: with and without the JSON parse.
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
 #include <filesystem>
 
 #include "bench_row.pb.h"
+#include "dataflow/bqstore/json_schema_rows.h"
 #include "dataflow/bqstore/row_codec.h"
 #include "dataflow/bqstore/sqlite_inserter.h"
 #ifdef DATAFLOW_BQSTORE_HAS_STORAGE_WRITE
@@ -119,6 +122,76 @@ void BM_GeneratedProtoBaseline(benchmark::State& state) {
   state.counters["bytes_per_row"] = static_cast<double>(wire.size()) / kBatch;
 }
 BENCHMARK(BM_GeneratedProtoBaseline);
+
+// The same rows as JSON payloads (what a device sends), and the config schema for them.
+std::vector<std::string> Payloads() {
+  std::vector<std::string> out;
+  for (const BenchRow& row : Rows()) out.push_back(dataflow::bqstore::ToJson(row).dump());
+  return out;
+}
+
+std::shared_ptr<const dataflow::bqstore::RowConverter> SchemaConverter() {
+  auto columns = dataflow::bqstore::ColumnsFromJson(nlohmann::json::parse(R"([
+    {"name": "device_id", "type": "STRING", "mode": "REQUIRED"},
+    {"name": "timestamp", "type": "TIMESTAMP", "mode": "REQUIRED"},
+    {"name": "temperature", "type": "FLOAT64", "mode": "REQUIRED"},
+    {"name": "humidity", "type": "FLOAT64", "mode": "REQUIRED"},
+    {"name": "sequence", "type": "INT64", "mode": "REQUIRED"},
+    {"name": "alarm", "type": "BOOL", "mode": "REQUIRED"},
+    {"name": "location", "type": "STRING", "mode": "REQUIRED"},
+    {"name": "battery", "type": "FLOAT64", "mode": "REQUIRED"},
+    {"name": "firmware", "type": "STRING", "mode": "REQUIRED"},
+    {"name": "readings_count", "type": "INT64", "mode": "REQUIRED"}])"));
+  return *dataflow::bqstore::RowConverter::Create(*columns);
+}
+
+// Payload text -> nlohmann::json -> FromJson<BenchRow> -> EncodeRow.
+void BM_JsonToProtoDescribed(benchmark::State& state) {
+  const auto payloads = Payloads();
+  const bool parse = state.range(0) != 0;
+  std::vector<nlohmann::json> parsed;
+  for (const auto& p : payloads) parsed.push_back(nlohmann::json::parse(p));
+  std::string wire;
+  for (auto _ : state) {
+    wire.clear();
+    for (std::size_t i = 0; i < payloads.size(); ++i) {
+      auto row = dataflow::bqstore::FromJson<BenchRow>(parse ? nlohmann::json::parse(payloads[i])
+                                                             : parsed[i]);
+      dataflow::bqstore::EncodeRow(*row, wire);
+    }
+    benchmark::DoNotOptimize(wire.data());
+  }
+  state.SetItemsProcessed(state.iterations() * kBatch);
+  state.counters["bytes_per_row"] = static_cast<double>(wire.size()) / kBatch;
+}
+BENCHMARK(BM_JsonToProtoDescribed)->Arg(1)->Arg(0);
+
+// Payload text -> nlohmann::json -> RowConverter (config schema) -> proto row.
+void BM_JsonToProtoSchema(benchmark::State& state) {
+  const auto payloads = Payloads();
+  const auto converter = SchemaConverter();
+  const bool parse = state.range(0) != 0;
+  std::vector<dataflow::bqstore::RowInput> parsed(payloads.size());
+  for (std::size_t i = 0; i < payloads.size(); ++i) {
+    parsed[i].payload = nlohmann::json::parse(payloads[i]);
+  }
+  dataflow::bqstore::RowInput input;
+  std::string wire;
+  for (auto _ : state) {
+    wire.clear();
+    for (std::size_t i = 0; i < payloads.size(); ++i) {
+      if (parse) input.payload = nlohmann::json::parse(payloads[i]);
+      if (!converter->ToProto(parse ? input : parsed[i], wire).ok()) {
+        state.SkipWithError("conversion failed");
+        return;
+      }
+    }
+    benchmark::DoNotOptimize(wire.data());
+  }
+  state.SetItemsProcessed(state.iterations() * kBatch);
+  state.counters["bytes_per_row"] = static_cast<double>(wire.size()) / kBatch;
+}
+BENCHMARK(BM_JsonToProtoSchema)->Arg(1)->Arg(0);
 
 // Arg 1: synchronous=FULL (the default: acked rows survive a power loss); 0: NORMAL.
 void BM_SQLiteInsert(benchmark::State& state) {

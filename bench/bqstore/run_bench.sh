@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prints bqstore's encode rate beside the generated-protobuf baseline from the same run
 # (median of N repetitions) and the ratio, plus rows/s into SQLite with synchronous=NORMAL
-# and FULL (TMPDIR must be on a disk: on a tmpfs fsync costs nothing).
+# and FULL (TMPDIR must be on a disk: on a tmpfs fsync costs nothing), and JSON payloads to
+# proto rows through a config schema beside the described struct, with the ratio.
 # Usage: bench/bqstore/run_bench.sh [build-dir] [repetitions]
 set -euo pipefail
 build=${1:-build/bqstore}
@@ -21,4 +22,10 @@ print(f"generated proto  -> AppendRowsRequest: {base:,.0f} rows/s")
 print(f"ratio (target >= 0.5): {ours / base:.2f}")
 print(f"SQLite insert (batches of 500, WAL, synchronous=NORMAL): {normal:,.0f} rows/s")
 print(f"SQLite insert (batches of 500, WAL, synchronous=FULL):   {full:,.0f} rows/s (the sink's default)")
+for arg, what in (("1", "JSON text"), ("0", "parsed JSON")):
+    described = med[f"BM_JsonToProtoDescribed/{arg}"]
+    schema = med[f"BM_JsonToProtoSchema/{arg}"]
+    print(f"{what} -> proto row, described struct (FromJson + EncodeRow): {described:,.0f} rows/s")
+    print(f"{what} -> proto row, config schema (RowConverter):          {schema:,.0f} rows/s")
+    print(f"  ratio schema / described (target >= 0.5): {schema / described:.2f}")
 PY

@@ -7,6 +7,7 @@
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/message.h>
 
+#include "dataflow/bqstore/json_schema_rows.h"
 #include "dataflow/messagepipeline/message.h"
 
 namespace dataflow::bqstore {
@@ -78,6 +79,19 @@ absl::Status SetValue(const nlohmann::json& j, const FieldSchema& f, const std::
       // The record's own fields, by the same rules; errors get this field's path in front.
       absl::Status s = JsonToProtoRow(j, f.fields, *nested);
       if (!s.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ".", s.message()));
+      return absl::OkStatus();
+    }
+    default: {  // DATE and the types that travel as text: by the schema-row rules
+      Cell cell;
+      if (auto s = ConvertScalar(j, f, cell); !s.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(path, ": ", s.message()));
+      }
+      if (f.type == FieldType::kDate) {
+        repeated ? r->AddInt32(&m, fd, static_cast<std::int32_t>(cell.i))
+                 : r->SetInt32(&m, fd, static_cast<std::int32_t>(cell.i));
+      } else {
+        repeated ? r->AddString(&m, fd, cell.s) : r->SetString(&m, fd, cell.s);
+      }
       return absl::OkStatus();
     }
   }

@@ -70,7 +70,16 @@ void FillDescriptor(const TableSchema& fields, pb::DescriptorProto* out) {
       case FieldType::kFloat64:
         field->set_type(pb::FieldDescriptorProto::TYPE_DOUBLE);
         break;
+      case FieldType::kDate:
+        field->set_type(pb::FieldDescriptorProto::TYPE_INT32);
+        break;
       case FieldType::kString:
+      case FieldType::kNumeric:
+      case FieldType::kBigNumeric:
+      case FieldType::kTime:
+      case FieldType::kDateTime:
+      case FieldType::kJson:
+      case FieldType::kGeography:
         field->set_type(pb::FieldDescriptorProto::TYPE_STRING);
         break;
       case FieldType::kBytes:
@@ -144,18 +153,46 @@ std::string_view FieldTypeName(FieldType type) {
       return "TIMESTAMP";
     case FieldType::kRecord:
       return "RECORD";
+    case FieldType::kNumeric:
+      return "NUMERIC";
+    case FieldType::kBigNumeric:
+      return "BIGNUMERIC";
+    case FieldType::kDate:
+      return "DATE";
+    case FieldType::kTime:
+      return "TIME";
+    case FieldType::kDateTime:
+      return "DATETIME";
+    case FieldType::kJson:
+      return "JSON";
+    case FieldType::kGeography:
+      return "GEOGRAPHY";
   }
   return "UNKNOWN";
 }
 
 absl::StatusOr<FieldType> ParseFieldType(std::string_view name) {
   static const std::map<std::string, FieldType, std::less<>> kTypes = {
-      {"BOOLEAN", FieldType::kBool},        {"BOOL", FieldType::kBool},
-      {"INTEGER", FieldType::kInt64},       {"INT64", FieldType::kInt64},
-      {"FLOAT", FieldType::kFloat64},       {"FLOAT64", FieldType::kFloat64},
-      {"STRING", FieldType::kString},       {"BYTES", FieldType::kBytes},
-      {"TIMESTAMP", FieldType::kTimestamp}, {"RECORD", FieldType::kRecord},
-      {"STRUCT", FieldType::kRecord}};
+      {"BOOLEAN", FieldType::kBool},
+      {"BOOL", FieldType::kBool},
+      {"INTEGER", FieldType::kInt64},
+      {"INT64", FieldType::kInt64},
+      {"FLOAT", FieldType::kFloat64},
+      {"FLOAT64", FieldType::kFloat64},
+      {"STRING", FieldType::kString},
+      {"BYTES", FieldType::kBytes},
+      {"TIMESTAMP", FieldType::kTimestamp},
+      {"RECORD", FieldType::kRecord},
+      {"STRUCT", FieldType::kRecord},
+      {"NUMERIC", FieldType::kNumeric},
+      {"DECIMAL", FieldType::kNumeric},
+      {"BIGNUMERIC", FieldType::kBigNumeric},
+      {"BIGDECIMAL", FieldType::kBigNumeric},
+      {"DATE", FieldType::kDate},
+      {"TIME", FieldType::kTime},
+      {"DATETIME", FieldType::kDateTime},
+      {"JSON", FieldType::kJson},
+      {"GEOGRAPHY", FieldType::kGeography}};
   auto it = kTypes.find(absl::AsciiStrToUpper(Sv(name)));
   if (it == kTypes.end()) {
     return absl::InvalidArgumentError(absl::StrCat("unsupported BigQuery type \"", Sv(name), "\""));

@@ -21,11 +21,28 @@ class Message;
 
 namespace dataflow::bqstore {
 
-enum class FieldType { kBool, kInt64, kFloat64, kString, kBytes, kTimestamp, kRecord };
+// kNumeric..kGeography travel as text on the wire (DATE as int32 days since the epoch), as
+// the Storage Write API accepts them; see json_schema_rows.h for how values are converted.
+enum class FieldType {
+  kBool,
+  kInt64,
+  kFloat64,
+  kString,
+  kBytes,
+  kTimestamp,
+  kRecord,
+  kNumeric,
+  kBigNumeric,
+  kDate,
+  kTime,
+  kDateTime,
+  kJson,
+  kGeography,
+};
 enum class FieldMode { kNullable, kRequired, kRepeated };
 
-// BigQuery's names ("BOOLEAN", "INTEGER", "FLOAT", ...; "BOOL", "INT64", "FLOAT64" and
-// "STRUCT" are accepted when parsing).
+// BigQuery's names ("BOOLEAN", "INTEGER", "FLOAT", ...; "BOOL", "INT64", "FLOAT64",
+// "STRUCT", "DECIMAL" and "BIGDECIMAL" are accepted when parsing).
 std::string_view FieldTypeName(FieldType type);
 absl::StatusOr<FieldType> ParseFieldType(std::string_view name);
 std::string_view FieldModeName(FieldMode mode);
@@ -51,7 +68,9 @@ absl::Status CheckCompatible(const TableSchema& writer, const TableSchema& table
 
 // A self-contained proto2 DescriptorProto for rows of `schema` (records become nested
 // types; field numbers are positions from 1; TIMESTAMP is int64 microseconds since the
-// epoch, as the Storage Write API expects). InvalidArgument for an empty or invalid schema.
+// epoch, as the Storage Write API expects; DATE is int32 days since the epoch; NUMERIC,
+// BIGNUMERIC, TIME, DATETIME, JSON and GEOGRAPHY are strings). InvalidArgument for an empty or
+// invalid schema.
 absl::StatusOr<google::protobuf::DescriptorProto> RowDescriptorProto(const TableSchema& schema,
                                                                      std::string_view name);
 

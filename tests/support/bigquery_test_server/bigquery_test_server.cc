@@ -4,6 +4,7 @@
 #include <absl/strings/escaping.h>
 #include <absl/strings/match.h>
 #include <absl/strings/str_cat.h>
+#include <absl/time/civil_time.h>
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/descriptor.pb.h>
 #include <google/protobuf/message.h>
@@ -76,6 +77,15 @@ bool TypeMatches(const pb::FieldDescriptor* f, FieldType type) {
       return f->type() == FD::TYPE_BYTES;
     case FieldType::kRecord:
       return f->type() == FD::TYPE_MESSAGE;
+    case FieldType::kDate:
+      return f->type() == FD::TYPE_INT32 || f->type() == FD::TYPE_INT64;
+    case FieldType::kNumeric:
+    case FieldType::kBigNumeric:
+    case FieldType::kTime:
+    case FieldType::kDateTime:
+    case FieldType::kJson:
+    case FieldType::kGeography:
+      return f->type() == FD::TYPE_STRING;
   }
   return false;
 }
@@ -195,6 +205,26 @@ absl::StatusOr<nlohmann::json> ValueToJson(const pb::Message& m, const pb::Field
     case FieldType::kRecord:
       return RowToJson(rep ? r->GetRepeatedMessage(m, f, index) : r->GetMessage(m, f), c.fields,
                        path);
+    case FieldType::kDate: {  // days since the epoch, read back as "YYYY-MM-DD"
+      const std::int64_t days = get_int();
+      if (days < -719162 || days > 2932896) {
+        return absl::InvalidArgumentError(absl::StrCat(path, ": date ", days, " out of range"));
+      }
+      return absl::FormatCivilTime(absl::CivilDay(1970, 1, 1) + days);
+    }
+    case FieldType::kNumeric:
+    case FieldType::kBigNumeric:
+    case FieldType::kTime:
+    case FieldType::kDateTime:
+    case FieldType::kJson:
+    case FieldType::kGeography: {  // text, as written (JSON must parse, as BigQuery checks)
+      std::string s = rep ? r->GetRepeatedString(m, f, index) : r->GetString(m, f);
+      if (!ValidUtf8(s)) return absl::InvalidArgumentError(absl::StrCat(path, ": invalid UTF-8"));
+      if (c.type == FieldType::kJson && !nlohmann::json::accept(s)) {
+        return absl::InvalidArgumentError(absl::StrCat(path, ": invalid JSON"));
+      }
+      return s;
+    }
   }
   return absl::InternalError("unreachable");
 }

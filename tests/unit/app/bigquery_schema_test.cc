@@ -1,0 +1,136 @@
+// The `bigquery` service kind's `schema:` config: parsing and its errors, and the readings
+// table declared in YAML (docs/bqstore.md) being exactly the demo's C++ `Reading`: the same
+// table schema, the same proto bytes and SQLite values for the same messages.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "config.h"
+#include "dataflow/bqstore/json_schema_rows.h"
+#include "dataflow/bqstore/row_codec.h"
+#include "dataflow/bqstore/sqlite_inserter.h"
+#include "device_model.h"
+
+namespace dataflow::app {
+namespace {
+
+using ::testing::HasSubstr;
+using Json = nlohmann::json;
+namespace mp = messagepipeline;
+
+ConfigLoadResult Parse(const std::string& yaml) {
+  return ParseConfig(yaml, {}, [](const std::string&) { return std::nullopt; });
+}
+std::vector<std::string> Errors(const ConfigLoadResult& r) {
+  std::vector<std::string> out;
+  for (const auto& e : r.errors) out.push_back(e.ToString());
+  return out;
+}
+
+// The block in docs/bqstore.md, under a service.
+constexpr const char* kReadings = R"(
+in_process:
+  topics: [enriched]
+  subscriptions: [{name: enriched-sub, topic: enriched}]
+services:
+  - name: store
+    bigquery:
+      source: {in_process: {subscription: enriched-sub}}
+      sqlite: {path: /tmp/x.db}
+      schema:
+        - {name: device_id, type: STRING, mode: REQUIRED, source: payload.deviceId}
+        - {name: temperature, type: FLOAT64, mode: REQUIRED, source: payload.temperature}
+        - {name: humidity, type: FLOAT64, mode: REQUIRED, source: payload.humidity, default: 0}
+        - {name: device_name, type: STRING, source: enrichment.name}
+        - {name: location, type: STRING, source: enrichment.location}
+        - {name: published_at, type: TIMESTAMP, mode: REQUIRED, source: publish_time}
+        - {name: sent_at, type: TIMESTAMP, source: payload.sentAt, on_invalid: "null"}
+)";
+
+TEST(BigQuerySchemaConfigTest, ReadingsInYamlAreTheDescribedReading) {
+  auto r = Parse(kReadings);
+  ASSERT_TRUE(r.errors.empty()) << Errors(r)[0];
+  const auto& bq = std::get<BigQueryConfig>(r.config.services[0].spec);
+  auto converter = bqstore::RowConverter::Create(bq.columns);
+  ASSERT_TRUE(converter.ok()) << converter.status();
+  EXPECT_EQ((*converter)->schema(), bqstore::InferSchema<Reading>());
+
+  auto transform = bqstore::RowInputTransformer();
+  const std::vector<std::pair<Json, Json>> cases = {
+      {{{"deviceId", "d1"},
+        {"temperature", 20.5},
+        {"humidity", 41.5},
+        {"sentAt", "2026-01-02T03:04:05.123456Z"}},
+       {{"name", "Boiler"}, {"location", "hall"}}},
+      {{{"deviceId", "d2"}, {"temperature", -3}}, nullptr},  // no humidity, no sentAt
+      {{{"deviceId", "d3"}, {"temperature", 1.25}, {"sentAt", "garbage"}}, {{"location", "roof"}}},
+      {{{"deviceId", "d4"}, {"temperature", 7}, {"sentAt", "0001-01-01T00:00:00Z"}}, nullptr},
+  };
+  for (const auto& [payload, enrichment] : cases) {
+    const mp::Message m({.payload = mp::EncodeMessageData(
+                             {.id = "id",
+                              .payload = payload.dump(),
+                              .publish_time = *mp::ParseTimestamp("2026-03-04T05:06:07.5Z"),
+                              .enrichment_data = enrichment})});
+    auto reading = ToReading(m);
+    ASSERT_TRUE(reading.ok() && reading->has_value()) << payload;
+    auto input = transform(m);
+    ASSERT_TRUE(input.ok() && input->has_value()) << payload;
+    bqstore::ConvertedRow row;
+    ASSERT_TRUE((*converter)->Convert(**input, row).ok()) << payload;
+    std::string bytes;
+    (*converter)->EncodeProto(row, bytes);
+    EXPECT_EQ(bytes, bqstore::EncodeRow(**reading)) << payload;
+    EXPECT_EQ((*converter)->ToSql(row), bqstore::internal::RowToSql(**reading)) << payload;
+  }
+}
+
+TEST(BigQuerySchemaConfigTest, FromTableAndSources) {
+  auto r = Parse(R"(
+services:
+  - name: store
+    bigquery:
+      source: {pubsub: {subscription: s}}
+      table: {dataset: d, table: t}
+      schema: from_table
+      sources: {device: "payload.dev.id", topic: mqtt_topic}
+)");
+  ASSERT_TRUE(r.errors.empty()) << Errors(r)[0];
+  const auto& bq = std::get<BigQueryConfig>(r.config.services[0].spec);
+  EXPECT_TRUE(bq.schema_from_table);
+  EXPECT_TRUE(bq.columns.empty());
+  EXPECT_EQ(bq.sources.at("topic"), "mqtt_topic");
+}
+
+TEST(BigQuerySchemaConfigTest, ErrorsNameTheirPlace) {
+  auto r = Parse(R"(
+services:
+  - name: a
+    bigquery:
+      source: {pubsub: {subscription: s}}
+      sqlite: {path: x.db}
+      schema: from_table
+  - name: b
+    bigquery:
+      source: {pubsub: {subscription: s}}
+      sqlite: {path: x.db}
+      schema:
+        - {name: n, type: INT64}
+        - {name: m, type: INT64, source: "payload[x]"}
+      sources: {n: message_id}
+  - name: c
+    bigquery:
+      source: {pubsub: {subscription: s}}
+      sqlite: {path: x.db}
+      schema: everything
+)");
+  EXPECT_THAT(Errors(r),
+              ::testing::UnorderedElementsAre(
+                  HasSubstr("services[0].bigquery.schema: from_table needs a BigQuery table"),
+                  HasSubstr("services[1].bigquery.schema: schema[1].source: source \"payload[x]\""),
+                  HasSubstr("services[1].bigquery.sources: only with schema: from_table"),
+                  HasSubstr("services[2].bigquery.schema: expected a list of columns or "
+                            "from_table")));
+}
+
+}  // namespace
+}  // namespace dataflow::app
