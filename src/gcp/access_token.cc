@@ -171,7 +171,7 @@ absl::Status Redact(const absl::Status& status, std::initializer_list<absl::stri
       message = absl::StrReplaceAll(message, {{piece, "[redacted]"}});
     }
   }
-  return absl::Status(status.code(), message);
+  return {status.code(), message};
 }
 
 // IAM Credentials' generateAccessToken: a token for the service account named in `url`
@@ -694,7 +694,7 @@ absl::StatusOr<SubjectTokenSource> ParseCredentialSource(const nlohmann::json& j
   if (!url.ok()) return url.status();
   if (file->empty() == url->empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(cs_where, ": give exactly one of \"file\" and \"url\""));
+        absl::StrCat(cs_where, R"(: give exactly one of "file" and "url")"));
   }
   out.file = *file;
   out.url = *url;

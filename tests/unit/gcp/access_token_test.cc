@@ -323,7 +323,7 @@ class LogCapture {
     sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
     Log()->set_level(level_);
   }
-  std::string Text() const {
+  [[nodiscard]] std::string Text() const {
     std::string out;
     for (const auto& line : sink_->last_formatted()) out += line;
     return out;
@@ -346,7 +346,7 @@ class ExternalAccountTest : public AccessTokenTest {
  protected:
   // An external_account file whose subject token is read from `source` (credential_source).
   std::string WriteExternalAccount(nlohmann::json source,
-                                   nlohmann::json extra = nlohmann::json::object()) {
+                                   const nlohmann::json& extra = nlohmann::json::object()) {
     nlohmann::json j = {{"type", "external_account"},
                         {"audience", kAudience},
                         {"subject_token_type", kJwtType},
@@ -542,7 +542,7 @@ TEST_F(ExternalAccountTest, MalformedFilesNameTheField) {
                                {"subject_token_type", kJwtType},
                                {"token_url", fake_.sts_url()},
                                {"credential_source", {{"file", "/var/run/token"}}}};
-  auto with = [&](nlohmann::json patch) {
+  auto with = [&](const nlohmann::json& patch) {
     nlohmann::json j = good;
     j.merge_patch(patch);
     return j;

@@ -457,7 +457,7 @@ class FakeOAuthServer {
     last_iam_body_ = body;
     const std::string token = "impersonated-token-" + std::to_string(n);
     issued_.insert(token);
-    const std::time_t expire = static_cast<std::time_t>(Now() + lifetime);
+    const auto expire = static_cast<std::time_t>(Now() + lifetime);
     std::tm tm{};
     gmtime_r(&expire, &tm);
     char when[32];
