@@ -2,8 +2,11 @@
 
 #include <absl/strings/ascii.h>
 #include <absl/strings/escaping.h>
+#include <absl/strings/match.h>
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_join.h>
+#include <absl/strings/str_replace.h>
+#include <absl/strings/str_split.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -13,13 +16,16 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string_view>
 
 #include "dataflow/gcp/http_client.h"
 #include "dataflow/messagepipeline/logging.h"
+#include "dataflow/messagepipeline/message.h"
 
 namespace dataflow::gcp {
 namespace {
@@ -27,6 +33,10 @@ namespace {
 using Clock = std::function<std::chrono::system_clock::time_point()>;
 
 constexpr char kJwtBearerGrant[] = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+// RFC 8693 token exchange, as Google's Security Token Service implements it.
+constexpr char kTokenExchangeGrant[] = "urn:ietf:params:oauth:grant-type:token-exchange";
+constexpr char kAccessTokenType[] = "urn:ietf:params:oauth:token-type:access_token";
+constexpr char kGenerateAccessTokenSuffix[] = ":generateAccessToken";
 constexpr char kDefaultMetadataHost[] = "metadata.google.internal";
 constexpr char kMetadataTokenPath[] = "/computeMetadata/v1/instance/service-accounts/default/token";
 // Google accepts assertions valid for at most an hour.
@@ -107,9 +117,10 @@ absl::Status TokenHttpError(const std::string& what, const TokenHttpRequest& req
   return absl::UnknownError(message);
 }
 
-absl::StatusOr<FetchedToken> ExchangeForToken(const std::string& what,
-                                              const TokenHttpFunction& http,
-                                              const TokenHttpRequest& req) {
+// Sends one token request; a transport failure or a non-200 answer is an error naming `what`.
+absl::StatusOr<TokenHttpResponse> SendTokenRequest(const std::string& what,
+                                                   const TokenHttpFunction& http,
+                                                   const TokenHttpRequest& req) {
   absl::StatusOr<TokenHttpResponse> resp;
   try {
     resp = http(req);
@@ -120,6 +131,14 @@ absl::StatusOr<FetchedToken> ExchangeForToken(const std::string& what,
     return absl::Status(resp.status().code(), absl::StrCat(what, ": ", resp.status().message()));
   }
   if (resp->status != 200) return TokenHttpError(what, req, *resp);
+  return resp;
+}
+
+absl::StatusOr<FetchedToken> ExchangeForToken(const std::string& what,
+                                              const TokenHttpFunction& http,
+                                              const TokenHttpRequest& req) {
+  auto resp = SendTokenRequest(what, http, req);
+  if (!resp.ok()) return resp.status();
   auto json = nlohmann::json::parse(resp->body, nullptr, false);
   if (json.is_discarded() || !json.is_object() || !json.contains("access_token") ||
       !json["access_token"].is_string() || json["access_token"].get<std::string>().empty()) {
@@ -133,6 +152,68 @@ absl::StatusOr<FetchedToken> ExchangeForToken(const std::string& what,
     out.lifetime = std::chrono::seconds(json["expires_in"].get<std::int64_t>());
   }
   return out;
+}
+
+// Endpoints may echo what they were sent (an STS rejecting a subject token may quote it), so
+// every error from an exchange that carried a secret passes through here before it leaves:
+// the secret, and each long '.'-separated part of it (a JWT's header, claims, signature),
+// become "[redacted]".
+absl::Status Redact(const absl::Status& status, std::initializer_list<absl::string_view> secrets) {
+  if (status.ok()) return status;
+  std::string message(status.message());
+  for (absl::string_view secret : secrets) {
+    if (secret.empty()) continue;
+    std::vector<absl::string_view> pieces = {secret};
+    for (absl::string_view part : absl::StrSplit(secret, '.')) {
+      if (part.size() >= 16 && part.size() < secret.size()) pieces.push_back(part);
+    }
+    for (absl::string_view piece : pieces) {
+      message = absl::StrReplaceAll(message, {{piece, "[redacted]"}});
+    }
+  }
+  return {status.code(), message};
+}
+
+// IAM Credentials' generateAccessToken: a token for the service account named in `url`
+// (".../serviceAccounts/EMAIL:generateAccessToken"), paid for with `bearer`, the caller's
+// own token, which needs roles/iam.serviceAccountTokenCreator on that account.
+absl::StatusOr<FetchedToken> GenerateAccessToken(
+    const std::string& what, const TokenHttpFunction& http, const std::string& url,
+    const std::string& bearer, const std::string& scope, const std::vector<std::string>& delegates,
+    std::chrono::seconds lifetime, std::chrono::system_clock::time_point now,
+    std::chrono::milliseconds timeout) {
+  nlohmann::json body = {{"scope", nlohmann::json::array({scope})},
+                         {"lifetime", absl::StrCat(lifetime.count(), "s")}};
+  if (!delegates.empty()) body["delegates"] = delegates;
+  TokenHttpRequest req{
+      .method = "POST",
+      .url = url,
+      .headers = {{"Content-Type", "application/json"}, {"Authorization", "Bearer " + bearer}},
+      .body = body.dump(),
+      .timeout = timeout};
+  auto resp = SendTokenRequest(what, http, req);
+  if (!resp.ok()) return Redact(resp.status(), {bearer});
+  // The answer is {"accessToken": ..., "expireTime": RFC 3339}; never quoted in an error,
+  // since it holds a token.
+  auto json = nlohmann::json::parse(resp->body, nullptr, false);
+  if (json.is_discarded() || !json.is_object() || !json.contains("accessToken") ||
+      !json["accessToken"].is_string() || json["accessToken"].get<std::string>().empty() ||
+      !json.contains("expireTime") || !json["expireTime"].is_string()) {
+    return absl::InternalError(
+        absl::StrCat(what, ": ", url, " answered 200 without accessToken and expireTime"));
+  }
+  const std::string expire_text = json["expireTime"].get<std::string>();
+  auto expire = messagepipeline::ParseTimestamp(expire_text);
+  if (!expire.ok()) {
+    return absl::InternalError(
+        absl::StrCat(what, ": expireTime \"", expire_text, "\" is not an RFC 3339 time"));
+  }
+  const auto left = std::chrono::duration_cast<std::chrono::seconds>(*expire - now);
+  if (left <= std::chrono::seconds::zero()) {
+    return absl::InternalError(absl::StrCat(what, ": the token's expireTime ", expire_text,
+                                            " is not in the future (clock skew?)"));
+  }
+  return FetchedToken{.token = json["accessToken"].get<std::string>(), .lifetime = left};
 }
 
 class ServiceAccountSource : public TokenSource {
@@ -261,6 +342,180 @@ class MetadataSource : public TokenSource {
   std::chrono::milliseconds timeout_;
 };
 
+// Where an external account's subject token is read from, and how it is written there.
+struct SubjectTokenSource {
+  std::string file;  // exactly one of file and url
+  std::string url;
+  std::vector<std::pair<std::string, std::string>> headers;  // url only
+  std::string json_field;  // empty: the whole content is the token ("text" format)
+
+  [[nodiscard]] std::string Describe() const {
+    return file.empty() ? absl::StrCat("url ", url) : absl::StrCat("file ", file);
+  }
+};
+
+// The token from `content`. Errors name the place and the field, never the content: it is
+// (or holds) a credential.
+absl::StatusOr<std::string> ExtractSubjectToken(const std::string& content,
+                                                const SubjectTokenSource& source) {
+  if (source.json_field.empty()) {
+    // A file written with `echo` ends in a newline that is no part of any token.
+    std::string token(absl::StripAsciiWhitespace(content));
+    if (token.empty()) {
+      return absl::UnavailableError(absl::StrCat("subject token ", source.Describe(), ": empty"));
+    }
+    return token;
+  }
+  auto json = nlohmann::json::parse(content, nullptr, false);
+  if (json.is_discarded() || !json.is_object()) {
+    return absl::UnavailableError(absl::StrCat("subject token ", source.Describe(),
+                                               ": not a JSON object (format type is json)"));
+  }
+  auto field = json.find(source.json_field);
+  if (field == json.end() || !field->is_string() || field->get<std::string>().empty()) {
+    return absl::UnavailableError(absl::StrCat("subject token ", source.Describe(),
+                                               ": no non-empty string field \"", source.json_field,
+                                               "\""));
+  }
+  return field->get<std::string>();
+}
+
+// Read on every exchange: the file is rotated, and the URL's token expires, on their owner's
+// schedule (a Kubernetes projected token, a CI job's OIDC token).
+absl::StatusOr<std::string> ReadSubjectToken(const SubjectTokenSource& source,
+                                             const TokenHttpFunction& http,
+                                             std::chrono::milliseconds timeout) {
+  if (!source.file.empty()) {
+    std::ifstream in(source.file, std::ios::binary);
+    if (!in) {
+      return absl::UnavailableError(
+          absl::StrCat("subject token file ", source.file, " cannot be read"));
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    return ExtractSubjectToken(text.str(), source);
+  }
+  TokenHttpRequest req{
+      .method = "GET", .url = source.url, .headers = source.headers, .timeout = timeout};
+  auto resp = SendTokenRequest("subject token url", http, req);
+  if (!resp.ok()) return resp.status();
+  return ExtractSubjectToken(resp->body, source);
+}
+
+// What generateAccessToken needs for one impersonated service account.
+struct Impersonation {
+  std::string url;    // .../serviceAccounts/EMAIL:generateAccessToken
+  std::string email;  // from the url, for messages
+  std::vector<std::string> delegates;
+  std::chrono::seconds lifetime{3600};
+};
+
+// Workload and workforce identity federation: a token from another identity provider (the
+// subject token) exchanged at Google's STS for a federated access token, optionally then
+// exchanged at IAM Credentials for a service account's token.
+class ExternalAccountSource : public TokenSource {
+ public:
+  struct Config {
+    std::string file, audience, subject_token_type, token_url;
+    SubjectTokenSource subject;
+    std::string client_id, client_secret, workforce_pool_user_project;
+    std::optional<Impersonation> impersonation;
+    std::string scope;
+  };
+  ExternalAccountSource(Config config, TokenHttpFunction http, std::chrono::milliseconds timeout)
+      : c_(std::move(config)), http_(std::move(http)), timeout_(timeout) {}
+
+  absl::StatusOr<FetchedToken> Fetch(std::chrono::system_clock::time_point now) override {
+    auto subject = ReadSubjectToken(c_.subject, http_, timeout_);
+    if (!subject.ok()) {
+      return absl::Status(subject.status().code(), absl::StrCat("external account ", c_.audience,
+                                                                ": ", subject.status().message()));
+    }
+    // The federated token must be able to call IAM Credentials when it is only a step.
+    const std::string scope = c_.impersonation ? kCloudPlatformScope : c_.scope;
+    std::string body =
+        absl::StrCat("grant_type=", UrlEncode(kTokenExchangeGrant),
+                     "&requested_token_type=", UrlEncode(kAccessTokenType),
+                     "&subject_token=", UrlEncode(*subject),
+                     "&subject_token_type=", UrlEncode(c_.subject_token_type),
+                     "&audience=", UrlEncode(c_.audience), "&scope=", UrlEncode(scope));
+    TokenHttpRequest req{.method = "POST",
+                         .url = c_.token_url,
+                         .headers = {{"Content-Type", "application/x-www-form-urlencoded"}},
+                         .timeout = timeout_};
+    if (!c_.client_id.empty()) {
+      // An OAuth client authenticates the exchange itself (RFC 6749 Basic auth); then the
+      // workforce pool user project is billed through the client, not sent as an option.
+      req.headers.emplace_back(
+          "Authorization",
+          "Basic " + absl::Base64Escape(absl::StrCat(c_.client_id, ":", c_.client_secret)));
+    } else if (!c_.workforce_pool_user_project.empty()) {
+      body += "&options=" +
+              UrlEncode(nlohmann::json{{"userProject", c_.workforce_pool_user_project}}.dump());
+    }
+    req.body = std::move(body);
+    auto sts = ExchangeForToken(absl::StrCat("token exchange for ", c_.audience), http_, req);
+    if (!sts.ok()) return Redact(sts.status(), {*subject, c_.client_secret});
+    if (!c_.impersonation) return sts;
+    auto out =
+        GenerateAccessToken(absl::StrCat("impersonating ", c_.impersonation->email), http_,
+                            c_.impersonation->url, sts->token, c_.scope,
+                            c_.impersonation->delegates, c_.impersonation->lifetime, now, timeout_);
+    if (!out.ok()) return Redact(out.status(), {*subject, sts->token});
+    return out;
+  }
+
+  [[nodiscard]] std::string Describe() const override {
+    std::string out = absl::StrCat("external account ", c_.audience, " (subject token from ",
+                                   c_.subject.Describe(), ") from ", c_.file);
+    if (c_.impersonation) absl::StrAppend(&out, ", impersonating ", c_.impersonation->email);
+    return out;
+  }
+
+ private:
+  const Config c_;
+  TokenHttpFunction http_;
+  std::chrono::milliseconds timeout_;
+};
+
+// gcloud's `auth application-default login --impersonate-service-account`: the source
+// credentials' token buys the service account's token at IAM Credentials on every refresh.
+class ImpersonatedSource : public TokenSource {
+ public:
+  ImpersonatedSource(std::string file, std::unique_ptr<TokenSource> source,
+                     Impersonation impersonation, std::string scope, TokenHttpFunction http,
+                     std::chrono::milliseconds timeout)
+      : file_(std::move(file)),
+        source_(std::move(source)),
+        impersonation_(std::move(impersonation)),
+        scope_(std::move(scope)),
+        http_(std::move(http)),
+        timeout_(timeout) {}
+
+  absl::StatusOr<FetchedToken> Fetch(std::chrono::system_clock::time_point now) override {
+    auto source = source_->Fetch(now);
+    if (!source.ok()) return source.status();
+    auto out = GenerateAccessToken(
+        absl::StrCat("impersonating ", impersonation_.email), http_, impersonation_.url,
+        source->token, scope_, impersonation_.delegates, impersonation_.lifetime, now, timeout_);
+    if (!out.ok()) return Redact(out.status(), {source->token});
+    return out;
+  }
+
+  [[nodiscard]] std::string Describe() const override {
+    return absl::StrCat("service account ", impersonation_.email, " impersonated by ",
+                        source_->Describe(), " (", file_, ")");
+  }
+
+ private:
+  std::string file_;
+  std::unique_ptr<TokenSource> source_;
+  Impersonation impersonation_;
+  std::string scope_;
+  TokenHttpFunction http_;
+  std::chrono::milliseconds timeout_;
+};
+
 class StaticProvider : public AccessTokenProvider {
  public:
   explicit StaticProvider(std::string token) : token_(std::move(token)) {}
@@ -328,15 +583,19 @@ class CachingProvider : public AccessTokenProvider {
   std::chrono::system_clock::time_point refresh_at_, expires_at_;
 };
 
-absl::StatusOr<std::string> RequiredString(const nlohmann::json& json, const std::string& file,
+// `where` prefixes every error: "credentials file F" or "credentials file F: source_credentials".
+absl::Status FieldError(const std::string& where, const std::string& field,
+                        absl::string_view problem) {
+  return absl::InvalidArgumentError(absl::StrCat(where, ": field \"", field, "\" ", problem));
+}
+
+absl::StatusOr<std::string> RequiredString(const nlohmann::json& json, const std::string& where,
                                            const char* field) {
   if (!json.contains(field)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("credentials file ", file, ": missing field \"", field, "\""));
+    return absl::InvalidArgumentError(absl::StrCat(where, ": missing field \"", field, "\""));
   }
   if (!json[field].is_string() || json[field].get<std::string>().empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("credentials file ", file, ": field \"", field,
-                                                   "\" must be a non-empty string"));
+    return FieldError(where, field, "must be a non-empty string");
   }
   return json[field].get<std::string>();
 }
@@ -346,22 +605,240 @@ std::string OptionalString(const nlohmann::json& json, const char* field) {
                                                          : std::string();
 }
 
+// Like OptionalString, but a present field of another type is an error, not silently "".
+absl::StatusOr<std::string> OptionalStringField(const nlohmann::json& json,
+                                                const std::string& where, const char* field) {
+  if (!json.contains(field) || json[field].is_null()) return std::string();
+  if (!json[field].is_string()) return FieldError(where, field, "must be a string");
+  return json[field].get<std::string>();
+}
+
 absl::StatusOr<std::shared_ptr<EVP_PKEY>> ParsePrivateKey(const std::string& pem,
-                                                          const std::string& file) {
+                                                          const std::string& where) {
   std::unique_ptr<BIO, decltype(&BIO_free)> bio(
       BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), &BIO_free);
   EVP_PKEY* key = bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr) : nullptr;
   if (key == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("credentials file ", file,
-                     ": field \"private_key\" is not a PEM private key (", OpenSslError(), ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": field \"private_key\" is not a PEM private key (", OpenSslError(), ")"));
   }
   std::shared_ptr<EVP_PKEY> owned(key, &EVP_PKEY_free);
   if (EVP_PKEY_base_id(key) != EVP_PKEY_RSA) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "credentials file ", file, ": \"private_key\" is not an RSA key (RS256 needs one)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": \"private_key\" is not an RSA key (RS256 needs one)"));
   }
   return owned;
+}
+
+// service_account_impersonation_url (+ delegates, lifetime) -> Impersonation.
+absl::StatusOr<Impersonation> ParseImpersonation(const std::string& url, const std::string& where,
+                                                 const char* field) {
+  constexpr std::string_view kMarker = "/serviceAccounts/";
+  const std::size_t at = url.rfind(kMarker);
+  const absl::string_view suffix = kGenerateAccessTokenSuffix;
+  if (at == std::string::npos || url.size() <= at + kMarker.size() + suffix.size() ||
+      !absl::EndsWith(url, suffix)) {
+    return FieldError(where, field,
+                      "must be an IAM Credentials URL ending in "
+                      "/serviceAccounts/EMAIL:generateAccessToken");
+  }
+  Impersonation out;
+  out.url = url;
+  out.email = url.substr(at + kMarker.size(), url.size() - at - kMarker.size() - suffix.size());
+  return out;
+}
+
+absl::StatusOr<std::vector<std::string>> ParseDelegates(const nlohmann::json& json,
+                                                        const std::string& where) {
+  std::vector<std::string> out;
+  if (!json.contains("delegates") || json["delegates"].is_null()) return out;
+  if (!json["delegates"].is_array()) return FieldError(where, "delegates", "must be a list");
+  for (const auto& d : json["delegates"]) {
+    if (!d.is_string() || d.get<std::string>().empty()) {
+      return FieldError(where, "delegates", "must hold non-empty strings");
+    }
+    // IAM wants resource names; gcloud and users may write bare emails.
+    std::string name = d.get<std::string>();
+    out.push_back(absl::StartsWith(name, "projects/") ? name
+                                                      : "projects/-/serviceAccounts/" + name);
+  }
+  return out;
+}
+
+absl::StatusOr<SubjectTokenSource> ParseCredentialSource(const nlohmann::json& json,
+                                                         const std::string& where) {
+  if (!json.contains("credential_source")) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": missing field \"credential_source\""));
+  }
+  const auto& cs = json["credential_source"];
+  if (!cs.is_object()) return FieldError(where, "credential_source", "must be an object");
+  if (cs.contains("executable")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where,
+        ": executable-sourced credentials (credential_source.executable) are not supported: a "
+        "credentials file that names a program to run is code execution (Google's own clients "
+        "refuse it unless GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1). Run the program "
+        "yourself to keep a file fresh and use a \"file\" source"));
+  }
+  if (cs.contains("environment_id")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where,
+        ": AWS credential sources (credential_source.environment_id) are not supported (they "
+        "need AWS SigV4 request signing); use a \"file\" or \"url\" source"));
+  }
+  SubjectTokenSource out;
+  const std::string cs_where = where + ": credential_source";
+  auto file = OptionalStringField(cs, cs_where, "file");
+  if (!file.ok()) return file.status();
+  auto url = OptionalStringField(cs, cs_where, "url");
+  if (!url.ok()) return url.status();
+  if (file->empty() == url->empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(cs_where, R"(: give exactly one of "file" and "url")"));
+  }
+  out.file = *file;
+  out.url = *url;
+  if (cs.contains("headers") && !cs["headers"].is_null()) {
+    if (!cs["headers"].is_object()) return FieldError(cs_where, "headers", "must be an object");
+    for (const auto& [name, value] : cs["headers"].items()) {
+      if (!value.is_string()) {
+        return FieldError(cs_where, "headers",
+                          absl::StrCat("value of \"", name, "\" must be a string"));
+      }
+      out.headers.emplace_back(name, value.get<std::string>());
+    }
+  }
+  if (cs.contains("format") && !cs["format"].is_null()) {
+    const auto& format = cs["format"];
+    const std::string f_where = cs_where + ": format";
+    if (!format.is_object()) return FieldError(cs_where, "format", "must be an object");
+    auto type = OptionalStringField(format, f_where, "type");
+    if (!type.ok()) return type.status();
+    if (*type == "json") {
+      auto field = RequiredString(format, f_where, "subject_token_field_name");
+      if (!field.ok()) return field.status();
+      out.json_field = *field;
+    } else if (!type->empty() && *type != "text") {
+      return FieldError(f_where, "type", absl::StrCat("is \"", *type, "\"; want text or json"));
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<TokenSource>> ParseCredentials(const nlohmann::json& json,
+                                                              const std::string& file,
+                                                              const std::string& where,
+                                                              const AccessTokenOptions& options,
+                                                              bool nested) {
+  auto type = RequiredString(json, where, "type");
+  if (!type.ok()) return type.status();
+  std::string token_uri = options.token_uri;
+  if (token_uri.empty()) token_uri = OptionalString(json, "token_uri");
+  if (token_uri.empty()) token_uri = kGoogleTokenUri;
+  const TokenHttpFunction http = options.http ? options.http : TokenHttpFunction(&CurlSend);
+
+  if (*type == "service_account") {
+    auto email = RequiredString(json, where, "client_email");
+    if (!email.ok()) return email.status();
+    auto pem = RequiredString(json, where, "private_key");
+    if (!pem.ok()) return pem.status();
+    auto key = ParsePrivateKey(*pem, where);
+    if (!key.ok()) return key.status();
+    // As an impersonation source, the token must be allowed to call IAM Credentials.
+    return std::make_unique<ServiceAccountSource>(
+        file, *email, OptionalString(json, "private_key_id"), *key, token_uri,
+        nested ? std::string(kCloudPlatformScope) : options.scope, http, options.request_timeout);
+  }
+  if (*type == "authorized_user") {
+    auto client_id = RequiredString(json, where, "client_id");
+    if (!client_id.ok()) return client_id.status();
+    auto secret = RequiredString(json, where, "client_secret");
+    if (!secret.ok()) return secret.status();
+    auto refresh = RequiredString(json, where, "refresh_token");
+    if (!refresh.ok()) return refresh.status();
+    return std::make_unique<AuthorizedUserSource>(file, *client_id, *secret, *refresh, token_uri,
+                                                  http, options.request_timeout);
+  }
+  if (nested) {
+    return FieldError(where, "type",
+                      absl::StrCat("is \"", *type,
+                                   "\"; source credentials must be service_account or "
+                                   "authorized_user"));
+  }
+  if (*type == "impersonated_service_account") {
+    auto url = RequiredString(json, where, "service_account_impersonation_url");
+    if (!url.ok()) return url.status();
+    auto impersonation = ParseImpersonation(*url, where, "service_account_impersonation_url");
+    if (!impersonation.ok()) return impersonation.status();
+    auto delegates = ParseDelegates(json, where);
+    if (!delegates.ok()) return delegates.status();
+    impersonation->delegates = *std::move(delegates);
+    if (!json.contains("source_credentials")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": missing field \"source_credentials\""));
+    }
+    if (!json["source_credentials"].is_object()) {
+      return FieldError(where, "source_credentials", "must be an object");
+    }
+    auto source = ParseCredentials(json["source_credentials"], file, where + ": source_credentials",
+                                   options, /*nested=*/true);
+    if (!source.ok()) return source.status();
+    return std::make_unique<ImpersonatedSource>(file, *std::move(source), *std::move(impersonation),
+                                                options.scope, http, options.request_timeout);
+  }
+  if (*type == "external_account") {
+    ExternalAccountSource::Config c{.file = file, .scope = options.scope};
+    for (auto [field, out] : {std::pair{"audience", &c.audience},
+                              std::pair{"subject_token_type", &c.subject_token_type},
+                              std::pair{"token_url", &c.token_url}}) {
+      auto value = RequiredString(json, where, field);
+      if (!value.ok()) return value.status();
+      *out = *value;
+    }
+    auto subject = ParseCredentialSource(json, where);
+    if (!subject.ok()) return subject.status();
+    c.subject = *std::move(subject);
+    for (auto [field, out] :
+         {std::pair{"client_id", &c.client_id}, std::pair{"client_secret", &c.client_secret},
+          std::pair{"workforce_pool_user_project", &c.workforce_pool_user_project}}) {
+      auto value = OptionalStringField(json, where, field);
+      if (!value.ok()) return value.status();
+      *out = *value;
+    }
+    // STS accepts a user project only for workforce pools; saying so here beats its 400.
+    if (!c.workforce_pool_user_project.empty() &&
+        !absl::StrContains(c.audience, "/workforcePools/")) {
+      return FieldError(where, "workforce_pool_user_project",
+                        "is only valid with a workforce pool audience "
+                        "(//iam.googleapis.com/locations/L/workforcePools/P/providers/X)");
+    }
+    auto url = OptionalStringField(json, where, "service_account_impersonation_url");
+    if (!url.ok()) return url.status();
+    if (!url->empty()) {
+      auto impersonation = ParseImpersonation(*url, where, "service_account_impersonation_url");
+      if (!impersonation.ok()) return impersonation.status();
+      if (json.contains("service_account_impersonation") &&
+          json["service_account_impersonation"].is_object()) {
+        const auto& sai = json["service_account_impersonation"];
+        if (sai.contains("token_lifetime_seconds")) {
+          const auto& l = sai["token_lifetime_seconds"];
+          // IAM's limits: 10 minutes to 12 hours (above 1 h only with an org policy).
+          if (!l.is_number_integer() || l.get<std::int64_t>() < 600 ||
+              l.get<std::int64_t>() > 43200) {
+            return FieldError(where, "service_account_impersonation.token_lifetime_seconds",
+                              "must be an integer from 600 to 43200");
+          }
+          impersonation->lifetime = std::chrono::seconds(l.get<std::int64_t>());
+        }
+      }
+      c.impersonation = *std::move(impersonation);
+    }
+    return std::make_unique<ExternalAccountSource>(std::move(c), http, options.request_timeout);
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      where, ": credentials type \"", *type,
+      "\" is not supported (supported: service_account, authorized_user, external_account, "
+      "impersonated_service_account)"));
 }
 
 absl::StatusOr<std::unique_ptr<TokenSource>> LoadCredentialsFile(
@@ -377,37 +854,8 @@ absl::StatusOr<std::unique_ptr<TokenSource>> LoadCredentialsFile(
     return absl::InvalidArgumentError(
         absl::StrCat("credentials file ", file, ": not a JSON object"));
   }
-  auto type = RequiredString(json, file, "type");
-  if (!type.ok()) return type.status();
-  std::string token_uri = options.token_uri;
-  if (token_uri.empty()) token_uri = OptionalString(json, "token_uri");
-  if (token_uri.empty()) token_uri = kGoogleTokenUri;
-  const TokenHttpFunction http = options.http ? options.http : TokenHttpFunction(&CurlSend);
-
-  if (*type == "service_account") {
-    auto email = RequiredString(json, file, "client_email");
-    if (!email.ok()) return email.status();
-    auto pem = RequiredString(json, file, "private_key");
-    if (!pem.ok()) return pem.status();
-    auto key = ParsePrivateKey(*pem, file);
-    if (!key.ok()) return key.status();
-    return std::make_unique<ServiceAccountSource>(
-        file, *email, OptionalString(json, "private_key_id"), *key, token_uri, options.scope, http,
-        options.request_timeout);
-  }
-  if (*type == "authorized_user") {
-    auto client_id = RequiredString(json, file, "client_id");
-    if (!client_id.ok()) return client_id.status();
-    auto secret = RequiredString(json, file, "client_secret");
-    if (!secret.ok()) return secret.status();
-    auto refresh = RequiredString(json, file, "refresh_token");
-    if (!refresh.ok()) return refresh.status();
-    return std::make_unique<AuthorizedUserSource>(file, *client_id, *secret, *refresh, token_uri,
-                                                  http, options.request_timeout);
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat("credentials file ", file, ": credentials type \"", *type,
-                   "\" is not supported (supported: service_account, authorized_user)"));
+  return ParseCredentials(json, file, absl::StrCat("credentials file ", file), options,
+                          /*nested=*/false);
 }
 
 // Google's clients treat a host as a metadata server only if it answers with this header, so

@@ -1,14 +1,21 @@
 // OAuth2 access tokens for Google REST APIs (GCS JSON API, BigQuery tables) from Google
 // Application Default Credentials, looked up in the order Google's clients use:
-//   1. $GOOGLE_APPLICATION_CREDENTIALS: a JSON file, "service_account" (a self-signed RS256
-//      JWT exchanged at the key's token_uri) or "authorized_user" (a refresh-token grant);
+//   1. $GOOGLE_APPLICATION_CREDENTIALS: a JSON file (types below);
 //   2. gcloud's well-known file, $CLOUDSDK_CONFIG or $HOME/.config/gcloud, then
-//      application_default_credentials.json (same formats);
+//      application_default_credentials.json (same types);
 //   3. the GCE metadata server (metadata.google.internal, or $GCE_METADATA_HOST), probed
 //      once at creation.
+// File types: "service_account" (a self-signed RS256 JWT exchanged at the key's token_uri),
+// "authorized_user" (a refresh-token grant), "external_account" (workload/workforce identity
+// federation: a subject token read from a file or URL, exchanged at Google's STS per RFC 8693,
+// then optionally at IAM Credentials generateAccessToken for a service account's token) and
+// "impersonated_service_account" (gcloud's: service_account or authorized_user source
+// credentials whose token buys the service account's at generateAccessToken). docs/operations.md
+// ("Google credentials") lists the fields read and what is refused.
 // gRPC clients do not need this: their channels carry Google default credentials already.
 // Providers are thread-safe: a token is cached until shortly before it expires and is
 // refreshed by one caller while the others wait (or keep using the still-valid old one).
+// No token, subject token, refresh token or key ever appears in a log line or an error.
 #pragma once
 
 #include <absl/status/statusor.h>
@@ -53,10 +60,14 @@ struct TokenHttpResponse {
 using TokenHttpFunction = std::function<absl::StatusOr<TokenHttpResponse>(const TokenHttpRequest&)>;
 
 struct AccessTokenOptions {
-  std::string scope = kCloudPlatformScope;  // service accounts only
+  // The scope of service-account, external-account and impersonated tokens (user credentials
+  // and the metadata server carry the scopes they were granted).
+  std::string scope = kCloudPlatformScope;
   // A credentials file used instead of the lookup above (it must exist and parse).
   std::string credentials_file;
-  // Replaces the file's token_uri (also the JWT audience); empty: the file's, else Google's.
+  // Replaces the file's token_uri (also the JWT audience) for service_account and
+  // authorized_user credentials, nested ones included; empty: the file's, else Google's.
+  // An external_account's token_url (STS) is always the file's.
   std::string token_uri;
   // host[:port] of the metadata server; empty: $GCE_METADATA_HOST, else
   // metadata.google.internal.

@@ -5,6 +5,12 @@
 // hour after iat) and its RS256 signature against the service account's public key; for a
 // refresh-token grant the client id, secret and refresh token. Failures answer 400 with an
 // OAuth error body, as Google does. The metadata paths require "Metadata-Flavor: Google".
+// On the same port, stand-ins for the other endpoints credentials reach:
+//   - POST /sts: Google's Security Token Service (RFC 8693 token exchange), checking the grant,
+//     requested token type, audience, subject token type, scope and subject token;
+//   - POST /v1/projects/-/serviceAccounts/EMAIL:generateAccessToken: IAM Credentials, which
+//     accepts only a bearer token this server issued, and answers Google's JSON shape;
+//   - GET /subject: an identity provider's token URL (the url credential source).
 // Also a throwaway RSA key pair and credentials-file writers. Header-only; thread-safe.
 #pragma once
 
@@ -20,6 +26,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -27,6 +34,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -127,6 +135,24 @@ class FakeOAuthServer {
     server_.Post("/token", [this](const httplib::Request& req, httplib::Response& res) {
       HandleToken(req, res);
     });
+    server_.Post("/sts", [this](const httplib::Request& req, httplib::Response& res) {
+      HandleSts(req, res);
+    });
+    server_.Post(R"(/v1/projects/-/serviceAccounts/([^/:]+):generateAccessToken)",
+                 [this](const httplib::Request& req, httplib::Response& res) {
+                   HandleGenerateAccessToken(req, res);
+                 });
+    server_.Get("/subject", [this](const httplib::Request& req, httplib::Response& res) {
+      ++subject_requests;
+      std::lock_guard lock(mu_);
+      if (!subject_header_.first.empty() &&
+          req.get_header_value(subject_header_.first) != subject_header_.second) {
+        res.status = 401;
+        res.set_content("missing " + subject_header_.first, "text/plain");
+        return;
+      }
+      res.set_content(subject_body_, "application/json");
+    });
     server_.Get("/", [this](const httplib::Request& req, httplib::Response& res) {
       if (metadata_flavor_reply) res.set_header("Metadata-Flavor", "Google");
       res.set_content(
@@ -163,6 +189,50 @@ class FakeOAuthServer {
     return "http://127.0.0.1:" + std::to_string(port_) + "/token";
   }
   [[nodiscard]] std::string host() const { return "127.0.0.1:" + std::to_string(port_); }
+  [[nodiscard]] std::string base() const { return "http://" + host(); }
+  [[nodiscard]] std::string sts_url() const { return base() + "/sts"; }
+  [[nodiscard]] std::string subject_url() const { return base() + "/subject"; }
+  [[nodiscard]] std::string impersonation_url(const std::string& email) const {
+    return base() + "/v1/projects/-/serviceAccounts/" + email + ":generateAccessToken";
+  }
+
+  // What a token exchange must carry: the subject token the identity provider issued, for
+  // this audience and subject token type; `scope` is the scope it asks for.
+  void ExpectSubjectToken(std::string subject_token, std::string audience,
+                          std::string subject_token_type, std::string scope = kCloudPlatform) {
+    std::lock_guard lock(mu_);
+    sts_ = {std::move(subject_token), std::move(audience), std::move(subject_token_type),
+            std::move(scope)};
+  }
+  // generateAccessToken answers only for this account (others: 403, as IAM does).
+  void ExpectImpersonation(std::string email) {
+    std::lock_guard lock(mu_);
+    impersonated_email_ = std::move(email);
+  }
+  // What GET /subject answers, and the header it requires ("" name: none).
+  void ServeSubject(std::string body, std::string header = "", std::string value = "") {
+    std::lock_guard lock(mu_);
+    subject_body_ = std::move(body);
+    subject_header_ = {std::move(header), std::move(value)};
+  }
+  // The form of the last token exchange that was answered 200.
+  std::map<std::string, std::string> last_sts_form() {
+    std::lock_guard lock(mu_);
+    return last_sts_form_;
+  }
+  std::string last_sts_authorization() {
+    std::lock_guard lock(mu_);
+    return last_sts_authorization_;
+  }
+  // The bearer token and JSON body of the last generateAccessToken answered 200.
+  std::string last_iam_bearer() {
+    std::lock_guard lock(mu_);
+    return last_iam_bearer_;
+  }
+  nlohmann::json last_iam_body() {
+    std::lock_guard lock(mu_);
+    return last_iam_body_;
+  }
 
   // What a JWT-bearer grant must carry. The public key comes from TestRsaKey.
   void ExpectServiceAccount(std::string email, std::shared_ptr<EVP_PKEY> public_key,
@@ -185,6 +255,9 @@ class FakeOAuthServer {
   std::atomic<int> fail_next{0};                  // next token requests answer 503
   std::atomic<int> token_requests{0};             // every POST /token
   std::atomic<int> metadata_token_requests{0};    // accepted metadata token GETs
+  std::atomic<int> sts_requests{0};               // every POST /sts
+  std::atomic<int> iam_requests{0};               // every generateAccessToken
+  std::atomic<int> subject_requests{0};           // every GET /subject
 
   // The header and claims of the last JWT that passed every check.
   nlohmann::json last_jwt_header() {
@@ -290,10 +363,106 @@ class FakeOAuthServer {
       return Reject(res, "unsupported_grant_type", "Invalid grant_type: " + form["grant_type"]);
     }
     if (!error.empty()) return Reject(res, "invalid_grant", error);
+    Issue(prefix + std::to_string(n));
     res.set_content(nlohmann::json{{"access_token", prefix + std::to_string(n)},
                                    {"expires_in", expires_in.load()},
                                    {"token_type", "Bearer"}}
                         .dump(),
+                    "application/json");
+  }
+
+  void Issue(const std::string& token) {
+    std::lock_guard lock(mu_);
+    issued_.insert(token);
+  }
+
+  static constexpr char kTokenExchange[] = "urn:ietf:params:oauth:grant-type:token-exchange";
+  static constexpr char kAccessTokenType[] = "urn:ietf:params:oauth:token-type:access_token";
+
+  void HandleSts(const httplib::Request& req, httplib::Response& res) {
+    const int n = ++sts_requests;
+    if (req.get_header_value("Content-Type").find("application/x-www-form-urlencoded") != 0) {
+      return Reject(res, "invalid_request", "Content-Type must be x-www-form-urlencoded");
+    }
+    auto form = ParseForm(req.body);
+    std::lock_guard lock(mu_);
+    if (form["grant_type"] != kTokenExchange) {
+      return Reject(res, "unsupported_grant_type", "Invalid grant_type: " + form["grant_type"]);
+    }
+    if (form["requested_token_type"] != kAccessTokenType) {
+      return Reject(res, "invalid_request", "Invalid requested_token_type");
+    }
+    if (form["audience"] != sts_.audience) return Reject(res, "invalid_target", "Bad audience");
+    if (form["subject_token_type"] != sts_.subject_token_type) {
+      return Reject(res, "invalid_request", "Invalid subject_token_type");
+    }
+    if (form["scope"] != sts_.scope) return Reject(res, "invalid_scope", "Bad scope");
+    if (form["subject_token"] != sts_.subject_token) {
+      // Quotes what it was sent, so a client that passes this text on unfiltered shows up.
+      return Reject(res, "invalid_grant",
+                    "The subject token " + form["subject_token"] + " is invalid or expired.");
+    }
+    last_sts_form_ = form;
+    last_sts_authorization_ = req.get_header_value("Authorization");
+    const std::string token = "sts-token-" + std::to_string(n);
+    issued_.insert(token);
+    res.set_content(nlohmann::json{{"access_token", token},
+                                   {"issued_token_type", kAccessTokenType},
+                                   {"token_type", "Bearer"},
+                                   {"expires_in", expires_in.load()}}
+                        .dump(),
+                    "application/json");
+  }
+
+  static void IamError(httplib::Response& res, int code, const std::string& status,
+                       const std::string& message) {
+    res.status = code;
+    res.set_content(
+        nlohmann::json{{"error", {{"code", code}, {"message", message}, {"status", status}}}}
+            .dump(),
+        "application/json");
+  }
+
+  void HandleGenerateAccessToken(const httplib::Request& req, httplib::Response& res) {
+    const int n = ++iam_requests;
+    const std::string email = req.matches[1];
+    const std::string authorization = req.get_header_value("Authorization");
+    std::lock_guard lock(mu_);
+    const std::string bearer =
+        authorization.rfind("Bearer ", 0) == 0 ? authorization.substr(7) : std::string();
+    if (issued_.count(bearer) == 0) {
+      return IamError(res, 401, "UNAUTHENTICATED",
+                      "Request had invalid authentication credentials.");
+    }
+    if (email != impersonated_email_) {
+      // Quotes the caller's token, so a client that passes this text on unfiltered shows up.
+      return IamError(res, 403, "PERMISSION_DENIED",
+                      "Permission 'iam.serviceAccounts.getAccessToken' denied on " + email +
+                          " for caller " + bearer);
+    }
+    auto body = nlohmann::json::parse(req.body, nullptr, false);
+    if (!body.is_object() || !body.contains("scope") || !body["scope"].is_array() ||
+        body["scope"].empty()) {
+      return IamError(res, 400, "INVALID_ARGUMENT", "scope is required");
+    }
+    std::int64_t lifetime = 3600;
+    if (body.contains("lifetime")) {
+      const std::string text = body["lifetime"].get<std::string>();
+      if (text.empty() || text.back() != 's') {
+        return IamError(res, 400, "INVALID_ARGUMENT", "lifetime must be a duration");
+      }
+      lifetime = std::stoll(text.substr(0, text.size() - 1));
+    }
+    last_iam_bearer_ = bearer;
+    last_iam_body_ = body;
+    const std::string token = "impersonated-token-" + std::to_string(n);
+    issued_.insert(token);
+    const auto expire = static_cast<std::time_t>(Now() + lifetime);
+    std::tm tm{};
+    gmtime_r(&expire, &tm);
+    char when[32];
+    std::strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    res.set_content(nlohmann::json{{"accessToken", token}, {"expireTime", when}}.dump(),
                     "application/json");
   }
 
@@ -352,6 +521,17 @@ class FakeOAuthServer {
   std::string sa_email_, sa_key_id_;
   std::shared_ptr<EVP_PKEY> sa_key_;
   std::vector<std::string> user_;  // client id, secret, refresh token
+  struct {
+    std::string subject_token, audience, subject_token_type, scope;
+  } sts_;
+  std::string impersonated_email_;
+  std::string subject_body_;
+  std::pair<std::string, std::string> subject_header_;
+  std::set<std::string> issued_;  // every token this server handed out
+  std::map<std::string, std::string> last_sts_form_;
+  std::string last_sts_authorization_;
+  std::string last_iam_bearer_;
+  nlohmann::json last_iam_body_;
   nlohmann::json last_header_, last_claims_;
 };
 
