@@ -1,6 +1,12 @@
 #include "device_model.h"
 
+#include <absl/strings/escaping.h>
+#include <absl/strings/str_cat.h>
+
+#include <string_view>
+
 #include "dataflow/messagepipeline/errors.h"
+#include "dataflow/messagepipeline/json_limits.h"
 #include "json_documents.h"
 
 namespace dataflow::app {
@@ -41,9 +47,20 @@ absl::StatusOr<DeviceInfo> JsonFileRegistry::Fetch(const std::string& id) {
 mp::TransformResult<Reading> ToReading(const mp::Message& m) {
   auto envelope = mp::DecodeMessageData(m.data.payload);
   if (!envelope.ok()) return mp::MarkPermanent(envelope.status());
-  auto body = nlohmann::json::parse(envelope->payload, nullptr, false);
+  // Device data, held to the same JSON limits as the envelope; an error quotes at most the
+  // payload's first bytes, escaped (a payload may be megabytes of anything).
+  absl::StatusOr<nlohmann::json> parsed = mp::ParseJsonBounded(envelope->payload);
+  auto refuse = [&](absl::string_view why) {
+    const std::string_view shown = std::string_view(envelope->payload).substr(0, 64);
+    return mp::PermanentError(
+        absl::StrCat("not a device reading (", why, "): \"",
+                     absl::CHexEscape(absl::string_view(shown.data(), shown.size())),
+                     envelope->payload.size() > shown.size() ? "...\"" : "\""));
+  };
+  if (!parsed.ok()) return refuse(parsed.status().message());
+  nlohmann::json& body = *parsed;
   if (!body.is_object() || !body["deviceId"].is_string() || !body["temperature"].is_number()) {
-    return mp::PermanentError("not a device reading: " + envelope->payload);
+    return refuse("needs string deviceId and number temperature");
   }
   Reading r;
   r.device_id = body["deviceId"].get<std::string>();

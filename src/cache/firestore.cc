@@ -19,7 +19,23 @@ namespace dataflow::cache {
 
 namespace fs = ::google::firestore::v1;
 
-absl::StatusOr<nlohmann::json> FirestoreValueToJson(const fs::Value& value) {
+namespace {
+
+absl::StatusOr<nlohmann::json> FieldsToJson(
+    const google::protobuf::Map<std::string, fs::Value>& fields, int depth);
+
+// `depth`: the containers around `value`. Documents are outside data and protobuf nests up
+// to its own recursion limit, so the JSON is held to the cache's value limit (a map or
+// array beyond it is refused before it is built, as ParseJsonBounded does for text).
+absl::StatusOr<nlohmann::json> ValueToJson(const fs::Value& value, int depth) {
+  const bool container = value.value_type_case() == fs::Value::kArrayValue ||
+                         value.value_type_case() == fs::Value::kMapValue ||
+                         value.value_type_case() == fs::Value::kGeoPointValue;
+  if (container && depth + 1 > kCacheValueJsonLimits.max_depth) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("firestore: value nested deeper than the limit of ",
+                     kCacheValueJsonLimits.max_depth, " levels"));
+  }
   switch (value.value_type_case()) {
     case fs::Value::kNullValue:
     case fs::Value::VALUE_TYPE_NOT_SET:
@@ -47,14 +63,14 @@ absl::StatusOr<nlohmann::json> FirestoreValueToJson(const fs::Value& value) {
     case fs::Value::kArrayValue: {
       nlohmann::json array = nlohmann::json::array();
       for (const auto& v : value.array_value().values()) {
-        auto j = FirestoreValueToJson(v);
+        auto j = ValueToJson(v, depth + 1);
         if (!j.ok()) return j.status();
         array.push_back(*std::move(j));
       }
       return array;
     }
     case fs::Value::kMapValue:
-      return FirestoreFieldsToJson(value.map_value().fields());
+      return FieldsToJson(value.map_value().fields(), depth + 1);
     default:
       return absl::InvalidArgumentError(absl::StrCat("firestore: value kind ",
                                                      static_cast<int>(value.value_type_case()),
@@ -62,11 +78,12 @@ absl::StatusOr<nlohmann::json> FirestoreValueToJson(const fs::Value& value) {
   }
 }
 
-absl::StatusOr<nlohmann::json> FirestoreFieldsToJson(
-    const google::protobuf::Map<std::string, fs::Value>& fields) {
+// `depth`: the containers around the fields, the object they make included.
+absl::StatusOr<nlohmann::json> FieldsToJson(
+    const google::protobuf::Map<std::string, fs::Value>& fields, int depth) {
   nlohmann::json object = nlohmann::json::object();
   for (const auto& [name, v] : fields) {
-    auto j = FirestoreValueToJson(v);
+    auto j = ValueToJson(v, depth);
     if (!j.ok()) {
       return absl::Status(j.status().code(),
                           absl::StrCat("field \"", name, "\": ", j.status().message()));
@@ -74,6 +91,17 @@ absl::StatusOr<nlohmann::json> FirestoreFieldsToJson(
     object[name] = *std::move(j);
   }
   return object;
+}
+
+}  // namespace
+
+absl::StatusOr<nlohmann::json> FirestoreValueToJson(const fs::Value& value) {
+  return ValueToJson(value, 0);
+}
+
+absl::StatusOr<nlohmann::json> FirestoreFieldsToJson(
+    const google::protobuf::Map<std::string, fs::Value>& fields) {
+  return FieldsToJson(fields, 1);
 }
 
 absl::StatusOr<fs::Value> JsonToFirestoreValue(const nlohmann::json& json) {

@@ -2,6 +2,7 @@
 
 #include "dataflow/enrichment/enricher.h"
 #include "dataflow/enrichment/enrichment_service.h"
+#include "dataflow/messagepipeline/json_limits.h"
 
 namespace dataflow::enrichment {
 
@@ -81,10 +82,11 @@ KeyExtractor<std::string> AttributeKey(std::string attribute) {
 
 KeyExtractor<std::string> JsonPayloadKey(std::string field) {
   return [field = std::move(field)](const Message& m) -> std::optional<std::string> {
-    auto j = nlohmann::json::parse(m.data.payload, nullptr, /*allow_exceptions=*/false);
-    if (!j.is_object()) return std::nullopt;
-    auto it = j.find(field);
-    if (it == j.end() || !it->is_string() || it->get_ref<const std::string&>().empty()) {
+    // Device data: within the JSON limits, or no key (the message passes on unenriched).
+    absl::StatusOr<nlohmann::json> j = mp::ParseJsonBounded(m.data.payload);
+    if (!j.ok() || !j->is_object()) return std::nullopt;
+    auto it = j->find(field);
+    if (it == j->end() || !it->is_string() || it->get_ref<const std::string&>().empty()) {
       return std::nullopt;
     }
     return it->get<std::string>();

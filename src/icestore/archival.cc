@@ -10,6 +10,7 @@
 #include <ctime>
 
 #include "dataflow/messagepipeline/errors.h"
+#include "dataflow/messagepipeline/json_limits.h"
 
 namespace dataflow::icestore {
 
@@ -31,11 +32,14 @@ std::string EncodeArchivalLine(const ArchivalData& data) {
   return line;
 }
 
-absl::StatusOr<ArchivalData> DecodeArchivalLine(std::string_view line) {
-  nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return absl::InvalidArgumentError("archival line is not a JSON object");
+absl::StatusOr<ArchivalData> DecodeArchivalLine(std::string_view line,
+                                                const messagepipeline::JsonLimits& limits) {
+  absl::StatusOr<nlohmann::json> parsed = messagepipeline::ParseJsonBounded(line, limits);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("archival line: ", parsed.status().message()));
   }
+  const nlohmann::json& j = *parsed;
+  if (!j.is_object()) return absl::InvalidArgumentError("archival line is not a JSON object");
   ArchivalData out;
   auto string_field = [&](const char* name, std::string* dst) -> absl::Status {
     auto it = j.find(name);
@@ -88,6 +92,15 @@ std::string SanitizeBatchKey(std::string_view key) {
 }
 
 bool IsSafeBatchKey(std::string_view key) { return SanitizeBatchKey(key) == key; }
+
+absl::StatusOr<std::string> MakeSafeBatchKey(std::string_view key, std::size_t max_bytes) {
+  std::string safe = SanitizeBatchKey(key);
+  if (safe.size() > max_bytes) {
+    return messagepipeline::PermanentError(absl::StrCat(
+        "batch key of ", safe.size(), " bytes exceeds the limit of ", max_bytes, " bytes"));
+  }
+  return safe;
+}
 
 absl::Status ValidateLocation(std::string_view location) {
   auto refuse = [&](std::string_view why) {

@@ -40,15 +40,16 @@ struct IceStorageService::Impl {
       if (!transformed) return;
       ArchivalData& data = *transformed;
       // Custom transformers too: no key may escape the prefix.
-      data.batch_key = SanitizeBatchKey(data.batch_key);
-      if (data.batch_key.size() > options.max_batch_key_bytes) {
+      absl::StatusOr<std::string> key =
+          MakeSafeBatchKey(data.batch_key, options.max_batch_key_bytes);
+      if (!key.ok()) {
         policy.Fail(message,
-                    messagepipeline::PermanentError(absl::StrCat(
-                        "batch key of ", data.batch_key.size(),
-                        " bytes exceeds max_batch_key_bytes (", options.max_batch_key_bytes, ")")),
+                    messagepipeline::PermanentError(
+                        absl::StrCat(key.status().message(), " (max_batch_key_bytes)")),
                     messagepipeline::FailureStage::kTransform);
         return;
       }
+      data.batch_key = *std::move(key);
       std::string line = EncodeArchivalLine(data);
       out.push_back(Pending{std::move(message), std::move(data.batch_key), std::move(line)});
     });

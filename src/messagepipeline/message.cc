@@ -112,9 +112,12 @@ std::string EncodeMessageData(const MessageData& data) {
   return out;
 }
 
-absl::StatusOr<MessageData> DecodeMessageData(std::string_view json) {
-  nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return absl::InvalidArgumentError("message data: not valid JSON");
+absl::StatusOr<MessageData> DecodeMessageData(std::string_view json, const JsonLimits& limits) {
+  absl::StatusOr<nlohmann::json> parsed = ParseJsonBounded(json, limits);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("message data: ", parsed.status().message()));
+  }
+  nlohmann::json& j = *parsed;
   if (!j.is_object()) return absl::InvalidArgumentError("message data: not a JSON object");
   MessageData out;
   if (auto it = j.find("id"); it != j.end() && !it->is_null()) {

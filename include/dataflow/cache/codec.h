@@ -4,7 +4,10 @@
 // Decode(std::string_view) -> StatusOr<V>. The default, JsonCodec<V>, goes through
 // nlohmann::json, so any type with ADL to_json/from_json (or NLOHMANN_DEFINE_TYPE_*)
 // works. Decoding never throws: bad bytes give DataLoss, a JSON shape that does not fit V
-// gives InvalidArgument. Keys become strings through KeyString(), which handles strings and
+// gives InvalidArgument. Stored bytes are outside data (anything can SET a Redis key), so
+// they are parsed within limits (kCacheValueJsonLimits, or the codec's second argument): a
+// value nested deeper is DataLoss before it becomes a json value, never a crash on its first
+// copy. Keys become strings through KeyString(), which handles strings and
 // integers; other key types provide an ADL `std::string ToCacheKey(const K&)`.
 // All functions are stateless and thread-safe.
 #pragma once
@@ -18,7 +21,14 @@
 #include <string_view>
 #include <type_traits>
 
+#include "dataflow/messagepipeline/json_limits.h"
+
 namespace dataflow::cache {
+
+// An enricher merges a value into an envelope's enrichmentData, up to two levels down, so a
+// value within these limits always fits the envelope limit of the next service.
+inline constexpr messagepipeline::JsonLimits kCacheValueJsonLimits{
+    .max_depth = messagepipeline::kDefaultJsonMaxDepth - 2};
 
 template <typename C, typename V>
 concept ValueCodec = requires(const V& v, std::string_view bytes) {
@@ -26,7 +36,7 @@ concept ValueCodec = requires(const V& v, std::string_view bytes) {
   { C::Decode(bytes) } -> std::same_as<absl::StatusOr<V>>;
 };
 
-template <typename V>
+template <typename V, messagepipeline::JsonLimits kLimits = kCacheValueJsonLimits>
 struct JsonCodec {
   static absl::StatusOr<std::string> Encode(const V& value) {
     try {
@@ -39,12 +49,17 @@ struct JsonCodec {
     }
   }
   static absl::StatusOr<V> Decode(std::string_view bytes) {
-    nlohmann::json j = nlohmann::json::parse(bytes, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) {
-      return absl::DataLossError(std::string("cache: stored value is not valid JSON (") +
-                                 std::to_string(bytes.size()) + " bytes)");
+    absl::StatusOr<nlohmann::json> j = messagepipeline::ParseJsonBounded(bytes, kLimits);
+    if (!j.ok()) {
+      return absl::DataLossError(std::string("cache: stored value of ") +
+                                 std::to_string(bytes.size()) +
+                                 " bytes is unusable: " + std::string(j.status().message()));
     }
-    return FromJson(j);
+    if constexpr (std::is_same_v<V, nlohmann::json>) {
+      return *std::move(j);  // no copy of what was just built
+    } else {
+      return FromJson(*j);
+    }
   }
   // Also used by the Firestore fetcher, which builds the JSON from document fields.
   static absl::StatusOr<V> FromJson(const nlohmann::json& j) {

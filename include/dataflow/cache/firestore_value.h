@@ -13,7 +13,8 @@ namespace dataflow::cache {
 
 // map -> object, array -> array, null/bool/integer/double/string as such, timestamp ->
 // RFC 3339 string, bytes -> base64 string, reference -> its resource name, geo point ->
-// {"latitude","longitude"}. InvalidArgument for a value kind JSON cannot hold.
+// {"latitude","longitude"}. InvalidArgument for a value kind JSON cannot hold, and for maps
+// and arrays nested deeper than kCacheValueJsonLimits.max_depth (checked before building).
 absl::StatusOr<nlohmann::json> FirestoreValueToJson(const google::firestore::v1::Value& value);
 // A document's fields as a JSON object.
 absl::StatusOr<nlohmann::json> FirestoreFieldsToJson(

@@ -143,7 +143,8 @@ absl::StatusOr<std::shared_ptr<MessageEnricher>> MakeEnricher(std::shared_ptr<Fe
 
 // The key from an attribute (the original uses the device id attribute).
 KeyExtractor<std::string> AttributeKey(std::string attribute);
-// The key from a top-level string field of a JSON payload; no key if the payload is not JSON.
+// The key from a top-level string field of a JSON payload; no key if the payload is not JSON
+// within messagepipeline's default JsonLimits (64 levels, 64 MiB).
 KeyExtractor<std::string> JsonPayloadKey(std::string field);
 
 // Merges the JSON form of a value (nlohmann `to_json`) into `enrichment_data`; a value that

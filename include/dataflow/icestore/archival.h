@@ -11,9 +11,11 @@
 // Everything here is a pure function: thread-safe.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
+#include "dataflow/messagepipeline/json_limits.h"
 #include "dataflow/messagepipeline/message.h"
 #include "dataflow/messagepipeline/transformer.h"
 
@@ -30,8 +32,10 @@ struct ArchivalData {
 
 // One JSONL line, with the trailing '\n'.
 std::string EncodeArchivalLine(const ArchivalData& data);
-// Parses a line written by EncodeArchivalLine (or the Go library); InvalidArgument on error.
-absl::StatusOr<ArchivalData> DecodeArchivalLine(std::string_view line);
+// Parses a line written by EncodeArchivalLine (or the Go library); InvalidArgument on error,
+// including a line beyond `limits` (refused before it becomes a json value).
+absl::StatusOr<ArchivalData> DecodeArchivalLine(std::string_view line,
+                                                const messagepipeline::JsonLimits& limits = {});
 
 // Makes `key` safe as a relative object path: empty, "." and ".." segments are dropped
 // (so no leading '/', no "//", no climbing), control characters and '\\' become '_', and
@@ -39,6 +43,10 @@ absl::StatusOr<ArchivalData> DecodeArchivalLine(std::string_view line);
 std::string SanitizeBatchKey(std::string_view key);
 // True if SanitizeBatchKey(key) == key; uploaders refuse other keys.
 bool IsSafeBatchKey(std::string_view key);
+// What the service does with every key: SanitizeBatchKey, then at most `max_bytes` bytes
+// (keys become directory and object names), else InvalidArgument marked permanent (the
+// message is dead-lettered; truncating would silently merge distinct keys).
+absl::StatusOr<std::string> MakeSafeBatchKey(std::string_view key, std::size_t max_bytes);
 
 // OK if `location` can be a batch key segment: not "." or "..", no '/', '\\', NUL or other
 // control character. Otherwise InvalidArgument marked permanent (messagepipeline::IsPermanent).

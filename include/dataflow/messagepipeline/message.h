@@ -19,6 +19,8 @@
 #include <string>
 #include <string_view>
 
+#include "dataflow/messagepipeline/json_limits.h"
+
 namespace dataflow::messagepipeline {
 
 using Attributes = std::map<std::string, std::string, std::less<>>;
@@ -39,8 +41,10 @@ struct MessageData {
 
 nlohmann::json ToJson(const MessageData& data);
 std::string EncodeMessageData(const MessageData& data);
-// Decodes the JSON envelope. Errors are InvalidArgument naming the offending field.
-absl::StatusOr<MessageData> DecodeMessageData(std::string_view json);
+// Decodes the JSON envelope. Errors are InvalidArgument naming the offending field, or the
+// limit an envelope beyond `limits` exceeds (its size, or enrichmentData nested too deep):
+// such an envelope is refused before it becomes a json value.
+absl::StatusOr<MessageData> DecodeMessageData(std::string_view json, const JsonLimits& limits = {});
 // RFC 3339 with nanoseconds, UTC ("2026-01-02T03:04:05.123456789Z"); unset → Go's zero time.
 std::string FormatTimestamp(Clock::time_point t);
 absl::StatusOr<Clock::time_point> ParseTimestamp(std::string_view text);

@@ -170,6 +170,29 @@ TEST(FirestoreTest, ValueMappingRoundTrips) {
   EXPECT_EQ(*FirestoreValueToJson(ts), "1970-01-01T00:00:00+00:00");
 }
 
+TEST(FirestoreTest, TooDeepDocumentIsAnErrorNotACrash) {
+  // A value nested 100 000 deep, as a (hand-built) RPC answer could hold: refused before any
+  // json is built. Built and destroyed iteratively: protobuf's own destructor recurses.
+  google::firestore::v1::Value deep;
+  google::firestore::v1::Value* v = &deep;
+  for (int i = 0; i < 100'000; ++i) v = v->mutable_array_value()->add_values();
+  auto got = FirestoreValueToJson(deep);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(got.status().message(), HasSubstr("deeper than the limit"));
+  while (deep.has_array_value() && deep.array_value().values_size() > 0) {
+    google::firestore::v1::Value inner = std::move(*deep.mutable_array_value()->mutable_values(0));
+    deep = std::move(inner);
+  }
+
+  // Through the emulator: Firestore refuses documents nested past its own limit, far below
+  // ours, so the server's answers are safe; the check above is for what a stub could return.
+  auto stub = *MakeFirestoreDocumentStub(Config());
+  nlohmann::json fields = "leaf";
+  for (int i = 0; i < kCacheValueJsonLimits.max_depth; ++i) fields = {{"m", std::move(fields)}};
+  auto refused = stub->Set("deep", fields);  // "... contains an invalid nested entity"
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument) << refused;
+}
+
 TEST(FirestorePresenceCacheTest, SetFetchDelete) {
   auto presence = *FirestorePresenceCache<std::string, UserProfile>::Create(Config());
   EXPECT_TRUE(absl::IsNotFound(presence->Fetch("u").status()));

@@ -177,6 +177,9 @@ class EnrichmentServiceIT : public ::testing::Test {
     auto enricher = MakeEnricher<std::string, Device>(lru_, JsonPayloadKey("deviceId"),
                                                       JsonApplier<Device>(), policy);
     ASSERT_TRUE(enricher.ok()) << enricher.status();
+    StartServiceWith(*enricher);
+  }
+  void StartServiceWith(std::shared_ptr<MessageEnricher> enricher) {
     auto consumer = pubsub::GooglePubsubConsumer::Create(
         stub_, {.project_id = kProject, .subscription_id = InSub()});
     ASSERT_TRUE(consumer.ok()) << consumer.status();
@@ -186,7 +189,7 @@ class EnrichmentServiceIT : public ::testing::Test {
     producer_ = *std::move(producer);
     auto publish = mp::PublishEnvelope(producer_, Out());
     auto service =
-        EnrichmentService::CreateAsync({.name = "enrichment-it"}, *std::move(consumer), *enricher,
+        EnrichmentService::CreateAsync({.name = "enrichment-it"}, *std::move(consumer), enricher,
                                        [this, publish](mp::Message& m, mp::Completion done) {
                                          {
                                            std::lock_guard lock(mu_);
@@ -420,6 +423,48 @@ TEST_F(EnrichmentServiceIT, RedisKilledMidRunLosesNothing) {
   // Firestore answered while Redis was away: more than one read per device.
   EXPECT_GT(after.fallback_calls, static_cast<std::uint64_t>(kDevices));
   EXPECT_EQ(service_->enrichment_metrics().fetch_errors, 0u) << "no lookup failed";
+}
+
+TEST_F(EnrichmentServiceIT, PoisonedRedisValueIsAnEnrichmentErrorNotACrash) {
+  // The runner's chain holds any JSON (V = nlohmann::json), and its LRU and applier copy each
+  // value: a value nested 100 000 deep would overflow the stack on every lookup, a crash loop
+  // under redelivery. Redis is the last tier here, so nothing can replace the poisoned value:
+  // it must be a lookup error (on_error policy) for the messages that need it, and only them.
+  using JsonRedis = cache::RedisCache<std::string, nlohmann::json>;
+  using JsonLru = cache::InMemoryLRUCache<std::string, nlohmann::json>;
+  const std::string prefix = id_ + ":";
+  auto writer = cache::MakeRedisStub({.addr = g_redis->addr()});
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  ASSERT_TRUE((*writer)
+                  ->Set(prefix + "dev-poison",
+                        std::string(100'000, '[') + std::string(100'000, ']'), milliseconds(0))
+                  .ok());
+  ASSERT_TRUE((*writer)->Set(prefix + "dev-good", DeviceDoc(3).dump(), milliseconds(0)).ok());
+  auto redis = JsonRedis::Create({.addr = g_redis->addr(), .key_prefix = prefix});
+  ASSERT_TRUE(redis.ok()) << redis.status();
+  std::shared_ptr<JsonRedis> redis_layer = *std::move(redis);
+  auto lru = JsonLru::Create({.max_size = 8, .shards = 1}, redis_layer);
+  ASSERT_TRUE(lru.ok()) << lru.status();
+  std::shared_ptr<JsonLru> lru_layer = *std::move(lru);
+  auto enricher = MakeEnricher<std::string, nlohmann::json>(
+      lru_layer, JsonPayloadKey("deviceId"), JsonApplier<nlohmann::json>(), {});  // skip
+  ASSERT_TRUE(enricher.ok()) << enricher.status();
+  StartServiceWith(*enricher);
+
+  const std::vector<std::string> payloads = {
+      R"({"deviceId":"dev-poison"})", R"({"deviceId":"dev-good"})", R"({"deviceId":"dev-poison"})",
+      R"({"deviceId":"dev-good"})"};
+  Feed(payloads);
+  ASSERT_TRUE(WaitFor([&] { return service_->metrics().processed >= 4; }, seconds(45)));
+  ASSERT_TRUE(AwaitOutput({"1", "3"}));
+  EXPECT_EQ(out_.at("1").enrichment_data, DeviceDoc(3));
+  EXPECT_EQ(out_.at("3").enrichment_data, DeviceDoc(3));
+  EXPECT_EQ(HandedToPublisher("0"), 0);
+  EXPECT_EQ(HandedToPublisher("2"), 0);
+  EXPECT_EQ(service_->enrichment_metrics().fetch_errors, 2u);
+  EXPECT_EQ(service_->enrichment_metrics().enriched, 2u);
+  EXPECT_GE(redis_layer->Stats().decode_errors, 1u);
+  EXPECT_EQ(service_->metrics().nacked, 0u);
 }
 
 TEST_F(EnrichmentServiceIT, MalformedPayloadsPassOnUnenriched) {

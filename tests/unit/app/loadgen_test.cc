@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "child_process.h"
+#include "dataflow/messagepipeline/errors.h"
 #include "dataflow/messagepipeline/message.h"
 #include "dataflow/mqttconverter/mqtt_consumer.h"
 #include "dataflow_testing/mosquitto_server.h"
@@ -185,6 +186,22 @@ TEST(ToReadingTest, NoOrUnusableSentAtLeavesItUnsetAndKeepsTheReading) {
     EXPECT_EQ((*r)->temperature, 1);
     EXPECT_FALSE((*r)->sent_at.has_value());
   }
+}
+
+TEST(ToReadingTest, DeepEnvelopeOrBodyIsAPermanentBoundedError) {
+  const std::string deep = std::string(100'000, '[') + std::string(100'000, ']');
+  // A body nested 100 000 deep: refused while parsing, and the error quotes only its start.
+  auto body = ToReading(Enriched(deep));
+  ASSERT_FALSE(body.ok());
+  EXPECT_TRUE(mp::IsPermanent(body.status()));
+  EXPECT_NE(body.status().message().find("deeper than the limit"), std::string::npos)
+      << body.status().message().substr(0, 200);
+  EXPECT_LT(body.status().message().size(), 300u);
+  // The envelope's enrichmentData nested as deep.
+  auto envelope = ToReading(mp::Message(mp::MessageData{
+      .payload = R"({"id":"m","payload":"","enrichmentData":{"x":)" + deep + "}}"}));
+  ASSERT_FALSE(envelope.ok());
+  EXPECT_TRUE(mp::IsPermanent(envelope.status()));
 }
 
 // --- MQTT against a real broker ---

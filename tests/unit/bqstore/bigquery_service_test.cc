@@ -2,6 +2,7 @@
 // dead-lettered for each inserter outcome.
 #include "dataflow/bqstore/bigquery_service.h"
 
+#include <absl/strings/escaping.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -38,6 +39,15 @@ TransformResult<Reading> ParseReading(const Message& message) {
   auto row = FromJson<Reading>(json);
   if (!row.ok()) return messagepipeline::MarkPermanent(row.status());
   return std::optional<Reading>(*std::move(row));
+}
+
+// As a service behind enrichment reads its input: the MessageData envelope, then the row
+// from its payload.
+TransformResult<Reading> ParseEnvelopeReading(const Message& message) {
+  auto envelope = messagepipeline::EnvelopeTransformer(message);
+  if (!envelope.ok()) return envelope.status();
+  Message inner(std::move(**envelope));
+  return ParseReading(inner);
 }
 
 // An inserter double: records rows; can fail the next N batches or reject negative values.
@@ -126,8 +136,9 @@ class BigQueryServiceTest : public ::testing::Test {
     return ToJson(Reading{device, value}).dump();
   }
 
-  std::unique_ptr<BigQueryService<Reading>> Start(std::shared_ptr<DataBatchInserter<Reading>> ins,
-                                                  std::size_t batch_size = 10) {
+  std::unique_ptr<BigQueryService<Reading>> Start(
+      std::shared_ptr<DataBatchInserter<Reading>> ins, std::size_t batch_size = 10,
+      messagepipeline::MessageTransformer<Reading> transformer = ParseReading) {
     auto consumer = broker_->NewConsumer("readings-sub");
     EXPECT_TRUE(consumer.ok());
     auto service = NewBigQueryService<Reading>({.name = "bq-test",
@@ -135,7 +146,7 @@ class BigQueryServiceTest : public ::testing::Test {
                                                 .batch_size = batch_size,
                                                 .flush_interval = 50ms,
                                                 .dead_letter = broker_->NewDeadLetterSink("dead")},
-                                               *consumer, ParseReading, std::move(ins));
+                                               *consumer, std::move(transformer), std::move(ins));
     EXPECT_TRUE(service.ok()) << service.status();
     EXPECT_TRUE((*service)->Start().ok());
     return *std::move(service);
@@ -236,6 +247,38 @@ TEST_F(BigQueryServiceTest, SkipAcksAndTransformErrorDeadLetters) {
   ASSERT_TRUE(service->Stop(10s).ok());
   EXPECT_EQ(inserter->StoredDevices(), (std::multiset<std::string>{"kept"}));
   EXPECT_EQ(DeadLetters().size(), 1u);  // the undecodable one
+}
+
+TEST_F(BigQueryServiceTest, SurvivesA100000DeepEnvelopeByDeadLetteringIt) {
+  // nlohmann copies, compares and dumps recursively: this envelope, once a json value, is a
+  // stack overflow waiting for its first copy. It must be refused at decoding (permanent, so
+  // dead-lettered once) while the messages around it are stored.
+  auto inserter = std::make_shared<FakeInserter>();
+  auto service = Start(inserter, /*batch_size=*/5, ParseEnvelopeReading);
+  auto envelope = [](const std::string& device) {
+    return messagepipeline::EncodeMessageData({.id = device, .payload = Json(device, 1)});
+  };
+  const std::string deep_payload = absl::Base64Escape(Json("deep", 1));
+  const std::string deep = R"({"id":"deep","payload":")" + deep_payload +
+                           R"(","enrichmentData":{"x":)" + std::string(100'000, '[') +
+                           std::string(100'000, ']') + "}}";
+  Publish(envelope("before-1"));
+  Publish(envelope("before-2"));
+  Publish(deep);
+  Publish(envelope("after-1"));
+  Publish(envelope("after-2"));
+  ASSERT_TRUE(dataflow::testing::WaitFor([&] { return AllAcked(5); }, 20s));
+  ASSERT_TRUE(service->Stop(10s).ok());
+  EXPECT_EQ(inserter->StoredDevices(),
+            (std::multiset<std::string>{"before-1", "before-2", "after-1", "after-2"}));
+  EXPECT_EQ(Stats("readings-sub").nacked, 0u) << "dead-lettered at once, not redelivered";
+  const auto letters = DeadLetters();
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].payload, deep);
+  EXPECT_NE(letters[0]
+                .attributes.at(std::string(messagepipeline::kDeadLetterErrorAttribute))
+                .find("deeper than the limit of 64"),
+            std::string::npos);
 }
 
 TEST_F(BigQueryServiceTest, EndToEndIntoSqlite) {

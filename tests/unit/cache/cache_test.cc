@@ -63,6 +63,32 @@ TEST(JsonCodecTest, InvalidUtf8IsReplacedNotThrown) {
   EXPECT_TRUE(JsonCodec<std::string>::Decode(*bytes).ok());
 }
 
+std::string NestedArrays(int depth) { return std::string(depth, '[') + std::string(depth, ']'); }
+
+TEST(JsonCodecTest, TooDeepValueIsDataLossNotACrash) {
+  // A poisoned Redis value: nlohmann's copy recurses, so 100 000 levels would blow the stack
+  // on the first copy of the decoded value (the LRU and the applier both copy it).
+  auto got = JsonCodec<nlohmann::json>::Decode(NestedArrays(100'000));
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(got.status().message(), HasSubstr("deeper than the limit of 62"));
+  EXPECT_EQ(JsonCodec<demo::UserProfile>::Decode(NestedArrays(100'000)).status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
+TEST(JsonCodecTest, ValueDepthLimitLeavesRoomInTheEnvelope) {
+  // Merged into enrichmentData, a value gains up to two levels: 62 + 2 is the envelope's 64.
+  EXPECT_EQ(kCacheValueJsonLimits.max_depth + 2, messagepipeline::kDefaultJsonMaxDepth);
+  EXPECT_TRUE(JsonCodec<nlohmann::json>::Decode(NestedArrays(62)).ok());
+  EXPECT_FALSE(JsonCodec<nlohmann::json>::Decode(NestedArrays(63)).ok());
+  // Another limit is the codec's second argument.
+  using Shallow = JsonCodec<nlohmann::json, messagepipeline::JsonLimits{.max_depth = 2}>;
+  EXPECT_TRUE(Shallow::Decode("[[1]]").ok());
+  EXPECT_FALSE(Shallow::Decode("[[[1]]]").ok());
+  using Small = JsonCodec<nlohmann::json, messagepipeline::JsonLimits{.max_bytes = 4}>;
+  EXPECT_THAT(Small::Decode("[1,2]").status().message(), HasSubstr("exceeds the limit"));
+}
+
 TEST(KeyStringTest, StringsIntegersAndAdlKeys) {
   EXPECT_EQ(KeyString(std::string("abc")), "abc");
   EXPECT_EQ(KeyString(42), "42");

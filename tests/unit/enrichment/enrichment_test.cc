@@ -143,6 +143,16 @@ TEST(KeyExtractors, AttributeAndJsonPayload) {
   EXPECT_EQ(JsonPayloadKey("deviceId")(bad), std::nullopt);
 }
 
+TEST(KeyExtractors, JsonPayloadNestedBeyondTheLimitHasNoKey) {
+  // Parsed within the JSON limits: a payload nested 100 000 deep is "not JSON", so no key.
+  mp::Message deep(mp::MessageData{.payload = R"({"deviceId":"d1","x":)" +
+                                              std::string(100'000, '[') +
+                                              std::string(100'000, ']') + "}"});
+  EXPECT_EQ(JsonPayloadKey("deviceId")(deep), std::nullopt);
+  mp::Message shallow(mp::MessageData{.payload = R"({"deviceId":"d1","x":[[[]]]})"});
+  EXPECT_EQ(JsonPayloadKey("deviceId")(shallow), "d1");
+}
+
 TEST(JsonApplier, NonObjectValuesGoUnderTheField) {
   mp::Message m(mp::MessageData{.id = "x"});
   JsonApplier<int>("floor")(m, 3);

@@ -170,6 +170,23 @@ TEST(ArchivalLine, DecodeErrorsNameTheField) {
   EXPECT_NE(bad_time.status().message().find("archivedAt"), std::string::npos);
 }
 
+TEST(ArchivalLine, DecodeRejectsDeepNestingAndOversizeLines) {
+  // An archive is read back by tools and replays: a line nested 100 000 deep must be an
+  // error, never a json value (nlohmann copies and dumps recursively).
+  const std::string deep = R"({"id":"a","batchKey":"k","originalPubSubPayload":"",)"
+                           R"("archivedAt":"2025-01-01T00:00:00Z","extra":)" +
+                           std::string(100'000, '[') + std::string(100'000, ']') + "}";
+  auto out = DecodeArchivalLine(deep);
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(out.status().message().find("deeper than the limit of 64"), std::string::npos)
+      << out.status();
+  const std::string line = EncodeArchivalLine({.id = "a", .batch_key = "k"});
+  EXPECT_TRUE(DecodeArchivalLine(line, {.max_bytes = line.size()}).ok());
+  auto big = DecodeArchivalLine(line, {.max_bytes = line.size() - 1});
+  EXPECT_NE(big.status().message().find("exceeds the limit"), std::string::npos) << big.status();
+}
+
 TEST(Gzip, BothCodecsRoundTripAtEveryLevel) {
   std::string data;
   for (int i = 0; i < 5000; ++i) data += "{\"id\":\"m" + std::to_string(i) + "\"}\n";

@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "dataflow/messagepipeline/errors.h"
+#include "dataflow/messagepipeline/json_limits.h"
+#include "dataflow/messagepipeline/transformer.h"
 
 namespace dataflow::messagepipeline {
 namespace {
@@ -89,6 +91,65 @@ TEST(MessageDataJson, MalformedInputIsAClearError) {
     EXPECT_NE(out.status().message().find(c.mentions), absl::string_view::npos)
         << c.json << " -> " << out.status();
   }
+}
+
+// An envelope whose enrichmentData holds `arrays` arrays nested in one another: the whole
+// document is `arrays` + 2 levels deep (the envelope and enrichmentData objects).
+std::string DeepEnvelope(int arrays) {
+  return R"({"id":"deep","payload":"","enrichmentData":{"x":)" + std::string(arrays, '[') +
+         std::string(arrays, ']') + "}}";
+}
+
+TEST(MessageDataJson, DecodeRejectsDeepNesting) {
+  // nlohmann copies, compares and dumps recursively: 100 000 levels must never become a value.
+  const std::string deep = DeepEnvelope(100'000);
+  auto out = DecodeMessageData(deep);
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(out.status().message().find("deeper than the limit of 64"), absl::string_view::npos)
+      << out.status();
+  // Through the services' envelope transformer it is permanent, so it is dead-lettered.
+  auto transformed = EnvelopeTransformer(Message(MessageData{.payload = deep}));
+  ASSERT_FALSE(transformed.ok());
+  EXPECT_TRUE(IsPermanent(transformed.status()));
+}
+
+TEST(MessageDataJson, DecodeAcceptsNestingUpToTheLimit) {
+  auto at_limit = DecodeMessageData(DeepEnvelope(kDefaultJsonMaxDepth - 2));
+  ASSERT_TRUE(at_limit.ok()) << at_limit.status();
+  EXPECT_EQ(*DecodeMessageData(EncodeMessageData(*at_limit)), *at_limit);
+  EXPECT_FALSE(DecodeMessageData(DeepEnvelope(kDefaultJsonMaxDepth - 1)).ok());
+  // The limit is the caller's to choose.
+  EXPECT_TRUE(DecodeMessageData(DeepEnvelope(100), {.max_depth = 102}).ok());
+}
+
+TEST(MessageDataJson, DecodeRejectsAnEnvelopeOverTheSizeLimit) {
+  const std::string envelope = EncodeMessageData({.id = "big", .payload = std::string(300, 'x')});
+  EXPECT_TRUE(DecodeMessageData(envelope, {.max_bytes = envelope.size()}).ok());
+  auto out = DecodeMessageData(envelope, {.max_bytes = envelope.size() - 1});
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(out.status().message().find("exceeds the limit"), absl::string_view::npos)
+      << out.status();
+}
+
+TEST(ParseJsonBounded, CountsContainersNotBracketsInStrings) {
+  EXPECT_TRUE(ParseJsonBounded(R"({"a":"[[[[{{{{","b":"\"]]]"})", {.max_depth = 1}).ok());
+  EXPECT_TRUE(ParseJsonBounded("42", {.max_depth = 0}).ok());
+  EXPECT_FALSE(ParseJsonBounded("[]", {.max_depth = 0}).ok());
+  // Siblings do not add up: depth is nesting, not the number of containers.
+  EXPECT_TRUE(ParseJsonBounded(R"([[1],[2],{"a":3},[]])", {.max_depth = 2}).ok());
+  EXPECT_FALSE(ParseJsonBounded(R"([[1],[2],{"a":[3]}])", {.max_depth = 2}).ok());
+}
+
+TEST(ParseJsonBounded, InvalidJsonNamesTheOffsetNotTheText) {
+  auto out = ParseJsonBounded(R"({"secret-ish": tru)");
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(out.status().message().find("not valid JSON (error at byte"), absl::string_view::npos)
+      << out.status();
+  EXPECT_EQ(out.status().message().find("secret-ish"), absl::string_view::npos) << out.status();
+  EXPECT_FALSE(ParseJsonBounded("[1] trailing").ok());
 }
 
 TEST(MessageDataJson, InvalidUtf8InAnIdIsReplacedNotThrown) {
