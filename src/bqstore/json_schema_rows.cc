@@ -14,6 +14,7 @@
 
 #include "dataflow/bqstore/row_codec.h"
 #include "dataflow/messagepipeline/errors.h"
+#include "dataflow/messagepipeline/json_limits.h"
 
 namespace dataflow::bqstore {
 namespace {
@@ -857,10 +858,12 @@ mp::MessageTransformer<RowInput> RowInputTransformer(RowInputOptions options) {
       input.enrichment = m.data.enrichment_data;
     }
     if (options.parse_payload) {
-      input.payload = Json::parse(*payload, nullptr, /*allow_exceptions=*/false);
-      if (input.payload.is_discarded()) {
-        return mp::PermanentError("payload: not valid JSON");
+      // Device data: within the JSON limits (depth, size), or a permanent error.
+      absl::StatusOr<Json> parsed = mp::ParseJsonBounded(*payload);
+      if (!parsed.ok()) {
+        return mp::PermanentError(absl::StrCat("payload: ", parsed.status().message()));
       }
+      input.payload = *std::move(parsed);
     }
     return std::optional<RowInput>(std::move(input));
   };

@@ -2,6 +2,7 @@
 
 #include "dataflow/enrichment/enricher.h"
 #include "dataflow/enrichment/enrichment_service.h"
+#include "dataflow/enrichment/keys.h"
 #include "dataflow/messagepipeline/json_limits.h"
 
 namespace dataflow::enrichment {
@@ -81,16 +82,7 @@ KeyExtractor<std::string> AttributeKey(std::string attribute) {
 }
 
 KeyExtractor<std::string> JsonPayloadKey(std::string field) {
-  return [field = std::move(field)](const Message& m) -> std::optional<std::string> {
-    // Device data: within the JSON limits, or no key (the message passes on unenriched).
-    absl::StatusOr<nlohmann::json> j = mp::ParseJsonBounded(m.data.payload);
-    if (!j.ok() || !j->is_object()) return std::nullopt;
-    auto it = j->find(field);
-    if (it == j->end() || !it->is_string() || it->get_ref<const std::string&>().empty()) {
-      return std::nullopt;
-    }
-    return it->get<std::string>();
-  };
+  return PayloadPathKey(JsonPath::Member(std::move(field)));
 }
 
 namespace {

@@ -4,19 +4,18 @@
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_split.h>
 
+#include "dataflow/messagepipeline/json_limits.h"
+
 namespace dataflow::enrichment {
 namespace {
 
-// The key a JSON value stands for: strings as they are, integers as decimal text.
+// The key a JSON value stands for: a non-empty string. Not numbers: `{"deviceId": 7}` was never
+// a key (the message passes on unenriched), and a lookup of "7" would change that silently.
 std::optional<std::string> KeyText(const nlohmann::json* value) {
-  if (value == nullptr) return std::nullopt;
-  if (value->is_string()) {
-    const auto& s = value->get_ref<const std::string&>();
-    if (s.empty()) return std::nullopt;
-    return s;
-  }
-  if (value->is_number_integer()) return value->dump();
-  return std::nullopt;
+  if (value == nullptr || !value->is_string()) return std::nullopt;
+  const auto& s = value->get_ref<const std::string&>();
+  if (s.empty()) return std::nullopt;
+  return s;
 }
 
 // Attribute values are strings: scalars other than strings are kept as their JSON text.
@@ -97,9 +96,10 @@ const nlohmann::json* JsonPath::Find(const nlohmann::json& document) const {
 
 KeyExtractor<std::string> PayloadPathKey(JsonPath path) {
   return [path = std::move(path)](const Message& m) -> std::optional<std::string> {
-    auto j = nlohmann::json::parse(m.data.payload, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) return std::nullopt;
-    return KeyText(path.Find(j));
+    // Device data: within the JSON limits, or no key (the message passes on unenriched).
+    absl::StatusOr<nlohmann::json> j = messagepipeline::ParseJsonBounded(m.data.payload);
+    if (!j.ok()) return std::nullopt;
+    return KeyText(path.Find(*j));
   };
 }
 

@@ -144,7 +144,8 @@ absl::StatusOr<std::shared_ptr<MessageEnricher>> MakeEnricher(std::shared_ptr<Fe
 // The key from an attribute (the original uses the device id attribute).
 KeyExtractor<std::string> AttributeKey(std::string attribute);
 // The key from a top-level string field of a JSON payload; no key if the payload is not JSON
-// within messagepipeline's default JsonLimits (64 levels, 64 MiB).
+// within messagepipeline's default JsonLimits (64 levels, 64 MiB). PayloadPathKey (keys.h)
+// with a one-member path.
 KeyExtractor<std::string> JsonPayloadKey(std::string field);
 
 // Merges the JSON form of a value (nlohmann `to_json`) into `enrichment_data`; a value that

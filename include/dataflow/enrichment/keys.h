@@ -2,8 +2,8 @@
 //
 // Keys: a path into the JSON payload ("device.id", "ids[0]"), an attribute, or a segment of
 // the MQTT topic (the usual IoT layout `devices/<id>/telemetry` has the device id at segment
-// 1), several of them tried in order. A string value is the key as it is; an integral number
-// is its decimal text; anything else (absent, empty, null, another type) is no key.
+// 1), several of them tried in order. A non-empty string value is the key; anything else
+// (absent, empty, null, a number, an object) is no key.
 //
 // Results: by default every field of the looked-up document is merged into
 // `enrichmentData`; a field list keeps only the named fields, optionally renamed. Named fields

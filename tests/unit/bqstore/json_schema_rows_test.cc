@@ -4,6 +4,7 @@
 // SQLite, value by value, with bad rows dead-lettered naming the column.
 #include "dataflow/bqstore/json_schema_rows.h"
 
+#include <absl/strings/match.h>
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/message.h>
 #include <gtest/gtest.h>
@@ -388,7 +389,7 @@ TEST(JsonSchemaRowsTest, TransformerDecodesTheEnvelopeAndRejectsNonJson) {
   auto bad = transform(not_json);
   ASSERT_FALSE(bad.ok());
   EXPECT_TRUE(messagepipeline::IsPermanent(bad.status()));
-  EXPECT_EQ(bad.status().message(), "payload: not valid JSON");
+  EXPECT_TRUE(absl::StartsWith(bad.status().message(), "payload: not valid JSON")) << bad.status();
   messagepipeline::Message raw({.id = "r1", .payload = R"({"a": 1})"});
   auto as_raw = RowInputTransformer({.envelope = false})(raw);
   ASSERT_TRUE(as_raw.ok());

@@ -46,14 +46,13 @@ TEST(JsonPath, MemberTakesAnyName) {
   EXPECT_EQ(*JsonPath::Member("a.b[0]").Find(doc), "odd");
 }
 
-TEST(PayloadPathKey, StringsAndIntegersAreKeysOtherValuesAreNot) {
+TEST(PayloadPathKey, NonEmptyStringsAreKeysOtherValuesAreNot) {
   auto key = PayloadPathKey(*JsonPath::Parse("device.id"));
   EXPECT_EQ(key(WithPayload(R"({"device":{"id":"dev-1"}})")), "dev-1");
-  EXPECT_EQ(key(WithPayload(R"({"device":{"id":42}})")), "42");
-  EXPECT_EQ(key(WithPayload(R"({"device":{"id":-3}})")), "-3");
   for (const char* none :
-       {R"({"device":{"id":""}})", R"({"device":{"id":1.5}})", R"({"device":{"id":null}})",
-        R"({"device":{"id":{}}})", R"({"device":{}})", R"({"device":"dev-1"})", "not json", ""}) {
+       {R"({"device":{"id":""}})", R"({"device":{"id":42}})", R"({"device":{"id":1.5}})",
+        R"({"device":{"id":null}})", R"({"device":{"id":{}}})", R"({"device":{}})",
+        R"({"device":"dev-1"})", "not json", ""}) {
     EXPECT_EQ(key(WithPayload(none)), std::nullopt) << none;
   }
 }
