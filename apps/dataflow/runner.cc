@@ -391,6 +391,25 @@ struct Pipeline::Impl {
     return svc;
   }
 
+#ifdef DATAFLOW_BQSTORE_HAS_STORAGE_WRITE
+  // The table and endpoints of a `table:` block, for either inserter's options.
+  template <typename Options>
+  void SetTableOptions(const BigQueryConfig& c, Options& options) const {
+    options.writer.project_id = ProjectOf(config, c.bigquery->project);
+    options.writer.dataset_id = c.bigquery->dataset;
+    options.writer.table_id = c.bigquery->table;
+    options.table.create_if_missing = c.bigquery->create_table;
+    options.table.create_dataset = c.bigquery->create_dataset;
+    options.admin.endpoint = c.bigquery->rest_endpoint;
+    if (!c.bigquery->grpc_endpoint.empty()) {
+      options.writer.channel.endpoint = c.bigquery->grpc_endpoint;
+      // Plaintext only to this machine or with BIGQUERY_EMULATOR_HOST set; else TLS.
+      options.writer.channel.insecure =
+          gcp::PlaintextAllowed(c.bigquery->grpc_endpoint, "BIGQUERY_EMULATOR_HOST");
+    }
+  }
+#endif
+
   absl::StatusOr<std::shared_ptr<bqstore::DataBatchInserter<Reading>>> Inserter(
       const BigQueryConfig& c) {
     if (c.sqlite) {
@@ -404,18 +423,7 @@ struct Pipeline::Impl {
     }
 #ifdef DATAFLOW_BQSTORE_HAS_STORAGE_WRITE
     bqstore::BigQueryInserterOptions options;
-    options.writer.project_id = ProjectOf(config, c.bigquery->project);
-    options.writer.dataset_id = c.bigquery->dataset;
-    options.writer.table_id = c.bigquery->table;
-    options.table.create_if_missing = c.bigquery->create_table;
-    options.table.create_dataset = c.bigquery->create_dataset;
-    options.admin.endpoint = c.bigquery->rest_endpoint;
-    if (!c.bigquery->grpc_endpoint.empty()) {
-      options.writer.channel.endpoint = c.bigquery->grpc_endpoint;
-      // Plaintext only to this machine or with BIGQUERY_EMULATOR_HOST set; else TLS.
-      options.writer.channel.insecure =
-          gcp::PlaintextAllowed(c.bigquery->grpc_endpoint, "BIGQUERY_EMULATOR_HOST");
-    }
+    SetTableOptions(c, options);
     auto bq = bqstore::BigQueryInserter<Reading>::Create(std::move(options));
     if (!bq.ok()) return Annotate(bq.status(), "table");
     return std::shared_ptr<bqstore::DataBatchInserter<Reading>>(*std::move(bq));
@@ -442,16 +450,7 @@ struct Pipeline::Impl {
     }
 #ifdef DATAFLOW_BQSTORE_HAS_STORAGE_WRITE
     bqstore::SchemaBigQueryInserterOptions options;
-    options.writer.project_id = ProjectOf(config, c.bigquery->project);
-    options.writer.dataset_id = c.bigquery->dataset;
-    options.writer.table_id = c.bigquery->table;
-    options.table.create_if_missing = c.bigquery->create_table;
-    options.table.create_dataset = c.bigquery->create_dataset;
-    options.admin.endpoint = c.bigquery->rest_endpoint;
-    if (!c.bigquery->grpc_endpoint.empty()) {
-      options.writer.channel.endpoint = c.bigquery->grpc_endpoint;
-      options.writer.channel.insecure = true;
-    }
+    SetTableOptions(c, options);
     options.columns = c.columns;  // empty with from_table
     options.sources = c.sources;
     auto bq = bqstore::SchemaBigQueryInserter::Create(std::move(options));
