@@ -164,13 +164,12 @@ absl::StatusOr<std::unique_ptr<IceStorageService>> IceStorageService::Create(
   auto impl = std::make_unique<Impl>(std::move(options), std::move(policy), std::move(consumer),
                                      std::move(uploader), std::move(transformer));
   Impl* raw = impl.get();
-  KeyAwareBatcherOptions batcher_options = raw->options.batcher;
-  batcher_options.on_uploaded = [raw] {
-    // A key that finished uploading may be cut now, if the loop is flushing idle batches.
-    if (raw->prompt_flush.load(std::memory_order_acquire)) raw->items.Interrupt();
-  };
-  auto batcher = KeyAwareBatcher::Create(std::move(batcher_options),
-                                         [raw](FlushedGroup& group) { raw->Upload(group); });
+  auto batcher = KeyAwareBatcher::Create(
+      raw->options.batcher, [raw](FlushedGroup& group) { raw->Upload(group); },
+      [raw] {
+        // A key that finished uploading may be cut now, if the loop is flushing idle batches.
+        if (raw->prompt_flush.load(std::memory_order_acquire)) raw->items.Interrupt();
+      });
   if (!batcher.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat(raw->options.name, ": ", batcher.status().message()));

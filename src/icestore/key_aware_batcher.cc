@@ -7,7 +7,7 @@
 namespace dataflow::icestore {
 
 absl::StatusOr<std::unique_ptr<KeyAwareBatcher>> KeyAwareBatcher::Create(
-    KeyAwareBatcherOptions options, GroupSink sink) {
+    KeyAwareBatcherOptions options, GroupSink sink, std::function<void()> on_uploaded) {
   if (!sink) return absl::InvalidArgumentError("KeyAwareBatcher: sink is null");
   if (options.batch_size == 0) {
     return absl::InvalidArgumentError("KeyAwareBatcher: batch_size must be > 0");
@@ -29,12 +29,15 @@ absl::StatusOr<std::unique_ptr<KeyAwareBatcher>> KeyAwareBatcher::Create(
         absl::StrCat("KeyAwareBatcher: max_concurrent_uploads must be > 0, got ",
                      options.max_concurrent_uploads));
   }
-  return std::unique_ptr<KeyAwareBatcher>(new KeyAwareBatcher(options, std::move(sink)));
+  return std::unique_ptr<KeyAwareBatcher>(
+      new KeyAwareBatcher(options, std::move(sink), std::move(on_uploaded)));
 }
 
-KeyAwareBatcher::KeyAwareBatcher(KeyAwareBatcherOptions options, GroupSink sink)
+KeyAwareBatcher::KeyAwareBatcher(KeyAwareBatcherOptions options, GroupSink sink,
+                                 std::function<void()> on_uploaded)
     : options_(options),
       sink_(std::move(sink)),
+      on_uploaded_(std::move(on_uploaded)),
       next_flush_(std::chrono::steady_clock::now() + options.flush_interval),
       ready_(static_cast<std::size_t>(options.max_concurrent_uploads)) {
   for (int i = 0; i < options_.max_concurrent_uploads; ++i) {
@@ -153,7 +156,7 @@ void KeyAwareBatcher::UploadLoop() {
       auto it = uploading_.find(group->object.batch_key);
       if (it != uploading_.end() && --it->second == 0) uploading_.erase(it);
     }
-    if (options_.on_uploaded) options_.on_uploaded();
+    if (on_uploaded_) on_uploaded_();
   }
 }
 

@@ -44,9 +44,6 @@ struct KeyAwareBatcherOptions {
   std::size_t max_object_bytes = std::size_t{64} << 20;                // encoded, uncompressed
   std::size_t max_buffered_bytes = std::size_t{256} << 20;             // all open batches
   int max_concurrent_uploads = 4;
-  // Called on an upload thread after each group's sink returned (e.g. to wake the batcher
-  // thread, whose CutIdle may now cut that key).
-  std::function<void()> on_uploaded;
 };
 
 // A cut batch: the object to write and the messages to settle once it is written.
@@ -61,8 +58,10 @@ using GroupSink = std::function<void(FlushedGroup& group)>;
 
 class KeyAwareBatcher {
  public:
-  static absl::StatusOr<std::unique_ptr<KeyAwareBatcher>> Create(KeyAwareBatcherOptions options,
-                                                                 GroupSink sink);
+  // `on_uploaded` (optional) runs on an upload thread after each group's sink returned (e.g. to
+  // wake the batcher thread, whose CutIdle may now cut that key).
+  static absl::StatusOr<std::unique_ptr<KeyAwareBatcher>> Create(
+      KeyAwareBatcherOptions options, GroupSink sink, std::function<void()> on_uploaded = {});
   ~KeyAwareBatcher();  // Close()
   KeyAwareBatcher(const KeyAwareBatcher&) = delete;
   KeyAwareBatcher& operator=(const KeyAwareBatcher&) = delete;
@@ -90,13 +89,15 @@ class KeyAwareBatcher {
     std::uint64_t sequence = 0;  // creation order, for "oldest"
   };
 
-  KeyAwareBatcher(KeyAwareBatcherOptions options, GroupSink sink);
+  KeyAwareBatcher(KeyAwareBatcherOptions options, GroupSink sink,
+                  std::function<void()> on_uploaded);
   void Cut(const std::string& key);
   void Dispatch(FlushedGroup group);
   void UploadLoop();
 
   const KeyAwareBatcherOptions options_;
   const GroupSink sink_;
+  const std::function<void()> on_uploaded_;
   std::unordered_map<std::string, OpenBatch> open_;
   std::size_t buffered_bytes_ = 0;
   std::uint64_t next_sequence_ = 0;

@@ -63,10 +63,8 @@ TEST(KeyAwareBatcher, CutIdleHoldsAKeyWhileItsUploadIsInFlight) {
     for (auto& m : g.messages) m.Ack();
   };
   AckCounts acks;
-  auto batcher = KeyAwareBatcher::Create({.batch_size = 100,
-                                          .flush_interval = std::chrono::hours(1),
-                                          .on_uploaded = [&] { ++uploaded; }},
-                                         sink);
+  auto batcher = KeyAwareBatcher::Create(
+      {.batch_size = 100, .flush_interval = std::chrono::hours(1)}, sink, [&] { ++uploaded; });
   ASSERT_TRUE(batcher.ok());
   auto& b = **batcher;
   b.Add("a", Line(10), acks.Make("a1"));
