@@ -266,9 +266,13 @@ struct Pipeline {
     EXPECT_TRUE(broker->CreateTopic("t").ok());
     EXPECT_TRUE(broker->CreateSubscription("s", "t").ok());
     std::shared_ptr<DataUploader> up = std::move(*GcsBatchUploader::Create(Options(prefix)));
+    // No attempt cap: these tests are about redelivery through an outage, and with the default
+    // of 5 attempts and a 50 ms backoff a slow emulator restart would have the messages given
+    // up on (dropped, as there is no dead-letter topic) before the server is back.
     service = std::move(*IceStorageService::Create(
         {.num_workers = 2,
-         .batcher = {.batch_size = static_cast<std::size_t>(batch_size), .flush_interval = 200ms}},
+         .batcher = {.batch_size = static_cast<std::size_t>(batch_size), .flush_interval = 200ms},
+         .max_delivery_attempts = 0},
         *broker->NewConsumer("s"), up));
   }
   void Publish(int n) {
