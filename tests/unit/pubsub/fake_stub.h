@@ -192,7 +192,8 @@ class FakeStub : public PubsubStub, public std::enable_shared_from_this<FakeStub
   int end_generation = 0;
   int streams_opened = 0;
   int streams_open = 0;
-  int writes_done = 0;  // half-closes
+  int writes_done = 0;      // half-closes
+  int readers_waiting = 0;  // readers blocked in Read(): their stream is set up and written
   bool released = false;
 
  private:
@@ -214,10 +215,13 @@ class FakeStub : public PubsubStub, public std::enable_shared_from_this<FakeStub
     bool Read(v1::StreamingPullResponse* response) override {
       auto& s = *stub_;
       std::unique_lock lock(s.mu);
+      ++s.readers_waiting;
+      s.cv.notify_all();
       s.cv.wait(lock, [&] {
         if (s.hang_streams) return s.released;
         return !s.responses.empty() || ended_ || Expired();
       });
+      --s.readers_waiting;
       if (Expired()) {
         status_ = s.end_status;
         return false;
