@@ -421,12 +421,16 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
   // grows with the attempt that failed.
   void Redeliver(std::shared_ptr<Delivery> d) {
     nacked_.fetch_add(1, std::memory_order_relaxed);
-    if (stopping_.load()) {
-      Undeliverable(*d, "nacked after Stop()");
-      return;
-    }
     {
-      std::lock_guard lock(redeliver_mu_);
+      std::unique_lock lock(redeliver_mu_);
+      // Checked under the lock Stop() takes to empty redeliver_ (after setting stopping_):
+      // checked before it, a nack racing Stop() could queue a message after the queue was
+      // emptied, where it held its byte budget and was never settled.
+      if (stopping_.load()) {
+        lock.unlock();
+        Undeliverable(*d, "nacked after Stop()");
+        return;
+      }
       const auto delay = BackoffDelay(config_.redelivery_min_backoff,
                                       config_.redelivery_max_backoff, d->attempt, redeliver_rng_);
       redeliver_.emplace(SteadyClock::now() + delay, std::move(d));
