@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "dataflow/messagepipeline/loopback.h"
+#include "yaml_json.h"
 
 extern char** environ;  // NOLINT: POSIX
 
@@ -567,28 +568,6 @@ void ReadEnrichment(Reader& r, const YAML::Node& node, const std::string& path,
   r.String(node, "dead_letter_topic", path, out.dead_letter_topic);
   r.Integer(node, "max_delivery_attempts", path, out.max_delivery_attempts, 1, 1000);
   r.Integer(node, "workers", path, out.workers, 1, kMaxWorkers);
-}
-
-// A YAML tree as JSON, for the schema's columns: plain scalars that read as JSON (true,
-// null, 0.5) become those values, quoted ones stay strings.
-nlohmann::json YamlToJson(const YAML::Node& node) {
-  if (node.IsMap()) {
-    nlohmann::json out = nlohmann::json::object();
-    for (const auto& kv : node) out[kv.first.as<std::string>()] = YamlToJson(kv.second);
-    return out;
-  }
-  if (node.IsSequence()) {
-    nlohmann::json out = nlohmann::json::array();
-    for (const auto& item : node) out.push_back(YamlToJson(item));
-    return out;
-  }
-  if (!node.IsScalar()) return nullptr;
-  if (node.Tag() != "!") {
-    nlohmann::json parsed = nlohmann::json::parse(node.Scalar(), nullptr, false);
-    if (!parsed.is_discarded() && !parsed.is_structured()) return parsed;
-    if (node.Scalar() == "~") return nullptr;
-  }
-  return node.Scalar();
 }
 
 void ReadRowSchema(Reader& r, const YAML::Node& node, const std::string& path,

@@ -111,6 +111,7 @@ class JsonFileSource final : public cache::Fetcher<std::string, Json> {
 struct Pipeline::Impl {
   ProgramConfig config;
   std::shared_ptr<mp::InProcessBroker> broker;
+  std::map<std::string, std::string> ingestion_inputs;  // PipelineHooks
 #ifdef DATAFLOW_APP_HAS_PUBSUB
   std::map<std::string, std::shared_ptr<pubsub::PubsubStub>> stubs;  // by project
 #endif
@@ -311,9 +312,17 @@ struct Pipeline::Impl {
     options.dead_letter = *dead;
     auto publisher = Publisher(in_process, c.sink.project, topics, svc);
     if (!publisher.ok()) return publisher.status();
-    auto consumer = mqttconverter::MqttConsumer::Create(c.mqtt);
-    if (!consumer.ok()) return Annotate(consumer.status(), "mqtt");
-    svc.consumer = std::shared_ptr<mp::MessageConsumer>(*std::move(consumer));
+    if (auto input = ingestion_inputs.find(name); input != ingestion_inputs.end()) {
+      auto consumer =
+          Consumer({.kind = SourceConfig::Kind::kInProcess, .subscription = input->second});
+      if (!consumer.ok()) return Annotate(consumer.status(), "input");
+      svc.consumer = *std::move(consumer);
+      svc.in_process_subscription = input->second;
+    } else {
+      auto consumer = mqttconverter::MqttConsumer::Create(c.mqtt);
+      if (!consumer.ok()) return Annotate(consumer.status(), "mqtt");
+      svc.consumer = std::shared_ptr<mp::MessageConsumer>(*std::move(consumer));
+    }
     auto service = mqttconverter::IngestionService::Create(options, svc.consumer, *publisher);
     if (!service.ok()) return service.status();
     std::shared_ptr<mqttconverter::IngestionService> s = *std::move(service);
@@ -569,10 +578,12 @@ Pipeline::~Pipeline() {
   if (!impl_->stopping) (void)Stop(std::chrono::seconds(0));
 }
 
-absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Build(const ProgramConfig& config) {
+absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Build(const ProgramConfig& config,
+                                                          PipelineHooks hooks) {
   auto impl = std::make_unique<Impl>();
   impl->config = config;
-  impl->broker = mp::InProcessBroker::Create();
+  impl->broker = hooks.broker ? std::move(hooks.broker) : mp::InProcessBroker::Create();
+  impl->ingestion_inputs = std::move(hooks.ingestion_inputs);
   for (const auto& topic : config.in_process_topics) {
     if (auto s = impl->broker->CreateTopic(topic); !s.ok()) return Annotate(s, "in_process.topics");
   }

@@ -10,11 +10,13 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "config.h"
+#include "dataflow/messagepipeline/in_process_broker.h"
 #include "dataflow/messagepipeline/service_core.h"
 #include "metrics.h"
 #include "ops_server.h"
@@ -30,10 +32,21 @@ struct ServiceStatus {
   messagepipeline::ServiceMetrics metrics;
 };
 
+// What Build takes from its caller instead of making it (`dataflow test`).
+struct PipelineHooks {
+  // The broker of the in-process topics; null: a new one with default options.
+  std::shared_ptr<messagepipeline::InProcessBroker> broker;
+  // By ingestion service name: the in-process subscription it reads instead of MQTT (its
+  // messages carry the attributes the MQTT consumer sets). Drained on Stop like any
+  // in-process source.
+  std::map<std::string, std::string> ingestion_inputs;
+};
+
 class Pipeline {
  public:
   // Connects to every backend the config names; errors name the service.
-  static absl::StatusOr<std::unique_ptr<Pipeline>> Build(const ProgramConfig& config);
+  static absl::StatusOr<std::unique_ptr<Pipeline>> Build(const ProgramConfig& config,
+                                                         PipelineHooks hooks = {});
   ~Pipeline();
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
