@@ -3,7 +3,7 @@
 # installs the runtime component into a staging root the way the Dockerfile's build stage
 # does, checks the staged binary's libraries against the runtime stage's package list, and
 # runs it on config/local.yaml through tests/e2e/ops_e2e_test.cc (Mosquitto, /readyz 200,
-# JSON logs, /metrics through promtool, exit 0 on SIGTERM).
+# JSON logs, /metrics through promtool, exit 0 on SIGTERM), and runs the shipped test files.
 #   staged.sh BUILD_DIR SOURCE_DIR OPS_E2E_TEST_BINARY
 set -euo pipefail
 build=$1 src=$2 ops_test=$3
@@ -44,4 +44,7 @@ done
 [ "$missing" = 0 ]
 
 "$bin" --version
+# The shipped test files run against the shipped configs, as a user of the package would.
+"$bin" test "$stage/usr/share/dataflow/examples/local.test.yaml" \
+  "$stage/usr/share/dataflow/examples/emulators.test.yaml"
 DATAFLOW_TEST_BINARY=$bin "$ops_test"
