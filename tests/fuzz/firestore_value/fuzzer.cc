@@ -38,7 +38,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
-#include <optional>
 #include <string>
 
 #include "dataflow/cache/codec.h"
