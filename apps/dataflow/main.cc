@@ -1,6 +1,7 @@
 // The dataflow program: runs dataflow's services. Subcommands:
 //   dataflow run CONFIG.yaml        run the services a config describes until SIGINT/SIGTERM
 //   dataflow validate CONFIG.yaml   check a config, print every error with its path
+//   dataflow schema                 print the config's JSON Schema (draft-07)
 //   dataflow demo [--devices N] [--messages N] [--rate R] [--out DIR] [--mqtt-url URL] [--bench]
 //   dataflow loadgen mqtt|pubsub …  simulated device readings at a rate and count
 //   dataflow version           (or dataflow --version)
@@ -9,6 +10,7 @@
 #include <cstdio>
 
 #include "config.h"
+#include "config_schema.h"
 #include "dataflow/messagepipeline/log_format.h"
 #include "dataflow/messagepipeline/logging.h"
 #include "dataflow/version.h"
@@ -87,6 +89,9 @@ int main(int argc, char** argv) {
       app.add_subcommand("validate", "Check a config and print every error with its path");
   validate_cmd->add_option("config", validate_path, "the config file")->required();
 
+  CLI::App* schema_cmd = app.add_subcommand(
+      "schema", "Print the config file's JSON Schema (draft-07), for editors and linters");
+
   CLI::App* version_cmd = app.add_subcommand("version", "Print the version");
 
   try {
@@ -104,6 +109,10 @@ int main(int argc, char** argv) {
   }
   if (*version_cmd) {
     std::printf("dataflow %s\n", DATAFLOW_VERSION);
+    return 0;
+  }
+  if (*schema_cmd) {
+    std::printf("%s\n", dataflow::app::ConfigJsonSchema().dump(2).c_str());
     return 0;
   }
   if (*demo_cmd) return dataflow::app::RunDemo(demo);
