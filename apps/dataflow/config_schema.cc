@@ -262,7 +262,7 @@ Json Ingestion() {
           "MQTT → topics",
           {
               {"mqtt", std::move(mqtt), true},
-              {"sink", TopicSink(), true},
+              {"sink", Ref("#/definitions/topic_sink"), true},
               {"routes",
                With({{"type", "object"},
                      {"additionalProperties", Text("topic", nullptr, true)},
@@ -351,8 +351,8 @@ Json Enrichment() {
       Object(
           "topic → cache chain → topic",
           {
-              {"source", Source(), true},
-              {"sink", TopicSink(), true},
+              {"source", Ref("#/definitions/source"), true},
+              {"sink", Ref("#/definitions/topic_sink"), true},
               {"topic", Text("where enriched envelopes are published", nullptr, true), true},
               {"key",
                With({{"anyOf", Json::array({Ref("#/definitions/enrichment_key"),
@@ -435,7 +435,7 @@ Json BigQuery() {
       Object(
           "topic → warehouse (BigQuery or SQLite)",
           {
-              {"source", Source(), true},
+              {"source", Ref("#/definitions/source"), true},
               {"batch_size", Integer("rows per batch", 1, 100000, d.batch_size)},
               {"flush_interval", Duration("longest a partial batch waits", d.flush_interval)},
               {"flush_when_idle",
@@ -484,7 +484,7 @@ Json IceStore() {
   return WithCommon(
       Object("topic → archive of gzip JSONL objects (GCS or a local directory)",
              {
-                 {"source", Source(), true},
+                 {"source", Ref("#/definitions/source"), true},
                  {"batch_size", Integer("messages per object, at most", 1, 1000000, d.batch_size)},
                  {"flush_interval", Duration("longest an open batch waits", d.flush_interval)},
                  {"flush_when_idle",
@@ -528,6 +528,8 @@ nlohmann::json ConfigJsonSchema() {
          "^(?:[0-9]+|\\+?(?:inf|(?:(?:[0-9]+(?:\\.[0-9]*)?|\\.[0-9]+)"
          "(?:ns|us|ms|s|m|h))+))$"},
         {"description", "500ms, 30s, 1m30s, 1h (a bare number is seconds)"}}},
+      {"source", Source()},
+      {"topic_sink", TopicSink()},
       {"column", Column(true)},
       {"record_field", Column(false)},
   };
@@ -584,6 +586,28 @@ nlohmann::json ConfigJsonSchema() {
                 "the services, upstream first"),
            true},
       });
+  // create_pubsub_resources (true in any spelling the reader takes) needs each Pub/Sub
+  // source's topic.
+  auto object = [](Json properties) {
+    return Json{{"type", "object"}, {"properties", std::move(properties)}};
+  };
+  Json needs_topic =
+      object({{"source",
+               object({{"pubsub", {{"type", "object"}, {"required", Json::array({"topic"})}}}})}});
+  Json kinds_need_topic = Json::object();
+  for (const char* kind : {"enrichment", "bigquery", "icestore"})
+    kinds_need_topic[kind] = needs_topic;
+  root["if"] = {
+      {"properties",
+       {{"create_pubsub_resources",
+         {{"anyOf", Json::array({{{"const", true}},
+                                 {{"const", 1}},
+                                 {{"type", "string"},
+                                  {"pattern", "^(?:" + AnyCase("true") + "|" + AnyCase("yes") +
+                                                  "|" + AnyCase("on") + "|1)$"}}})}}}}},
+      {"required", Json::array({"create_pubsub_resources"})}};
+  root["then"] =
+      object({{"services", {{"type", "array"}, {"items", object(std::move(kinds_need_topic))}}}});
   Json out = {{"$schema", "http://json-schema.org/draft-07/schema#"},
               {"title", "dataflow " DATAFLOW_VERSION " config"}};
   out.update(root);
