@@ -3,6 +3,7 @@
 //   dataflow validate CONFIG.yaml   check a config, print every error with its path
 //   dataflow test FILE.test.yaml…   feed a test file's messages through its config, in process,
 //                                   and check what comes out
+//   dataflow schema                 print the config's JSON Schema (draft-07)
 //   dataflow demo [--devices N] [--messages N] [--rate R] [--out DIR] [--mqtt-url URL] [--bench]
 //   dataflow loadgen mqtt|pubsub …  simulated device readings at a rate and count
 //   dataflow version           (or dataflow --version)
@@ -12,6 +13,7 @@
 #include <cstdio>
 
 #include "config.h"
+#include "config_schema.h"
 #include "dataflow/messagepipeline/log_format.h"
 #include "dataflow/messagepipeline/logging.h"
 #include "dataflow/version.h"
@@ -99,6 +101,9 @@ int main(int argc, char** argv) {
       "checked against the case's expectations (docs/configuration.md)");
   test_cmd->add_option("files", test_paths, "FILE.test.yaml files")->required();
 
+  CLI::App* schema_cmd = app.add_subcommand(
+      "schema", "Print the config file's JSON Schema (draft-07), for editors and linters");
+
   CLI::App* version_cmd = app.add_subcommand("version", "Print the version");
 
   try {
@@ -119,6 +124,10 @@ int main(int argc, char** argv) {
   }
   if (*version_cmd) {
     std::printf("dataflow %s\n", DATAFLOW_VERSION);
+    return 0;
+  }
+  if (*schema_cmd) {
+    std::printf("%s\n", dataflow::app::ConfigJsonSchema().dump(2).c_str());
     return 0;
   }
   if (*demo_cmd) return dataflow::app::RunDemo(demo);
