@@ -53,13 +53,16 @@ struct Fixture {
   std::string text;
 };
 
-// config/*.yaml, the Kubernetes ConfigMap's configs, config_schema/valid/*.yaml.
+// config/*.yaml (not *.test.yaml), the Kubernetes ConfigMap's configs,
+// config_schema/valid/*.yaml.
 std::vector<Fixture> ValidConfigs() {
   std::vector<Fixture> out;
   const fs::path root = DATAFLOW_SOURCE_DIR;
   for (const fs::path& dir : {root / "config", root / "tests/unit/app/config_schema/valid"}) {
     for (const auto& entry : fs::directory_iterator(dir)) {
-      if (entry.path().extension() == ".yaml") {
+      // *.test.yaml are `dataflow test` files, not configs.
+      if (entry.path().extension() == ".yaml" &&
+          !entry.path().filename().string().ends_with(".test.yaml")) {
         out.push_back({entry.path().string(), ReadFile(entry.path())});
       }
     }

@@ -71,7 +71,10 @@ function yamlFiles(dir, recursive) {
   for (const entry of fs.readdirSync(dir, {withFileTypes: true})) {
     const p = path.join(dir, entry.name);
     if (entry.isDirectory() && recursive) out.push(...yamlFiles(p, true));
-    if (entry.isFile() && entry.name.endsWith('.yaml')) out.push(p);
+    // *.test.yaml are `dataflow test` files, not configs.
+    if (entry.isFile() && entry.name.endsWith('.yaml') && !entry.name.endsWith('.test.yaml')) {
+      out.push(p);
+    }
   }
   return out.sort();
 }
