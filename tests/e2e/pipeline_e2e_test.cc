@@ -32,6 +32,7 @@
 #include "dataflow_testing/redis_server.h"
 #include "dataflow_testing/server_process.h"
 #include "dataflow_testing/storage_emulator.h"
+#include "e2e_readings.h"
 
 namespace dataflow::testing {
 namespace {
@@ -48,7 +49,6 @@ constexpr char kBucket[] = "e2e-archive";
 constexpr char kLeaseAndStream[] = ", ack_deadline: 10s, max_stream_duration: 10s";
 constexpr int kDevices = 6;  // device-5 has no registry document: it passes unenriched
 
-std::string DeviceId(int i) { return "device-" + std::to_string(i); }
 std::string DeviceLocation(int i) { return i % 2 == 0 ? "london" : "paris"; }
 
 struct Servers {
@@ -254,40 +254,18 @@ class PipelineTest : public ::testing::Test {
     return sum;
   }
 
-  // Publishes readings n = first..first+count-1 (temperature = n) over MQTT at QoS 1.
   void PublishReadings(int first, int count) {
-    mqtt::async_client client("tcp://127.0.0.1:" + std::to_string(g_servers->mosquitto->port()),
-                              "e2e-devices-" + tag_);
-    client.connect(mqtt::connect_options_builder().clean_session(true).finalize())->wait();
-    std::vector<mqtt::delivery_token_ptr> tokens;
-    for (int n = first; n < first + count; ++n) {
-      const int device = n % kDevices;
-      const nlohmann::json body = {
-          {"deviceId", DeviceId(device)}, {"temperature", n}, {"humidity", 50}, {"seq", n}};
-      tokens.push_back(client.publish(
-          mqtt::make_message(tag_ + "/" + DeviceId(device) + "/telemetry", body.dump(), 1, false)));
-      if (tokens.size() >= 10) {  // Paho's in-flight window
-        for (auto& t : tokens) t->wait();
-        tokens.clear();
-      }
-    }
-    for (auto& t : tokens) t->wait();
-    client.disconnect()->wait();
+    dataflow::testing::PublishReadings(g_servers->mosquitto->url(), "e2e-devices-" + tag_, tag_,
+                                       first, count, kDevices);
   }
 
-  struct Seen {
-    std::map<int, int> copies;  // reading number → times seen
-    std::size_t total = 0;
-    [[nodiscard]] std::size_t distinct() const { return copies.size(); }
-    [[nodiscard]] std::size_t duplicates() const { return total - copies.size(); }
-  };
+  using Seen = SeenReadings;
 
   Seen Rows(std::vector<nlohmann::json>* rows_out = nullptr) const {
     Seen seen;
     auto rows = g_servers->bigquery->Rows(kProject, kDataset, Table());
     for (const auto& row : rows) {
-      ++seen.copies[static_cast<int>(row.at("temperature").get<double>())];
-      ++seen.total;
+      seen.Add(static_cast<int>(row.at("temperature").get<double>()));
     }
     if (rows_out) *rows_out = std::move(rows);
     return seen;
@@ -301,27 +279,8 @@ class PipelineTest : public ::testing::Test {
     for (const auto& name : *names) {
       auto bytes = g_servers->storage->Download(kBucket, name);
       if (!bytes.ok()) continue;
-      auto text = icestore::GzipDecompress(*bytes);
-      if (!text.ok()) {
-        ADD_FAILURE() << name << " is not gzip: " << text.status();
-        continue;
-      }
-      std::istringstream lines(*text);
-      for (std::string line; std::getline(lines, line);) {
-        auto data = icestore::DecodeArchivalLine(line);
-        if (!data.ok()) {
-          ADD_FAILURE() << name << ": " << data.status();
-          continue;
-        }
-        auto envelope = messagepipeline::DecodeMessageData(data->original_payload);
-        if (!envelope.ok()) {
-          ADD_FAILURE() << name << ": " << envelope.status();
-          continue;
-        }
-        const auto body = nlohmann::json::parse(envelope->payload);
-        ++seen.copies[body.at("temperature").get<int>()];
-        ++seen.total;
-        if (keys_out) keys_out->emplace(body.at("temperature").get<int>(), data->batch_key);
+      if (auto added = AddArchivedReadings(*bytes, seen, keys_out); !added.ok()) {
+        ADD_FAILURE() << name << ": " << added;
       }
     }
     return seen;
