@@ -206,7 +206,7 @@ absl::StatusOr<std::unique_ptr<BigQueryWriter>> BigQueryWriter::Create(
   if (options.append_timeout <= std::chrono::milliseconds::zero()) {
     return absl::InvalidArgumentError("bigquery writer: append_timeout must be > 0");
   }
-  if (auto b = gcp::ExponentialBackoff::Create(options.backoff); !b.ok()) return b.status();
+  if (auto b = messagepipeline::ExponentialBackoff::Create(options.backoff); !b.ok()) return b.status();
   auto descriptor = RowDescriptorProto(schema, "Row");
   if (!descriptor.ok()) return descriptor.status();
   // Checks the descriptor really builds before any row is sent with it.
@@ -339,7 +339,7 @@ absl::StatusOr<std::vector<RowError>> BigQueryWriter::AppendChunk(
 
 absl::StatusOr<bqs::AppendRowsResponse> BigQueryWriter::SendWithRetry(
     const bqs::AppendRowsRequest& request) {
-  auto backoff = gcp::ExponentialBackoff::Create(options_.backoff);  // validated in Create
+  auto backoff = messagepipeline::ExponentialBackoff::Create(options_.backoff);  // validated in Create
   absl::Status last;
   for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
     if (Cancelled()) return absl::CancelledError("bigquery writer: cancelled");

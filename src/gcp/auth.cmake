@@ -1,6 +1,5 @@
-# OAuth access tokens for REST APIs (ADC), and the retry backoff (gcp/backoff.h). A library
-# of its own so that REST-only packages (icestore, bqstore's table admin) get credentials
-# and backoff without linking gRPC and the generated protos. Included by src/gcp, and by the top level when a build leaves the gcp package out
+# OAuth access tokens for REST APIs (ADC). A library of its own so that REST-only packages
+# (icestore, bqstore's table admin) get credentials without linking gRPC and the generated protos. Included by src/gcp, and by the top level when a build leaves the gcp package out
 # (the demo preset) but builds a package that needs it.
 if(TARGET dataflow_gcp_auth)
   return()
@@ -8,7 +7,6 @@ endif()
 find_package(OpenSSL REQUIRED)
 find_package(CURL REQUIRED)
 add_library(dataflow_gcp_auth ${PROJECT_SOURCE_DIR}/src/gcp/access_token.cc
-                              ${PROJECT_SOURCE_DIR}/src/gcp/backoff.cc
                               ${PROJECT_SOURCE_DIR}/src/gcp/http_client.cc)
 add_library(dataflow::gcp_auth ALIAS dataflow_gcp_auth)
 target_include_directories(dataflow_gcp_auth PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>)

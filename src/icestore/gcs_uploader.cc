@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <thread>
 
-#include "dataflow/gcp/backoff.h"
+#include "dataflow/messagepipeline/backoff.h"
 #include "dataflow/icestore/archival.h"
 #include "dataflow/messagepipeline/errors.h"
 #include "dataflow/messagepipeline/logging.h"
@@ -49,7 +49,7 @@ absl::Status HttpError(const HttpRequest& req, const HttpResponse& resp, bool se
   return messagepipeline::MarkPermanent(std::move(status));
 }
 
-gcp::BackoffOptions Backoff(const GcsUploaderOptions& options) {
+messagepipeline::BackoffOptions Backoff(const GcsUploaderOptions& options) {
   return {.initial = options.initial_backoff, .maximum = options.max_backoff, .multiplier = 2};
 }
 
@@ -110,7 +110,7 @@ absl::StatusOr<std::unique_ptr<GcsBatchUploader>> GcsBatchUploader::Create(
   if (options.max_attempts < 1) {
     return absl::InvalidArgumentError("GCS uploader: max_attempts must be >= 1");
   }
-  if (auto b = gcp::ExponentialBackoff::Create(Backoff(options)); !b.ok()) {
+  if (auto b = messagepipeline::ExponentialBackoff::Create(Backoff(options)); !b.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("GCS uploader: initial_backoff/max_backoff: ", b.status().message()));
   }
@@ -127,7 +127,7 @@ absl::Status GcsBatchUploader::Authorize(HttpRequest& request) {
 }
 
 absl::StatusOr<HttpResponse> GcsBatchUploader::SendWithRetry(HttpRequest request, bool is_create) {
-  auto backoff = gcp::ExponentialBackoff::Create(Backoff(options_));  // validated in Create
+  auto backoff = messagepipeline::ExponentialBackoff::Create(Backoff(options_));  // validated in Create
   absl::Status last;
   for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
     if (attempt > 1) std::this_thread::sleep_for(backoff->Next());  // a retry backoff

@@ -14,6 +14,7 @@
 #include <stop_token>
 #include <thread>
 
+#include "dataflow/messagepipeline/backoff.h"
 #include "dataflow/messagepipeline/logging.h"
 #include "mqtt_codec.h"
 #include "mqtt_transport.h"
@@ -40,18 +41,13 @@ std::string RandomHex(std::mt19937_64& rng, int words) {
 
 std::int64_t NowNanos() { return SteadyClock::now().time_since_epoch().count(); }
 
-// The one backoff of this file, for reconnects and for local redeliveries: before the n-th
-// retry (n >= 1) wait min * 2^(n-1), capped at max, jittered over its upper half so copies
-// of a service (or messages nacked together) do not retry in step; never less than min.
-// (Not gcp::ExponentialBackoff: the gcp package, and gRPC with it, is not in every build
-// that has this one, e.g. the tsan preset.)
-std::chrono::milliseconds BackoffDelay(std::chrono::milliseconds min, std::chrono::milliseconds max,
-                                       int retry, std::mt19937_64& rng) {
-  const double upper =
-      std::min(static_cast<double>(min.count()) * std::exp2(std::clamp(retry - 1, 0, 60)),
-               static_cast<double>(max.count()));
-  std::uniform_real_distribution<double> jitter(0.5, 1.0);
-  return std::max(min, std::chrono::milliseconds(static_cast<std::int64_t>(upper * jitter(rng))));
+// Reconnects and local redeliveries: before the n-th retry (n >= 1) wait min * 2^(n-1),
+// capped at max, jittered over its upper half so copies of a service (or messages nacked
+// together) do not retry in step; never less than min (the documented bound).
+std::chrono::milliseconds RetryDelay(std::chrono::milliseconds min, std::chrono::milliseconds max,
+                                     int retry, std::minstd_rand& rng) {
+  return std::max(min, messagepipeline::BackoffDelay(
+                           {.initial = min, .maximum = max, .multiplier = 2}, retry, rng));
 }
 
 // One broker connection: the transport, a writer thread that owns every socket write, and
@@ -431,8 +427,8 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
         Undeliverable(*d, "nacked after Stop()");
         return;
       }
-      const auto delay = BackoffDelay(config_.redelivery_min_backoff,
-                                      config_.redelivery_max_backoff, d->attempt, redeliver_rng_);
+      const auto delay = RetryDelay(config_.redelivery_min_backoff, config_.redelivery_max_backoff,
+                                    d->attempt, redeliver_rng_);
       redeliver_.emplace(SteadyClock::now() + delay, std::move(d));
     }
     redeliver_cv_.notify_one();
@@ -602,8 +598,8 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
       }
       Log()->warn("mqtt connection {}; reconnecting client_id={} broker={} error=\"{}\"",
                   end.granted ? "lost" : "failed", client_id_, config_.broker_url, s.ToString());
-      const auto delay = BackoffDelay(config_.reconnect_min_backoff, config_.reconnect_max_backoff,
-                                      ++failures, rng_);
+      const auto delay = RetryDelay(config_.reconnect_min_backoff, config_.reconnect_max_backoff,
+                                    ++failures, reconnect_rng_);
       std::unique_lock lock(sleep_mu);
       sleep_cv.wait_for(lock, st, delay, [] { return false; });
     }
@@ -1054,7 +1050,8 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
   std::vector<mi::TopicFilter> filters_;
   // Not derived from max_packet_bytes: see WebSocketLimits.
   const mi::WebSocketLimits ws_limits_{};
-  std::mt19937_64 rng_;  // used on the runner (reader) thread only
+  std::mt19937_64 rng_;                                     // runner thread only
+  std::minstd_rand reconnect_rng_{std::random_device{}()};  // runner thread only
   LogRateLimit unrouted_log_;
   std::atomic<std::uint64_t> received_{0}, nacked_{0}, redelivered_{0}, lost_{0}, unrouted_{0},
       connects_{0}, left_with_broker_{0}, oversize_skipped_{0};
@@ -1064,7 +1061,7 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl> {
   std::condition_variable_any redeliver_cv_;
   // Nacked messages by the time they go back into the channel.
   std::multimap<SteadyClock::time_point, std::shared_ptr<Delivery>> redeliver_;
-  std::mt19937_64 redeliver_rng_{std::random_device{}()};  // under redeliver_mu_
+  std::minstd_rand redeliver_rng_{std::random_device{}()};  // under redeliver_mu_
   std::once_flag done_once_;
   std::jthread runner_;
   std::jthread redeliverer_;

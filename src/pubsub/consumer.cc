@@ -37,7 +37,7 @@ struct GooglePubsubConsumer::State {
       : stub(std::move(s)),
         options(std::move(o)),
         queue(options.channel_capacity),
-        settle_backoff(*gcp::ExponentialBackoff::Create(options.settle_backoff)) {
+        settle_backoff(*messagepipeline::ExponentialBackoff::Create(options.settle_backoff)) {
     done = done_promise.get_future().share();
   }
   struct Lease {
@@ -82,7 +82,7 @@ struct GooglePubsubConsumer::State {
   std::vector<PendingId> retry_acks;
   std::vector<PendingId> retry_nacks;
   SteadyClock::time_point next_retry;
-  gcp::ExponentialBackoff settle_backoff;
+  messagepipeline::ExponentialBackoff settle_backoff;
   std::size_t ids_in_flight = 0;  // in an Acknowledge/ModifyAckDeadline call now
   std::vector<Slot> slots;
   // By message id; delivery_lru holds the ids, the most recently delivered first, so the
@@ -463,7 +463,7 @@ void HandOver(const std::shared_ptr<State>& sp, std::size_t index,
 void ReadLoop(const std::shared_ptr<State>& sp, int index) {
   State& s = *sp;
   const auto slot_index = static_cast<std::size_t>(index);
-  auto backoff = *gcp::ExponentialBackoff::Create(s.options.reconnect_backoff);
+  auto backoff = *messagepipeline::ExponentialBackoff::Create(s.options.reconnect_backoff);
   const std::string client_id = absl::StrCat("dataflow-", getpid(), "-", index);
   // Half-closes the stream unless someone already did.
   auto half_close = [&](const std::shared_ptr<PullStream>& stream) {
@@ -658,10 +658,10 @@ absl::StatusOr<std::unique_ptr<GooglePubsubConsumer>> GooglePubsubConsumer::Crea
       options.max_stream_duration < std::chrono::seconds(1)) {
     return absl::InvalidArgumentError("consumer: max_stream_duration must be 0 (none) or >= 1 s");
   }
-  if (auto b = gcp::ExponentialBackoff::Create(options.reconnect_backoff); !b.ok()) {
+  if (auto b = messagepipeline::ExponentialBackoff::Create(options.reconnect_backoff); !b.ok()) {
     return b.status();
   }
-  if (auto b = gcp::ExponentialBackoff::Create(options.settle_backoff); !b.ok()) {
+  if (auto b = messagepipeline::ExponentialBackoff::Create(options.settle_backoff); !b.ok()) {
     return b.status();
   }
   return std::unique_ptr<GooglePubsubConsumer>(

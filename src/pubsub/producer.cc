@@ -35,7 +35,7 @@ absl::StatusOr<std::unique_ptr<GooglePubsubProducer>> GooglePubsubProducer::Crea
   if (options.max_concurrent_batches < 1) {
     return absl::InvalidArgumentError("producer: max_concurrent_batches must be >= 1");
   }
-  if (auto b = gcp::ExponentialBackoff::Create(options.backoff); !b.ok()) return b.status();
+  if (auto b = messagepipeline::ExponentialBackoff::Create(options.backoff); !b.ok()) return b.status();
   return std::unique_ptr<GooglePubsubProducer>(
       new GooglePubsubProducer(std::move(stub), std::move(options)));
 }
@@ -284,7 +284,7 @@ absl::Status GooglePubsubProducer::SendRange(Batch& batch, std::size_t begin, st
   v1::PublishRequest request;
   request.set_topic(TopicName(options_.project_id, batch.topic));
   for (auto i = begin; i < end; ++i) *request.add_messages() = batch.items[i].message;
-  auto backoff = *gcp::ExponentialBackoff::Create(options_.backoff);
+  auto backoff = *messagepipeline::ExponentialBackoff::Create(options_.backoff);
   const auto give_up = std::chrono::steady_clock::now() + options_.retry_timeout;
   absl::Status failure = absl::UnknownError("publish: not attempted");
   while (true) {

@@ -25,7 +25,7 @@
 
 #include "dataflow/bqstore/inserter.h"
 #include "dataflow/bqstore/schema.h"
-#include "dataflow/gcp/backoff.h"
+#include "dataflow/messagepipeline/backoff.h"
 #include "dataflow/gcp/channel.h"
 #include "google/cloud/bigquery/storage/v1/storage.pb.h"
 
@@ -72,7 +72,7 @@ struct BigQueryWriterOptions {
   // DeadlineExceeded (retryable, so it counts as an attempt). Bounds a batch against a
   // server that never answers: at most max_attempts * append_timeout plus backoff.
   std::chrono::milliseconds append_timeout = std::chrono::seconds(30);
-  gcp::BackoffOptions backoff = {.initial = std::chrono::milliseconds(100),
+  messagepipeline::BackoffOptions backoff = {.initial = std::chrono::milliseconds(100),
                                  .maximum = std::chrono::seconds(10)};
   gcp::ChannelOptions channel = DefaultStorageWriteChannelOptions();
   // Replaces the gRPC stub (tests, other transports). Null: gRPC over `channel`.

@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "dataflow/gcp/backoff.h"
+#include "dataflow/messagepipeline/backoff.h"
 #include "dataflow/messagepipeline/consumer.h"
 #include "dataflow/pubsub/pubsub_stub.h"
 
@@ -62,11 +62,11 @@ struct ConsumerOptions {
   // An ack forgets the message; past this many ids the one delivered longest ago is
   // forgotten. Each consumer counts only its own deliveries. 0: no counting (attempt 0).
   std::size_t delivery_count_capacity = 100'000;
-  gcp::BackoffOptions reconnect_backoff{.initial = std::chrono::milliseconds(100),
+  messagepipeline::BackoffOptions reconnect_backoff{.initial = std::chrono::milliseconds(100),
                                         .maximum = std::chrono::seconds(10),
                                         .multiplier = 2.0};
   // Retrying acks, nacks and extensions that failed with a retryable error.
-  gcp::BackoffOptions settle_backoff{.initial = std::chrono::milliseconds(100),
+  messagepipeline::BackoffOptions settle_backoff{.initial = std::chrono::milliseconds(100),
                                      .maximum = std::chrono::seconds(5),
                                      .multiplier = 2.0};
   // The clock that leases and retries are timed by; empty: steady_clock::now. For tests.

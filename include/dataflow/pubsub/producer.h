@@ -36,7 +36,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "dataflow/gcp/backoff.h"
+#include "dataflow/messagepipeline/backoff.h"
 #include "dataflow/messagepipeline/dead_letter.h"
 #include "dataflow/messagepipeline/message.h"
 #include "dataflow/messagepipeline/publisher.h"
@@ -58,7 +58,7 @@ struct ProducerOptions {
   int max_concurrent_batches = 4;                                       // Publish RPCs in flight
   std::chrono::milliseconds publish_timeout{std::chrono::seconds(60)};  // per RPC
   std::chrono::milliseconds retry_timeout{std::chrono::seconds(60)};    // per batch, all tries
-  gcp::BackoffOptions backoff{};
+  messagepipeline::BackoffOptions backoff{};
 };
 
 class GooglePubsubProducer : public messagepipeline::MessagePublisher {

@@ -2,7 +2,6 @@
 
 #include <cstdlib>
 
-#include "dataflow/gcp/backoff.h"
 #include "dataflow/gcp/channel.h"
 #include "dataflow/gcp/project.h"
 #include "dataflow/gcp/status.h"
@@ -99,25 +98,6 @@ TEST(Status, RoundTripsCodeAndMessage) {
   EXPECT_TRUE(IsRetryable(absl::StatusCode::kUnavailable));
   EXPECT_FALSE(IsRetryable(absl::StatusCode::kNotFound));
   EXPECT_FALSE(IsRetryable(absl::StatusCode::kPermissionDenied));
-}
-
-TEST(Backoff, GrowsWithJitterUpToTheMaximum) {
-  auto b = ExponentialBackoff::Create({.initial = std::chrono::milliseconds(100),
-                                       .maximum = std::chrono::milliseconds(1000),
-                                       .multiplier = 2.0});
-  ASSERT_TRUE(b.ok());
-  auto first = b->Next();
-  EXPECT_GE(first.count(), 50);
-  EXPECT_LE(first.count(), 100);
-  for (int i = 0; i < 20; ++i) {
-    auto d = b->Next();
-    EXPECT_LE(d.count(), 1000);
-  }
-  EXPECT_GE(b->Next().count(), 500);  // capped range is [max/2, max]
-  b->Reset();
-  EXPECT_LE(b->Next().count(), 100);
-  EXPECT_FALSE(ExponentialBackoff::Create({.initial = std::chrono::milliseconds(0)}).ok());
-  EXPECT_FALSE(ExponentialBackoff::Create({.multiplier = 0.5}).ok());
 }
 
 }  // namespace
