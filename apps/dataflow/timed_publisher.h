@@ -28,10 +28,6 @@ class TimedPublisher final : public messagepipeline::MessagePublisher {
                     messagepipeline::PublishCallback done) override;
   absl::Status Stop(messagepipeline::Deadline deadline) override;
 
-  [[nodiscard]] const std::shared_ptr<LatencyHistogram>& histogram() const {
-    return options_.histogram;
-  }
-
  private:
   explicit TimedPublisher(TimedPublisherOptions options) : options_(std::move(options)) {}
 

@@ -108,8 +108,4 @@ bool PlaintextAllowed(std::string_view endpoint, std::string_view emulator_host_
   return IsLoopbackHost(HostOfHostPort(endpoint));
 }
 
-bool WaitForConnected(grpc::Channel& channel, std::chrono::system_clock::time_point deadline) {
-  return channel.WaitForConnected(deadline);
-}
-
 }  // namespace dataflow::gcp

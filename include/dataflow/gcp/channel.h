@@ -65,7 +65,4 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ChannelOptions&
 // the data, and any token, in the clear.
 bool PlaintextAllowed(std::string_view endpoint, std::string_view emulator_host_env);
 
-// Waits until `channel` is connected or `deadline` passes; true if connected.
-bool WaitForConnected(grpc::Channel& channel, std::chrono::system_clock::time_point deadline);
-
 }  // namespace dataflow::gcp
