@@ -354,6 +354,66 @@ void WriteEnrichmentMetrics(PrometheusText& out, std::string_view service,
               "Lookups that failed in a backend (not a miss).", labels, m.fetch_errors);
 }
 
+void WriteMqttConsumerStats(PrometheusText& out, std::string_view service,
+                            const mqttconverter::MqttConsumerStats& m) {
+  const MetricLabels labels = {{"service", std::string(service)}};
+  out.Counter("dataflow_mqtt_received_total", "MQTT PUBLISHes delivered to the pipeline.", labels,
+              m.received);
+  out.Counter("dataflow_mqtt_acked_total", "MQTT messages the pipeline acked.", labels, m.acked);
+  out.Counter("dataflow_mqtt_nacked_total", "MQTT messages the pipeline nacked.", labels, m.nacked);
+  out.Counter("dataflow_mqtt_redelivered_total",
+              "Nacked MQTT messages handed to the pipeline again.", labels, m.redelivered);
+  out.Counter("dataflow_mqtt_lost_total",
+              "MQTT messages neither processed nor coming back (clean session, QoS 0 or "
+              "ack_mode receipt).",
+              labels, m.lost);
+  out.Counter("dataflow_mqtt_unrouted_total", "MQTT messages that matched no topic mapping.",
+              labels, m.unrouted);
+  out.Counter("dataflow_mqtt_connects_total", "Successful MQTT connects, reconnects included.",
+              labels, m.connects);
+  out.Counter("dataflow_mqtt_left_with_broker_total",
+              "Unacknowledged QoS 1/2 messages left for the broker to redeliver when a "
+              "connection ended.",
+              labels, m.left_with_broker);
+  out.Counter("dataflow_mqtt_oversize_skipped_total",
+              "PUBLISHes over max_packet_bytes, skipped unread.", labels, m.oversize_skipped);
+  out.Gauge("dataflow_mqtt_outstanding_bytes",
+            "Payload bytes received and not yet acked (bounded by max_outstanding_bytes).", labels,
+            m.outstanding_bytes);
+}
+
+#ifdef DATAFLOW_APP_HAS_PUBSUB
+void WritePubsubConsumerStats(PrometheusText& out, std::string_view service,
+                              const pubsub::GooglePubsubConsumer::Stats& m) {
+  const MetricLabels labels = {{"service", std::string(service)}};
+  out.Counter("dataflow_pubsub_received_total", "Messages received from StreamingPull.", labels,
+              m.received);
+  out.Counter("dataflow_pubsub_acks_sent_total", "Ack ids sent (first attempts).", labels,
+              m.acks_sent);
+  out.Counter("dataflow_pubsub_nacks_sent_total", "Nack ids sent (first attempts).", labels,
+              m.nacks_sent);
+  out.Counter("dataflow_pubsub_extensions_sent_total", "Lease extensions sent.", labels,
+              m.extensions_sent);
+  out.Counter("dataflow_pubsub_reconnects_total", "Streams reopened after an error.", labels,
+              m.reconnects);
+  out.Counter("dataflow_pubsub_stream_renewals_total",
+              "Streams reopened at their max_stream_duration.", labels, m.stream_renewals);
+  out.Counter("dataflow_pubsub_settle_retries_total",
+              "Ack, nack and extension ids sent again after a failure.", labels, m.settle_retries);
+  out.Counter("dataflow_pubsub_settles_expired_total",
+              "Ack and nack ids given up because their lease ran out while retrying (the "
+              "message is redelivered).",
+              labels, m.settles_expired);
+  out.Counter("dataflow_pubsub_settles_failed_total",
+              "Ack, nack and extension ids dropped on a non-retryable error.", labels,
+              m.settles_failed);
+  out.Gauge("dataflow_pubsub_outstanding_messages",
+            "Messages handed to the pipeline and not yet settled.", labels, m.outstanding_messages);
+  out.Gauge("dataflow_pubsub_outstanding_bytes", "Bytes of those messages.", labels,
+            m.outstanding_bytes);
+}
+#endif
+
 namespace {
 void WriteCommonCacheStats(PrometheusText& out, const MetricLabels& labels, std::uint64_t hits,
                            std::uint64_t misses, std::uint64_t fallback_calls) {

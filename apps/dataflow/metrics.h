@@ -37,6 +37,10 @@
 #include "dataflow/cache/redis_cache.h"
 #include "dataflow/enrichment/enricher.h"
 #include "dataflow/messagepipeline/service_core.h"
+#include "dataflow/mqttconverter/mqtt_consumer.h"
+#ifdef DATAFLOW_APP_HAS_PUBSUB
+#include "dataflow/pubsub/consumer.h"
+#endif
 
 namespace dataflow::app {
 
@@ -206,6 +210,19 @@ void WriteCacheStats(PrometheusText& out, std::string_view service, std::string_
                      const cache::LRUCacheStats& stats);
 void WriteCacheStats(PrometheusText& out, std::string_view service, std::string_view layer,
                      const cache::RedisCacheStats& stats);
+
+// dataflow_mqtt_{received,acked,nacked,redelivered,lost,unrouted,connects,left_with_broker,
+// oversize_skipped}_total{service} and the dataflow_mqtt_outstanding_bytes gauge.
+void WriteMqttConsumerStats(PrometheusText& out, std::string_view service,
+                            const mqttconverter::MqttConsumerStats& stats);
+
+#ifdef DATAFLOW_APP_HAS_PUBSUB
+// dataflow_pubsub_{received,acks_sent,nacks_sent,extensions_sent,reconnects,stream_renewals,
+// settle_retries,settles_expired,settles_failed}_total{service} and the
+// dataflow_pubsub_outstanding_{messages,bytes} gauges.
+void WritePubsubConsumerStats(PrometheusText& out, std::string_view service,
+                              const pubsub::GooglePubsubConsumer::Stats& stats);
+#endif
 
 // dataflow_publish_latency_seconds{service}: from Publish() to the broker's result.
 void WritePublishLatency(PrometheusText& out, std::string_view service,

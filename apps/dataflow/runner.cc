@@ -572,6 +572,31 @@ struct Pipeline::Impl {
   }
 };
 
+namespace {
+// The service's consumer's own counters (MQTT, Pub/Sub) beside its kind's families.
+void AddConsumerMetrics(Service& svc) {
+  std::function<void(PrometheusText&)> consumer_stats;
+  if (auto mqtt = std::dynamic_pointer_cast<mqttconverter::MqttConsumer>(svc.consumer)) {
+    consumer_stats = [mqtt, name = svc.name](PrometheusText& out) {
+      WriteMqttConsumerStats(out, name, mqtt->stats());
+    };
+  }
+#ifdef DATAFLOW_APP_HAS_PUBSUB
+  if (auto ps = std::dynamic_pointer_cast<pubsub::GooglePubsubConsumer>(svc.consumer)) {
+    consumer_stats = [ps, name = svc.name](PrometheusText& out) {
+      WritePubsubConsumerStats(out, name, ps->stats());
+    };
+  }
+#endif
+  if (!consumer_stats) return;
+  svc.write_extra_metrics = [kind_stats = std::move(svc.write_extra_metrics),
+                             consumer_stats = std::move(consumer_stats)](PrometheusText& out) {
+    if (kind_stats) kind_stats(out);
+    consumer_stats(out);
+  };
+}
+}  // namespace
+
 Pipeline::Pipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Pipeline::~Pipeline() {
@@ -607,6 +632,7 @@ absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Build(const ProgramConfig& c
         },
         sc.spec);
     if (!built.ok()) return Annotate(built.status(), where);
+    AddConsumerMetrics(*built);
     impl->services.push_back(*std::move(built));
   }
   return std::unique_ptr<Pipeline>(new Pipeline(std::move(impl)));

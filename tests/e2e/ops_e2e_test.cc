@@ -78,6 +78,22 @@ TEST(OpsE2ETest, JsonLogsPromtoolCleanMetricsAndExitZeroOnSigterm) {
       << promtool_output << "\n--- /metrics:\n"
       << metrics;
   EXPECT_NE(metrics.find("dataflow_build_info"), std::string::npos) << metrics;
+  // Every family served is documented (docs/operations.md "Metric families"), and the MQTT
+  // consumer's own counters are among them.
+  std::ifstream doc_file(std::string(DATAFLOW_SOURCE_DIR) + "/docs/operations.md");
+  std::stringstream doc;
+  doc << doc_file.rdbuf();
+  std::set<std::string> families;
+  std::istringstream metric_lines(metrics);
+  for (std::string line; std::getline(metric_lines, line);) {
+    if (line.rfind("# TYPE ", 0) == 0) families.insert(line.substr(7, line.find(' ', 7) - 7));
+  }
+  EXPECT_TRUE(families.contains("dataflow_mqtt_lost_total")) << metrics;
+  EXPECT_TRUE(families.contains("dataflow_mqtt_left_with_broker_total")) << metrics;
+  for (const auto& family : families) {
+    EXPECT_NE(doc.str().find("`" + family), std::string::npos)
+        << family << " is served on /metrics but not documented in docs/operations.md";
+  }
 
   (*process)->Stop(std::chrono::seconds(40));  // SIGTERM; shutdown_timeout is 30 s
   EXPECT_EQ((*process)->last_exit_code(), 0) << "log: " << (*process)->log_path();
