@@ -7,7 +7,6 @@
 
 #include "dataflow/messagepipeline/errors.h"
 #include "dataflow/messagepipeline/json_limits.h"
-#include "json_documents.h"
 
 namespace dataflow::app {
 
@@ -19,29 +18,6 @@ void to_json(nlohmann::json& j, const DeviceInfo& d) {
 void from_json(const nlohmann::json& j, DeviceInfo& d) {
   d.name = j.at("name").get<std::string>();
   d.location = j.at("location").get<std::string>();
-}
-
-absl::StatusOr<std::shared_ptr<JsonFileRegistry>> JsonFileRegistry::Load(
-    const std::filesystem::path& path) {
-  auto documents = LoadJsonDocuments(path.string());
-  if (!documents.ok()) return documents.status();
-  auto registry = std::make_shared<JsonFileRegistry>();
-  for (auto& [id, value] : documents->items()) {
-    if (!value.contains("name") || !value.contains("location") || !value["name"].is_string() ||
-        !value["location"].is_string()) {
-      return absl::InvalidArgumentError("device registry entry \"" + id +
-                                        "\" needs string \"name\" and \"location\"");
-    }
-    registry->devices_[id] = value.get<DeviceInfo>();
-  }
-  return registry;
-}
-
-absl::StatusOr<DeviceInfo> JsonFileRegistry::Fetch(const std::string& id) {
-  ++lookups_;
-  auto it = devices_.find(id);
-  if (it == devices_.end()) return absl::NotFoundError("unknown device " + id);
-  return it->second;
 }
 
 mp::TransformResult<Reading> ToReading(const mp::Message& m) {

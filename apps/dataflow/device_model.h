@@ -1,20 +1,16 @@
 // The device-telemetry model the program's services and demo share: the metadata a device
-// registry holds (DeviceInfo), the warehouse row (Reading), the registry read from a JSON
-// file (the embedded stand-in for Firestore), and the enriched-envelope → row transformer.
+// registry holds (DeviceInfo), the warehouse row (Reading) and the enriched-envelope → row
+// transformer. (A registry file is read by the enrichment service's json_file cache.)
 #pragma once
 
 #include <absl/status/statusor.h>
 
-#include <atomic>
 #include <cstdint>
-#include <filesystem>
-#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
 #include "dataflow/bqstore/row.h"
-#include "dataflow/cache/fetcher.h"
 #include "dataflow/messagepipeline/message.h"
 #include "dataflow/messagepipeline/transformer.h"
 
@@ -40,20 +36,6 @@ struct Reading {
 };
 DATAFLOW_DESCRIBE(Reading, device_id, temperature, humidity, device_name, location, published_at,
                   sent_at);
-
-// Device metadata from a JSON object file {"<device id>": {"name": …, "location": …}}.
-// Read once at creation; thread-safe.
-class JsonFileRegistry final : public cache::Fetcher<std::string, DeviceInfo> {
- public:
-  static absl::StatusOr<std::shared_ptr<JsonFileRegistry>> Load(const std::filesystem::path& path);
-  absl::StatusOr<DeviceInfo> Fetch(const std::string& id) override;
-  absl::Status Close() override { return absl::OkStatus(); }
-  [[nodiscard]] std::uint64_t lookups() const { return lookups_.load(); }
-
- private:
-  std::map<std::string, DeviceInfo> devices_;
-  std::atomic<std::uint64_t> lookups_{0};
-};
 
 // Enriched envelope (JSON payload {"deviceId", "temperature", "humidity"?, "sentAt"?}) →
 // Reading; what does not parse is a permanent error (dead-lettered where the service has a
