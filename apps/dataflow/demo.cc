@@ -60,12 +60,14 @@ ArchiveCount CountArchive(const fs::path& root) {
   return count;
 }
 
-long long CountRows(const fs::path& db, const std::string& table) {
+// Rows of `table` (that match `where`, if given); -1 if the warehouse cannot be read.
+long long CountRows(const fs::path& db, const std::string& table, const std::string& where = "") {
   sqlite3* conn = nullptr;
   long long rows = -1;
   if (sqlite3_open_v2(db.c_str(), &conn, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
     sqlite3_stmt* stmt = nullptr;
-    const std::string sql = "SELECT COUNT(*) FROM " + table;
+    const std::string sql =
+        "SELECT COUNT(*) FROM " + table + (where.empty() ? "" : " WHERE " + where);
     if (sqlite3_prepare_v2(conn, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
         sqlite3_step(stmt) == SQLITE_ROW) {
       rows = sqlite3_column_int64(stmt, 0);
@@ -165,24 +167,6 @@ class LatencyProbe {
   std::chrono::system_clock::time_point last_seen_;
   std::jthread thread_;  // last: starts once the members above exist
 };
-
-// Rows of the warehouse whose device the registry does not know (enrichment passed them on
-// unenriched, so they have no location).
-long long CountUnenriched(const fs::path& db, const std::string& table) {
-  sqlite3* conn = nullptr;
-  long long rows = -1;
-  if (sqlite3_open_v2(db.c_str(), &conn, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_stmt* stmt = nullptr;
-    const std::string sql = "SELECT COUNT(*) FROM " + table + " WHERE location IS NULL";
-    if (sqlite3_prepare_v2(conn, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
-        sqlite3_step(stmt) == SQLITE_ROW) {
-      rows = sqlite3_column_int64(stmt, 0);
-    }
-    sqlite3_finalize(stmt);
-  }
-  sqlite3_close(conn);
-  return rows;
-}
 
 template <typename T>
 T OrDie(absl::StatusOr<T> v, const char* what) {
@@ -381,7 +365,9 @@ int RunDemo(const DemoOptions& o) {
   }
 
   const long long rows = CountRows(db_path, "readings");
-  const long long unenriched = CountUnenriched(db_path, "readings");
+  // Readings of devices the registry does not know: enrichment passed them on without a
+  // location.
+  const long long unenriched = CountRows(db_path, "readings", "location IS NULL");
   const ArchiveCount archived = CountArchive(archive_root);
   std::printf("\nsummary (%.1f s, %.0f messages/s end to end)\n", elapsed,
               static_cast<double>(total) / elapsed);
