@@ -305,7 +305,8 @@ int RunDemo(const DemoOptions& o) {
                              .flush_interval = std::chrono::milliseconds(500),
                              .flush_when_idle = true,  // as config/local.yaml
                              .dead_letter = dead_letters},
-                            *broker->NewConsumer("enriched-bigquery"), ToReading, inserter),
+                            *broker->NewConsumer("enriched-bigquery"),
+                            [](const mp::Message& m) { return ToReading(m); }, inserter),
                         "bigquery service");
 
   // 6. Archive: enriched → gzip JSONL objects grouped by date/location.

@@ -55,10 +55,13 @@ class JsonFileRegistry final : public cache::Fetcher<std::string, DeviceInfo> {
   std::atomic<std::uint64_t> lookups_{0};
 };
 
-// Enriched envelope (JSON payload {"deviceId", "temperature", "humidity"?, "sentAt"?}) →
-// Reading; what does not parse is a permanent error (dead-lettered where the service has a
+// Enriched envelope (JSON payload {"deviceId", "temperature", "humidity"?, "sentAt"?}), or a
+// raw reading by `format` (messagepipeline::DecodeInput) → Reading; what does not parse is a
+// permanent error (dead-lettered where the service has a
 // sink). A "sentAt" that is not an RFC 3339 time only leaves sent_at unset: it is
 // diagnostic, not worth losing the reading over.
-messagepipeline::TransformResult<Reading> ToReading(const messagepipeline::Message& m);
+messagepipeline::TransformResult<Reading> ToReading(
+    const messagepipeline::Message& m,
+    messagepipeline::InputFormat format = messagepipeline::InputFormat::kAuto);
 
 }  // namespace dataflow::app
