@@ -150,7 +150,9 @@ absl::StatusOr<MessageData> FromParsed(nlohmann::json& j) {
     if (!it->is_object()) {
       return absl::InvalidArgumentError("message data: \"enrichmentData\" is not an object");
     }
-    out.enrichment_data = std::move(*it);
+    // An empty map is no map, as Go's omitempty writes it: {} decodes as null, so what is
+    // decoded encodes back to itself.
+    if (!it->empty()) out.enrichment_data = std::move(*it);
   }
   return out;
 }

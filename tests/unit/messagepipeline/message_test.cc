@@ -300,6 +300,15 @@ TEST(MessageDataJson, TimesBeyondANanosecondTimePointArePermanentOutOfRange) {
   EXPECT_TRUE(IsPermanent(envelope.status()));
 }
 
+// A fuzz finding: {} was kept, then left out by the encoder (omitempty), so the round trip
+// changed the value. An empty map is no map, as in Go.
+TEST(MessageDataJson, EmptyEnrichmentDecodesAsNoneSoItRoundTrips) {
+  auto out = DecodeMessageData(R"({"id":"1","payload":"","enrichmentData":{}})");
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_TRUE(out->enrichment_data.is_null());
+  EXPECT_EQ(*DecodeMessageData(EncodeMessageData(*out)), *out);
+}
+
 TEST(InputFormat, ParsesItsNames) {
   for (InputFormat f : {InputFormat::kAuto, InputFormat::kEnvelope, InputFormat::kRaw}) {
     EXPECT_EQ(*ParseInputFormat(InputFormatName(f)), f);
