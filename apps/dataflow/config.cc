@@ -195,6 +195,18 @@ class Reader {
     out = std::chrono::duration_cast<Duration>(absl::ToChronoNanoseconds(d));
   }
 
+  void Format(const YAML::Node& parent, const char* key, const std::string& path,
+              messagepipeline::InputFormat& out) {
+    auto v = Scalar(parent, key, path, false);
+    if (!v) return;
+    auto f = messagepipeline::ParseInputFormat(*v);
+    if (!f.ok()) {
+      Error(Join(path, key), "expected auto, envelope or raw, got " + Quote(*v));
+    } else {
+      out = *f;
+    }
+  }
+
   void Policy(const YAML::Node& parent, const char* key, const std::string& path,
               enrichment::FailurePolicy& out) {
     auto v = Scalar(parent, key, path, false);
@@ -311,8 +323,8 @@ void ReadTopicSink(Reader& r, const YAML::Node& parent, const std::string& path,
 void ReadIngestion(Reader& r, const YAML::Node& node, const std::string& path,
                    IngestionConfig& out) {
   if (!r.Map(node, path,
-             {"mqtt", "sink", "routes", "default_topic", "dead_letter_topic", "workers",
-              "max_delivery_attempts"}))
+             {"mqtt", "sink", "routes", "default_topic", "payload_format", "dead_letter_topic",
+              "workers", "max_delivery_attempts"}))
     return;
   const YAML::Node mqtt = node["mqtt"];
   const std::string m = Join(path, "mqtt");
@@ -408,6 +420,15 @@ void ReadIngestion(Reader& r, const YAML::Node& node, const std::string& path,
     }
   }
   r.String(node, "default_topic", path, out.default_topic);
+  if (auto v = r.Scalar(node, "payload_format", path, false)) {
+    if (*v == "envelope") {
+      out.payload_format = mqttconverter::PayloadFormat::kEnvelope;
+    } else if (*v == "raw") {
+      out.payload_format = mqttconverter::PayloadFormat::kRaw;
+    } else {
+      r.Error(Join(path, "payload_format"), "expected envelope or raw, got " + r.Quote(*v));
+    }
+  }
   r.String(node, "dead_letter_topic", path, out.dead_letter_topic);
   r.Integer(node, "max_delivery_attempts", path, out.max_delivery_attempts, 1, 1000);
   r.Integer(node, "workers", path, out.workers, 1, kMaxWorkers);
@@ -537,12 +558,13 @@ void ReadFieldMappings(Reader& r, const YAML::Node& parent, const char* key,
 void ReadEnrichment(Reader& r, const YAML::Node& node, const std::string& path,
                     EnrichmentConfig& out) {
   if (!r.Map(node, path,
-             {"source", "sink", "topic", "key", "fields", "attributes", "cache", "on_not_found",
-              "on_error", "location_attribute", "dead_letter_topic", "workers",
+             {"source", "input_format", "sink", "topic", "key", "fields", "attributes", "cache",
+              "on_not_found", "on_error", "location_attribute", "dead_letter_topic", "workers",
               "max_delivery_attempts"})) {
     return;
   }
   ReadSource(r, node, path, out.source);
+  r.Format(node, "input_format", path, out.input_format);
   ReadTopicSink(r, node, path, out.sink);
   r.String(node, "topic", path, out.topic, true);
   const YAML::Node key = node["key"];
@@ -614,12 +636,14 @@ void ReadRowSchema(Reader& r, const YAML::Node& node, const std::string& path,
 
 void ReadBigQuery(Reader& r, const YAML::Node& node, const std::string& path, BigQueryConfig& out) {
   if (!r.Map(node, path,
-             {"source", "batch_size", "flush_interval", "flush_when_idle", "table", "sqlite",
-              "dead_letter_topic", "workers", "max_delivery_attempts", "schema", "sources"})) {
+             {"source", "input_format", "batch_size", "flush_interval", "flush_when_idle", "table",
+              "sqlite", "dead_letter_topic", "workers", "max_delivery_attempts", "schema",
+              "sources"})) {
     return;
   }
   ReadRowSchema(r, node, path, out);
   ReadSource(r, node, path, out.source);
+  r.Format(node, "input_format", path, out.input_format);
   r.Integer(node, "batch_size", path, out.batch_size, 1, 100000);
   r.Dur(node, "flush_interval", path, out.flush_interval);
   r.Bool(node, "flush_when_idle", path, out.flush_when_idle);
@@ -667,11 +691,12 @@ void ReadBigQuery(Reader& r, const YAML::Node& node, const std::string& path, Bi
 
 void ReadIceStore(Reader& r, const YAML::Node& node, const std::string& path, IceStoreConfig& out) {
   if (!r.Map(node, path,
-             {"source", "batch_size", "flush_interval", "flush_when_idle", "gcs", "local",
-              "dead_letter_topic", "workers", "max_delivery_attempts", "group_by"})) {
+             {"source", "input_format", "batch_size", "flush_interval", "flush_when_idle", "gcs",
+              "local", "dead_letter_topic", "workers", "max_delivery_attempts", "group_by"})) {
     return;
   }
   ReadSource(r, node, path, out.source);
+  r.Format(node, "input_format", path, out.input_format);
   r.Integer(node, "batch_size", path, out.batch_size, 1, 1000000);
   r.Dur(node, "flush_interval", path, out.flush_interval);
   r.Bool(node, "flush_when_idle", path, out.flush_when_idle);
@@ -1087,8 +1112,10 @@ std::vector<std::string> Describe(const ProgramConfig& config) {
     if (const auto* ing = std::get_if<IngestionConfig>(&s.spec)) {
       std::vector<std::string> routes;
       for (const auto& [route, topic] : ing->routes) routes.push_back(route + "→" + topic);
-      line += "MQTT " + ing->mqtt.broker_url + " → " + sink(ing->sink) + "{" +
-              absl::StrJoin(routes, ", ") + "}";
+      line +=
+          "MQTT " + ing->mqtt.broker_url + " → " + sink(ing->sink) + "{" +
+          absl::StrJoin(routes, ", ") + "}" +
+          (ing->payload_format == mqttconverter::PayloadFormat::kRaw ? " (raw MQTT bytes)" : "");
     } else if (const auto* en = std::get_if<EnrichmentConfig>(&s.spec)) {
       std::vector<std::string> layers;
       if (en->cache.lru) layers.push_back("LRU(" + std::to_string(en->cache.lru->max_size) + ")");

@@ -27,7 +27,9 @@
 #include "dataflow/cache/redis_stub.h"
 #include "dataflow/enrichment/enricher.h"
 #include "dataflow/enrichment/keys.h"
+#include "dataflow/messagepipeline/message.h"
 #include "dataflow/messagepipeline/service_core.h"
+#include "dataflow/mqttconverter/ingestion_service.h"
 #include "dataflow/mqttconverter/mqtt_config.h"
 
 namespace dataflow::app {
@@ -61,6 +63,8 @@ struct IngestionConfig {
   TopicSinkConfig sink;
   std::vector<std::pair<std::string, std::string>> routes;  // route name → topic
   std::string default_topic;  // for unmapped routes; empty: they are rejected
+  // What is published: the JSON envelope (as the Go ingestion publishes) or the MQTT bytes.
+  mqttconverter::PayloadFormat payload_format = mqttconverter::PayloadFormat::kEnvelope;
   // Messages that can never succeed are parked here (same transport as the service's input);
   // empty: they are logged, counted as dropped and acked.
   std::string dead_letter_topic;
@@ -95,6 +99,8 @@ struct EnrichmentKeyConfig {
 
 struct EnrichmentConfig {
   SourceConfig source;
+  // How input bodies are read: auto (an envelope if it is one, else raw), envelope or raw.
+  messagepipeline::InputFormat input_format = messagepipeline::InputFormat::kAuto;
   TopicSinkConfig sink;
   std::string topic;                      // output topic
   std::vector<EnrichmentKeyConfig> keys;  // tried in order; at least one
@@ -116,6 +122,8 @@ struct EnrichmentConfig {
 
 struct BigQueryConfig {
   SourceConfig source;
+  // How input bodies are read: auto (an envelope if it is one, else raw), envelope or raw.
+  messagepipeline::InputFormat input_format = messagepipeline::InputFormat::kAuto;
   std::size_t batch_size = 100;
   std::chrono::milliseconds flush_interval{std::chrono::minutes(1)};
   bool flush_when_idle = false;  // also flush a partial batch when no input is waiting
@@ -152,6 +160,8 @@ struct BigQueryConfig {
 
 struct IceStoreConfig {
   SourceConfig source;
+  // How input bodies are read: auto (an envelope if it is one, else raw), envelope or raw.
+  messagepipeline::InputFormat input_format = messagepipeline::InputFormat::kAuto;
   std::size_t batch_size = 100;
   std::chrono::milliseconds flush_interval{std::chrono::minutes(1)};
   bool flush_when_idle = false;  // also flush a partial batch when no input is waiting

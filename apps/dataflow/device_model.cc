@@ -20,9 +20,11 @@ void from_json(const nlohmann::json& j, DeviceInfo& d) {
   d.location = j.at("location").get<std::string>();
 }
 
-mp::TransformResult<Reading> ToReading(const mp::Message& m) {
-  auto envelope = mp::DecodeMessageData(m.data.payload);
-  if (!envelope.ok()) return mp::MarkPermanent(envelope.status());
+mp::TransformResult<Reading> ToReading(const mp::Message& m, mp::InputFormat format) {
+  auto decoded = mp::DecodeInput(m.data.payload, format);
+  if (!decoded.ok()) return decoded.status();  // permanent
+  // The envelope's view when the body is one, else the message's own.
+  const mp::MessageData* envelope = decoded->has_value() ? &**decoded : &m.data;
   // Device data, held to the same JSON limits as the envelope; an error quotes at most the
   // payload's first bytes, escaped (a payload may be megabytes of anything).
   absl::StatusOr<nlohmann::json> parsed = mp::ParseJsonBounded(envelope->payload);
@@ -59,7 +61,8 @@ mp::TransformResult<Reading> ToReading(const mp::Message& m) {
       r.location = loc.get<std::string>();
     }
   }
-  r.published_at = envelope->publish_time;
+  r.published_at = envelope->publish_time == mp::Clock::time_point{} ? m.data.publish_time
+                                                                     : envelope->publish_time;
   return std::optional<Reading>(std::move(r));
 }
 

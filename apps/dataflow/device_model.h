@@ -37,10 +37,13 @@ struct Reading {
 DATAFLOW_DESCRIBE(Reading, device_id, temperature, humidity, device_name, location, published_at,
                   sent_at);
 
-// Enriched envelope (JSON payload {"deviceId", "temperature", "humidity"?, "sentAt"?}) →
-// Reading; what does not parse is a permanent error (dead-lettered where the service has a
+// Enriched envelope (JSON payload {"deviceId", "temperature", "humidity"?, "sentAt"?}), or a
+// raw reading by `format` (messagepipeline::DecodeInput) → Reading; what does not parse is a
+// permanent error (dead-lettered where the service has a
 // sink). A "sentAt" that is not an RFC 3339 time only leaves sent_at unset: it is
 // diagnostic, not worth losing the reading over.
-messagepipeline::TransformResult<Reading> ToReading(const messagepipeline::Message& m);
+messagepipeline::TransformResult<Reading> ToReading(
+    const messagepipeline::Message& m,
+    messagepipeline::InputFormat format = messagepipeline::InputFormat::kAuto);
 
 }  // namespace dataflow::app

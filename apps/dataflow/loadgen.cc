@@ -381,8 +381,9 @@ CLI::App* AddLoadgenCommand(CLI::App& app, LoadgenOptions& options) {
   const std::map<std::string, PubsubPayload> formats = {{"envelope", PubsubPayload::kEnvelope},
                                                         {"raw", PubsubPayload::kRaw}};
   ps->add_option("--format", options.pubsub.payload,
-                 "envelope: the MessageData JSON envelope (what ingestion publishes and "
-                 "enrichment reads); raw: the reading JSON itself")
+                 "envelope: the MessageData JSON envelope (what ingestion publishes by default, "
+                 "as the Go ingestion does); raw: the reading JSON itself (ingestion with "
+                 "payload_format: raw). The consuming services read either")
       ->transform(CLI::CheckedTransformer(formats, CLI::ignore_case))
       ->default_str("envelope");
   ps->footer(kLoadgenFooter);

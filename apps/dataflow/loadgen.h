@@ -48,7 +48,7 @@ struct MqttLoadOptions {
 
 // How a reading travels over Pub/Sub.
 enum class PubsubPayload {
-  kEnvelope,  // the MessageData JSON envelope, as ingestion publishes to its topics
+  kEnvelope,  // the MessageData JSON envelope, as ingestion publishes by default
   kRaw,       // the reading JSON itself
 };
 
@@ -56,7 +56,7 @@ struct PubsubLoadOptions {
   ReadingLoad load;
   std::string project;  // empty: $GOOGLE_CLOUD_PROJECT
   std::string topic;
-  PubsubPayload payload = PubsubPayload::kEnvelope;
+  PubsubPayload payload = PubsubPayload::kEnvelope;  // ingestion's default payload_format
 };
 
 // `dataflow loadgen mqtt|pubsub`: filled by AddLoadgenCommand, read by RunLoadgen.

@@ -301,6 +301,7 @@ struct Pipeline::Impl {
         .unmapped = c.default_topic.empty() ? mqttconverter::UnmappedRoutePolicy::kReject
                                             : mqttconverter::UnmappedRoutePolicy::kDefaultTopic,
         .default_topic = c.default_topic,
+        .payload_format = c.payload_format,
         .num_workers = c.workers,
         .max_delivery_attempts = c.max_delivery_attempts};
     for (const auto& [route, topic] : c.routes) {
@@ -384,7 +385,8 @@ struct Pipeline::Impl {
         {.name = name,
          .num_workers = c.workers,
          .dead_letter = *dead,
-         .max_delivery_attempts = c.max_delivery_attempts},
+         .max_delivery_attempts = c.max_delivery_attempts,
+         .input_format = c.input_format},
         svc.consumer, *enricher, mp::PublishEnvelope(*publisher, c.topic));
     if (!service.ok()) return service.status();
     std::shared_ptr<enrichment::EnrichmentService> s = *std::move(service);
@@ -481,11 +483,14 @@ struct Pipeline::Impl {
         payload |= !column.source || column.source->kind == bqstore::ColumnSource::Kind::kPayload;
       }
       return BigQuerySink<bqstore::RowInput>(
-          name, c, *inserter, bqstore::RowInputTransformer({.parse_payload = payload}));
+          name, c, *inserter,
+          bqstore::RowInputTransformer({.input_format = c.input_format, .parse_payload = payload}));
     }
     auto inserter = Inserter(c);
     if (!inserter.ok()) return inserter.status();
-    return BigQuerySink<Reading>(name, c, *inserter, ToReading);
+    return BigQuerySink<Reading>(
+        name, c, *inserter,
+        [format = c.input_format](const mp::Message& m) { return ToReading(m, format); });
   }
 
   template <typename T>
@@ -548,10 +553,12 @@ struct Pipeline::Impl {
                                                .flush_when_idle = c.flush_when_idle};
     options.batcher.batch_size = c.batch_size;
     options.batcher.flush_interval = c.flush_interval;
-    auto service = icestore::IceStorageService::Create(options, svc.consumer, uploader,
-                                                       c.group_by == IceStoreConfig::GroupBy::kDay
-                                                           ? icestore::DayArchivalTransformer
-                                                           : icestore::ArchivalTransformer);
+    auto service = icestore::IceStorageService::Create(
+        options, svc.consumer, uploader,
+        icestore::MakeArchivalTransformer(c.input_format,
+                                          c.group_by == IceStoreConfig::GroupBy::kDay
+                                              ? icestore::ArchivalKey::kDay
+                                              : icestore::ArchivalKey::kDayLocation));
     if (!service.ok()) return service.status();
     std::shared_ptr<icestore::IceStorageService> s = *std::move(service);
     svc.start = [s] { return s->Start(); };

@@ -842,14 +842,14 @@ mp::MessageTransformer<RowInput> RowInputTransformer(RowInputOptions options) {
   return [options](const mp::Message& m) -> mp::TransformResult<RowInput> {
     RowInput input;
     input.attributes = m.attributes;
+    auto decoded = mp::DecodeInput(m.data.payload, options.input_format);
+    if (!decoded.ok()) return decoded.status();  // permanent
     const std::string* payload = &m.data.payload;
-    mp::MessageData envelope;
-    if (options.envelope) {
-      auto decoded = mp::DecodeMessageData(m.data.payload);
-      if (!decoded.ok()) return mp::MarkPermanent(decoded.status());
-      envelope = *std::move(decoded);
-      input.id = std::move(envelope.id);
-      input.publish_time = envelope.publish_time;
+    if (decoded->has_value()) {
+      mp::MessageData& envelope = **decoded;
+      input.id = envelope.id.empty() ? m.data.id : std::move(envelope.id);
+      input.publish_time = envelope.publish_time == mp::Clock::time_point{} ? m.data.publish_time
+                                                                            : envelope.publish_time;
       input.enrichment = std::move(envelope.enrichment_data);
       payload = &envelope.payload;
     } else {

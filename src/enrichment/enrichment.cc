@@ -100,6 +100,13 @@ mp::TransformResult<std::monostate> PassThrough(const Message&) {
   return std::optional<std::monostate>(std::monostate{});
 }
 
+// A failed message goes back (nack) or to the dead-letter topic as it was received: the
+// envelope, not the payload unwrapped from it.
+void RestoreOnFailure(Message& m, const absl::Status& status,
+                      std::optional<mp::MessageData>& received) {
+  if (!status.ok() && received.has_value()) m.data = std::move(*received);
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<EnrichmentService>> EnrichmentService::Create(
@@ -109,11 +116,16 @@ absl::StatusOr<std::unique_ptr<EnrichmentService>> EnrichmentService::Create(
   if (!processor) return absl::InvalidArgumentError(options.name + ": processor is null");
   auto service = Service::Create(
       ServiceOptions(options), std::move(consumer), PassThrough,
-      [enricher, processor = std::move(processor)](Message& m, std::monostate&) -> absl::Status {
+      [enricher, processor = std::move(processor), format = options.input_format](
+          Message& m, std::monostate&) -> absl::Status {
+        auto received = mp::UnwrapInput(m, format);
+        if (!received.ok()) return received.status();  // permanent
         absl::StatusOr<EnrichAction> action = enricher->Enrich(m);
-        if (!action.ok()) return action.status();
-        if (*action == EnrichAction::kSkip) return absl::OkStatus();  // ack and drop
-        return processor(m);
+        absl::Status status = !action.ok()                     ? action.status()
+                              : *action == EnrichAction::kSkip ? absl::OkStatus()  // ack, drop
+                                                               : processor(m);
+        RestoreOnFailure(m, status, *received);
+        return status;
       });
   if (!service.ok()) return service.status();
   return std::unique_ptr<EnrichmentService>(
@@ -125,15 +137,26 @@ absl::StatusOr<std::unique_ptr<EnrichmentService>> EnrichmentService::CreateAsyn
     std::shared_ptr<MessageEnricher> enricher, mp::AsyncMessageProcessor processor) {
   if (!enricher) return absl::InvalidArgumentError(options.name + ": enricher is null");
   if (!processor) return absl::InvalidArgumentError(options.name + ": processor is null");
-  auto service = Service::CreateAsync(ServiceOptions(options), std::move(consumer), PassThrough,
-                                      [enricher, processor = std::move(processor)](
-                                          Message& m, std::monostate&, mp::Completion done) {
-                                        absl::StatusOr<EnrichAction> action = enricher->Enrich(m);
-                                        if (!action.ok()) return done(action.status());
-                                        if (*action == EnrichAction::kSkip)
-                                          return done(absl::OkStatus());
-                                        processor(m, std::move(done));
-                                      });
+  auto service = Service::CreateAsync(
+      ServiceOptions(options), std::move(consumer), PassThrough,
+      [enricher, processor = std::move(processor), format = options.input_format](
+          Message& m, std::monostate&, mp::Completion done) {
+        auto received = mp::UnwrapInput(m, format);
+        if (!received.ok()) return done(received.status());
+        // The service keeps `m` until `done` runs. Raw input needs no restoring (nor the
+        // extra std::function).
+        mp::Completion settle = !received->has_value()
+                                    ? std::move(done)
+                                    : [&m, received = std::move(*received),
+                                       done = std::move(done)](absl::Status s) mutable {
+                                        RestoreOnFailure(m, s, received);
+                                        done(std::move(s));
+                                      };
+        absl::StatusOr<EnrichAction> action = enricher->Enrich(m);
+        if (!action.ok()) return settle(action.status());
+        if (*action == EnrichAction::kSkip) return settle(absl::OkStatus());
+        processor(m, std::move(settle));
+      });
   if (!service.ok()) return service.status();
   return std::unique_ptr<EnrichmentService>(
       new EnrichmentService(std::move(enricher), *std::move(service)));

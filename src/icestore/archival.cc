@@ -51,10 +51,13 @@ absl::StatusOr<ArchivalData> DecodeArchivalLine(std::string_view line,
     return absl::OkStatus();
   };
   std::string payload64, archived_at;
-  for (auto [name, dst] :
-       {std::pair{"id", &out.id}, std::pair{"batchKey", &out.batch_key},
-        std::pair{"originalPubSubPayload", &payload64}, std::pair{"archivedAt", &archived_at}}) {
+  for (auto [name, dst] : {std::pair{"id", &out.id}, std::pair{"batchKey", &out.batch_key},
+                           std::pair{"archivedAt", &archived_at}}) {
     if (auto s = string_field(name, dst); !s.ok()) return s;
+  }
+  // Go writes a nil []byte as null: an empty payload.
+  if (auto it = j.find("originalPubSubPayload"); it == j.end() || !it->is_null()) {
+    if (auto s = string_field("originalPubSubPayload", &payload64); !s.ok()) return s;
   }
   if (!absl::Base64Unescape(payload64, &out.original_payload)) {
     return absl::InvalidArgumentError("archival line: originalPubSubPayload is not base64");
@@ -123,17 +126,50 @@ absl::Status ValidateLocation(std::string_view location) {
 
 namespace {
 
+namespace mp = messagepipeline;
+
 // The publish day (now when unset) as YYYY/MM/DD, UTC.
-std::string DayKey(const messagepipeline::Message& message, Clock::time_point now) {
-  const Clock::time_point when =
-      message.data.publish_time == Clock::time_point{} ? now : message.data.publish_time;
+std::string DayKey(Clock::time_point publish_time, Clock::time_point now) {
+  const Clock::time_point when = publish_time == Clock::time_point{} ? now : publish_time;
   const absl::CivilDay day = absl::ToCivilDay(absl::FromChrono(when), absl::UTCTimeZone());
   return absl::StrFormat("%04d/%02d/%02d", day.year(), day.month(), day.day());
 }
 
-messagepipeline::TransformResult<ArchivalData> Archive(const messagepipeline::Message& message,
-                                                       std::string key, Clock::time_point now) {
-  return std::optional<ArchivalData>(ArchivalData{.id = message.data.id,
+mp::TransformResult<ArchivalData> Transform(const mp::Message& message, mp::InputFormat format,
+                                            ArchivalKey key_kind) {
+  const Clock::time_point now = Clock::now();
+  auto decoded = mp::DecodeInput(message.data.payload, format);
+  if (!decoded.ok()) return decoded.status();  // permanent
+  // What the body says about itself when it is an envelope, else the transport's view.
+  const mp::MessageData* envelope = decoded->has_value() ? &**decoded : nullptr;
+  const std::string& id = envelope && !envelope->id.empty() ? envelope->id : message.data.id;
+  const Clock::time_point published = envelope && envelope->publish_time != Clock::time_point{}
+                                          ? envelope->publish_time
+                                          : message.data.publish_time;
+  const nlohmann::json& enrichment =
+      envelope ? envelope->enrichment_data : message.data.enrichment_data;
+  std::string key = DayKey(published, now);
+  if (key_kind == ArchivalKey::kDayLocation) {
+    std::string location;
+    if (enrichment.is_object()) {
+      auto it = enrichment.find("location");
+      if (it != enrichment.end() && it->is_string()) location = it->get<std::string>();
+    }
+    // The Go code consults the attribute only when there is no enrichment data at all; we
+    // also fall back when the enrichment lacks a location, which loses nothing.
+    if (location.empty()) {
+      if (auto it = message.attributes.find("location"); it != message.attributes.end()) {
+        location = it->second;
+      }
+    }
+    if (!location.empty()) {
+      // Device data: refuse a location that is not one plain path segment rather than guess
+      // what it meant. Sending it again cannot change it, so the message is dead-lettered.
+      if (auto s = ValidateLocation(location); !s.ok()) return s;
+      absl::StrAppend(&key, "/", location);
+    }
+  }
+  return std::optional<ArchivalData>(ArchivalData{.id = id,
                                                   .batch_key = std::move(key),
                                                   .original_payload = message.data.payload,
                                                   .archived_at = now});
@@ -141,37 +177,17 @@ messagepipeline::TransformResult<ArchivalData> Archive(const messagepipeline::Me
 
 }  // namespace
 
-messagepipeline::TransformResult<ArchivalData> ArchivalTransformer(
-    const messagepipeline::Message& message) {
-  const Clock::time_point now = Clock::now();
-  std::string key = DayKey(message, now);
-
-  std::string location;
-  const nlohmann::json& enrichment = message.data.enrichment_data;
-  if (enrichment.is_object()) {
-    auto it = enrichment.find("location");
-    if (it != enrichment.end() && it->is_string()) location = it->get<std::string>();
-  }
-  // The Go code consults the attribute only when there is no enrichment data at all; we
-  // also fall back when the enrichment lacks a location, which loses nothing.
-  if (location.empty()) {
-    if (auto it = message.attributes.find("location"); it != message.attributes.end()) {
-      location = it->second;
-    }
-  }
-  if (!location.empty()) {
-    // Device data: refuse a location that is not one plain path segment rather than guess
-    // what it meant. Sending it again cannot change it, so the message is dead-lettered.
-    if (auto s = ValidateLocation(location); !s.ok()) return s;
-    absl::StrAppend(&key, "/", location);
-  }
-  return Archive(message, std::move(key), now);
+mp::MessageTransformer<ArchivalData> MakeArchivalTransformer(mp::InputFormat format,
+                                                             ArchivalKey key) {
+  return [format, key](const mp::Message& message) { return Transform(message, format, key); };
 }
 
-messagepipeline::TransformResult<ArchivalData> DayArchivalTransformer(
-    const messagepipeline::Message& message) {
-  const Clock::time_point now = Clock::now();
-  return Archive(message, DayKey(message, now), now);
+mp::TransformResult<ArchivalData> ArchivalTransformer(const mp::Message& message) {
+  return Transform(message, mp::InputFormat::kAuto, ArchivalKey::kDayLocation);
+}
+
+mp::TransformResult<ArchivalData> DayArchivalTransformer(const mp::Message& message) {
+  return Transform(message, mp::InputFormat::kAuto, ArchivalKey::kDay);
 }
 
 }  // namespace dataflow::icestore

@@ -10,8 +10,19 @@
 #include "dataflow/icestore/archival.h"
 
 namespace dataflow::icestore {
+namespace {
+
+// "archive/" is "archive": the Go README's own example prefix ends in '/', and objects must
+// not be named "archive//<key>/...".
+std::string_view TrimTrailingSlashes(std::string_view prefix) {
+  while (!prefix.empty() && prefix.back() == '/') prefix.remove_suffix(1);
+  return prefix;
+}
+
+}  // namespace
 
 std::string MakeObjectName(std::string_view prefix, std::string_view batch_key) {
+  prefix = TrimTrailingSlashes(prefix);
   thread_local std::mt19937_64 rng{std::random_device{}()};
   const auto now = std::chrono::duration_cast<std::chrono::microseconds>(
                        std::chrono::system_clock::now().time_since_epoch())
@@ -37,7 +48,8 @@ absl::StatusOr<PreparedObject> PrepareObject(const ObjectGroup& group, std::stri
 }
 
 absl::Status ValidatePrefix(std::string_view prefix) {
-  if (prefix.empty() || IsSafeBatchKey(prefix)) return absl::OkStatus();
+  const std::string_view trimmed = TrimTrailingSlashes(prefix);
+  if (trimmed.empty() || IsSafeBatchKey(trimmed)) return absl::OkStatus();
   return absl::InvalidArgumentError(
       absl::StrCat("object prefix '", std::string(prefix),
                    "' must be relative, without empty, '.' or '..' segments or control "

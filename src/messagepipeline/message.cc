@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "dataflow/messagepipeline/errors.h"
 #include "dataflow/messagepipeline/logging.h"
 
 namespace dataflow::messagepipeline {
@@ -73,8 +74,11 @@ absl::StatusOr<Clock::time_point> ParseTimestamp(std::string_view text) {
   constexpr auto kMin = absl::FromUnixNanos(std::numeric_limits<int64_t>::min());
   constexpr auto kMax = absl::FromUnixNanos(std::numeric_limits<int64_t>::max());
   if (t < kMin || t > kMax) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("time out of range: \"", std::string(text), "\""));
+    // Permanent: the same text can never fit. Clamping would store a wrong time silently.
+    return MarkPermanent(absl::OutOfRangeError(absl::StrCat(
+        "time \"", std::string(text),
+        "\" is outside 1677-09-21..2262-04-11, the range of a 64-bit nanosecond time (Go "
+        "accepts years 0001-9999; this library does not carry such times)")));
   }
   return std::chrono::time_point_cast<Clock::duration>(absl::ToChronoTime(t));
 }
@@ -112,12 +116,10 @@ std::string EncodeMessageData(const MessageData& data) {
   return out;
 }
 
-absl::StatusOr<MessageData> DecodeMessageData(std::string_view json, const JsonLimits& limits) {
-  absl::StatusOr<nlohmann::json> parsed = ParseJsonBounded(json, limits);
-  if (!parsed.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("message data: ", parsed.status().message()));
-  }
-  nlohmann::json& j = *parsed;
+namespace {
+
+// The envelope's members out of a parsed object (unknown keys ignored, as Go's decoder does).
+absl::StatusOr<MessageData> FromParsed(nlohmann::json& j) {
   if (!j.is_object()) return absl::InvalidArgumentError("message data: not a JSON object");
   MessageData out;
   if (auto it = j.find("id"); it != j.end() && !it->is_null()) {
@@ -138,8 +140,9 @@ absl::StatusOr<MessageData> DecodeMessageData(std::string_view json, const JsonL
     }
     auto t = ParseTimestamp(it->get_ref<const std::string&>());
     if (!t.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("message data: \"publishTime\": ", t.status().message()));
+      return MarkPermanent(
+          absl::Status(t.status().code(),
+                       absl::StrCat("message data: \"publishTime\": ", t.status().message())));
     }
     out.publish_time = *t;
   }
@@ -147,9 +150,87 @@ absl::StatusOr<MessageData> DecodeMessageData(std::string_view json, const JsonL
     if (!it->is_object()) {
       return absl::InvalidArgumentError("message data: \"enrichmentData\" is not an object");
     }
-    out.enrichment_data = std::move(*it);
+    // An empty map is no map, as Go's omitempty writes it: {} decodes as null, so what is
+    // decoded encodes back to itself.
+    if (!it->empty()) out.enrichment_data = std::move(*it);
   }
   return out;
+}
+
+// Cheap part of the auto rule: a body that does not start with '{' or never spells the key
+// "payload" (neither plainly nor with a \u escape) is raw without being parsed, which is
+// what most device payloads are.
+bool MayBeEnvelope(std::string_view body) {
+  const std::size_t start = body.find_first_not_of(" \t\r\n");
+  if (start == std::string_view::npos || body[start] != '{') return false;
+  return body.find("\"payload\"") != std::string_view::npos ||
+         body.find("\\u") != std::string_view::npos;
+}
+
+bool IsEnvelopeKey(const std::string& key) {
+  return key == "id" || key == "payload" || key == "publishTime" || key == "enrichmentData";
+}
+
+}  // namespace
+
+absl::StatusOr<MessageData> DecodeMessageData(std::string_view json, const JsonLimits& limits) {
+  absl::StatusOr<nlohmann::json> parsed = ParseJsonBounded(json, limits);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("message data: ", parsed.status().message()));
+  }
+  return FromParsed(*parsed);
+}
+
+absl::StatusOr<InputFormat> ParseInputFormat(std::string_view name) {
+  if (name == "auto") return InputFormat::kAuto;
+  if (name == "envelope") return InputFormat::kEnvelope;
+  if (name == "raw") return InputFormat::kRaw;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown input format \"", std::string(name), "\"; use auto, envelope or raw"));
+}
+
+std::string_view InputFormatName(InputFormat format) {
+  switch (format) {
+    case InputFormat::kAuto:
+      return "auto";
+    case InputFormat::kEnvelope:
+      return "envelope";
+    case InputFormat::kRaw:
+      return "raw";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<std::optional<MessageData>> DecodeInput(std::string_view body, InputFormat format,
+                                                       const JsonLimits& limits) {
+  switch (format) {
+    case InputFormat::kRaw:
+      return std::optional<MessageData>();
+    case InputFormat::kEnvelope: {
+      auto decoded = DecodeMessageData(body, limits);
+      if (!decoded.ok()) return MarkPermanent(decoded.status());
+      return std::optional<MessageData>(*std::move(decoded));
+    }
+    case InputFormat::kAuto:
+      break;
+  }
+  if (!MayBeEnvelope(body)) return std::optional<MessageData>();
+  absl::StatusOr<nlohmann::json> parsed = ParseJsonBounded(body, limits);
+  if (!parsed.ok() || !parsed->is_object()) return std::optional<MessageData>();
+  for (auto it = parsed->begin(); it != parsed->end(); ++it) {
+    if (!IsEnvelopeKey(it.key())) return std::optional<MessageData>();
+  }
+  auto payload = parsed->find("payload");
+  if (payload == parsed->end()) return std::optional<MessageData>();
+  // Go's []byte is padded standard base64; absl would also take it unpadded.
+  if (payload->is_string() && payload->get_ref<const std::string&>().size() % 4 != 0) {
+    return std::optional<MessageData>();
+  }
+  absl::StatusOr<MessageData> decoded = FromParsed(*parsed);
+  if (decoded.ok()) return std::optional<MessageData>(*std::move(decoded));
+  // Go would read it as an envelope; it is one we cannot carry, not raw data.
+  if (absl::IsOutOfRange(decoded.status())) return decoded.status();
+  return std::optional<MessageData>();
 }
 
 std::unique_ptr<AckHandler> MakeAckHandler(std::function<void()> on_ack,
@@ -199,6 +280,19 @@ void Message::Nack() {
 
 bool Message::settled() const {
   return !handler_ || handler_->outcome_.load(std::memory_order_acquire) != AckHandler::kUnsettled;
+}
+
+absl::StatusOr<std::optional<MessageData>> UnwrapInput(Message& message, InputFormat format,
+                                                       const JsonLimits& limits) {
+  absl::StatusOr<std::optional<MessageData>> decoded =
+      DecodeInput(message.data.payload, format, limits);
+  if (!decoded.ok() || !decoded->has_value()) return decoded;
+  MessageData& envelope = **decoded;
+  if (envelope.id.empty()) envelope.id = message.data.id;
+  if (envelope.publish_time == Clock::time_point{})
+    envelope.publish_time = message.data.publish_time;
+  std::swap(message.data, envelope);
+  return decoded;  // now the transport's data
 }
 
 bool Message::nacked() const {

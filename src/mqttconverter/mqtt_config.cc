@@ -141,11 +141,14 @@ absl::Status ValidateMQTTClientConfig(const MQTTClientConfig& config) {
   if (scheme_end == std::string::npos) {
     return Invalid("broker_url", "has no scheme (tcp://host:port)");
   }
-  std::string scheme = url.substr(0, scheme_end);
-  if (scheme != "tcp" && scheme != "ssl" && scheme != "ws" && scheme != "wss" && scheme != "mqtt" &&
-      scheme != "mqtts") {
-    return Invalid("broker_url", absl::StrCat("scheme '", scheme,
-                                              "' is not one of tcp, ssl, ws, wss, mqtt, mqtts"));
+  // Case-insensitive, as ParseBrokerUrl reads it. tls:// is Paho's (the Go library's client)
+  // name for ssl://.
+  const std::string scheme = absl::AsciiStrToLower(url.substr(0, scheme_end));
+  if (scheme != "tcp" && scheme != "ssl" && scheme != "tls" && scheme != "ws" && scheme != "wss" &&
+      scheme != "mqtt" && scheme != "mqtts") {
+    return Invalid(
+        "broker_url",
+        absl::StrCat("scheme '", scheme, "' is not one of tcp, ssl, tls, ws, wss, mqtt, mqtts"));
   }
   if (scheme_end + 3 >= url.size() || url[scheme_end + 3] == ':' || url[scheme_end + 3] == '/') {
     return Invalid("broker_url", "has no host");

@@ -465,7 +465,7 @@ absl::StatusOr<BrokerAddress> ParseBrokerUrl(std::string_view url_text) {
   int default_port = 0;
   if (scheme == "tcp" || scheme == "mqtt") {
     default_port = 1883;
-  } else if (scheme == "ssl" || scheme == "mqtts") {
+  } else if (scheme == "ssl" || scheme == "tls" || scheme == "mqtts") {
     a.tls = true;
     default_port = 8883;
   } else if (scheme == "ws") {

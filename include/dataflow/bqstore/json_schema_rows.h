@@ -138,10 +138,11 @@ class RowConverter {
 
 // How RowInputTransformer reads a message.
 struct RowInputOptions {
-  // true: the message payload is the JSON envelope (MessageData: id, payload, publishTime,
-  // enrichmentData), as the enrichment service publishes it; an undecodable envelope is a
-  // permanent error. false: the message itself is the row's input (raw MQTT bytes).
-  bool envelope = true;
+  // How the message body is read (messagepipeline::DecodeInput): the JSON envelope
+  // (MessageData: id, payload, publishTime, enrichmentData), as enrichment and ingestion
+  // publish it, or the raw bytes (the message's own id, publish time and attributes);
+  // kAuto tells them apart. An envelope that does not decode is a permanent error.
+  messagepipeline::InputFormat input_format = messagepipeline::InputFormat::kAuto;
   // Parse the (inner) payload as JSON; a payload that is not JSON is a permanent error.
   bool parse_payload = true;
 };

@@ -2,7 +2,10 @@
 //
 // The processor is usually PublishEnvelope(): the enriched MessageData is published as the
 // JSON envelope (with `enrichmentData`) and the input message is acked only once the
-// publisher confirmed. Shutdown, dead letters and metrics are those of StreamingService
+// publisher confirmed. An input that is itself an envelope (`input_format`, see
+// messagepipeline::DecodeInput) is unwrapped first, so keys are looked for in its payload,
+// its enrichmentData is kept and added to, and the output is one envelope, never an
+// envelope inside an envelope. Shutdown, dead letters and metrics are those of StreamingService
 // (messages the enricher skips count as processed there; enrichment_metrics() tells them
 // apart). Thread-safe.
 #pragma once
@@ -25,6 +28,8 @@ struct EnrichmentServiceOptions {
   int max_delivery_attempts = messagepipeline::kDefaultMaxDeliveryAttempts;  // 0: unlimited
   std::size_t max_in_flight = 1000;  // async processors: messages awaiting confirmation
   std::size_t max_in_flight_bytes = 64 << 20;
+  // How the input body is read: an envelope (Go's ingestion, ours by default) or raw bytes.
+  messagepipeline::InputFormat input_format = messagepipeline::InputFormat::kAuto;
 };
 
 class EnrichmentService {

@@ -52,12 +52,26 @@ absl::StatusOr<std::string> MakeSafeBatchKey(std::string_view key, std::size_t m
 // control character. Otherwise InvalidArgument marked permanent (messagepipeline::IsPermanent).
 absl::Status ValidateLocation(std::string_view location);
 
-// The Go library's transformer (minus its test-only attribute hook). Permanent error for a
-// location ValidateLocation refuses.
+// How a transformer groups messages into objects.
+enum class ArchivalKey {
+  kDayLocation,  // YYYY/MM/DD/<location>: the Go library's
+  // YYYY/MM/DD only: for archives of messages whose location may be the very thing that
+  // made them fail (a dead-letter archive), so it never refuses one.
+  kDay,
+};
+
+// The Go library's transformer (minus its test-only attribute hook). The message body is
+// archived as received (originalPubSubPayload: the envelope itself when it is one); when it
+// is an envelope (`format`, messagepipeline::DecodeInput), the id, the publish day and the
+// location come from the envelope (its enrichmentData), falling back to the transport's.
+// Permanent error for a location ValidateLocation refuses, or an envelope that does not
+// decode (kEnvelope) or whose time cannot be held.
+messagepipeline::MessageTransformer<ArchivalData> MakeArchivalTransformer(
+    messagepipeline::InputFormat format = messagepipeline::InputFormat::kAuto,
+    ArchivalKey key = ArchivalKey::kDayLocation);
+// MakeArchivalTransformer() and MakeArchivalTransformer(kAuto, kDay), as functions.
 messagepipeline::TransformResult<ArchivalData> ArchivalTransformer(
     const messagepipeline::Message& message);
-// Keyed by the publish day only (YYYY/MM/DD): for archives of messages whose location may be
-// the very thing that made them fail (a dead-letter archive), so it never refuses one.
 messagepipeline::TransformResult<ArchivalData> DayArchivalTransformer(
     const messagepipeline::Message& message);
 

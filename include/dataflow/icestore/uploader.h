@@ -28,7 +28,8 @@ class DataUploader {
   virtual absl::StatusOr<std::string> Upload(const ObjectGroup& group) = 0;
 };
 
-// "<prefix>/<batch_key>/<unique id>.jsonl.gz" (no leading '/' when prefix is empty). The id
+// "<prefix>/<batch_key>/<unique id>.jsonl.gz" (no leading '/' when prefix is empty; a
+// prefix's trailing '/'s are dropped, so "archive/" names "archive/<key>/..."). The id
 // is time-ordered plus 64 random bits, so concurrent writers never collide.
 std::string MakeObjectName(std::string_view prefix, std::string_view batch_key);
 
@@ -41,7 +42,8 @@ struct PreparedObject {
 absl::StatusOr<PreparedObject> PrepareObject(const ObjectGroup& group, std::string_view prefix,
                                              const GzipOptions& gzip);
 
-// Prefixes must be relative, without "." / ".." segments: the same rules as batch keys.
+// Prefixes must be relative, without "." / ".." segments: the same rules as batch keys,
+// after trailing '/'s are dropped (the Go README's example prefix ends in one).
 absl::Status ValidatePrefix(std::string_view prefix);
 
 }  // namespace dataflow::icestore

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -41,13 +42,43 @@ struct MessageData {
 
 nlohmann::json ToJson(const MessageData& data);
 std::string EncodeMessageData(const MessageData& data);
-// Decodes the JSON envelope. Errors are InvalidArgument naming the offending field, or the
-// limit an envelope beyond `limits` exceeds (its size, or enrichmentData nested too deep):
-// such an envelope is refused before it becomes a json value.
+// Decodes the JSON envelope (unknown keys are ignored, and "payload": null or a missing member
+// is empty, as with Go's decoder). Errors are InvalidArgument naming the offending field
+// (OutOfRange for a publishTime ParseTimestamp cannot hold), or the limit an envelope beyond
+// `limits` exceeds (its size, or enrichmentData nested too deep): such an envelope is refused
+// before it becomes a json value.
 absl::StatusOr<MessageData> DecodeMessageData(std::string_view json, const JsonLimits& limits = {});
 // RFC 3339 with nanoseconds, UTC ("2026-01-02T03:04:05.123456789Z"); unset → Go's zero time.
 std::string FormatTimestamp(Clock::time_point t);
+// RFC 3339 with any offset. Go's zero time (0001-01-01T00:00:00Z) is "unset". A time_point
+// counts nanoseconds in 64 bits, so it holds 1677-09-21 to 2262-04-11 only: a valid time
+// outside that (Go accepts years 0001-9999) is OutOfRange, marked permanent, saying so;
+// text that is not RFC 3339 is InvalidArgument.
 absl::StatusOr<Clock::time_point> ParseTimestamp(std::string_view text);
+
+// How a consuming service reads a message body: the envelope above, or the raw bytes
+// (what an MQTT device sent, or ingestion with `payload_format: raw`).
+enum class InputFormat {
+  kAuto,      // an envelope if the body is one by the rule of DecodeInput, else raw
+  kEnvelope,  // always an envelope; a body that does not decode is a permanent error
+  kRaw,       // always raw, even a body that looks like an envelope
+};
+// "auto", "envelope", "raw"; InvalidArgument otherwise.
+absl::StatusOr<InputFormat> ParseInputFormat(std::string_view name);
+std::string_view InputFormatName(InputFormat format);
+
+// The envelope a message body carries, by `format`; nullopt when the body is raw.
+//
+// The kAuto rule (docs/messagepipeline.md, "Envelope or raw"): the body is an envelope when
+// it is what Go's json.Unmarshal would read as one with nothing lost: a JSON object (within
+// `limits`) whose every key is one of "id", "payload", "publishTime", "enrichmentData",
+// that has "payload", and whose members have the envelope's types: id a string,
+// payload padded standard base64, publishTime an RFC 3339 string (these three may be null),
+// enrichmentData an object or null. Anything else is raw. An envelope whose publishTime is
+// outside what a time_point holds (ParseTimestamp) is still an envelope: a permanent error.
+// With kEnvelope, a body that is not an envelope is a permanent error naming why.
+absl::StatusOr<std::optional<MessageData>> DecodeInput(std::string_view body, InputFormat format,
+                                                       const JsonLimits& limits = {});
 
 // What Ack and Nack mean for one message source. Implementations are called at most once
 // per message, by whichever thread settles it, and must be thread-safe with respect to the
@@ -97,5 +128,13 @@ class Message {
   void SettleOnDestruction();
   std::unique_ptr<AckHandler> handler_;
 };
+
+// Replaces message.data by the envelope its body carries (DecodeInput), keeping the
+// transport's id and publish time where the envelope leaves them empty; a raw body leaves
+// the message as it is. Returns the data it replaced (nullopt for a raw body), so a caller
+// can put back what was received before dead-lettering or nacking it. The error is
+// DecodeInput's (permanent).
+absl::StatusOr<std::optional<MessageData>> UnwrapInput(Message& message, InputFormat format,
+                                                       const JsonLimits& limits = {});
 
 }  // namespace dataflow::messagepipeline

@@ -28,9 +28,13 @@ namespace dataflow::mqttconverter {
 
 enum class UnmappedRoutePolicy { kDefaultTopic, kReject };
 
+// What the published message body is; the attributes (route_name, mqtt_topic, ...) are
+// carried in both. The default is the envelope because that is what the Go library's
+// ingestion publishes and its consumers expect (a Go enrichment reading raw bytes as an
+// envelope finds nothing); every consuming service here reads both (input_format: auto).
 enum class PayloadFormat {
   kRaw,       // the MQTT payload bytes as the message body
-  kEnvelope,  // the MessageData JSON envelope (id, payload base64, publishTime, ...)
+  kEnvelope,  // the MessageData JSON envelope (id, payload base64, publishTime), as Go's
 };
 
 struct IngestionServiceOptions {
@@ -38,7 +42,7 @@ struct IngestionServiceOptions {
   std::map<std::string, std::string, std::less<>> route_topics;  // route_name → topic
   UnmappedRoutePolicy unmapped = UnmappedRoutePolicy::kDefaultTopic;
   std::string default_topic;  // required with kDefaultTopic
-  PayloadFormat payload_format = PayloadFormat::kRaw;
+  PayloadFormat payload_format = PayloadFormat::kEnvelope;
   int num_workers = 5;
   std::size_t max_in_flight = 1000;  // publishes awaiting confirmation
   std::size_t max_in_flight_bytes = 64 << 20;

@@ -140,6 +140,21 @@ TEST(GcsBatchUploader, SimpleAndResumableUploadsLandUnderTheirKeys) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// The Go README configures `prefix: "archive/"`: objects land under "archive/<key>/", the
+// same names a prefix without the slash gives, never "archive//<key>/".
+TEST(GcsBatchUploader, APrefixWithATrailingSlashNamesNoEmptySegment) {
+  auto up = GcsBatchUploader::Create(Options("slashed/"));
+  ASSERT_TRUE(up.ok()) << up.status();
+  auto name = (*up)->Upload({.batch_key = "2025/06/15/loc-a", .jsonl = Lines(3, "k")});
+  ASSERT_TRUE(name.ok()) << name.status();
+  EXPECT_TRUE(name->starts_with("slashed/2025/06/15/loc-a/")) << *name;
+  auto listed = emulator->List(kBucket, "slashed/");
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ(listed->front(), *name);
+  EXPECT_EQ(ReadObjects("slashed")[*name].size(), 3u);
+}
+
 TEST(GcsBatchUploader, UnreachableServerIsUnavailableNotACrash) {
   auto o = Options("down");
   o.endpoint = "http://127.0.0.1:" + std::to_string(testing::FreeTcpPort());

@@ -70,7 +70,8 @@ TEST(IngestionServiceTest, PublishesEachRouteToItsTopicWithAttributes) {
   ASSERT_NE(consumer, nullptr);
   auto service = IngestionService::Create(
       {.route_topics = {{"telemetry", "raw-telemetry"}, {"alerts", "raw-alerts"}},
-       .default_topic = "raw-other"},
+       .default_topic = "raw-other",
+       .payload_format = PayloadFormat::kRaw},
       consumer, broker->NewPublisher());
   ASSERT_TRUE(service.ok()) << service.status();
   ASSERT_TRUE((*service)->Start().ok());
@@ -99,16 +100,16 @@ TEST(IngestionServiceTest, PublishesEachRouteToItsTopicWithAttributes) {
   EXPECT_EQ((*service)->metrics().processed, 3u);
 }
 
+// The default, as the Go ingestion publishes: the envelope, attributes kept.
 TEST(IngestionServiceTest, EnvelopeFormatCarriesMessageData) {
   const std::string topic = UniqueTopic("envelope");
   auto broker = InProcessBroker::Create();
   TopicReader raw(*broker, "raw-env");
   auto consumer = NewMqttConsumer({{.name = "r", .topic = topic}});
   ASSERT_NE(consumer, nullptr);
-  auto service = IngestionService::Create({.route_topics = {{"r", "raw-env"}},
-                                           .unmapped = UnmappedRoutePolicy::kReject,
-                                           .payload_format = PayloadFormat::kEnvelope},
-                                          consumer, broker->NewPublisher());
+  auto service = IngestionService::Create(
+      {.route_topics = {{"r", "raw-env"}}, .unmapped = UnmappedRoutePolicy::kReject}, consumer,
+      broker->NewPublisher());
   ASSERT_TRUE(service.ok()) << service.status();
   ASSERT_TRUE((*service)->Start().ok());
   TestPublisher pub;
@@ -119,6 +120,9 @@ TEST(IngestionServiceTest, EnvelopeFormatCarriesMessageData) {
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_EQ(decoded->payload, std::string("\x01\x02\x00", 3));
   EXPECT_FALSE(decoded->id.empty());
+  EXPECT_NE(decoded->publish_time, messagepipeline::Clock::time_point{});
+  EXPECT_EQ(got[0].attributes.at("mqtt_topic"), topic);
+  EXPECT_EQ(got[0].attributes.at("route_name"), "r");
   got[0].Ack();
   ASSERT_TRUE((*service)->Stop(In(std::chrono::seconds(10))).ok());
 }
@@ -134,6 +138,7 @@ TEST(IngestionServiceTest, RejectedRoutesAreDeadLettered) {
   auto service =
       IngestionService::Create({.route_topics = {{"known", "raw-known"}},
                                 .unmapped = UnmappedRoutePolicy::kReject,
+                                .payload_format = PayloadFormat::kRaw,
                                 .dead_letter = broker->NewDeadLetterSink("ingest-dead-letters")},
                                consumer, broker->NewPublisher());
   ASSERT_TRUE(service.ok()) << service.status();
@@ -205,9 +210,10 @@ TEST(IngestionServiceTest, AcksOnlyAfterThePublishIsConfirmedAndRetriesFailures)
   auto consumer = NewMqttConsumer({{.name = "g", .topic = topic}});
   ASSERT_NE(consumer, nullptr);
   auto gated = std::make_shared<GatedPublisher>(broker->NewPublisher());
-  auto service = IngestionService::Create(
-      {.route_topics = {{"g", "raw-gated"}}, .unmapped = UnmappedRoutePolicy::kReject}, consumer,
-      gated);
+  auto service = IngestionService::Create({.route_topics = {{"g", "raw-gated"}},
+                                           .unmapped = UnmappedRoutePolicy::kReject,
+                                           .payload_format = PayloadFormat::kRaw},
+                                          consumer, gated);
   ASSERT_TRUE(service.ok()) << service.status();
   ASSERT_TRUE((*service)->Start().ok());
   TestPublisher pub;

@@ -423,6 +423,12 @@ TEST(MqttConsumerTest, TlsVerifiedWithTheBrokersCa) {
                  [](MQTTClientConfig& c) { c.ca_cert_file = Broker()->ca_file(); });
 }
 
+// tls:// is what Paho (the Go library's MQTT client) calls ssl://: a Go config's URL works.
+TEST(MqttConsumerTest, TlsSchemeAsThePahoClientSpellsIt) {
+  ExpectReceives(absl::StrCat("tls://localhost:", Broker()->tls_port()), {"over tls://"},
+                 [](MQTTClientConfig& c) { c.ca_cert_file = Broker()->ca_file(); });
+}
+
 TEST(MqttConsumerTest, TlsWithTheWrongCaIsAClearError) {
   MQTTClientConfig config = ConfigFor({{.name = "x", .topic = UniqueTopic("tls")}});
   config.broker_url = Broker()->tls_url();

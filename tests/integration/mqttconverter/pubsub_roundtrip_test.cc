@@ -84,7 +84,10 @@ TEST(MqttToPubsubTest, RoundTripThroughTheEmulator) {
     ASSERT_TRUE(reader.ok()) << reader.status();
     ASSERT_TRUE((*reader)->Start().ok());
     for (Message& m : PopN((*reader)->Messages(), 5, std::chrono::seconds(30))) {
-      telemetry[m.data.payload] = {m.attributes.begin(), m.attributes.end()};
+      // The envelope, as the Go ingestion publishes (the default payload_format).
+      auto envelope = messagepipeline::DecodeMessageData(m.data.payload);
+      EXPECT_TRUE(envelope.ok()) << envelope.status();
+      if (envelope.ok()) telemetry[envelope->payload] = {m.attributes.begin(), m.attributes.end()};
       m.Ack();
     }
     (void)(*reader)->Stop(std::chrono::steady_clock::now() + std::chrono::seconds(10));
@@ -102,7 +105,7 @@ TEST(MqttToPubsubTest, RoundTripThroughTheEmulator) {
     ASSERT_TRUE((*reader)->Start().ok());
     auto other = PopN((*reader)->Messages(), 1, std::chrono::seconds(30));
     ASSERT_EQ(other.size(), 1u);
-    EXPECT_EQ(other[0].data.payload, "online");
+    EXPECT_EQ(messagepipeline::DecodeMessageData(other[0].data.payload)->payload, "online");
     EXPECT_EQ(other[0].attributes.at("route_name"), "status");
     other[0].Ack();
     (void)(*reader)->Stop(std::chrono::steady_clock::now() + std::chrono::seconds(10));

@@ -50,6 +50,37 @@ services:
       on_not_found: skip
 )";
 
+TEST(ConfigTest, WireFormatsDefaultToTheGoContractAndRefuseUnknownValues) {
+  auto r = Parse(kEnrichment);
+  ASSERT_THAT(Errors(r), IsEmpty());
+  EXPECT_EQ(std::get<EnrichmentConfig>(r.config.services[0].spec).input_format,
+            messagepipeline::InputFormat::kAuto);
+  EXPECT_EQ(IngestionConfig{}.payload_format, mqttconverter::PayloadFormat::kEnvelope);
+  std::string raw = kEnrichment;
+  raw += "      input_format: raw\n";
+  auto r2 = Parse(raw);
+  ASSERT_THAT(Errors(r2), IsEmpty());
+  EXPECT_EQ(std::get<EnrichmentConfig>(r2.config.services[0].spec).input_format,
+            messagepipeline::InputFormat::kRaw);
+  std::string bad = kEnrichment;
+  bad += "      input_format: json\n";
+  EXPECT_THAT(Errors(Parse(bad)),
+              ElementsAre("services[0].enrichment.input_format: expected auto, envelope or raw, "
+                          "got \"json\""));
+  auto ingestion = Parse(R"(
+in_process: {topics: [raw], subscriptions: [{name: raw-sub, topic: raw}]}
+services:
+  - name: ingest
+    ingestion:
+      mqtt: {broker_url: "tls://h:8883", topic_mappings: [{name: t, topic: "d/+"}]}
+      sink: in_process
+      routes: {t: raw}
+      payload_format: base64
+)");
+  EXPECT_THAT(Errors(ingestion), ElementsAre("services[0].ingestion.payload_format: expected "
+                                             "envelope or raw, got \"base64\""));
+}
+
 TEST(ConfigTest, ParsesAServiceWithItsDefaults) {
   auto r = Parse(kEnrichment);
   ASSERT_THAT(Errors(r), IsEmpty());

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "child_process.h"
+#include "config.h"
 #include "dataflow/messagepipeline/errors.h"
 #include "dataflow/messagepipeline/message.h"
 #include "dataflow/mqttconverter/mqtt_consumer.h"
@@ -140,6 +141,16 @@ TEST(ReadingGeneratorTest, SameSeedSameReadings) {
     any_difference |= pa != c.Next(sent).payload;
   }
   EXPECT_TRUE(any_difference);
+}
+
+// `loadgen pubsub` stands in for ingestion: by default it sends what ingestion publishes by
+// default (the program's and the library's), the envelope, as the Go ingestion does.
+TEST(PubsubLoadgenTest, DefaultFormatIsWhatIngestionPublishesByDefault) {
+  EXPECT_EQ(PubsubLoadOptions{}.payload, PubsubPayload::kEnvelope);
+  EXPECT_EQ(IngestionConfig{}.payload_format, mqttconverter::PayloadFormat::kEnvelope);
+  EXPECT_EQ(mqttconverter::IngestionServiceOptions{}.payload_format,
+            mqttconverter::PayloadFormat::kEnvelope);
+  // The command's default is the options' (LoadgenCommandTest.ParsesBothTransports).
 }
 
 // --- ToReading and sentAt ---

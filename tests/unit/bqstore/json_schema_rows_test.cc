@@ -391,10 +391,21 @@ TEST(JsonSchemaRowsTest, TransformerDecodesTheEnvelopeAndRejectsNonJson) {
   EXPECT_TRUE(messagepipeline::IsPermanent(bad.status()));
   EXPECT_TRUE(absl::StartsWith(bad.status().message(), "payload: not valid JSON")) << bad.status();
   messagepipeline::Message raw({.id = "r1", .payload = R"({"a": 1})"});
-  auto as_raw = RowInputTransformer({.envelope = false})(raw);
+  auto as_raw = RowInputTransformer({.input_format = messagepipeline::InputFormat::kRaw})(raw);
   ASSERT_TRUE(as_raw.ok());
   EXPECT_EQ((*as_raw)->id, "r1");
   EXPECT_EQ((*as_raw)->payload["a"], 1);
+  // The default (auto) reads the raw message as raw, and an envelope as an envelope.
+  auto auto_raw = transform(raw);
+  ASSERT_TRUE(auto_raw.ok()) << auto_raw.status();
+  EXPECT_EQ((*auto_raw)->id, "r1");
+  EXPECT_EQ((*auto_raw)->payload["a"], 1);
+  // Told the body is an envelope, a raw one is a permanent error, not an empty row.
+  messagepipeline::Message not_envelope({.payload = "[1]"});
+  auto forced =
+      RowInputTransformer({.input_format = messagepipeline::InputFormat::kEnvelope})(not_envelope);
+  ASSERT_FALSE(forced.ok());
+  EXPECT_TRUE(messagepipeline::IsPermanent(forced.status()));
 }
 
 // The service, over the in-process broker, into SQLite.
@@ -534,7 +545,8 @@ TEST_F(SchemaSqliteServiceTest, StoresEveryColumnAndDeadLettersBadRowsNamingTheC
   ASSERT_EQ(dead.size(), 3u);
   EXPECT_NE(dead[0].find("column seq: number 1.5 is not an integer"), std::string::npos) << dead[0];
   EXPECT_NE(dead[1].find("column ts: REQUIRED value is missing"), std::string::npos) << dead[1];
-  EXPECT_NE(dead[2].find("message data: not valid JSON"), std::string::npos) << dead[2];
+  // Not an envelope, so (input_format auto) a raw payload, and not JSON.
+  EXPECT_NE(dead[2].find("payload: not valid JSON"), std::string::npos) << dead[2];
 }
 
 }  // namespace

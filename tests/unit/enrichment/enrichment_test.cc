@@ -8,6 +8,7 @@
 
 #include "dataflow/enrichment/enricher.h"
 #include "dataflow/enrichment/enrichment_service.h"
+#include "dataflow/messagepipeline/errors.h"
 #include "dataflow/messagepipeline/in_process_broker.h"
 #include "dataflow/messagepipeline/publisher.h"
 #include "dataflow_testing/server_process.h"
@@ -297,6 +298,63 @@ TEST_F(EnrichmentServiceTest, SynchronousProcessorSeesTheEnrichedMessage) {
   ASSERT_TRUE(WaitFor([&] { return broker_->Stats("raw-sub")->acked == 1; }, 10s));
   ASSERT_TRUE((*service)->Stop(5s).ok());
   EXPECT_EQ(names, std::vector<std::string>{"Sensor 4"});
+}
+
+// An envelope input (the Go ingestion's, and ours by default) is unwrapped: the key comes
+// from its payload, its enrichment is kept and added to, and what is published is one
+// envelope. A message that fails goes to the dead letters as it was received.
+TEST_F(EnrichmentServiceTest, EnvelopeInputIsUnwrappedAndAFailureGoesBackAsReceived) {
+  ASSERT_TRUE(broker_->CreateTopic("dead").ok());
+  ASSERT_TRUE(broker_->CreateSubscription("dead-sub", "dead").ok());
+  for (const bool async : {false, true}) {
+    SCOPED_TRACE(async ? "CreateAsync" : "Create");
+    std::mutex mu;
+    std::vector<mp::MessageData> seen;
+    auto process = [&](mp::Message& m) {
+      if (m.data.payload == "poison") return mp::PermanentError("cannot store it");
+      std::lock_guard lock(mu);
+      seen.push_back(m.data);
+      return absl::OkStatus();
+    };
+    const EnrichmentServiceOptions options{.num_workers = 1,
+                                           .dead_letter = broker_->NewDeadLetterSink("dead")};
+    auto consumer = *broker_->NewConsumer("raw-sub");
+    auto enricher = MakeDeviceEnricher(registry_);
+    auto service = async ? EnrichmentService::CreateAsync(
+                               options, consumer, enricher,
+                               [&](mp::Message& m, mp::Completion done) { done(process(m)); })
+                         : EnrichmentService::Create(options, consumer, enricher, process);
+    ASSERT_TRUE(service.ok()) << service.status();
+    ASSERT_TRUE((*service)->Start().ok());
+    const std::string good = mp::EncodeMessageData(
+        {.id = "up-1",
+         .payload = R"({"v":1})",
+         .publish_time = mp::Clock::time_point(std::chrono::seconds(1700000000)),
+         .enrichment_data = {{"upstream", "kept"}}});
+    const std::string poison = mp::EncodeMessageData({.id = "up-2", .payload = "poison"});
+    ASSERT_TRUE(
+        broker_->Publish("raw", {.id = "t-1", .payload = good}, {{"deviceId", "dev-4"}}).ok());
+    ASSERT_TRUE(
+        broker_->Publish("raw", {.id = "t-2", .payload = poison}, {{"deviceId", "dev-4"}}).ok());
+    auto dead = *broker_->NewConsumer("dead-sub");
+    ASSERT_TRUE(dead->Start().ok());
+    std::vector<mp::Message> dead_letters;
+    dead->Messages().PopBatchUntil(dead_letters, 1, std::chrono::steady_clock::now() + 10s);
+    ASSERT_EQ(dead_letters.size(), 1u);
+    EXPECT_EQ(dead_letters[0].data.payload, poison);  // the envelope, not "poison"
+    dead_letters[0].Ack();
+    ASSERT_TRUE(dead->Stop(std::chrono::steady_clock::now() + 1s).ok());
+    ASSERT_TRUE(
+        WaitFor([&] { return broker_->Stats("raw-sub")->acked == (async ? 4u : 2u); }, 10s));
+    ASSERT_TRUE((*service)->Stop(5s).ok());
+    std::lock_guard lock(mu);
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_EQ(seen[0].id, "up-1");
+    EXPECT_EQ(seen[0].payload, R"({"v":1})");
+    EXPECT_EQ(seen[0].publish_time, mp::Clock::time_point(std::chrono::seconds(1700000000)));
+    EXPECT_EQ(seen[0].enrichment_data.value("upstream", ""), "kept");
+    EXPECT_EQ(seen[0].enrichment_data.value("name", ""), "Sensor 4");
+  }
 }
 
 }  // namespace

@@ -85,6 +85,33 @@ TEST(ArchivalTransformer, HostileLocationsArePermanentErrorsForThatMessage) {
   }
 }
 
+// An envelope (Go's enrichment output, or ours) is archived as received, and grouped by
+// what it says: its id, its publish day and its enrichment's location, not the transport's.
+TEST(ArchivalTransformer, AnEnvelopeIsKeyedByItsOwnDayAndLocation) {
+  const std::string body =
+      messagepipeline::EncodeMessageData({.id = "mqtt-1",
+                                          .payload = R"({"t":1})",
+                                          .publish_time = At(2024, 2, 29),
+                                          .enrichment_data = {{"location", "env-loc"}}});
+  Message m(MessageData{.id = "pubsub-1", .payload = body, .publish_time = At(2025, 1, 2)},
+            {{"location", "attr-loc"}});
+  auto r = ArchivalTransformer(m);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)->batch_key, "2024/02/29/env-loc");
+  EXPECT_EQ((*r)->id, "mqtt-1");
+  EXPECT_EQ((*r)->original_payload, body);
+  // Told the body is raw, the transport's view decides.
+  auto raw = MakeArchivalTransformer(messagepipeline::InputFormat::kRaw)(m);
+  ASSERT_TRUE(raw.ok()) << raw.status();
+  EXPECT_EQ((*raw)->batch_key, "2025/01/02/attr-loc");
+  EXPECT_EQ((*raw)->id, "pubsub-1");
+  // Told it is an envelope, a body that is not one is a permanent error.
+  Message device(MessageData{.id = "x", .payload = "not json"});
+  auto forced = MakeArchivalTransformer(messagepipeline::InputFormat::kEnvelope)(device);
+  ASSERT_FALSE(forced.ok());
+  EXPECT_TRUE(messagepipeline::IsPermanent(forced.status()));
+}
+
 TEST(DayArchivalTransformer, KeysByTheDayAloneSoNoLocationCanRefuseAMessage) {
   for (const std::string& loc : {std::string("../../etc"), std::string(300, 'x'), std::string()}) {
     Message m(MessageData{.id = "a",
@@ -156,6 +183,16 @@ TEST(ArchivalLine, DirectEncodingEqualsTheObjectForm) {
     EXPECT_EQ(EncodeArchivalLine(d),
               object.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   }
+}
+
+TEST(ArchivalLine, DecodesGosNullPayload) {
+  // json.Marshal of ArchivalData with a nil OriginalPubSubPayload.
+  auto line =
+      DecodeArchivalLine(R"({"id":"a","batchKey":"2025/01/02","originalPubSubPayload":null,)"
+                         R"("archivedAt":"2025-01-02T03:04:05.5+01:00"})");
+  ASSERT_TRUE(line.ok()) << line.status();
+  EXPECT_EQ(line->original_payload, "");
+  EXPECT_EQ(messagepipeline::FormatTimestamp(line->archived_at), "2025-01-02T02:04:05.5Z");
 }
 
 TEST(ArchivalLine, DecodeErrorsNameTheField) {

@@ -41,6 +41,13 @@ TEST(LocalDirectoryUploader, WritesOneGzipObjectPerGroupUnderPrefixAndKey) {
   EXPECT_TRUE(std::regex_match(
       *name, std::regex(R"(archive/v1/2025/06/15/loc/[0-9a-f]{16}-[0-9a-f]{16}\.jsonl\.gz)")))
       << *name;
+  // The Go README's example prefix ends in '/': the same names, never "archive/v1//...".
+  auto slash = LocalDirectoryUploader::Create({.root = dir.string(), .prefix = "archive/v1/"});
+  ASSERT_TRUE(slash.ok()) << slash.status();
+  auto slashed = (*slash)->Upload({.batch_key = "2025/06/15/loc", .jsonl = jsonl, .records = 3});
+  ASSERT_TRUE(slashed.ok()) << slashed.status();
+  EXPECT_TRUE(slashed->starts_with("archive/v1/2025/06/15/loc/")) << *slashed;
+  std::filesystem::remove(dir / *slashed);
   auto name2 = (*up)->Upload({.batch_key = "2025/06/15/loc", .jsonl = jsonl, .records = 3});
   ASSERT_TRUE(name2.ok());
   EXPECT_NE(*name, *name2);

@@ -275,6 +275,12 @@ TEST(BrokerUrlTest, SchemesPortsAndPaths) {
   EXPECT_EQ(mqtts->port, 9999);
   EXPECT_TRUE(mqtts->tls);
   EXPECT_EQ(ParseBrokerUrl("ssl://h")->port, 8883);
+  // Paho's (so the Go library's) name for it.
+  auto tls = ParseBrokerUrl("tls://h");
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  EXPECT_TRUE(tls->tls);
+  EXPECT_FALSE(tls->websocket);
+  EXPECT_EQ(tls->port, 8883);
   auto ws = ParseBrokerUrl("ws://h");
   ASSERT_TRUE(ws.ok());
   EXPECT_EQ(ws->port, 80);

@@ -51,6 +51,15 @@ TEST(FindRouteTest, FirstMatchingMappingWins) {
 
 TEST(ValidateTest, AcceptsAValidConfig) { EXPECT_TRUE(ValidateMQTTClientConfig(Valid()).ok()); }
 
+TEST(ValidateTest, AcceptsEverySchemeTheTransportReads) {
+  for (const char* url : {"tcp://h", "mqtt://h", "ssl://h", "tls://h", "mqtts://h", "ws://h",
+                          "wss://h", "TLS://h:8883"}) {
+    MQTTClientConfig config = Valid();
+    config.broker_url = url;
+    EXPECT_TRUE(ValidateMQTTClientConfig(config).ok()) << url;
+  }
+}
+
 TEST(ValidateTest, RejectsBadFieldsNamingThem) {
   struct Case {
     std::function<void(MQTTClientConfig&)> mutate;
