@@ -216,7 +216,8 @@ Json Ingestion() {
       "the MQTT broker and subscriptions (docs/mqtt.md)",
       {
           {"broker_url",
-           Text("tcp://, ssl://, ws://, wss://, mqtt:// or mqtts:// URL, without credentials "
+           Text("tcp://, ssl:// (or tls://), ws://, wss://, mqtt:// or mqtts:// URL, without "
+                "credentials "
                 "(scheme and credentials are checked by validate)",
                 nullptr, true),
            true},
@@ -271,8 +272,22 @@ Json Ingestion() {
                     "set (checked by validate)"),
                true},
               {"default_topic", Text("topic for unmapped routes; unset: they are rejected")},
+              {"payload_format",
+               Enum(
+                   "what ingestion publishes: envelope (the Go library's JSON {id, payload, "
+                   "publishTime}) or raw (the MQTT bytes, attributes beside them)",
+                   {"envelope", "raw"},
+                   d.payload_format == mqttconverter::PayloadFormat::kEnvelope ? "envelope" : "raw",
+                   /*any_case=*/false, /*env=*/true)},
           }),
       d);
+}
+
+Json InputFormat() {
+  return Enum(
+      "how the input is read: auto (an envelope when the body is one, else raw), "
+      "envelope or raw (docs/messagepipeline.md)",
+      {"auto", "envelope", "raw"}, "auto", /*any_case=*/false, /*env=*/true);
 }
 
 Json FieldMappings(const std::string& description) {
@@ -352,6 +367,7 @@ Json Enrichment() {
           "topic → cache chain → topic",
           {
               {"source", Ref("#/definitions/source"), true},
+              {"input_format", InputFormat()},
               {"sink", Ref("#/definitions/topic_sink"), true},
               {"topic", Text("where enriched envelopes are published", nullptr, true), true},
               {"key",
@@ -436,6 +452,7 @@ Json BigQuery() {
           "topic → warehouse (BigQuery or SQLite)",
           {
               {"source", Ref("#/definitions/source"), true},
+              {"input_format", InputFormat()},
               {"batch_size", Integer("rows per batch", 1, 100000, d.batch_size)},
               {"flush_interval", Duration("longest a partial batch waits", d.flush_interval)},
               {"flush_when_idle",
@@ -485,6 +502,7 @@ Json IceStore() {
       Object("topic → archive of gzip JSONL objects (GCS or a local directory)",
              {
                  {"source", Ref("#/definitions/source"), true},
+                 {"input_format", InputFormat()},
                  {"batch_size", Integer("messages per object, at most", 1, 1000000, d.batch_size)},
                  {"flush_interval", Duration("longest an open batch waits", d.flush_interval)},
                  {"flush_when_idle",

@@ -291,18 +291,17 @@ Json PayloadJson(const std::string& bytes) {
 }
 
 // What a case's expectations see of a message's bytes: the payload, unwrapped when the bytes
-// are an envelope ({id, payload, publishTime, enrichmentData}, what ingestion and enrichment
-// publish), with the envelope's enrichment data; `envelope` says which it was.
+// are an envelope by the rule every consuming service applies (input_format auto,
+// messagepipeline::DecodeInput), with the envelope's enrichment data; `envelope` says which.
 Json DataJson(const std::string& bytes, const nlohmann::json& enrichment) {
-  Json payload = PayloadJson(bytes);
-  if (payload.is_object() && payload.contains("payload")) {
-    if (auto envelope = mp::DecodeMessageData(bytes); envelope.ok()) {
-      return Json{{"envelope", true},
-                  {"payload", PayloadJson(envelope->payload)},
-                  {"enrichment", envelope->enrichment_data}};
-    }
+  auto decoded = mp::DecodeInput(bytes, mp::InputFormat::kAuto);
+  if (decoded.ok() && decoded->has_value()) {
+    const mp::MessageData& envelope = **decoded;
+    return Json{{"envelope", true},
+                {"payload", PayloadJson(envelope.payload)},
+                {"enrichment", envelope.enrichment_data}};
   }
-  return Json{{"envelope", false}, {"payload", std::move(payload)}, {"enrichment", enrichment}};
+  return Json{{"envelope", false}, {"payload", PayloadJson(bytes)}, {"enrichment", enrichment}};
 }
 
 Json MessageJson(const mp::Message& m) {

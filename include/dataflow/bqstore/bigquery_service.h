@@ -59,7 +59,8 @@ messagepipeline::BatchProcessor<T> InserterBatchProcessor(
       }
     }
     for (const RowError& error : *result) {
-      messagepipeline::Message& message = batch[error.index].original;
+      messagepipeline::ProcessableItem<T>& item = batch[error.index];
+      messagepipeline::Message& message = item.original;
       const absl::Status reason = messagepipeline::MarkPermanent(
           error.status.ok() ? absl::InvalidArgumentError("row rejected") : error.status);
       static dataflow::LogRateLimit limit;
@@ -69,6 +70,7 @@ messagepipeline::BatchProcessor<T> InserterBatchProcessor(
       }
       if (dead_letter && dead_letter->Send(message, reason, source).ok()) {
         message.Ack();
+        item.dead_lettered = true;
       } else {
         message.Nack();
       }

@@ -184,7 +184,9 @@ class BatchingService {
     auto unsettled = std::stable_partition(
         items.begin(), items.end(), [](const auto& item) { return !item.original.settled(); });
     for (auto it = unsettled; it != items.end(); ++it) {
-      (it->original.nacked() ? counters_.nacked : counters_.processed)
+      (it->original.nacked()  ? counters_.nacked
+       : it->dead_lettered ? counters_.dead_lettered
+                           : counters_.processed)
           .fetch_add(1, std::memory_order_relaxed);
     }
     auto left = items.first(static_cast<std::size_t>(unsettled - items.begin()));

@@ -21,6 +21,9 @@ template <typename T>
 struct ProcessableItem {
   Message original;
   T payload;
+  // Set by a batch processor that parked this message on the dead-letter topic itself (and
+  // acked it), so the service counts it as dead-lettered rather than processed.
+  bool dead_lettered = false;
 };
 
 template <typename T>

@@ -205,6 +205,9 @@ TEST_F(BigQueryServiceTest, RejectedRowsAreDeadLetteredAndTheRestAcked) {
   ASSERT_TRUE(service->Stop(10s).ok());
   EXPECT_EQ(inserter->StoredDevices(), (std::multiset<std::string>{"good-1", "good-2", "good-3"}));
   EXPECT_EQ(Stats("readings-sub").nacked, 0u);
+  // Counted as what happened to them: the rejected rows as dead-lettered, not processed.
+  EXPECT_EQ(service->metrics().processed, 3u);
+  EXPECT_EQ(service->metrics().dead_lettered, 2u);
 
   std::set<std::string> dead_devices;
   const auto letters = DeadLetters();
