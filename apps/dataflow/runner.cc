@@ -330,6 +330,11 @@ struct Pipeline::Impl {
     svc.start = [s] { return s->Start(); };
     svc.stop = [s](mp::Deadline d) { return s->Stop(d); };
     svc.metrics = [s] { return s->metrics(); };
+    svc.write_extra_metrics = [s, name](PrometheusText& out) {
+      out.Counter("dataflow_ingestion_rejected_total",
+                  "Messages of a route without a topic, dropped (no dead-letter topic).",
+                  {{"service", name}}, s->rejected());
+    };
     svc.owner = s;
     return svc;
   }
@@ -565,6 +570,10 @@ struct Pipeline::Impl {
     svc.stop = [s](mp::Deadline d) { return s->Stop(d); };
     svc.metrics = [s] { return s->metrics(); };
     svc.flush_promptly = [s] { s->FlushPromptly(); };
+    svc.write_extra_metrics = [s, name](PrometheusText& out) {
+      out.Counter("dataflow_archive_objects_written_total", "Archive objects written.",
+                  {{"service", name}}, s->objects_written());
+    };
     svc.owner = s;
     return svc;
   }

@@ -90,6 +90,8 @@ TEST(OpsE2ETest, JsonLogsPromtoolCleanMetricsAndExitZeroOnSigterm) {
   }
   EXPECT_TRUE(families.contains("dataflow_mqtt_lost_total")) << metrics;
   EXPECT_TRUE(families.contains("dataflow_mqtt_left_with_broker_total")) << metrics;
+  EXPECT_TRUE(families.contains("dataflow_ingestion_rejected_total")) << metrics;
+  EXPECT_TRUE(families.contains("dataflow_archive_objects_written_total")) << metrics;
   for (const auto& family : families) {
     EXPECT_NE(doc.str().find("`" + family), std::string::npos)
         << family << " is served on /metrics but not documented in docs/operations.md";
