@@ -183,9 +183,9 @@ struct Harness {
   PipelineHooks hooks;
   std::map<std::string, std::string> ingestion_topics;  // service → its input topic
   std::map<std::string, const IngestionConfig*> ingestions;
-  std::set<std::string> topics;                      // every in-process topic
-  std::map<std::string, std::string> sqlite_tables;  // bigquery service → "path\ntable"
-  std::map<std::string, std::string> archive_roots;  // icestore service → directory
+  std::set<std::string> topics;                                 // every in-process topic
+  std::map<std::string, BigQueryConfig::Sqlite> sqlite_tables;  // bigquery service → its table
+  std::map<std::string, std::string> archive_roots;             // icestore service → directory
 };
 
 std::string ServicePath(const std::string& name) { return absl::StrCat("services.", name); }
@@ -257,7 +257,7 @@ absl::Status Isolate(ProgramConfig& config, const TestCase& c, const fs::path& s
             const fs::path db = scratch / (name + ".db");
             spec.bigquery.reset();
             spec.sqlite = BigQueryConfig::Sqlite{.path = db.string(), .table = table};
-            h.sqlite_tables[name] = absl::StrCat(db.string(), "\n", table);
+            h.sqlite_tables[name] = *spec.sqlite;
           }
           if constexpr (std::is_same_v<Spec, IceStoreConfig>) {
             const std::string prefix = spec.gcs ? spec.gcs->prefix : spec.local->prefix;
@@ -521,8 +521,7 @@ absl::StatusOr<std::vector<std::string>> RunCase(const ProgramConfig& base, cons
     if (it == h.sqlite_tables.end()) {
       return Invalid("expect.rows." + service, "no bigquery service has this name");
     }
-    const std::vector<std::string> where = absl::StrSplit(it->second, '\n');
-    auto rows = ReadRows(where[0], where[1]);
+    auto rows = ReadRows(it->second.path, it->second.table);
     if (!rows.ok()) return rows.status();
     Report("rows of " + service, expected, *rows, failures);
   }
