@@ -611,6 +611,10 @@ void ReadRowSchema(Reader& r, const YAML::Node& node, const std::string& path,
     }
   } else if (schema && !schema.IsNull()) {
     r.Error(at, "expected a list of columns or from_table");
+  } else {
+    r.Error(at,
+            "required: a list of columns ({name, type, mode, source}) or from_table "
+            "(docs/bqstore.md)");
   }
   if (const YAML::Node sources = node["sources"]) {
     if (!sources.IsMap()) {

@@ -146,7 +146,7 @@ struct BigQueryConfig {
   std::optional<Table> bigquery;
   std::optional<Sqlite> sqlite;  // one of the two
   // The row schema (docs/bqstore.md): `schema:` a list of columns, or `schema: from_table`
-  // (BigQuery only; `sources:` maps column names to sources). Neither: the demo's Reading.
+  // (BigQuery only; `sources:` maps column names to sources). One of the two is required.
   std::vector<bqstore::ColumnSpec> columns;
   bool schema_from_table = false;
   std::map<std::string, std::string> sources;

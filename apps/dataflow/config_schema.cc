@@ -482,8 +482,9 @@ Json BigQuery() {
                                             {{"type", "array"},
                                              {"minItems", 1},
                                              {"items", Ref("#/definitions/column")}}})}},
-                    "the row schema: a list of columns, or from_table (BigQuery only); unset: the "
-                    "demo's readings (docs/bqstore.md)")},
+                    "the row schema: a list of columns, or from_table (BigQuery only); see "
+                    "docs/bqstore.md"),
+               true},
               {"sources",
                With({{"type", "object"}, {"additionalProperties", {{"type", "string"}}}},
                     "with schema: from_table, column → source for columns not read from the "

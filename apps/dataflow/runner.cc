@@ -16,7 +16,6 @@
 #include "dataflow/bqstore/bigquery_service.h"
 #include "dataflow/bqstore/json_schema_rows.h"
 #include "dataflow/bqstore/schema_sqlite_inserter.h"
-#include "dataflow/bqstore/sqlite_inserter.h"
 #include "dataflow/cache/lru_cache.h"
 #include "dataflow/cache/redis_cache.h"
 #include "dataflow/enrichment/enrichment_service.h"
@@ -30,7 +29,6 @@
 #include "dataflow/mqttconverter/ingestion_service.h"
 #include "dataflow/mqttconverter/mqtt_consumer.h"
 #include "dataflow/version.h"
-#include "device_model.h"
 #include "json_documents.h"
 #include "metrics.h"
 #include "ops_server.h"
@@ -44,7 +42,6 @@
 #include "dataflow/cache/firestore.h"
 #endif
 #ifdef DATAFLOW_BQSTORE_HAS_STORAGE_WRITE
-#include "dataflow/bqstore/bigquery_inserter.h"
 #include "dataflow/bqstore/schema_bigquery_inserter.h"
 #include "dataflow/gcp/channel.h"
 #endif
@@ -426,31 +423,7 @@ struct Pipeline::Impl {
   }
 #endif
 
-  absl::StatusOr<std::shared_ptr<bqstore::DataBatchInserter<Reading>>> Inserter(
-      const BigQueryConfig& c) {
-    if (c.sqlite) {
-      std::error_code ignored;  // SQLite reports a directory that cannot be made clearly
-      std::filesystem::create_directories(std::filesystem::path(c.sqlite->path).parent_path(),
-                                          ignored);
-      auto sqlite = bqstore::SQLiteInserter<Reading>::Create(
-          {.path = c.sqlite->path, .table = c.sqlite->table});
-      if (!sqlite.ok()) return Annotate(sqlite.status(), "sqlite");
-      return std::shared_ptr<bqstore::DataBatchInserter<Reading>>(*std::move(sqlite));
-    }
-#ifdef DATAFLOW_BQSTORE_HAS_STORAGE_WRITE
-    bqstore::BigQueryInserterOptions options;
-    SetTableOptions(c, options);
-    auto bq = bqstore::BigQueryInserter<Reading>::Create(std::move(options));
-    if (!bq.ok()) return Annotate(bq.status(), "table");
-    return std::shared_ptr<bqstore::DataBatchInserter<Reading>>(*std::move(bq));
-#else
-    return absl::FailedPreconditionError(
-        "table: this build has no BigQuery Storage Write support (the demo preset leaves it "
-        "out); build with the release or dev preset");
-#endif
-  }
-
-  // The schema-driven row path (`schema:` in the config): any JSON payload, any table.
+  // Rows as the config's `schema:` describes them: any JSON payload, any table.
   absl::StatusOr<std::shared_ptr<bqstore::DataBatchInserter<bqstore::RowInput>>> SchemaInserter(
       const BigQueryConfig& c) {
     if (c.sqlite) {
@@ -480,28 +453,14 @@ struct Pipeline::Impl {
   }
 
   absl::StatusOr<Service> BigQuery(const std::string& name, const BigQueryConfig& c) {
-    if (!c.columns.empty() || c.schema_from_table) {
-      auto inserter = SchemaInserter(c);
-      if (!inserter.ok()) return inserter.status();
-      bool payload = c.schema_from_table;
-      for (const auto& column : c.columns) {
-        payload |= !column.source || column.source->kind == bqstore::ColumnSource::Kind::kPayload;
-      }
-      return BigQuerySink<bqstore::RowInput>(
-          name, c, *inserter,
-          bqstore::RowInputTransformer({.input_format = c.input_format, .parse_payload = payload}));
-    }
-    auto inserter = Inserter(c);
+    auto inserter = SchemaInserter(c);
     if (!inserter.ok()) return inserter.status();
-    return BigQuerySink<Reading>(
-        name, c, *inserter,
-        [format = c.input_format](const mp::Message& m) { return ToReading(m, format); });
-  }
-
-  template <typename T>
-  absl::StatusOr<Service> BigQuerySink(const std::string& name, const BigQueryConfig& c,
-                                       std::shared_ptr<bqstore::DataBatchInserter<T>> inserter,
-                                       mp::MessageTransformer<T> transformer) {
+    bool payload = c.schema_from_table;
+    for (const auto& column : c.columns) {
+      payload |= !column.source || column.source->kind == bqstore::ColumnSource::Kind::kPayload;
+    }
+    auto transformer =
+        bqstore::RowInputTransformer({.input_format = c.input_format, .parse_payload = payload});
     Service svc{.name = name, .kind = "bigquery"};
     const bool in_process = c.source.kind == SourceConfig::Kind::kInProcess;
     if (in_process) svc.in_process_subscription = c.source.subscription;
@@ -510,22 +469,22 @@ struct Pipeline::Impl {
     auto consumer = Consumer(c.source);
     if (!consumer.ok()) return Annotate(consumer.status(), "source");
     svc.consumer = *consumer;
-    auto service =
-        bqstore::NewBigQueryService<T>({.name = name,
-                                        .num_workers = c.workers,
-                                        .batch_size = c.batch_size,
-                                        .flush_interval = c.flush_interval,
-                                        .flush_when_idle = c.flush_when_idle,
-                                        .dead_letter = *dead,
-                                        .max_delivery_attempts = c.max_delivery_attempts},
-                                       svc.consumer, std::move(transformer), inserter);
+    auto service = bqstore::NewBigQueryService<bqstore::RowInput>(
+        {.name = name,
+         .num_workers = c.workers,
+         .batch_size = c.batch_size,
+         .flush_interval = c.flush_interval,
+         .flush_when_idle = c.flush_when_idle,
+         .dead_letter = *dead,
+         .max_delivery_attempts = c.max_delivery_attempts},
+        svc.consumer, std::move(transformer), *inserter);
     if (!service.ok()) return service.status();
-    std::shared_ptr<bqstore::BigQueryService<T>> s = *std::move(service);
+    std::shared_ptr<bqstore::BigQueryService<bqstore::RowInput>> s = *std::move(service);
     svc.start = [s] { return s->Start(); };
     svc.stop = [s](mp::Deadline d) { return s->Stop(d); };
     svc.metrics = [s] { return s->metrics(); };
     svc.flush_promptly = [s] { s->FlushPromptly(); };
-    svc.stop_after.push_back([i = inserter](mp::Deadline) { return i->Close(); });
+    svc.stop_after.push_back([i = *inserter](mp::Deadline) { return i->Close(); });
     svc.owner = s;
     return svc;
   }

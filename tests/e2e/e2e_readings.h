@@ -27,6 +27,19 @@ namespace dataflow::testing {
 
 inline std::string DeviceId(int i) { return "device-" + std::to_string(i); }
 
+// The readings table as config/local.yaml declares it (docs/bqstore.md): the `schema:` key of a
+// generated `bigquery` service (service keys indented six spaces).
+inline constexpr const char* kReadingsSchemaYaml =
+    "      schema:\n"
+    "        - {name: device_id, type: STRING, mode: REQUIRED, source: payload.deviceId}\n"
+    "        - {name: temperature, type: FLOAT64, mode: REQUIRED, source: payload.temperature}\n"
+    "        - {name: humidity, type: FLOAT64, mode: REQUIRED, source: payload.humidity, "
+    "default: 0}\n"
+    "        - {name: device_name, type: STRING, source: enrichment.name}\n"
+    "        - {name: location, type: STRING, source: enrichment.location}\n"
+    "        - {name: published_at, type: TIMESTAMP, mode: REQUIRED, source: publish_time}\n"
+    "        - {name: sent_at, type: TIMESTAMP, source: payload.sentAt, on_invalid: \"null\"}\n";
+
 struct SeenReadings {
   std::map<int, int> copies;  // reading number → times seen
   std::size_t total = 0;

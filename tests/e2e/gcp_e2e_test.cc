@@ -194,8 +194,8 @@ class GcpPipelineTest : public ::testing::Test {
                         "      batch_size: 50\n"
                         "      flush_interval: 1s\n"
                         "      table: {dataset: ",
-                        dataset_, ", table: ", kTable,
-                        ", create_dataset: true}\n"
+                        dataset_, ", table: ", kTable, ", create_dataset: true}\n",
+                        kReadingsSchemaYaml,
                         "  - name: icestore\n"
                         "    icestore:\n"
                         "      source: {pubsub: {subscription: ",

@@ -204,7 +204,7 @@ class PipelineTest : public ::testing::Test {
            "      table: {dataset: " +
            kDataset + ", table: " + Table() + ", create_dataset: true, rest_endpoint: \"" +
            g_servers->bigquery->rest_endpoint() + "\", grpc_endpoint: \"" +
-           g_servers->bigquery->grpc_endpoint() + "\"}\n";
+           g_servers->bigquery->grpc_endpoint() + "\"}\n" + kReadingsSchemaYaml;
   }
   std::string IceStoreYaml() const {
     return "  - name: icestore\n"
@@ -441,7 +441,7 @@ TEST_F(PipelineTest, HeldPartialBatchIsNotRedeliveredAndStoppingStoresItOnce) {
       "      table: {dataset: " +
       kDataset + ", table: " + Table() + ", create_dataset: true, rest_endpoint: \"" +
       g_servers->bigquery->rest_endpoint() + "\", grpc_endpoint: \"" +
-      g_servers->bigquery->grpc_endpoint() + "\"}\n";
+      g_servers->bigquery->grpc_endpoint() + "\"}\n" + kReadingsSchemaYaml;
   ASSERT_NE(StartDataflow("held", bigquery + EnrichmentYaml("enrichment") + IngestionYaml()),
             nullptr);
   constexpr int kReadings = 250;

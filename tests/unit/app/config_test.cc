@@ -174,6 +174,7 @@ services:
       source: {pubsub: {subscription: s, streams: many}}
       batch_size: 0
       sqlite: {path: w.db}
+      schema: [{name: n, type: INT64}]
       tabel: x
   - name: b
     icestore: {source: {in_process: {}}}
@@ -460,6 +461,7 @@ services:
     bigquery:
       source: {pubsub: {subscription: s}}
       table: {dataset: d, table: t, rest_endpoint: "http://u:Pw-In-Url-4@bq.example.com"}
+      schema: from_table
       dead_letter_topic: dl
 )");
   EXPECT_THAT(Errors(rest), ElementsAre(HasSubstr("table.rest_endpoint: contains credentials")));
