@@ -101,6 +101,10 @@ class Reader {
   // True when `node` is a map; reports keys outside `allowed`.
   bool Map(const YAML::Node& node, const std::string& path,
            std::initializer_list<const char*> allowed) {
+    return Map(node, path, std::vector<std::string>(allowed.begin(), allowed.end()));
+  }
+  bool Map(const YAML::Node& node, const std::string& path,
+           const std::vector<std::string>& allowed) {
     if (!node.IsMap()) {
       Error(path, "expected a mapping");
       return false;
@@ -738,32 +742,53 @@ void ReadIceStore(Reader& r, const YAML::Node& node, const std::string& path, Ic
   }
 }
 
-constexpr const char* kKinds[] = {"ingestion", "enrichment", "bigquery", "icestore"};
+void ReadSpec(Reader& r, const YAML::Node& n, const std::string& p, IngestionConfig& out) {
+  ReadIngestion(r, n, p, out);
+}
+void ReadSpec(Reader& r, const YAML::Node& n, const std::string& p, EnrichmentConfig& out) {
+  ReadEnrichment(r, n, p, out);
+}
+void ReadSpec(Reader& r, const YAML::Node& n, const std::string& p, BigQueryConfig& out) {
+  ReadBigQuery(r, n, p, out);
+}
+void ReadSpec(Reader& r, const YAML::Node& n, const std::string& p, IceStoreConfig& out) {
+  ReadIceStore(r, n, p, out);
+}
+
+// Calls fn(std::in_place_type<Spec>) for every service kind, in the variant's order.
+template <typename Fn>
+void ForEachKind(Fn&& fn) {
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    (fn(std::in_place_type<std::variant_alternative_t<I, ServiceConfig::Spec>>), ...);
+  }(std::make_index_sequence<std::variant_size_v<ServiceConfig::Spec>>());
+}
+
+std::vector<std::string> KindNames() {
+  std::vector<std::string> names;
+  ForEachKind([&]<typename Spec>(std::in_place_type_t<Spec>) { names.emplace_back(Spec::kKind); });
+  return names;
+}
 
 void ReadService(Reader& r, const YAML::Node& node, const std::string& path, ServiceConfig& out) {
-  if (!r.Map(node, path, {"name", "ingestion", "enrichment", "bigquery", "icestore"})) return;
+  std::vector<std::string> keys = KindNames();
+  const std::string kind_list = absl::StrJoin(keys, ", ");
+  keys.insert(keys.begin(), "name");
+  if (!r.Map(node, path, keys)) return;
   r.String(node, "name", path, out.name, true);
   std::vector<std::string> kinds;
-  for (const char* k : kKinds) {
-    if (node[k]) kinds.emplace_back(k);
+  for (const std::string& k : KindNames()) {
+    if (node[k]) kinds.push_back(k);
   }
   if (kinds.size() != 1) {
-    r.Error(path, kinds.empty()
-                      ? "missing the service kind: one of ingestion, enrichment, bigquery, icestore"
-                      : "more than one service kind: " + absl::StrJoin(kinds, ", "));
+    r.Error(path, kinds.empty() ? "missing the service kind: one of " + kind_list
+                                : "more than one service kind: " + absl::StrJoin(kinds, ", "));
     return;
   }
-  const std::string& kind = kinds.front();
-  const std::string at = Join(path, kind);
-  if (kind == "ingestion") {
-    ReadIngestion(r, node[kind], at, out.spec.emplace<IngestionConfig>());
-  } else if (kind == "enrichment") {
-    ReadEnrichment(r, node[kind], at, out.spec.emplace<EnrichmentConfig>());
-  } else if (kind == "bigquery") {
-    ReadBigQuery(r, node[kind], at, out.spec.emplace<BigQueryConfig>());
-  } else {
-    ReadIceStore(r, node[kind], at, out.spec.emplace<IceStoreConfig>());
-  }
+  ForEachKind([&]<typename Spec>(std::in_place_type_t<Spec>) {
+    if (kinds.front() == Spec::kKind) {
+      ReadSpec(r, node[Spec::kKind], Join(path, Spec::kKind), out.spec.emplace<Spec>());
+    }
+  });
 }
 
 // Checks that wiring refers to things that exist: in-process names, unique service names.
@@ -963,7 +988,9 @@ void ApplyOverride(YAML::Node root, const std::string& variable, const std::stri
 
 }  // namespace
 
-const char* ServiceConfig::kind() const { return kKinds[spec.index()]; }
+const char* ServiceConfig::kind() const {
+  return std::visit([](const auto& s) { return std::decay_t<decltype(s)>::kKind; }, spec);
+}
 
 EnvLookup ProcessEnvironment() {
   return [](const std::string& name) -> std::optional<std::string> {

@@ -59,6 +59,7 @@ struct TopicSinkConfig {
 };
 
 struct IngestionConfig {
+  static constexpr const char* kKind = "ingestion";  // its key under services[]
   mqttconverter::MQTTClientConfig mqtt;
   TopicSinkConfig sink;
   std::vector<std::pair<std::string, std::string>> routes;  // route name → topic
@@ -98,6 +99,7 @@ struct EnrichmentKeyConfig {
 };
 
 struct EnrichmentConfig {
+  static constexpr const char* kKind = "enrichment";  // its key under services[]
   SourceConfig source;
   // How input bodies are read: auto (an envelope if it is one, else raw), envelope or raw.
   messagepipeline::InputFormat input_format = messagepipeline::InputFormat::kAuto;
@@ -121,6 +123,7 @@ struct EnrichmentConfig {
 };
 
 struct BigQueryConfig {
+  static constexpr const char* kKind = "bigquery";  // its key under services[]
   SourceConfig source;
   // How input bodies are read: auto (an envelope if it is one, else raw), envelope or raw.
   messagepipeline::InputFormat input_format = messagepipeline::InputFormat::kAuto;
@@ -159,6 +162,7 @@ struct BigQueryConfig {
 };
 
 struct IceStoreConfig {
+  static constexpr const char* kKind = "icestore";  // its key under services[]
   SourceConfig source;
   // How input bodies are read: auto (an envelope if it is one, else raw), envelope or raw.
   messagepipeline::InputFormat input_format = messagepipeline::InputFormat::kAuto;
@@ -189,7 +193,8 @@ struct IceStoreConfig {
 
 struct ServiceConfig {
   std::string name;
-  std::variant<IngestionConfig, EnrichmentConfig, BigQueryConfig, IceStoreConfig> spec;
+  using Spec = std::variant<IngestionConfig, EnrichmentConfig, BigQueryConfig, IceStoreConfig>;
+  Spec spec;
   [[nodiscard]] const char* kind() const;
 };
 

@@ -26,6 +26,7 @@
 #include "dataflow/messagepipeline/log_format.h"
 #include "dataflow/messagepipeline/logging.h"
 #include "dataflow/messagepipeline/publisher.h"
+#include "dataflow/messagepipeline/service.h"
 #include "dataflow/mqttconverter/ingestion_service.h"
 #include "dataflow/mqttconverter/mqtt_consumer.h"
 #include "dataflow/version.h"
@@ -59,16 +60,11 @@ struct Service {
   std::string kind;
   std::shared_ptr<mp::MessageConsumer> consumer;
   std::string in_process_subscription;  // its backlog is drained before it stops
-  std::function<absl::Status()> start;
-  std::function<absl::Status(mp::Deadline)> stop;
-  std::function<mp::ServiceMetrics()> metrics;
-  std::function<void()> flush_promptly;  // batching sinks: cut partial batches now
+  std::shared_ptr<mp::Service> service;
   std::vector<std::function<absl::Status(mp::Deadline)>> stop_after;  // its publishers
-  std::shared_ptr<void> owner;  // keeps the service object alive
   std::shared_ptr<LatencyHistogram> publish_latency = std::make_shared<LatencyHistogram>();
   bool publishes = false;
   std::function<void(PrometheusText&)> write_extra_metrics;  // kind-specific families
-  bool stopped = false;
 };
 
 absl::Status Annotate(const absl::Status& s, const std::string& where) {
@@ -113,7 +109,7 @@ struct Pipeline::Impl {
   std::map<std::string, std::shared_ptr<pubsub::PubsubStub>> stubs;  // by project
 #endif
   std::vector<Service> services;
-  bool stopping = false;
+  std::unique_ptr<mp::ServiceGroup> group;  // runs `services`
 
   absl::Status NeedPubsub(const std::string& what) const {
 #ifdef DATAFLOW_APP_HAS_PUBSUB
@@ -324,15 +320,12 @@ struct Pipeline::Impl {
     auto service = mqttconverter::IngestionService::Create(options, svc.consumer, *publisher);
     if (!service.ok()) return service.status();
     std::shared_ptr<mqttconverter::IngestionService> s = *std::move(service);
-    svc.start = [s] { return s->Start(); };
-    svc.stop = [s](mp::Deadline d) { return s->Stop(d); };
-    svc.metrics = [s] { return s->metrics(); };
+    svc.service = s;
     svc.write_extra_metrics = [s, name](PrometheusText& out) {
       out.Counter("dataflow_ingestion_rejected_total",
                   "Messages of a route without a topic, dropped (no dead-letter topic).",
                   {{"service", name}}, s->rejected());
     };
-    svc.owner = s;
     return svc;
   }
 
@@ -392,15 +385,12 @@ struct Pipeline::Impl {
         svc.consumer, *enricher, mp::PublishEnvelope(*publisher, c.topic));
     if (!service.ok()) return service.status();
     std::shared_ptr<enrichment::EnrichmentService> s = *std::move(service);
-    svc.start = [s] { return s->Start(); };
-    svc.stop = [s](mp::Deadline d) { return s->Stop(d); };
-    svc.metrics = [s] { return s->metrics(); };
+    svc.service = s;
     svc.stop_after.push_back([chain = *chain](mp::Deadline) { return chain->Close(); });
     svc.write_extra_metrics = [s, name, cache_stats](PrometheusText& out) {
       WriteEnrichmentMetrics(out, name, s->enrichment_metrics());
       for (const auto& write : cache_stats) write(out);
     };
-    svc.owner = s;
     return svc;
   }
 
@@ -480,12 +470,8 @@ struct Pipeline::Impl {
         svc.consumer, std::move(transformer), *inserter);
     if (!service.ok()) return service.status();
     std::shared_ptr<bqstore::BigQueryService<bqstore::RowInput>> s = *std::move(service);
-    svc.start = [s] { return s->Start(); };
-    svc.stop = [s](mp::Deadline d) { return s->Stop(d); };
-    svc.metrics = [s] { return s->metrics(); };
-    svc.flush_promptly = [s] { s->FlushPromptly(); };
+    svc.service = s;
     svc.stop_after.push_back([i = *inserter](mp::Deadline) { return i->Close(); });
-    svc.owner = s;
     return svc;
   }
 
@@ -525,25 +511,12 @@ struct Pipeline::Impl {
                                               : icestore::ArchivalKey::kDayLocation));
     if (!service.ok()) return service.status();
     std::shared_ptr<icestore::IceStorageService> s = *std::move(service);
-    svc.start = [s] { return s->Start(); };
-    svc.stop = [s](mp::Deadline d) { return s->Stop(d); };
-    svc.metrics = [s] { return s->metrics(); };
-    svc.flush_promptly = [s] { s->FlushPromptly(); };
+    svc.service = s;
     svc.write_extra_metrics = [s, name](PrometheusText& out) {
       out.Counter("dataflow_archive_objects_written_total", "Archive objects written.",
                   {{"service", name}}, s->objects_written());
     };
-    svc.owner = s;
     return svc;
-  }
-
-  // Waits until the in-process subscription has nothing pending or outstanding.
-  void DrainInProcess(const std::string& subscription, mp::Deadline deadline) const {
-    while (Clock::now() < deadline) {
-      auto stats = broker->Stats(subscription);
-      if (!stats.ok() || (stats->pending == 0 && stats->outstanding == 0)) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
   }
 };
 
@@ -574,9 +547,7 @@ void AddConsumerMetrics(Service& svc) {
 
 Pipeline::Pipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-Pipeline::~Pipeline() {
-  if (!impl_->stopping) (void)Stop(std::chrono::seconds(0));
-}
+Pipeline::~Pipeline() = default;  // the group stops what still runs
 
 absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Build(const ProgramConfig& config,
                                                           PipelineHooks hooks) {
@@ -610,70 +581,28 @@ absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Build(const ProgramConfig& c
     AddConsumerMetrics(*built);
     impl->services.push_back(*std::move(built));
   }
+  mp::ServiceGroupOptions group{.broker = impl->broker};
+  for (const auto& [name, topic] : config.in_process_subscriptions) {
+    group.subscriptions.push_back(name);
+  }
+  impl->group = std::make_unique<mp::ServiceGroup>(std::move(group));
+  for (const Service& s : impl->services) {
+    impl->group->Add({.name = s.name,
+                      .kind = s.kind,
+                      .service = s.service,
+                      .consumer = s.consumer,
+                      .in_process_input = s.in_process_subscription,
+                      .close_after_stop = s.stop_after});
+  }
   return std::unique_ptr<Pipeline>(new Pipeline(std::move(impl)));
 }
 
-absl::Status Pipeline::Start() {
-  // Sinks first, so nothing is produced before its consumer runs.
-  for (auto it = impl_->services.rbegin(); it != impl_->services.rend(); ++it) {
-    if (auto s = it->start(); !s.ok()) return Annotate(s, it->name);
-    Log()->info("service started name={} kind={}", it->name, it->kind);
-  }
-  return absl::OkStatus();
-}
+absl::Status Pipeline::Start() { return impl_->group->Start(); }
 
-absl::Status Pipeline::Failure() const {
-  for (const auto& s : impl_->services) {
-    auto done = s.consumer->Done();
-    if (done.wait_for(std::chrono::seconds(0)) != std::future_status::ready) continue;
-    const absl::Status& status = done.get();
-    return status.ok() ? absl::UnavailableError(s.name + ": its consumer ended")
-                       : Annotate(status, s.name);
-  }
-  return absl::OkStatus();
-}
+absl::Status Pipeline::Failure() const { return impl_->group->Failure(); }
 
 absl::Status Pipeline::Stop(std::chrono::milliseconds timeout) {
-  impl_->stopping = true;
-  const mp::Deadline deadline = Clock::now() + timeout;
-  std::vector<std::string> problems;
-  std::uint64_t nacked = 0;
-  // Upstream services stop by waiting for what they published to be stored downstream (end
-  // to end): the sinks must not sit on partial batches until their flush interval.
-  for (auto& s : impl_->services) {
-    if (s.flush_promptly && !s.stopped) s.flush_promptly();
-  }
-  for (auto& s : impl_->services) {
-    if (s.stopped) continue;
-    s.stopped = true;
-    if (!s.in_process_subscription.empty())
-      impl_->DrainInProcess(s.in_process_subscription, deadline);
-    const std::uint64_t nacked_before = s.metrics().nacked;
-    if (auto st = s.stop(deadline); !st.ok()) problems.push_back(s.name + ": " + st.ToString());
-    for (auto& stop : s.stop_after) {
-      if (auto st = stop(deadline); !st.ok()) problems.push_back(s.name + ": " + st.ToString());
-    }
-    const std::uint64_t nacked_now = s.metrics().nacked - nacked_before;
-    if (nacked_now > 0) {
-      problems.push_back(absl::StrCat(s.name, ": ", nacked_now,
-                                      " messages nacked while stopping (the broker redelivers)"));
-    }
-    nacked += nacked_now;
-    Log()->info("service stopped name={} nacked_at_stop={}", s.name, nacked_now);
-  }
-  std::size_t left = 0;
-  for (const auto& [name, topic] : impl_->config.in_process_subscriptions) {
-    if (auto stats = impl_->broker->Stats(name); stats.ok())
-      left += stats->pending + stats->outstanding;
-  }
-  if (left > 0) {
-    // Never acknowledged to their source (end-to-end acknowledgement): it sends them again.
-    problems.push_back(absl::StrCat(left,
-                                    " messages left unacknowledged in in-process subscriptions "
-                                    "(their source redelivers them)"));
-  }
-  if (problems.empty()) return absl::OkStatus();
-  return absl::AbortedError(absl::StrJoin(problems, "; "));
+  return impl_->group->Stop(Clock::now() + timeout);
 }
 
 std::vector<ServiceStatus> Pipeline::Status() const {
@@ -682,14 +611,14 @@ std::vector<ServiceStatus> Pipeline::Status() const {
     out.push_back({.name = s.name,
                    .kind = s.kind,
                    .connected = s.consumer->IsConnected(),
-                   .metrics = s.metrics()});
+                   .metrics = s.service->metrics()});
   }
   return out;
 }
 
 void Pipeline::WriteMetrics(PrometheusText& out) const {
   for (const auto& s : impl_->services) {
-    WriteServiceMetrics(out, s.name, s.metrics());
+    WriteServiceMetrics(out, s.name, s.service->metrics());
     WriteConsumerConnected(out, s.name, s.consumer->IsConnected());
     if (s.publishes) WritePublishLatency(out, s.name, s.publish_latency->Snapshot());
     if (s.write_extra_metrics) s.write_extra_metrics(out);

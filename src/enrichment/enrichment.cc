@@ -114,7 +114,7 @@ absl::StatusOr<std::unique_ptr<EnrichmentService>> EnrichmentService::Create(
     std::shared_ptr<MessageEnricher> enricher, mp::MessageProcessor processor) {
   if (!enricher) return absl::InvalidArgumentError(options.name + ": enricher is null");
   if (!processor) return absl::InvalidArgumentError(options.name + ": processor is null");
-  auto service = Service::Create(
+  auto service = Streaming::Create(
       ServiceOptions(options), std::move(consumer), PassThrough,
       [enricher, processor = std::move(processor), format = options.input_format](
           Message& m, std::monostate&) -> absl::Status {
@@ -137,7 +137,7 @@ absl::StatusOr<std::unique_ptr<EnrichmentService>> EnrichmentService::CreateAsyn
     std::shared_ptr<MessageEnricher> enricher, mp::AsyncMessageProcessor processor) {
   if (!enricher) return absl::InvalidArgumentError(options.name + ": enricher is null");
   if (!processor) return absl::InvalidArgumentError(options.name + ": processor is null");
-  auto service = Service::CreateAsync(
+  auto service = Streaming::CreateAsync(
       ServiceOptions(options), std::move(consumer), PassThrough,
       [enricher, processor = std::move(processor), format = options.input_format](
           Message& m, std::monostate&, mp::Completion done) {

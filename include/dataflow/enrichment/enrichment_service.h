@@ -17,6 +17,7 @@
 #include <variant>
 
 #include "dataflow/enrichment/enricher.h"
+#include "dataflow/messagepipeline/service.h"
 #include "dataflow/messagepipeline/streaming_service.h"
 
 namespace dataflow::enrichment {
@@ -32,7 +33,7 @@ struct EnrichmentServiceOptions {
   messagepipeline::InputFormat input_format = messagepipeline::InputFormat::kAuto;
 };
 
-class EnrichmentService {
+class EnrichmentService final : public messagepipeline::Service {
  public:
   static absl::StatusOr<std::unique_ptr<EnrichmentService>> Create(
       EnrichmentServiceOptions options, std::shared_ptr<messagepipeline::MessageConsumer> consumer,
@@ -41,20 +42,24 @@ class EnrichmentService {
       EnrichmentServiceOptions options, std::shared_ptr<messagepipeline::MessageConsumer> consumer,
       std::shared_ptr<MessageEnricher> enricher, messagepipeline::AsyncMessageProcessor processor);
 
-  absl::Status Start() { return service_->Start(); }
-  absl::Status Stop(messagepipeline::Deadline deadline) { return service_->Stop(deadline); }
+  absl::Status Start() override { return service_->Start(); }
+  absl::Status Stop(messagepipeline::Deadline deadline) override {
+    return service_->Stop(deadline);
+  }
   absl::Status Stop(std::chrono::steady_clock::duration timeout) { return service_->Stop(timeout); }
   void Wait() { service_->Wait(); }
-  [[nodiscard]] messagepipeline::ServiceMetrics metrics() const { return service_->metrics(); }
+  [[nodiscard]] messagepipeline::ServiceMetrics metrics() const override {
+    return service_->metrics();
+  }
   [[nodiscard]] EnrichmentMetrics enrichment_metrics() const { return enricher_->metrics(); }
 
  private:
-  using Service = messagepipeline::StreamingService<std::monostate>;
-  EnrichmentService(std::shared_ptr<MessageEnricher> enricher, std::unique_ptr<Service> service)
+  using Streaming = messagepipeline::StreamingService<std::monostate>;
+  EnrichmentService(std::shared_ptr<MessageEnricher> enricher, std::unique_ptr<Streaming> service)
       : enricher_(std::move(enricher)), service_(std::move(service)) {}
 
   std::shared_ptr<MessageEnricher> enricher_;
-  std::unique_ptr<Service> service_;
+  std::unique_ptr<Streaming> service_;
 };
 
 }  // namespace dataflow::enrichment

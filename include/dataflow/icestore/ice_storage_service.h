@@ -20,6 +20,7 @@
 #include "dataflow/icestore/archival.h"
 #include "dataflow/icestore/key_aware_batcher.h"
 #include "dataflow/icestore/uploader.h"
+#include "dataflow/messagepipeline/service.h"
 #include "dataflow/messagepipeline/service_core.h"
 
 namespace dataflow::icestore {
@@ -40,25 +41,25 @@ struct IceStorageServiceOptions {
   bool flush_when_idle = false;
 };
 
-class IceStorageService {
+class IceStorageService final : public messagepipeline::Service {
  public:
   // `transformer` defaults to ArchivalTransformer; whatever key it returns is sanitised.
   static absl::StatusOr<std::unique_ptr<IceStorageService>> Create(
       IceStorageServiceOptions options, std::shared_ptr<messagepipeline::MessageConsumer> consumer,
       std::shared_ptr<DataUploader> uploader,
       messagepipeline::MessageTransformer<ArchivalData> transformer = ArchivalTransformer);
-  ~IceStorageService();
+  ~IceStorageService() override;
 
-  absl::Status Start();
-  absl::Status Stop(messagepipeline::Deadline deadline);
+  absl::Status Start() override;
+  absl::Status Stop(messagepipeline::Deadline deadline) override;
   absl::Status Stop(std::chrono::steady_clock::duration timeout) {
     return Stop(std::chrono::steady_clock::now() + timeout);
   }
   void Wait();
   // From now on open batches are cut as soon as no more input is waiting, instead of at the
   // flush interval (see BatchingService::FlushPromptly: a stopping pipeline calls it).
-  void FlushPromptly();
-  [[nodiscard]] messagepipeline::ServiceMetrics metrics() const;
+  void FlushPromptly() override;
+  [[nodiscard]] messagepipeline::ServiceMetrics metrics() const override;
   // Objects written so far.
   [[nodiscard]] std::uint64_t objects_written() const;
 

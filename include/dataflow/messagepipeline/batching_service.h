@@ -21,6 +21,7 @@
 
 #include "dataflow/messagepipeline/errors.h"
 #include "dataflow/messagepipeline/logging.h"
+#include "dataflow/messagepipeline/service.h"
 #include "dataflow/messagepipeline/streaming_service.h"
 
 namespace dataflow::messagepipeline {
@@ -44,7 +45,7 @@ struct BatchingServiceOptions {
 };
 
 template <typename T>
-class BatchingService {
+class BatchingService final : public Service {
  public:
   static absl::StatusOr<std::unique_ptr<BatchingService>> Create(
       BatchingServiceOptions options, std::shared_ptr<MessageConsumer> consumer,
@@ -73,15 +74,15 @@ class BatchingService {
                             std::move(transformer), std::move(processor)));
   }
 
-  ~BatchingService() = default;
+  ~BatchingService() override = default;
 
-  absl::Status Start() {
+  absl::Status Start() override {
     return pool_.Start({.handle_batch = [this](std::span<Message> batch) { HandleBatch(batch); },
                         .tail = [this] { BatchLoop(); },
                         .on_workers_done = [this] { items_.Close(); },
                         .on_abort = options_.on_stop_deadline});
   }
-  absl::Status Stop(Deadline deadline) { return pool_.Stop(deadline); }
+  absl::Status Stop(Deadline deadline) override { return pool_.Stop(deadline); }
   absl::Status Stop(std::chrono::steady_clock::duration timeout) {
     return Stop(std::chrono::steady_clock::now() + timeout);
   }
@@ -90,11 +91,11 @@ class BatchingService {
   // at flush_interval. A pipeline that stops calls it first: the upstream services it is
   // stopping wait for these rows to be stored (end-to-end acknowledgement), and the flush
   // interval must not hold them until the shutdown deadline.
-  void FlushPromptly() {
+  void FlushPromptly() override {
     prompt_.store(true, std::memory_order_release);
     items_.Interrupt();
   }
-  [[nodiscard]] ServiceMetrics metrics() const { return counters_.Snapshot(); }
+  [[nodiscard]] ServiceMetrics metrics() const override { return counters_.Snapshot(); }
   // True once a Stop() deadline expired and the remaining messages are being nacked.
   [[nodiscard]] bool draining_past_deadline() const { return pool_.aborting(); }
 
@@ -184,9 +185,9 @@ class BatchingService {
     auto unsettled = std::stable_partition(
         items.begin(), items.end(), [](const auto& item) { return !item.original.settled(); });
     for (auto it = unsettled; it != items.end(); ++it) {
-      (it->original.nacked()  ? counters_.nacked
-       : it->dead_lettered ? counters_.dead_lettered
-                           : counters_.processed)
+      (it->original.nacked() ? counters_.nacked
+       : it->dead_lettered   ? counters_.dead_lettered
+                             : counters_.processed)
           .fetch_add(1, std::memory_order_relaxed);
     }
     auto left = items.first(static_cast<std::size_t>(unsettled - items.begin()));

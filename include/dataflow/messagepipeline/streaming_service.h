@@ -13,6 +13,7 @@
 #include <string>
 
 #include "dataflow/messagepipeline/processor.h"
+#include "dataflow/messagepipeline/service.h"
 #include "dataflow/messagepipeline/service_core.h"
 #include "dataflow/messagepipeline/transformer.h"
 
@@ -30,7 +31,7 @@ struct StreamingServiceOptions {
 };
 
 template <typename T>
-class StreamingService {
+class StreamingService final : public Service {
  public:
   static absl::StatusOr<std::unique_ptr<StreamingService>> Create(
       StreamingServiceOptions options, std::shared_ptr<MessageConsumer> consumer,
@@ -54,9 +55,9 @@ class StreamingService {
                 std::move(processor));
   }
 
-  ~StreamingService() = default;  // pool_ (declared last) stops first if still running
+  ~StreamingService() override = default;  // pool_ (declared last) stops first if still running
 
-  absl::Status Start() {
+  absl::Status Start() override {
     WorkerPool::Hooks hooks{.handle_batch = [this](std::span<Message> batch) {
       pool_.ForEach(batch, [this](Message& m) { Handle(m); });
     }};
@@ -67,13 +68,13 @@ class StreamingService {
     }
     return pool_.Start(std::move(hooks));
   }
-  absl::Status Stop(Deadline deadline) { return pool_.Stop(deadline); }
+  absl::Status Stop(Deadline deadline) override { return pool_.Stop(deadline); }
   absl::Status Stop(std::chrono::steady_clock::duration timeout) {
     return Stop(std::chrono::steady_clock::now() + timeout);
   }
   // Blocks until the pipeline has drained (after Stop, or when the consumer ended).
   void Wait() { pool_.Wait(); }
-  [[nodiscard]] ServiceMetrics metrics() const { return counters_.Snapshot(); }
+  [[nodiscard]] ServiceMetrics metrics() const override { return counters_.Snapshot(); }
   // True once a Stop() deadline expired and the remaining messages are being nacked.
   [[nodiscard]] bool draining_past_deadline() const { return pool_.aborting(); }
 

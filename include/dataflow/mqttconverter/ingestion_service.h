@@ -21,6 +21,7 @@
 #include "dataflow/messagepipeline/consumer.h"
 #include "dataflow/messagepipeline/dead_letter.h"
 #include "dataflow/messagepipeline/publisher.h"
+#include "dataflow/messagepipeline/service.h"
 #include "dataflow/messagepipeline/service_core.h"
 #include "dataflow/messagepipeline/streaming_service.h"
 
@@ -56,17 +57,17 @@ struct RoutedMessage {
   messagepipeline::OutgoingMessage message;
 };
 
-class IngestionService {
+class IngestionService final : public messagepipeline::Service {
  public:
   static absl::StatusOr<std::unique_ptr<IngestionService>> Create(
       IngestionServiceOptions options, std::shared_ptr<messagepipeline::MessageConsumer> consumer,
       std::shared_ptr<messagepipeline::MessagePublisher> publisher);
 
-  absl::Status Start();
-  absl::Status Stop(messagepipeline::Deadline deadline);
+  absl::Status Start() override;
+  absl::Status Stop(messagepipeline::Deadline deadline) override;
   void Wait();
 
-  [[nodiscard]] messagepipeline::ServiceMetrics metrics() const;
+  [[nodiscard]] messagepipeline::ServiceMetrics metrics() const override;
   // Messages of unmapped routes dropped under kReject without a dead-letter sink.
   [[nodiscard]] std::uint64_t rejected() const { return rejected_.load(); }
 
