@@ -21,15 +21,12 @@
 // Thread-safe.
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <functional>
 #include <future>
 #include <memory>
 #include <string>
-#include <thread>
-#include <vector>
 
 #include "absl/status/statusor.h"
 #include "dataflow/messagepipeline/backoff.h"
@@ -37,6 +34,10 @@
 #include "dataflow/pubsub/pubsub_stub.h"
 
 namespace dataflow::pubsub {
+
+namespace internal {
+class SubscriberSession;  // src/pubsub/subscriber_session.h
+}  // namespace internal
 
 struct ConsumerOptions {
   std::string project_id;  // empty: $GOOGLE_CLOUD_PROJECT
@@ -63,12 +64,12 @@ struct ConsumerOptions {
   // forgotten. Each consumer counts only its own deliveries. 0: no counting (attempt 0).
   std::size_t delivery_count_capacity = 100'000;
   messagepipeline::BackoffOptions reconnect_backoff{.initial = std::chrono::milliseconds(100),
-                                        .maximum = std::chrono::seconds(10),
-                                        .multiplier = 2.0};
+                                                    .maximum = std::chrono::seconds(10),
+                                                    .multiplier = 2.0};
   // Retrying acks, nacks and extensions that failed with a retryable error.
   messagepipeline::BackoffOptions settle_backoff{.initial = std::chrono::milliseconds(100),
-                                     .maximum = std::chrono::seconds(5),
-                                     .multiplier = 2.0};
+                                                 .maximum = std::chrono::seconds(5),
+                                                 .multiplier = 2.0};
   // The clock that leases and retries are timed by; empty: steady_clock::now. For tests.
   std::function<std::chrono::steady_clock::time_point()> clock;
 };
@@ -76,7 +77,7 @@ struct ConsumerOptions {
 class GooglePubsubConsumer : public messagepipeline::MessageConsumer {
  public:
   static absl::StatusOr<std::unique_ptr<GooglePubsubConsumer>> Create(
-      std::shared_ptr<PubsubStub> stub, ConsumerOptions options);
+      std::shared_ptr<SubscriberStub> stub, ConsumerOptions options);
   ~GooglePubsubConsumer() override;
 
   absl::Status Start() override;
@@ -105,16 +106,10 @@ class GooglePubsubConsumer : public messagepipeline::MessageConsumer {
   };
   [[nodiscard]] Stats stats() const;
 
-  struct State;  // shared with ack handlers, which may outlive a Stop()
-
  private:
-  GooglePubsubConsumer(std::shared_ptr<PubsubStub> stub, ConsumerOptions options);
+  explicit GooglePubsubConsumer(std::unique_ptr<internal::SubscriberSession> session);
 
-  // The threads hold only state_, so a thread stuck in a hung RPC can be left behind
-  // (detached) when a deadline passes.
-  std::shared_ptr<State> state_;
-  std::vector<std::thread> readers_;
-  std::thread lease_thread_;
+  std::unique_ptr<internal::SubscriberSession> session_;
 };
 
 }  // namespace dataflow::pubsub
