@@ -65,6 +65,10 @@ TEST(FlowControl, ShutdownWakesAWaiterWithoutCountingIt) {
   auto blocked = std::async(std::launch::async, [&] { return flow.Acquire(10); });
   ASSERT_TRUE(AwaitWaiting(flow, 1));
   flow.Shutdown();
+  // Bounded: if Shutdown() does not wake it, room does, and the test fails instead of hanging.
+  const bool woken = blocked.wait_for(seconds(30)) == std::future_status::ready;
+  if (!woken) flow.Release(10);
+  EXPECT_TRUE(woken);
   EXPECT_FALSE(blocked.get());
   EXPECT_FALSE(flow.Acquire(1));  // with room too
   EXPECT_EQ(flow.stats().messages, 1u);

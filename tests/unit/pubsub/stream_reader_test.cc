@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <future>
 #include <memory>
 #include <string>
@@ -40,6 +41,7 @@ class ReaderHarness {
                 .clock = [this] { return SteadyClock::now() + milliseconds(offset_ms.load()); }},
                {.on_response =
                     [this](v1::StreamingPullResponse& r) {
+                      if (in_handover) in_handover();
                       std::lock_guard lock(mu);
                       states_in_handover.push_back(reader.state());
                       for (const auto& m : r.received_messages()) received.push_back(m.ack_id());
@@ -60,6 +62,7 @@ class ReaderHarness {
   }
 
   std::atomic<std::int64_t> offset_ms{0};
+  std::function<void()> in_handover;  // set before Start()
   std::mutex mu;
   std::vector<State> states_in_handover;
   std::vector<std::string> received;
@@ -105,6 +108,22 @@ TEST(StreamReader, RenewsAtThePlannedEndWithoutBackoff) {
   EXPECT_EQ(h.streams_ended, 1);
   std::lock_guard lock(stub->mu);
   EXPECT_EQ(stub->writes_done, 1);
+}
+
+TEST(StreamReader, AReaderBusyAtThePlannedEndHalfClosesItselfAfterTheHandover) {
+  auto stub = std::make_shared<FakeStub>();
+  stub->ignore_writes_done = true;
+  ReaderHarness h(stub);
+  h.in_handover = [&] {
+    h.offset_ms = 8'000;
+    h.reader.HalfCloseIfDue();  // busy: left to the reader
+  };
+  h.Start();
+  stub->Deliver("m", 1);
+  ASSERT_TRUE(stub->Await([&] { return stub->writes_done == 1; }));
+  EXPECT_EQ(h.reader.state(), State::kRenewing);
+  std::lock_guard lock(h.mu);
+  EXPECT_EQ(h.states_in_handover, (std::vector<State>{State::kHandingOver}));
 }
 
 TEST(StreamReader, ARetryableErrorBacksOffThenReconnects) {
