@@ -15,10 +15,13 @@
 // Done(). Start() checks the subscription first, so a missing one fails there.
 // Stop(deadline) half-closes the streams, nacks what never reached the channel, closes the
 // channel and waits (until the deadline) for the acks and nacks settled so far to reach the
-// server; past the deadline it returns DeadlineExceeded saying what was left. Messages
-// already in the channel can still be acked or nacked (they are sent to the server until
-// the consumer is destroyed; the destructor nacks whatever is still unsettled).
-// Thread-safe.
+// server; past the deadline it returns DeadlineExceeded saying what was left (a thread
+// still inside the stub then is joined by the destructor, not detached). Messages already in
+// the channel can still be acked or nacked (they are sent to the server until the consumer
+// is destroyed; the destructor nacks whatever is still unsettled, cancels the streams and
+// joins every thread, so it waits for an RPC in progress, which the gRPC stub bounds).
+// Thread-safe. The parts (stream reader, lease manager, ack batcher, flow control) are
+// private, under src/pubsub; docs/pubsub.md describes them.
 #pragma once
 
 #include <chrono>
