@@ -67,17 +67,18 @@ SubscriberSession::SubscriberSession(std::shared_ptr<SubscriberStub> stub, Consu
 
 SubscriberSession::~SubscriberSession() {
   (void)Stop(std::chrono::steady_clock::now() + std::chrono::seconds(5));
-  // Readers still in a stream that ignored the half-close: end them now.
+  // Readers still in a stream that ignored the half-close: end them now. Joined, not
+  // detached: a thread still in an RPC ends when the RPC does (the gRPC stub's unary calls
+  // time out; a cancelled stream's Read() returns).
   for (auto& r : readers_) r->Cancel();
+  JoinReaders(/*all=*/true);
+  // Then the pump's last pass, which nacks every lease left (the readers add none now).
   {
     std::lock_guard lock(pump_mu_);
     pump_stop_ = true;
     pump_cv_.notify_all();
   }
-  // Joined, not detached: a thread still in an RPC ends when the RPC does (the gRPC stub's
-  // unary calls time out; a cancelled stream's Read() returns).
   if (pump_thread_.joinable()) pump_thread_.join();
-  JoinReaders(/*all=*/true);
 }
 
 absl::Status SubscriberSession::Start() {
@@ -121,8 +122,9 @@ void SubscriberSession::Finish(absl::Status status) {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
-  for (auto& r : readers_) r->Stop();
+  // Flow control first, so a reader handing a response over stops pushing at once.
   settling_->flow.Shutdown();
+  for (auto& r : readers_) r->Stop();
   queue_.Close();
   bool resolve = false;
   {
