@@ -4,17 +4,17 @@
 
 namespace dataflow::pubsub {
 
-absl::Status CreateTopic(PubsubStub& stub, const std::string& project, const std::string& topic) {
+absl::Status CreateTopic(AdminStub& stub, const std::string& project, const std::string& topic) {
   v1::Topic t;
   t.set_name(TopicName(project, topic));
   return stub.CreateTopic(t).status();
 }
 
-absl::Status DeleteTopic(PubsubStub& stub, const std::string& project, const std::string& topic) {
+absl::Status DeleteTopic(AdminStub& stub, const std::string& project, const std::string& topic) {
   return stub.DeleteTopic(TopicName(project, topic));
 }
 
-absl::Status CreateSubscription(PubsubStub& stub, const std::string& project,
+absl::Status CreateSubscription(AdminStub& stub, const std::string& project,
                                 const std::string& subscription, const std::string& topic,
                                 const SubscriptionOptions& options) {
   if (options.ack_deadline < std::chrono::seconds(10) ||
@@ -30,7 +30,7 @@ absl::Status CreateSubscription(PubsubStub& stub, const std::string& project,
   return stub.CreateSubscription(s).status();
 }
 
-absl::Status DeleteSubscription(PubsubStub& stub, const std::string& project,
+absl::Status DeleteSubscription(AdminStub& stub, const std::string& project,
                                 const std::string& subscription) {
   return stub.DeleteSubscription(SubscriptionName(project, subscription));
 }

@@ -9,6 +9,12 @@
 #include "dataflow/messagepipeline/logging.h"
 
 namespace dataflow::pubsub {
+
+using messagepipeline::Attributes;
+using messagepipeline::Deadline;
+using messagepipeline::MessageData;
+using messagepipeline::OutgoingMessage;
+
 namespace {
 
 // Pub/Sub rejects requests over 10 MB; a single message that alone exceeds it can never be
@@ -18,7 +24,7 @@ constexpr std::size_t kMaxRequestBytes = 10 * 1000 * 1000;
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<GooglePubsubProducer>> GooglePubsubProducer::Create(
-    std::shared_ptr<PubsubStub> stub, ProducerOptions options) {
+    std::shared_ptr<PublisherStub> stub, ProducerOptions options) {
   if (stub == nullptr) return absl::InvalidArgumentError("producer: stub is null");
   auto project = gcp::ResolveProjectId(options.project_id);
   if (!project.ok()) return project.status();
@@ -40,7 +46,7 @@ absl::StatusOr<std::unique_ptr<GooglePubsubProducer>> GooglePubsubProducer::Crea
       new GooglePubsubProducer(std::move(stub), std::move(options)));
 }
 
-GooglePubsubProducer::GooglePubsubProducer(std::shared_ptr<PubsubStub> stub,
+GooglePubsubProducer::GooglePubsubProducer(std::shared_ptr<PublisherStub> stub,
                                            ProducerOptions options)
     : stub_(std::move(stub)), options_(std::move(options)) {
   for (int i = 0; i < options_.max_concurrent_batches; ++i) {
@@ -373,7 +379,7 @@ absl::Status GooglePubsubProducer::Stop(Deadline deadline) {
 }
 
 absl::StatusOr<std::unique_ptr<GoogleSimplePublisher>> GoogleSimplePublisher::Create(
-    std::shared_ptr<PubsubStub> stub, ProducerOptions options) {
+    std::shared_ptr<PublisherStub> stub, ProducerOptions options) {
   if (options.topic_id.empty()) {
     return absl::InvalidArgumentError("simple publisher: topic_id is required");
   }

@@ -1,5 +1,5 @@
 // Topic and subscription administration for tests, the demo and users' tooling.
-// Free functions over a PubsubStub; thread-safe.
+// Free functions over an AdminStub (a PubsubStub is one); thread-safe.
 #pragma once
 
 #include <chrono>
@@ -16,12 +16,12 @@ struct SubscriptionOptions {
 };
 
 // ALREADY_EXISTS is reported as such, so callers can decide whether that is fine.
-absl::Status CreateTopic(PubsubStub& stub, const std::string& project, const std::string& topic);
-absl::Status DeleteTopic(PubsubStub& stub, const std::string& project, const std::string& topic);
-absl::Status CreateSubscription(PubsubStub& stub, const std::string& project,
+absl::Status CreateTopic(AdminStub& stub, const std::string& project, const std::string& topic);
+absl::Status DeleteTopic(AdminStub& stub, const std::string& project, const std::string& topic);
+absl::Status CreateSubscription(AdminStub& stub, const std::string& project,
                                 const std::string& subscription, const std::string& topic,
                                 const SubscriptionOptions& options = {});
-absl::Status DeleteSubscription(PubsubStub& stub, const std::string& project,
+absl::Status DeleteSubscription(AdminStub& stub, const std::string& project,
                                 const std::string& subscription);
 
 }  // namespace dataflow::pubsub

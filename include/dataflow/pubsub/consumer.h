@@ -15,21 +15,21 @@
 // Done(). Start() checks the subscription first, so a missing one fails there.
 // Stop(deadline) half-closes the streams, nacks what never reached the channel, closes the
 // channel and waits (until the deadline) for the acks and nacks settled so far to reach the
-// server; past the deadline it returns DeadlineExceeded saying what was left. Messages
-// already in the channel can still be acked or nacked (they are sent to the server until
-// the consumer is destroyed; the destructor nacks whatever is still unsettled).
-// Thread-safe.
+// server; past the deadline it returns DeadlineExceeded saying what was left (a thread
+// still inside the stub then is joined by the destructor, not detached). Messages already in
+// the channel can still be acked or nacked (they are sent to the server until the consumer
+// is destroyed; the destructor nacks whatever is still unsettled, cancels the streams and
+// joins every thread, so it waits for an RPC in progress, which the gRPC stub bounds).
+// Thread-safe. The parts (stream reader, lease manager, ack batcher, flow control) are
+// private, under src/pubsub; docs/pubsub.md describes them.
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <functional>
 #include <future>
 #include <memory>
 #include <string>
-#include <thread>
-#include <vector>
 
 #include "absl/status/statusor.h"
 #include "dataflow/messagepipeline/backoff.h"
@@ -37,6 +37,10 @@
 #include "dataflow/pubsub/pubsub_stub.h"
 
 namespace dataflow::pubsub {
+
+namespace internal {
+class SubscriberSession;  // src/pubsub/subscriber_session.h
+}  // namespace internal
 
 struct ConsumerOptions {
   std::string project_id;  // empty: $GOOGLE_CLOUD_PROJECT
@@ -63,12 +67,12 @@ struct ConsumerOptions {
   // forgotten. Each consumer counts only its own deliveries. 0: no counting (attempt 0).
   std::size_t delivery_count_capacity = 100'000;
   messagepipeline::BackoffOptions reconnect_backoff{.initial = std::chrono::milliseconds(100),
-                                        .maximum = std::chrono::seconds(10),
-                                        .multiplier = 2.0};
+                                                    .maximum = std::chrono::seconds(10),
+                                                    .multiplier = 2.0};
   // Retrying acks, nacks and extensions that failed with a retryable error.
   messagepipeline::BackoffOptions settle_backoff{.initial = std::chrono::milliseconds(100),
-                                     .maximum = std::chrono::seconds(5),
-                                     .multiplier = 2.0};
+                                                 .maximum = std::chrono::seconds(5),
+                                                 .multiplier = 2.0};
   // The clock that leases and retries are timed by; empty: steady_clock::now. For tests.
   std::function<std::chrono::steady_clock::time_point()> clock;
 };
@@ -76,7 +80,7 @@ struct ConsumerOptions {
 class GooglePubsubConsumer : public messagepipeline::MessageConsumer {
  public:
   static absl::StatusOr<std::unique_ptr<GooglePubsubConsumer>> Create(
-      std::shared_ptr<PubsubStub> stub, ConsumerOptions options);
+      std::shared_ptr<SubscriberStub> stub, ConsumerOptions options);
   ~GooglePubsubConsumer() override;
 
   absl::Status Start() override;
@@ -105,16 +109,10 @@ class GooglePubsubConsumer : public messagepipeline::MessageConsumer {
   };
   [[nodiscard]] Stats stats() const;
 
-  struct State;  // shared with ack handlers, which may outlive a Stop()
-
  private:
-  GooglePubsubConsumer(std::shared_ptr<PubsubStub> stub, ConsumerOptions options);
+  explicit GooglePubsubConsumer(std::unique_ptr<internal::SubscriberSession> session);
 
-  // The threads hold only state_, so a thread stuck in a hung RPC can be left behind
-  // (detached) when a deadline passes.
-  std::shared_ptr<State> state_;
-  std::vector<std::thread> readers_;
-  std::thread lease_thread_;
+  std::unique_ptr<internal::SubscriberSession> session_;
 };
 
 }  // namespace dataflow::pubsub

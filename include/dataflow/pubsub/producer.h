@@ -44,11 +44,6 @@
 
 namespace dataflow::pubsub {
 
-using messagepipeline::Attributes;
-using messagepipeline::Deadline;
-using messagepipeline::MessageData;
-using messagepipeline::OutgoingMessage;
-
 struct ProducerOptions {
   std::string project_id;  // empty: $GOOGLE_CLOUD_PROJECT
   std::string topic_id;    // default topic for Publish(MessageData) and PublishRaw
@@ -67,19 +62,22 @@ class GooglePubsubProducer : public messagepipeline::MessagePublisher {
   using Callback = std::function<void(const Result&)>;
 
   static absl::StatusOr<std::unique_ptr<GooglePubsubProducer>> Create(
-      std::shared_ptr<PubsubStub> stub, ProducerOptions options);
+      std::shared_ptr<PublisherStub> stub, ProducerOptions options);
   ~GooglePubsubProducer() override;
 
   // The JSON envelope of `data` (Go wire format) to the default topic.
-  std::future<Result> Publish(const MessageData& data, Attributes attributes = {},
+  std::future<Result> Publish(const messagepipeline::MessageData& data,
+                              messagepipeline::Attributes attributes = {},
                               std::string ordering_key = {});
   // Raw bytes to the default topic.
-  std::future<Result> PublishRaw(std::string payload, Attributes attributes = {},
+  std::future<Result> PublishRaw(std::string payload, messagepipeline::Attributes attributes = {},
                                  std::string ordering_key = {});
   // MessagePublisher: `message` as is, to `topic` (a topic id in this project).
-  std::future<Result> Publish(const std::string& topic, OutgoingMessage message) override;
+  std::future<Result> Publish(const std::string& topic,
+                              messagepipeline::OutgoingMessage message) override;
   // Like Publish(topic, message), but `done` runs (on a producer thread) with the result.
-  void PublishAsync(const std::string& topic, OutgoingMessage message, Callback done) override;
+  void PublishAsync(const std::string& topic, messagepipeline::OutgoingMessage message,
+                    Callback done) override;
 
   // After a batch with `ordering_key` failed, publishing with that key on the default topic
   // (or on `topic`) fails fast until this is called. A no-op for a key that is not paused.
@@ -87,8 +85,8 @@ class GooglePubsubProducer : public messagepipeline::MessagePublisher {
   void ResumePublish(const std::string& topic, const std::string& ordering_key);
 
   // Sends every pending batch now and waits until all publishes so far have resolved.
-  absl::Status Flush(Deadline deadline);
-  absl::Status Stop(Deadline deadline) override;
+  absl::Status Flush(messagepipeline::Deadline deadline);
+  absl::Status Stop(messagepipeline::Deadline deadline) override;
 
   [[nodiscard]] const std::string& project_id() const { return options_.project_id; }
   [[nodiscard]] const std::string& default_topic() const { return options_.topic_id; }
@@ -109,7 +107,7 @@ class GooglePubsubProducer : public messagepipeline::MessagePublisher {
   };
   using Key = std::pair<std::string, std::string>;
 
-  GooglePubsubProducer(std::shared_ptr<PubsubStub> stub, ProducerOptions options);
+  GooglePubsubProducer(std::shared_ptr<PublisherStub> stub, ProducerOptions options);
   void Enqueue(const std::string& topic, Pending pending, const std::string& ordering_key);
   void TimerLoop(std::stop_token stop);
   void SenderLoop();
@@ -123,7 +121,7 @@ class GooglePubsubProducer : public messagepipeline::MessagePublisher {
   static void Resolve(Pending& p, const Result& r);
   static absl::Status PausedError(const Key& key, const absl::Status& cause);
 
-  std::shared_ptr<PubsubStub> stub_;
+  std::shared_ptr<PublisherStub> stub_;
   ProducerOptions options_;
   std::mutex mu_;
   std::condition_variable_any cv_;   // timer and senders
@@ -147,9 +145,9 @@ class GooglePubsubProducer : public messagepipeline::MessagePublisher {
 class GoogleSimplePublisher {
  public:
   static absl::StatusOr<std::unique_ptr<GoogleSimplePublisher>> Create(
-      std::shared_ptr<PubsubStub> stub, ProducerOptions options);
-  void Publish(std::string payload, Attributes attributes = {});
-  absl::Status Stop(Deadline deadline) { return producer_->Stop(deadline); }
+      std::shared_ptr<PublisherStub> stub, ProducerOptions options);
+  void Publish(std::string payload, messagepipeline::Attributes attributes = {});
+  absl::Status Stop(messagepipeline::Deadline deadline) { return producer_->Stop(deadline); }
   [[nodiscard]] std::size_t failures() const { return failures_->load(); }
 
  private:

@@ -1,8 +1,8 @@
-// PubsubStub: the small interface between the Pub/Sub clients (consumer, producer, admin)
-// and the network. The gRPC implementation talks to Google or the emulator; tests plug in a
-// fake, and retries/logging can be decorators around it. Implementations are thread-safe;
-// a PullStream is used by one reader and one writer thread at a time, and Cancel() may be
-// called from any thread.
+// The small interfaces between the Pub/Sub clients and the network: SubscriberStub (the
+// consumer), PublisherStub (the producer), AdminStub (admin.h), and PubsubStub, all three. The gRPC
+// implementation talks to Google or the emulator; tests plug in a fake, and retries/logging can be
+// decorators around it. Implementations are thread-safe; a PullStream is used by one reader and one
+// writer thread at a time, and Cancel() may be called from any thread.
 #pragma once
 
 #include <chrono>
@@ -31,23 +31,38 @@ class PullStream {
   virtual absl::Status Finish() = 0;
 };
 
-class PubsubStub {
+// The calls a subscriber makes (GooglePubsubConsumer).
+class SubscriberStub {
  public:
-  virtual ~PubsubStub() = default;
-  virtual absl::StatusOr<v1::PublishResponse> Publish(const v1::PublishRequest& request,
-                                                      std::chrono::milliseconds timeout) = 0;
+  virtual ~SubscriberStub() = default;
   virtual absl::Status Acknowledge(const v1::AcknowledgeRequest& request) = 0;
   virtual absl::Status ModifyAckDeadline(const v1::ModifyAckDeadlineRequest& request) = 0;
   // A stream with a gRPC deadline `timeout` from now (none when zero): past it the stream
   // ends with DEADLINE_EXCEEDED, on the server too, even if this process died meanwhile.
   virtual std::unique_ptr<PullStream> StreamingPull(std::chrono::milliseconds timeout) = 0;
+  virtual absl::StatusOr<v1::Subscription> GetSubscription(const std::string& name) = 0;
+};
 
+// The calls a publisher makes (GooglePubsubProducer).
+class PublisherStub {
+ public:
+  virtual ~PublisherStub() = default;
+  virtual absl::StatusOr<v1::PublishResponse> Publish(const v1::PublishRequest& request,
+                                                      std::chrono::milliseconds timeout) = 0;
+};
+
+// Topic and subscription administration (admin.h).
+class AdminStub {
+ public:
+  virtual ~AdminStub() = default;
   virtual absl::StatusOr<v1::Topic> CreateTopic(const v1::Topic& topic) = 0;
   virtual absl::Status DeleteTopic(const std::string& topic) = 0;
   virtual absl::StatusOr<v1::Subscription> CreateSubscription(const v1::Subscription& s) = 0;
-  virtual absl::StatusOr<v1::Subscription> GetSubscription(const std::string& name) = 0;
   virtual absl::Status DeleteSubscription(const std::string& name) = 0;
 };
+
+// All three, as one connection serves them: what MakePubsubStub returns.
+class PubsubStub : public SubscriberStub, public PublisherStub, public AdminStub {};
 
 // The gRPC stub over `channel`.
 std::shared_ptr<PubsubStub> MakeGrpcPubsubStub(std::shared_ptr<grpc::Channel> channel);

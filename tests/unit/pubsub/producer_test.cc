@@ -15,6 +15,7 @@
 namespace dataflow::pubsub {
 namespace {
 
+using messagepipeline::OutgoingMessage;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using std::chrono::steady_clock;
