@@ -52,6 +52,7 @@ namespace dataflow::enrichment {
 namespace {
 
 namespace mp = messagepipeline;
+using messagepipeline::Message;
 
 constexpr std::size_t kMessages = 100'000;  // per iteration
 constexpr int kDevices = 10'000;

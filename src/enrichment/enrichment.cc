@@ -8,6 +8,7 @@
 namespace dataflow::enrichment {
 
 namespace mp = messagepipeline;
+using messagepipeline::Message;
 
 absl::StatusOr<FailurePolicy> ParseFailurePolicy(std::string_view name) {
   if (name == "skip") return FailurePolicy::kSkip;

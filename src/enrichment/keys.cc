@@ -7,6 +7,9 @@
 #include "dataflow/messagepipeline/json_limits.h"
 
 namespace dataflow::enrichment {
+
+using messagepipeline::Message;
+
 namespace {
 
 // The key a JSON value stands for: a non-empty string. Not numbers: `{"deviceId": 7}` was never

@@ -7,14 +7,18 @@
 #include <cstdlib>
 #include <thread>
 
-#include "dataflow/messagepipeline/backoff.h"
 #include "dataflow/icestore/archival.h"
+#include "dataflow/messagepipeline/backoff.h"
 #include "dataflow/messagepipeline/errors.h"
 #include "dataflow/messagepipeline/logging.h"
 
 namespace dataflow::icestore {
 namespace {
 
+using gcp::HttpClient;
+using gcp::HttpRequest;
+using gcp::HttpResponse;
+using gcp::MakeCurlHttpClient;
 using gcp::UrlEncode;
 
 constexpr std::size_t kChunkQuantum = 256 * 1024;  // GCS requires chunk sizes in these units
@@ -127,7 +131,8 @@ absl::Status GcsBatchUploader::Authorize(HttpRequest& request) {
 }
 
 absl::StatusOr<HttpResponse> GcsBatchUploader::SendWithRetry(HttpRequest request, bool is_create) {
-  auto backoff = messagepipeline::ExponentialBackoff::Create(Backoff(options_));  // validated in Create
+  auto backoff =
+      messagepipeline::ExponentialBackoff::Create(Backoff(options_));  // validated in Create
   absl::Status last;
   for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
     if (attempt > 1) std::this_thread::sleep_for(backoff->Next());  // a retry backoff

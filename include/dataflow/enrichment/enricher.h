@@ -28,13 +28,11 @@
 
 namespace dataflow::enrichment {
 
-using messagepipeline::Message;
-
 template <typename K>
-using KeyExtractor = std::function<std::optional<K>(const Message&)>;
+using KeyExtractor = std::function<std::optional<K>(const messagepipeline::Message&)>;
 
 template <typename V>
-using Applier = std::function<void(Message&, const V&)>;
+using Applier = std::function<void(messagepipeline::Message&, const V&)>;
 
 enum class FailurePolicy {
   kSkip,            // ack and drop the message (the original's behaviour)
@@ -64,7 +62,7 @@ class MessageEnricher {
  public:
   virtual ~MessageEnricher() = default;
   // Continue (enriched or passed on), skip (ack and drop), or an error (nack).
-  virtual absl::StatusOr<EnrichAction> Enrich(Message& message) = 0;
+  virtual absl::StatusOr<EnrichAction> Enrich(messagepipeline::Message& message) = 0;
   [[nodiscard]] virtual EnrichmentMetrics metrics() const = 0;
 };
 
@@ -75,8 +73,8 @@ class EnrichmentOutcomes {
   EnrichAction Enriched();
   EnrichAction NoKey();
   // Applies the not-found or error policy to a failed lookup of `key`.
-  absl::StatusOr<EnrichAction> LookupFailed(const Message& message, std::string_view key,
-                                            const absl::Status& error);
+  absl::StatusOr<EnrichAction> LookupFailed(const messagepipeline::Message& message,
+                                            std::string_view key, const absl::Status& error);
   [[nodiscard]] EnrichmentMetrics Snapshot() const;
 
  private:
@@ -107,7 +105,7 @@ class FetchingEnricher final : public MessageEnricher {
         applier_(std::move(applier)),
         outcomes_(options) {}
 
-  absl::StatusOr<EnrichAction> Enrich(Message& message) override {
+  absl::StatusOr<EnrichAction> Enrich(messagepipeline::Message& message) override {
     std::optional<K> key = key_extractor_(message);
     if (!key) return outcomes_.NoKey();
     absl::StatusOr<V> value = fetcher_->Fetch(*key);
@@ -152,7 +150,7 @@ KeyExtractor<std::string> JsonPayloadKey(std::string field);
 // is not a JSON object is stored under `field`.
 template <typename V>
 Applier<V> JsonApplier(std::string field = "enrichment") {
-  return [field = std::move(field)](Message& message, const V& value) {
+  return [field = std::move(field)](messagepipeline::Message& message, const V& value) {
     nlohmann::json j = value;
     auto& data = message.data.enrichment_data;
     if (!data.is_object()) data = nlohmann::json::object();

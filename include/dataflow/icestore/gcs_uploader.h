@@ -30,12 +30,6 @@ using TokenProvider = gcp::AccessTokenProvider;
 // A fixed token (tests, or a token obtained elsewhere, e.g. `gcloud auth print-access-token`).
 std::shared_ptr<TokenProvider> MakeStaticTokenProvider(std::string token);
 
-// The HTTP transport (gcp's, shared with the OAuth token provider).
-using gcp::HttpClient;
-using gcp::HttpRequest;
-using gcp::HttpResponse;
-using gcp::MakeCurlHttpClient;
-
 struct GcsUploaderOptions {
   std::string bucket;
   std::string prefix;  // relative, may be empty
@@ -46,7 +40,7 @@ struct GcsUploaderOptions {
   // Unused for the emulator (STORAGE_EMULATOR_HOST or a plain http:// endpoint). Elsewhere,
   // null means gcp::MakeDefaultAccessTokenProvider(): Create fails when no credentials exist.
   std::shared_ptr<TokenProvider> token_provider;
-  std::shared_ptr<HttpClient> http;                        // default: libcurl
+  std::shared_ptr<gcp::HttpClient> http;                   // default: libcurl
   std::size_t resumable_threshold = std::size_t{8} << 20;  // compressed bytes
   std::size_t chunk_size = std::size_t{8} << 20;           // a multiple of 256 KiB
   int max_attempts = 6;                                    // per request
@@ -63,10 +57,10 @@ class GcsBatchUploader : public DataUploader {
 
  private:
   explicit GcsBatchUploader(GcsUploaderOptions options) : options_(std::move(options)) {}
-  absl::StatusOr<HttpResponse> SendWithRetry(HttpRequest request, bool is_create);
+  absl::StatusOr<gcp::HttpResponse> SendWithRetry(gcp::HttpRequest request, bool is_create);
   absl::Status SimpleUpload(const std::string& name, std::string_view data);
   absl::Status ResumableUpload(const std::string& name, std::string_view data);
-  absl::Status Authorize(HttpRequest& request);
+  absl::Status Authorize(gcp::HttpRequest& request);
 
   GcsUploaderOptions options_;
 };

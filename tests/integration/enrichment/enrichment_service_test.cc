@@ -37,6 +37,7 @@ namespace {
 
 namespace mp = messagepipeline;
 using dataflow::testing::WaitFor;
+using messagepipeline::Message;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using std::chrono::steady_clock;

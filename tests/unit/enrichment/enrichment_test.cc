@@ -18,6 +18,7 @@ namespace {
 
 namespace mp = messagepipeline;
 using dataflow::testing::WaitFor;
+using messagepipeline::Message;
 using namespace std::chrono_literals;
 
 struct Device {

@@ -6,6 +6,7 @@ namespace dataflow::enrichment {
 namespace {
 
 using messagepipeline::Attributes;
+using messagepipeline::Message;
 using messagepipeline::MessageData;
 using nlohmann::json;
 

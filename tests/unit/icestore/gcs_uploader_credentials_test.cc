@@ -22,6 +22,10 @@ namespace {
 using dataflow::testing::AuthorizationRecorder;
 using dataflow::testing::FakeOAuthServer;
 using dataflow::testing::NoAmbientCredentials;
+using gcp::HttpClient;
+using gcp::HttpRequest;
+using gcp::HttpResponse;
+using gcp::MakeCurlHttpClient;
 using ::testing::HasSubstr;
 
 constexpr char kEmail[] = "archiver@test-project.iam.gserviceaccount.com";
