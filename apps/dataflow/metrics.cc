@@ -106,6 +106,15 @@ void WritePubsubConsumerStats(metrics::ScrapeWriter& out, std::string_view servi
             "Messages handed to the pipeline and not yet settled.", labels, m.outstanding_messages);
   out.Gauge("dataflow_pubsub_outstanding_bytes", "Bytes of those messages.", labels,
             m.outstanding_bytes);
+  out.Gauge("dataflow_pubsub_streams_waiting_for_flow_control",
+            "StreamingPull streams waiting for room under the flow-control limits.", labels,
+            m.streams_waiting_for_flow_control);
+  out.Gauge("dataflow_pubsub_delivery_counts",
+            "Message ids whose deliveries the consumer counts itself now.", labels,
+            m.delivery_counts);
+  out.Counter("dataflow_pubsub_delivery_counts_evicted_total",
+              "Delivery counts forgotten over delivery_count_capacity.", labels,
+              m.delivery_counts_evicted);
 }
 #endif
 

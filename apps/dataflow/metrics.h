@@ -57,8 +57,9 @@ void WriteMqttConsumerStats(metrics::ScrapeWriter& out, std::string_view service
 
 #ifdef DATAFLOW_APP_HAS_PUBSUB
 // dataflow_pubsub_{received,acks_sent,nacks_sent,extensions_sent,reconnects,stream_renewals,
-// settle_retries,settles_expired,settles_failed}_total{service} and the
-// dataflow_pubsub_outstanding_{messages,bytes} gauges.
+// settle_retries,settles_expired,settles_failed,delivery_counts_evicted}_total{service} and
+// the dataflow_pubsub_{outstanding_messages,outstanding_bytes,streams_waiting_for_flow_control,
+// delivery_counts} gauges.
 void WritePubsubConsumerStats(metrics::ScrapeWriter& out, std::string_view service,
                               const pubsub::GooglePubsubConsumer::Stats& stats);
 #endif

@@ -6,6 +6,8 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 namespace dataflow::app {
 namespace {
@@ -99,6 +101,76 @@ TEST(StandardFamilies, ServiceEnrichmentCacheConsumersAndLatencyForTwoServices) 
   EXPECT_TRUE(has(R"(dataflow_publish_latency_seconds_count{service="enrichment"} 1)"));
   EXPECT_TRUE(has(R"(dataflow_consumer_connected{service="ingestion"} 1)"));
   EXPECT_TRUE(has(R"(dataflow_build_info{version="1.2.3"} 1)"));
+}
+
+// Sets each field to its own power of two (from 2^10), so every exported value, and the sum
+// dataflow_messages_acked_total exports, is recognisable; returns them.
+template <typename... Fields>
+std::vector<std::uint64_t> Distinct(Fields&... fields) {
+  std::vector<std::uint64_t> values;
+  std::uint64_t next = 1024;
+  ((fields = static_cast<std::remove_reference_t<Fields>>(next), values.push_back(next), next *= 2),
+   ...);
+  return values;
+}
+
+void ExpectAllExported(const std::vector<std::uint64_t>& values, const std::string& text) {
+  for (std::uint64_t v : values) {
+    EXPECT_NE(text.find(" " + std::to_string(v) + "\n"), std::string::npos)
+        << "a stats field with value " << v << " is not exported:\n"
+        << text;
+  }
+}
+
+// Every field of every stats struct reaches /metrics. When a struct gains a field, its
+// structured binding here stops compiling: export the field (metrics.cc, docs/operations.md)
+// and add it to the binding.
+TEST(StandardFamilies, EveryStatsFieldIsExported) {
+  messagepipeline::ServiceMetrics service;
+  auto& [s1, s2, s3, s4, s5, s6, s7, s8, s9, s10] = service;
+  enrichment::EnrichmentMetrics enrichment;
+  auto& [e1, e2, e3, e4] = enrichment;
+  cache::LRUCacheStats lru;
+  auto& [l1, l2, l3, l4, l5] = lru;
+  cache::RedisCacheStats redis;
+  auto& [r1, r2, r3, r4, r5, r6] = redis;
+  mqttconverter::MqttConsumerStats mqtt;
+  auto& [m1, m2, m3, m4, m5, m6, m7, m8, m9, m10] = mqtt;
+  const std::vector<std::vector<std::uint64_t>> values = {
+      Distinct(s1, s2, s3, s4, s5, s6, s7, s8, s9, s10), Distinct(e1, e2, e3, e4),
+      Distinct(l1, l2, l3, l4, l5), Distinct(r1, r2, r3, r4, r5, r6),
+      Distinct(m1, m2, m3, m4, m5, m6, m7, m8, m9, m10)};
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    metrics::Telemetry telemetry;
+    telemetry.AddCallback([&, i](metrics::ScrapeWriter& out) {
+      switch (i) {
+        case 0:
+          return WriteServiceMetrics(out, "s", service);
+        case 1:
+          return WriteEnrichmentMetrics(out, "s", enrichment);
+        case 2:
+          return WriteCacheStats(out, "s", "lru", lru);
+        case 3:
+          return WriteCacheStats(out, "s", "redis", redis);
+        default:
+          return WriteMqttConsumerStats(out, "s", mqtt);
+      }
+    });
+    const std::string text = telemetry.Render();
+    EXPECT_EQ(telemetry.rejected(), 0u);
+    ExpectAllExported(values[i], text);
+  }
+#ifdef DATAFLOW_APP_HAS_PUBSUB
+  pubsub::GooglePubsubConsumer::Stats pubsub;
+  auto& [p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14] = pubsub;
+  const auto pubsub_values = Distinct(p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14);
+  metrics::Telemetry telemetry;
+  telemetry.AddCallback(
+      [&](metrics::ScrapeWriter& out) { WritePubsubConsumerStats(out, "s", pubsub); });
+  const std::string text = telemetry.Render();
+  EXPECT_EQ(telemetry.rejected(), 0u);
+  ExpectAllExported(pubsub_values, text);
+#endif
 }
 
 }  // namespace
