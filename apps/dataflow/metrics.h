@@ -1,9 +1,10 @@
 // The library's stats structs as metric families on the program's telemetry
 // (dataflow/metrics/telemetry.h): the services, the enricher, the cache layers and the MQTT
 // and Pub/Sub consumers keep their counters in stats structs of their own, so the runner
-// registers a scrape callback per component that writes them with these functions. What a
-// component counts itself goes straight into the telemetry (PublishLatency,
-// RegisterBuildInfo). docs/operations.md lists every family.
+// registers a scrape callback per component that writes them with these functions and the
+// library's (dataflow/metrics/service_families.h). What is counted where it happens goes
+// straight into the telemetry (PublishLatency, RegisterBuildInfo). docs/operations.md lists
+// every family.
 //
 // Typical wiring (the runner does this once per service it creates):
 //   telemetry.AddCallback([svc = service.get()](metrics::ScrapeWriter& out) {
@@ -19,6 +20,7 @@
 #include "dataflow/cache/redis_cache.h"
 #include "dataflow/enrichment/enricher.h"
 #include "dataflow/messagepipeline/service_core.h"
+#include "dataflow/metrics/service_families.h"
 #include "dataflow/metrics/telemetry.h"
 #include "dataflow/mqttconverter/mqtt_consumer.h"
 #ifdef DATAFLOW_APP_HAS_PUBSUB
@@ -27,16 +29,14 @@
 
 namespace dataflow::app {
 
-// The standard families. `service` is the service's name (ingestion, enrichment, bqstore,
-// icestore...), the label that tells the pipeline's stages apart.
+// The families every service exports, from the library (service_families.h).
+using metrics::PublishLatency;
+using metrics::WriteConsumerConnected;
+using metrics::WriteServiceMetrics;
 
-// dataflow_messages_{received,acked,processed,skipped,dead_lettered,dropped,nacked}_total,
-// dataflow_{transform,processing}_errors_total, dataflow_batches_total and
-// dataflow_batched_messages_total, all labelled {service}. acked is processed + skipped +
-// dead_lettered + dropped: the outcomes the services settle with an ack (see
-// docs/operations.md for the batching caveat).
-void WriteServiceMetrics(metrics::ScrapeWriter& out, std::string_view service,
-                         const messagepipeline::ServiceMetrics& metrics);
+// The families of the library's other stats structs. `service` is the service's name
+// (ingestion, enrichment, bqstore, icestore...), the label that tells the pipeline's stages
+// apart.
 
 // dataflow_enrichment_{enriched,no_key,not_found,fetch_errors}_total{service}.
 void WriteEnrichmentMetrics(metrics::ScrapeWriter& out, std::string_view service,
@@ -63,13 +63,6 @@ void WriteMqttConsumerStats(metrics::ScrapeWriter& out, std::string_view service
 void WritePubsubConsumerStats(metrics::ScrapeWriter& out, std::string_view service,
                               const pubsub::GooglePubsubConsumer::Stats& stats);
 #endif
-
-// dataflow_consumer_connected{service}: 1 while the service's consumer is connected.
-void WriteConsumerConnected(metrics::ScrapeWriter& out, std::string_view service, bool connected);
-
-// dataflow_publish_latency_seconds{service}, observed by TimedPublisher: from Publish() to the
-// broker's result, in metrics::LatencyBuckets().
-prometheus::Histogram& PublishLatency(metrics::Telemetry& telemetry, std::string_view service);
 
 // dataflow_build_info{version} 1.
 void RegisterBuildInfo(metrics::Telemetry& telemetry, std::string_view version);
