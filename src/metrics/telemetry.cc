@@ -102,14 +102,11 @@ struct ScrapeWriter::Families {
   absl::flat_hash_map<std::string, std::size_t> index;
 };
 
-void ScrapeWriter::Counter(const std::string& name, const std::string& help, const Labels& labels,
-                           double value) {
-  families_->Write(name, help, prometheus::MetricType::Counter, labels, value);
-}
-
-void ScrapeWriter::Gauge(const std::string& name, const std::string& help, const Labels& labels,
-                         double value) {
-  families_->Write(name, help, prometheus::MetricType::Gauge, labels, value);
+void ScrapeWriter::Write(const std::string& name, const std::string& help, bool counter,
+                         const Labels& labels, double value) {
+  families_->Write(name, help,
+                   counter ? prometheus::MetricType::Counter : prometheus::MetricType::Gauge,
+                   labels, value);
 }
 
 Telemetry::Telemetry() : registry_(std::make_shared<prometheus::Registry>()) {}

@@ -39,6 +39,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace dataflow::metrics {
@@ -55,14 +56,25 @@ class Telemetry;
 // Values written at scrape time by a Telemetry callback. Only valid inside the callback.
 class ScrapeWriter {
  public:
-  void Counter(const std::string& name, const std::string& help, const Labels& labels,
-               double value);
-  void Gauge(const std::string& name, const std::string& help, const Labels& labels, double value);
+  // Any arithmetic value; Prometheus' sample values are doubles, so integers above 2^53 are
+  // rounded (a counter would need 285 years at a million per second to get there).
+  template <typename T>
+  requires std::is_arithmetic_v<T>
+  void Counter(const std::string& name, const std::string& help, const Labels& labels, T value) {
+    Write(name, help, /*counter=*/true, labels, static_cast<double>(value));
+  }
+  template <typename T>
+  requires std::is_arithmetic_v<T>
+  void Gauge(const std::string& name, const std::string& help, const Labels& labels, T value) {
+    Write(name, help, /*counter=*/false, labels, static_cast<double>(value));
+  }
 
  private:
   friend class Telemetry;
   struct Families;
   explicit ScrapeWriter(Families* families) : families_(families) {}
+  void Write(const std::string& name, const std::string& help, bool counter, const Labels& labels,
+             double value);
   Families* families_;
 };
 
@@ -77,7 +89,8 @@ class Telemetry final {
 
   // The metric with these labels in the family `name`, created on first use (later calls
   // with the same name and labels return the same metric; `help` and `buckets` of the first
-  // call hold). Counted directly, lock-free. The reference lives as long as the Telemetry.
+  // call hold). Thread-safe: counters and gauges are atomics, a histogram takes a short lock
+  // per Observe (prometheus-cpp 1.0.1). The reference lives as long as the Telemetry.
   prometheus::Counter& Counter(const std::string& name, const std::string& help,
                                const Labels& labels);
   prometheus::Gauge& Gauge(const std::string& name, const std::string& help, const Labels& labels);
