@@ -15,7 +15,7 @@ RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-ins
       libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc \
       libhiredis-dev libpaho-mqtt-dev libpaho-mqttpp-dev libyaml-cpp-dev libcli11-dev \
       libcpp-httplib-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev zlib1g-dev libdeflate-dev \
-      libjemalloc-dev \
+      libjemalloc-dev prometheus-cpp-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY package.json package-lock.json ./
@@ -32,8 +32,9 @@ FROM debian:12-slim
 # checks this list against the binary's NEEDED entries) and CA certificates for TLS.
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       ca-certificates libabsl20220623 libcpp-httplib0.11 libcurl4 libdeflate0 libfmt9 \
-      libgrpc++1.51 libgrpc29 libhiredis0.14 libjemalloc2 libpaho-mqtt1.3 libpaho-mqttpp3-1 libprotobuf32 \
-      libspdlog1.10 libsqlite3-0 libssl3 libyaml-cpp0.7 zlib1g \
+      libgrpc++1.51 libgrpc29 libhiredis0.14 libjemalloc2 libpaho-mqtt1.3 libpaho-mqttpp3-1 \
+      libprometheus-cpp-core1.0 libprotobuf32 libspdlog1.10 libsqlite3-0 libssl3 libyaml-cpp0.7 \
+      zlib1g \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /var/lib/dataflow --create-home dataflow
 COPY --from=build /staging/usr/ /usr/

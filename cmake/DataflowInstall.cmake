@@ -64,7 +64,7 @@ function(dataflow_install_package)
           DESTINATION ${DATAFLOW_INSTALL_CMAKEDIR} COMPONENT devel)
 
   # Headers of the packages built (the gcp folder also holds gcp_auth's headers).
-  foreach(pkg messagepipeline gcp pubsub cache mqttconverter enrichment icestore bqstore)
+  foreach(pkg messagepipeline metrics gcp pubsub cache mqttconverter enrichment icestore bqstore)
     if(TARGET dataflow_${pkg} OR (pkg STREQUAL "gcp" AND TARGET dataflow_gcp_auth))
       install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/dataflow/${pkg}
               DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/dataflow COMPONENT devel)

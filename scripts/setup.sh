@@ -15,7 +15,7 @@ DEBIAN_PACKAGES=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libhiredis-dev libpaho-mqtt-dev libpaho-mqttpp-dev libyaml-cpp-dev libcli11-dev
   libcpp-httplib-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev zlib1g-dev libdeflate-dev
-  libjemalloc-dev
+  libjemalloc-dev prometheus-cpp-dev
   # servers and tools used by tests, benchmarks and the demo
   redis-server redis-tools mosquitto mosquitto-clients sqlite3 curl procps
   prometheus  # only for promtool, which checks the /metrics output in the tests

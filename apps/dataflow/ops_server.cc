@@ -2,6 +2,7 @@
 
 #include <absl/strings/str_cat.h>
 #include <httplib.h>
+#include <prometheus/text_serializer.h>
 #include <sys/socket.h>
 
 #include <chrono>
@@ -230,7 +231,8 @@ void OpsServer::Route() {
     }
     std::string error;
     std::optional<std::string> text = CallProbe(
-        "/metrics", [&] { return probes_.metrics(); }, &error);
+        "/metrics", [&] { return prometheus::TextSerializer().Serialize(probes_.metrics()); },
+        &error);
     if (!text) {
       res.status = 500;
       res.set_content("metrics failed (the reason is in the log)\n", kTextPlain);

@@ -3,7 +3,7 @@
 //   GET /healthz  200 "ok" while the process is live, else 503
 //   GET /readyz   200 when every component is ready, else 503 naming those that are not (their
 //                 details, which may hold internal errors and addresses, go to the log)
-//   GET /metrics  200, Prometheus text (exposition format 0.0.4)
+//   GET /metrics  200, Prometheus text (exposition format 0.0.4, prometheus::TextSerializer)
 //   anything else 404 (the path is not echoed)
 // Error bodies are generic: reasons are logged, not sent. A connection gets its own thread
 // (up to a cap) and is dropped after a second of silence, so idle or stalled clients cannot
@@ -15,6 +15,7 @@
 #pragma once
 
 #include <absl/status/statusor.h>
+#include <prometheus/metric_family.h>
 
 #include <atomic>
 #include <functional>
@@ -48,7 +49,8 @@ struct ComponentReadiness {
 struct OpsProbes {
   std::function<bool()> live;                                  // null: always live
   std::function<std::vector<ComponentReadiness>()> readiness;  // null or empty list: ready
-  std::function<std::string()> metrics;                        // null: an empty scrape
+  // The families to serve, e.g. metrics::Telemetry::Collect. Null: an empty scrape.
+  std::function<std::vector<prometheus::MetricFamily>()> metrics;
 };
 
 class OpsServer {

@@ -62,9 +62,7 @@ struct Service {
   std::string in_process_subscription;  // its backlog is drained before it stops
   std::shared_ptr<mp::Service> service;
   std::vector<std::function<absl::Status(mp::Deadline)>> stop_after;  // its publishers
-  std::shared_ptr<LatencyHistogram> publish_latency = std::make_shared<LatencyHistogram>();
-  bool publishes = false;
-  std::function<void(PrometheusText&)> write_extra_metrics;  // kind-specific families
+  std::function<void(metrics::ScrapeWriter&)> write_extra_metrics;    // kind-specific families
 };
 
 absl::Status Annotate(const absl::Status& s, const std::string& where) {
@@ -102,6 +100,8 @@ class JsonFileSource final : public cache::Fetcher<std::string, Json> {
 }  // namespace
 
 struct Pipeline::Impl {
+  // First, so it goes last: its scrape callbacks own services that count in its histograms.
+  metrics::Telemetry telemetry;
   ProgramConfig config;
   std::shared_ptr<mp::InProcessBroker> broker;
   std::map<std::string, std::string> ingestion_inputs;  // PipelineHooks
@@ -180,9 +180,9 @@ struct Pipeline::Impl {
   absl::StatusOr<std::shared_ptr<mp::MessagePublisher>> Publisher(
       bool in_process, const std::string& project_override, const std::vector<std::string>& topics,
       Service& service) {
-    service.publishes = true;
+    prometheus::Histogram* latency = &PublishLatency(telemetry, service.name);
     if (in_process) {
-      return Timed({.publisher = broker->NewPublisher(), .histogram = service.publish_latency});
+      return Timed({.publisher = broker->NewPublisher(), .histogram = latency});
     }
     if (auto s = NeedPubsub("sink pubsub"); !s.ok()) return s;
 #ifdef DATAFLOW_APP_HAS_PUBSUB
@@ -199,7 +199,7 @@ struct Pipeline::Impl {
     auto producer = Producer(project);
     if (!producer.ok()) return producer.status();
     service.stop_after.push_back([p = *producer](mp::Deadline d) { return p->Stop(d); });
-    return Timed({.publisher = *producer, .histogram = service.publish_latency});
+    return Timed({.publisher = *producer, .histogram = latency});
 #else
     (void)project_override;
     (void)topics;
@@ -243,7 +243,7 @@ struct Pipeline::Impl {
   // The chain, and into `stats` a writer of each layer's hit/miss counters.
   absl::StatusOr<std::shared_ptr<cache::Fetcher<std::string, Json>>> CacheChain(
       const CacheChainConfig& c, const std::string& service,
-      std::vector<std::function<void(PrometheusText&)>>& stats) {
+      std::vector<std::function<void(metrics::ScrapeWriter&)>>& stats) {
     std::shared_ptr<cache::Fetcher<std::string, Json>> chain;
     if (c.json_file) {
       auto source = JsonFileSource::Load(*c.json_file);
@@ -267,7 +267,7 @@ struct Pipeline::Impl {
       auto redis = cache::RedisCache<std::string, Json>::Create(*c.redis, chain);
       if (!redis.ok()) return Annotate(redis.status(), "cache.redis (" + c.redis->addr + ")");
       std::shared_ptr<cache::RedisCache<std::string, Json>> layer = *std::move(redis);
-      stats.push_back([layer, service](PrometheusText& out) {
+      stats.push_back([layer, service](metrics::ScrapeWriter& out) {
         WriteCacheStats(out, service, "redis", layer->Stats());
       });
       chain = layer;
@@ -277,7 +277,7 @@ struct Pipeline::Impl {
           {.max_size = c.lru->max_size, .ttl = c.lru->ttl}, chain);
       if (!lru.ok()) return Annotate(lru.status(), "cache.lru");
       std::shared_ptr<cache::InMemoryLRUCache<std::string, Json>> layer = *std::move(lru);
-      stats.push_back([layer, service](PrometheusText& out) {
+      stats.push_back([layer, service](metrics::ScrapeWriter& out) {
         WriteCacheStats(out, service, "lru", layer->Stats());
       });
       chain = layer;
@@ -321,7 +321,7 @@ struct Pipeline::Impl {
     if (!service.ok()) return service.status();
     std::shared_ptr<mqttconverter::IngestionService> s = *std::move(service);
     svc.service = s;
-    svc.write_extra_metrics = [s, name](PrometheusText& out) {
+    svc.write_extra_metrics = [s, name](metrics::ScrapeWriter& out) {
       out.Counter("dataflow_ingestion_rejected_total",
                   "Messages of a route without a topic, dropped (no dead-letter topic).",
                   {{"service", name}}, s->rejected());
@@ -333,7 +333,7 @@ struct Pipeline::Impl {
     Service svc{.name = name, .kind = "enrichment"};
     const bool in_process = c.source.kind == SourceConfig::Kind::kInProcess;
     if (in_process) svc.in_process_subscription = c.source.subscription;
-    std::vector<std::function<void(PrometheusText&)>> cache_stats;
+    std::vector<std::function<void(metrics::ScrapeWriter&)>> cache_stats;
     auto chain = CacheChain(c.cache, name, cache_stats);
     if (!chain.ok()) return chain.status();
     std::vector<enrichment::KeyExtractor<std::string>> keys;
@@ -387,7 +387,7 @@ struct Pipeline::Impl {
     std::shared_ptr<enrichment::EnrichmentService> s = *std::move(service);
     svc.service = s;
     svc.stop_after.push_back([chain = *chain](mp::Deadline) { return chain->Close(); });
-    svc.write_extra_metrics = [s, name, cache_stats](PrometheusText& out) {
+    svc.write_extra_metrics = [s, name, cache_stats](metrics::ScrapeWriter& out) {
       WriteEnrichmentMetrics(out, name, s->enrichment_metrics());
       for (const auto& write : cache_stats) write(out);
     };
@@ -512,7 +512,7 @@ struct Pipeline::Impl {
     if (!service.ok()) return service.status();
     std::shared_ptr<icestore::IceStorageService> s = *std::move(service);
     svc.service = s;
-    svc.write_extra_metrics = [s, name](PrometheusText& out) {
+    svc.write_extra_metrics = [s, name](metrics::ScrapeWriter& out) {
       out.Counter("dataflow_archive_objects_written_total", "Archive objects written.",
                   {{"service", name}}, s->objects_written());
     };
@@ -521,27 +521,30 @@ struct Pipeline::Impl {
 };
 
 namespace {
-// The service's consumer's own counters (MQTT, Pub/Sub) beside its kind's families.
-void AddConsumerMetrics(Service& svc) {
-  std::function<void(PrometheusText&)> consumer_stats;
+// The service's families (docs/operations.md) on the pipeline's telemetry, read from its stats
+// at scrape time: the common ones, its kind's, its consumer's own (MQTT, Pub/Sub).
+void AddMetrics(metrics::Telemetry& telemetry, const Service& svc) {
+  std::function<void(metrics::ScrapeWriter&)> consumer_stats;
   if (auto mqtt = std::dynamic_pointer_cast<mqttconverter::MqttConsumer>(svc.consumer)) {
-    consumer_stats = [mqtt, name = svc.name](PrometheusText& out) {
+    consumer_stats = [mqtt, name = svc.name](metrics::ScrapeWriter& out) {
       WriteMqttConsumerStats(out, name, mqtt->stats());
     };
   }
 #ifdef DATAFLOW_APP_HAS_PUBSUB
   if (auto ps = std::dynamic_pointer_cast<pubsub::GooglePubsubConsumer>(svc.consumer)) {
-    consumer_stats = [ps, name = svc.name](PrometheusText& out) {
+    consumer_stats = [ps, name = svc.name](metrics::ScrapeWriter& out) {
       WritePubsubConsumerStats(out, name, ps->stats());
     };
   }
 #endif
-  if (!consumer_stats) return;
-  svc.write_extra_metrics = [kind_stats = std::move(svc.write_extra_metrics),
-                             consumer_stats = std::move(consumer_stats)](PrometheusText& out) {
+  telemetry.AddCallback([name = svc.name, service = svc.service, consumer = svc.consumer,
+                         kind_stats = svc.write_extra_metrics,
+                         consumer_stats = std::move(consumer_stats)](metrics::ScrapeWriter& out) {
+    WriteServiceMetrics(out, name, service->metrics());
+    WriteConsumerConnected(out, name, consumer->IsConnected());
     if (kind_stats) kind_stats(out);
-    consumer_stats(out);
-  };
+    if (consumer_stats) consumer_stats(out);
+  });
 }
 }  // namespace
 
@@ -578,7 +581,7 @@ absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Build(const ProgramConfig& c
         },
         sc.spec);
     if (!built.ok()) return Annotate(built.status(), where);
-    AddConsumerMetrics(*built);
+    AddMetrics(impl->telemetry, *built);
     impl->services.push_back(*std::move(built));
   }
   mp::ServiceGroupOptions group{.broker = impl->broker};
@@ -616,14 +619,7 @@ std::vector<ServiceStatus> Pipeline::Status() const {
   return out;
 }
 
-void Pipeline::WriteMetrics(PrometheusText& out) const {
-  for (const auto& s : impl_->services) {
-    WriteServiceMetrics(out, s.name, s.service->metrics());
-    WriteConsumerConnected(out, s.name, s.consumer->IsConnected());
-    if (s.publishes) WritePublishLatency(out, s.name, s.publish_latency->Snapshot());
-    if (s.write_extra_metrics) s.write_extra_metrics(out);
-  }
-}
+metrics::Telemetry& Pipeline::telemetry() const { return impl_->telemetry; }
 
 std::vector<ComponentReadiness> Pipeline::Readiness() const {
   std::vector<ComponentReadiness> out;
@@ -663,15 +659,14 @@ int RunProgram(const ProgramConfig& config) {
     return 1;
   }
   // Up before the services start, so probes see "live, not ready" while consumers connect.
-  MetricsRegistry registry;
-  registry.AddCollector([](PrometheusText& out) { WriteBuildInfo(out, DATAFLOW_VERSION); });
-  registry.AddCollector([p = pipeline->get()](PrometheusText& out) { p->WriteMetrics(out); });
+  RegisterBuildInfo((*pipeline)->telemetry(), DATAFLOW_VERSION);
   std::unique_ptr<OpsServer> ops;
   if (config.ops.enabled) {
-    auto started = OpsServer::Start({.host = config.ops.host, .port = config.ops.port},
-                                    {.live = [] { return true; },
-                                     .readiness = [p = pipeline->get()] { return p->Readiness(); },
-                                     .metrics = [&registry] { return registry.Render(); }});
+    auto started =
+        OpsServer::Start({.host = config.ops.host, .port = config.ops.port},
+                         {.live = [] { return true; },
+                          .readiness = [p = pipeline->get()] { return p->Readiness(); },
+                          .metrics = [p = pipeline->get()] { return p->telemetry().Collect(); }});
     if (!started.ok()) {
       Announce(spdlog::level::err, "ops endpoint: " + started.status().ToString());
       return 1;

@@ -58,8 +58,9 @@ class Pipeline {
   // messages had to be nacked or were left in an in-process topic (lost with the process).
   absl::Status Stop(std::chrono::milliseconds timeout);
   [[nodiscard]] std::vector<ServiceStatus> Status() const;
-  // Every service's metric families (docs/operations.md), for /metrics.
-  void WriteMetrics(PrometheusText& out) const;
+  // Every service's metric families (docs/operations.md), for /metrics; the caller may add
+  // its own.
+  [[nodiscard]] metrics::Telemetry& telemetry() const;
   // One entry per service: its consumer connected and pulling.
   [[nodiscard]] std::vector<ComponentReadiness> Readiness() const;
 

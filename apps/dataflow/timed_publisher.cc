@@ -17,14 +17,14 @@ absl::StatusOr<std::unique_ptr<TimedPublisher>> TimedPublisher::Create(
 
 void TimedPublisher::PublishAsync(const std::string& topic, OutgoingMessage message,
                                   messagepipeline::PublishCallback done) {
-  options_.publisher->PublishAsync(topic, std::move(message),
-                                   [histogram = options_.histogram, start = Clock::now(),
-                                    done = std::move(done)](const Result& result) {
-                                     // Observe first: whoever waits on the result may read the
-                                     // histogram at once.
-                                     histogram->Observe(Clock::now() - start);
-                                     done(result);
-                                   });
+  options_.publisher->PublishAsync(
+      topic, std::move(message),
+      [histogram = options_.histogram, start = Clock::now(),
+       done = std::move(done)](const Result& result) {
+        // Observe first: whoever waits on the result may read the histogram at once.
+        histogram->Observe(std::chrono::duration<double>(Clock::now() - start).count());
+        done(result);
+      });
 }
 
 absl::Status TimedPublisher::Stop(messagepipeline::Deadline deadline) {

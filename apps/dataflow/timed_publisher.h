@@ -1,7 +1,8 @@
 // TimedPublisher: a MessagePublisher decorator that records each publish's latency, from
-// PublishAsync() to the broker's result (message id or error), in a LatencyHistogram, taken
-// in the completion callback on whichever thread the broker completes on. Results are passed
-// through unchanged; no thread is added. Thread-safe.
+// PublishAsync() to the broker's result (message id or error), in seconds, in a Prometheus
+// histogram (PublishLatency in metrics.h), taken in the completion callback on whichever
+// thread the broker completes on. Results are passed through unchanged; no thread is added.
+// Thread-safe.
 #pragma once
 
 #include <absl/status/statusor.h>
@@ -10,13 +11,14 @@
 #include <string>
 
 #include "dataflow/messagepipeline/publisher.h"
-#include "metrics.h"
+#include "prometheus/histogram.h"
 
 namespace dataflow::app {
 
 struct TimedPublisherOptions {
   std::shared_ptr<messagepipeline::MessagePublisher> publisher;  // required
-  std::shared_ptr<LatencyHistogram> histogram;                   // required
+  // Required; must outlive the publisher (a Telemetry's histograms live as long as it does).
+  prometheus::Histogram* histogram = nullptr;
 };
 
 class TimedPublisher final : public messagepipeline::MessagePublisher {

@@ -63,8 +63,8 @@ class SilentClient {
 
 TEST(OpsServer, EndpointsOverHttpWithReadinessFlipping) {
   std::atomic<bool> consumer_connected{false};
-  MetricsRegistry registry;
-  registry.AddCollector([](PrometheusText& out) {
+  metrics::Telemetry telemetry;
+  telemetry.AddCallback([](metrics::ScrapeWriter& out) {
     WriteServiceMetrics(out, "enrichment", messagepipeline::ServiceMetrics{.received = 3});
   });
   auto server =
@@ -79,7 +79,7 @@ TEST(OpsServer, EndpointsOverHttpWithReadinessFlipping) {
                                                   .detail = "not connected"},
                                              };
                                            },
-                                       .metrics = [&] { return registry.Render(); },
+                                       .metrics = [&] { return telemetry.Collect(); },
                                    });
   ASSERT_TRUE(server.ok()) << server.status();
   const int port = (*server)->port();
@@ -103,7 +103,7 @@ TEST(OpsServer, EndpointsOverHttpWithReadinessFlipping) {
   EXPECT_EQ(metrics.status, 200);
   EXPECT_TRUE(metrics.content_type.starts_with("text/plain; version=0.0.4"))
       << metrics.content_type;
-  EXPECT_EQ(metrics.body, registry.Render());
+  EXPECT_EQ(metrics.body, telemetry.Render());
   EXPECT_NE(metrics.body.find("dataflow_messages_received_total{service=\"enrichment\"} 3\n"),
             std::string::npos);
 
@@ -172,7 +172,9 @@ TEST(OpsServer, ThrowingProbesAnswerErrors) {
                       .readiness = []() -> std::vector<ComponentReadiness> {
                         throw std::runtime_error("ready broke");
                       },
-                      .metrics = []() -> std::string { throw std::runtime_error("scrape broke"); },
+                      .metrics = []() -> std::vector<prometheus::MetricFamily> {
+                        throw std::runtime_error("scrape broke");
+                      },
                   });
   ASSERT_TRUE(server.ok()) << server.status();
   const int port = (*server)->port();

@@ -7,6 +7,7 @@
 
 #include "dataflow/messagepipeline/in_process_broker.h"
 #include "dataflow/messagepipeline/streaming_service.h"
+#include "dataflow/metrics/telemetry.h"
 #include "dataflow_testing/server_process.h"
 #ifdef DATAFLOW_APP_HAS_PUBSUB
 #include "dataflow/pubsub/producer.h"
@@ -20,7 +21,13 @@ using messagepipeline::OutgoingMessage;
 using Result = absl::StatusOr<std::string>;
 using namespace std::chrono_literals;
 
-std::uint64_t Observed(const LatencyHistogram& h) { return h.Snapshot().count; }
+std::uint64_t Observed(const prometheus::Histogram& h) {
+  return h.Collect().histogram.sample_count;
+}
+
+std::shared_ptr<prometheus::Histogram> NewHistogram() {
+  return std::make_shared<prometheus::Histogram>(metrics::LatencyBuckets());
+}
 
 // A publisher whose results the test hands out later, like a broker that batches.
 class LatePublisher final : public messagepipeline::MessagePublisher {
@@ -56,9 +63,8 @@ class LatePublisher final : public messagepipeline::MessagePublisher {
 };
 
 TEST(TimedPublisher, CreateNeedsPublisherAndHistogram) {
-  EXPECT_EQ(
-      TimedPublisher::Create({.histogram = std::make_shared<LatencyHistogram>()}).status().code(),
-      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(TimedPublisher::Create({.histogram = NewHistogram().get()}).status().code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(
       TimedPublisher::Create({.publisher = std::make_shared<LatePublisher>()}).status().code(),
       absl::StatusCode::kInvalidArgument);
@@ -70,9 +76,9 @@ TEST(TimedPublisher, InProcessBrokerIsTimedWhenTheSubscriptionAcks) {
   ASSERT_TRUE(broker->CreateSubscription("out-sub", "out").ok());
   auto reader = *broker->NewConsumer("out-sub");
   ASSERT_TRUE(reader->Start().ok());
-  auto histogram = std::make_shared<LatencyHistogram>();
+  auto histogram = NewHistogram();
   auto timed =
-      TimedPublisher::Create({.publisher = broker->NewPublisher(), .histogram = histogram});
+      TimedPublisher::Create({.publisher = broker->NewPublisher(), .histogram = histogram.get()});
   ASSERT_TRUE(timed.ok()) << timed.status();
 
   for (std::uint64_t i = 1; i <= 3; ++i) {
@@ -96,8 +102,8 @@ TEST(TimedPublisher, InProcessBrokerIsTimedWhenTheSubscriptionAcks) {
 
 TEST(TimedPublisher, ALaterResultIsTimedWhenItArrivesAndPassedThrough) {
   auto late = std::make_shared<LatePublisher>();
-  auto histogram = std::make_shared<LatencyHistogram>();
-  auto timed = TimedPublisher::Create({.publisher = late, .histogram = histogram});
+  auto histogram = NewHistogram();
+  auto timed = TimedPublisher::Create({.publisher = late, .histogram = histogram.get()});
   ASSERT_TRUE(timed.ok());
   std::future<Result> a = (*timed)->Publish("t", OutgoingMessage{.payload = "a"});
   std::future<Result> b = (*timed)->Publish("t", OutgoingMessage{.payload = "b"});
@@ -120,9 +126,9 @@ TEST(TimedPublisher, UnderAStreamingServiceEveryMessageIsAckedAndTimedOnce) {
   auto consumer = broker->NewConsumer("in-sub");
   ASSERT_TRUE(consumer.ok());
   auto late = std::make_shared<LatePublisher>();
-  auto histogram = std::make_shared<LatencyHistogram>();
+  auto histogram = NewHistogram();
   std::shared_ptr<messagepipeline::MessagePublisher> timed =
-      *TimedPublisher::Create({.publisher = late, .histogram = histogram});
+      *TimedPublisher::Create({.publisher = late, .histogram = histogram.get()});
   auto publish = messagepipeline::PublishEnvelope(timed, "out");
   auto service = messagepipeline::StreamingService<std::string>::CreateAsync(
       {.name = "timed", .num_workers = 2}, *consumer,
@@ -183,8 +189,8 @@ class IdStub final : public pubsub::PubsubStub {
 TEST(TimedPublisher, PubsubProducerIsTimedThroughItsCallback) {
   std::shared_ptr<pubsub::GooglePubsubProducer> producer = *pubsub::GooglePubsubProducer::Create(
       std::make_shared<IdStub>(), {.project_id = "p", .max_batch_messages = 1});
-  auto histogram = std::make_shared<LatencyHistogram>();
-  auto timed = TimedPublisher::Create({.publisher = producer, .histogram = histogram});
+  auto histogram = NewHistogram();
+  auto timed = TimedPublisher::Create({.publisher = producer, .histogram = histogram.get()});
   ASSERT_TRUE(timed.ok()) << timed.status();
   std::future<Result> a = (*timed)->Publish("t", OutgoingMessage{.payload = "a"});
   std::future<Result> b = (*timed)->Publish("forbidden", OutgoingMessage{.payload = "b"});

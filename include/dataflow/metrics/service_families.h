@@ -1,0 +1,34 @@
+// The families every service exports (docs/operations.md "Message outcomes", "Consumers",
+// "Publish latency"), labelled {service}: the name of the service, which tells a pipeline's
+// stages apart. A runner registers them once per service it builds, e.g.
+//
+//   telemetry.AddCallback([name, svc, consumer](metrics::ScrapeWriter& out) {
+//     metrics::WriteServiceMetrics(out, name, svc->metrics());
+//     metrics::WriteConsumerConnected(out, name, consumer->IsConnected());
+//   });
+//   TimedPublisher's histogram: &metrics::PublishLatency(telemetry, name)
+#pragma once
+
+#include <string_view>
+
+#include "dataflow/messagepipeline/service_core.h"
+#include "dataflow/metrics/telemetry.h"
+
+namespace dataflow::metrics {
+
+// dataflow_messages_{received,acked,processed,skipped,dead_lettered,dropped,nacked}_total,
+// dataflow_{transform,processing}_errors_total, dataflow_batches_total and
+// dataflow_batched_messages_total. acked is processed + skipped + dead_lettered + dropped:
+// the outcomes the services settle with an ack (see docs/operations.md for the batching
+// caveat).
+void WriteServiceMetrics(ScrapeWriter& out, std::string_view service,
+                         const messagepipeline::ServiceMetrics& metrics);
+
+// dataflow_consumer_connected: 1 while the service's consumer is connected.
+void WriteConsumerConnected(ScrapeWriter& out, std::string_view service, bool connected);
+
+// dataflow_publish_latency_seconds: from Publish() to the broker's result, in
+// LatencyBuckets(). Registered on first use; the same histogram for the same service after.
+prometheus::Histogram& PublishLatency(Telemetry& telemetry, std::string_view service);
+
+}  // namespace dataflow::metrics
