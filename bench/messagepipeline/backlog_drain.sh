@@ -14,12 +14,17 @@
 #   cmake --preset release && cmake --build build/release --target dataflow
 #   bench/messagepipeline/backlog_drain.sh [build-dir]     (default: build/release)
 #   COUNT=20000 RUNS=3 bench/messagepipeline/backlog_drain.sh
+#   CONFIG=my.yaml bench/messagepipeline/backlog_drain.sh   (another pipeline config; default
+#                                                           config/local.yaml)
+# Each round also prints the sinks' SQLite commits and archive objects (from /metrics, after
+# the timing): every one of them costs an fsync.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${1:-$ROOT/build/release}
 COUNT=${COUNT:-20000}
 RUNS=${RUNS:-3}
 DEVICES=${DEVICES:-20}
+CONFIG=${CONFIG:-$ROOT/config/local.yaml}
 DATAFLOW=$BUILD/apps/dataflow/dataflow
 MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 for exe in "$DATAFLOW" "$MOSQUITTO" "$(command -v mosquitto_sub)" "$(command -v sqlite3)"; do
@@ -68,7 +73,7 @@ start_broker() {
 stop_broker() { kill "$BROKER_PID"; wait "$BROKER_PID" 2>/dev/null || true; BROKER_PID=; }
 start_pipeline() {  # out-dir
   MQTT_URL=$URL DATAFLOW_REGISTRY=$DIR/registry.json DATAFLOW_OUT=$1 DATAFLOW_OPS_PORT=$OPS_PORT \
-    DATAFLOW_LOG_LEVEL=warn "$DATAFLOW" run "$ROOT/config/local.yaml" > "$1.log" 2>&1 &
+    DATAFLOW_LOG_LEVEL=warn "$DATAFLOW" run "$CONFIG" > "$1.log" 2>&1 &
   PIPELINE_PID=$!
 }
 stop_pipeline() { kill -TERM "$PIPELINE_PID"; wait "$PIPELINE_PID" || { echo "dataflow run did not stop cleanly; see $1.log" >&2; exit 1; }; PIPELINE_PID=; }
@@ -98,6 +103,9 @@ for run in $(seq "$RUNS"); do
   until [[ $(rows "$OUT") -ge $COUNT ]]; do sleep 0.02; done
   until [[ $(lines "$OUT") -ge $COUNT ]]; do sleep 0.02; done
   t1=$(now)
+  metric() { curl -sf "http://127.0.0.1:$OPS_PORT/metrics" | awk -v m="$1{service=\"$2\"}" '$1 == m {print $2}'; }
+  commits=$(metric dataflow_batches_total bigquery)
+  objects=$(metric dataflow_archive_objects_written_total icestore)
   stop_pipeline "$OUT"
   r=$(rows "$OUT"); l=$(lines "$OUT")
 
@@ -109,8 +117,8 @@ for run in $(seq "$RUNS"); do
 
   our_rate=$(awk -v n="$COUNT" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n/(b-a)}')
   ref_rate=$(awk -v n="$COUNT" -v a="$t2" -v b="$t3" 'BEGIN {printf "%.0f", n/(b-a)}')
-  printf 'run %d: pipeline %s msg/s (%s rows, %s archived lines)  mosquitto_sub -c %s msg/s  ratio %.2f\n' \
-    "$run" "$our_rate" "$r" "$l" "$ref_rate" "$(awk -v a="$our_rate" -v b="$ref_rate" 'BEGIN {print a/b}')"
+  printf 'run %d: pipeline %s msg/s (%s rows in %s commits, %s archived lines in %s objects)  mosquitto_sub -c %s msg/s  ratio %.2f\n' \
+    "$run" "$our_rate" "$r" "${commits:-?}" "$l" "${objects:-?}" "$ref_rate" "$(awk -v a="$our_rate" -v b="$ref_rate" 'BEGIN {print a/b}')"
   ours+=("$our_rate")
   refs+=("$ref_rate")
 done

@@ -65,6 +65,12 @@ absl::Status SyncDirectory(const std::filesystem::path& dir) {
 }  // namespace
 
 absl::Status LocalDirectoryUploader::MakeDirectories(const std::filesystem::path& dir) {
+  {
+    // Most objects go to a directory an earlier upload made (and synced): skip the mkdir and
+    // stat of every level (measured: ~5 failing mkdirs per object otherwise).
+    std::lock_guard lock(durable_mu_);
+    if (made_.contains(dir.string())) return absl::OkStatus();
+  }
   const std::filesystem::path root(options_.root);
   std::filesystem::path at = root;
   std::vector<std::filesystem::path> chain{root};
@@ -95,6 +101,8 @@ absl::Status LocalDirectoryUploader::MakeDirectories(const std::filesystem::path
     std::lock_guard lock(durable_mu_);
     durable_.insert(p.string());
   }
+  std::lock_guard lock(durable_mu_);
+  made_.insert(dir.string());
   return absl::OkStatus();
 }
 
@@ -120,12 +128,21 @@ absl::StatusOr<std::string> LocalDirectoryUploader::Upload(const ObjectGroup& gr
   const std::string& name = object->name;
   const std::filesystem::path final_path = std::filesystem::path(options_.root) / name;
   const std::filesystem::path dir = final_path.parent_path();
-  if (auto s = MakeDirectories(dir); !s.ok()) return s;
   // A dot file in the same directory: same filesystem, so the rename is atomic, and
   // readers globbing *.jsonl.gz never pick it up.
   const std::string tmp = (dir / ("." + final_path.filename().string() + ".tmp")).string();
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoError("open", tmp, errno);
+  int fd = -1;
+  for (int attempt = 0; fd < 0; ++attempt) {
+    if (auto s = MakeDirectories(dir); !s.ok()) return s;
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd >= 0) break;
+    const int err = errno;
+    if (err != ENOENT || attempt > 0) return ErrnoError("open", tmp, err);
+    // Someone removed a directory MakeDirectories remembers: make (and sync) them all again.
+    std::lock_guard lock(durable_mu_);
+    made_.clear();
+    durable_.clear();
+  }
   absl::Status s = WriteAll(fd, object->gzipped, tmp);
   if (s.ok() && options_.fsync && ::fsync(fd) != 0) s = ErrnoError("fsync", tmp, errno);
   if (::close(fd) != 0 && s.ok()) s = ErrnoError("close", tmp, errno);

@@ -228,10 +228,11 @@ TEST(LocalPipelineTest, DefaultFlushIntervalWritesEachReadingOnce) {
   const int ops_port = FreeTcpPort();
   const std::string broker_url = "tcp://127.0.0.1:" + std::to_string((*mosquitto)->port());
   // The library's default flush interval instead of the demo's 500 ms, and no idle flush: only
-  // a full batch, or the stop, writes.
+  // a full batch (of 100 here; the shipped cap is larger), or the stop, writes.
   auto process =
       StartLocalPipeline(dir, broker_url, ops_port,
-                         {{"DATAFLOW__SERVICES__BIGQUERY__BIGQUERY__FLUSH_INTERVAL", "1m"},
+                         {{"DATAFLOW__SERVICES__BIGQUERY__BIGQUERY__BATCH_SIZE", "100"},
+                          {"DATAFLOW__SERVICES__BIGQUERY__BIGQUERY__FLUSH_INTERVAL", "1m"},
                           {"DATAFLOW__SERVICES__BIGQUERY__BIGQUERY__FLUSH_WHEN_IDLE", "false"},
                           {"DATAFLOW__SERVICES__ICESTORE__ICESTORE__FLUSH_INTERVAL", "1m"},
                           {"DATAFLOW__SERVICES__ICESTORE__ICESTORE__FLUSH_WHEN_IDLE", "false"}});

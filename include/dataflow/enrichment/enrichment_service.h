@@ -27,7 +27,9 @@ struct EnrichmentServiceOptions {
   int num_workers = 5;
   std::shared_ptr<messagepipeline::DeadLetterSink> dead_letter;
   int max_delivery_attempts = messagepipeline::kDefaultMaxDeliveryAttempts;  // 0: unlimited
-  std::size_t max_in_flight = 1000;  // async processors: messages awaiting confirmation
+  // Async processors: messages awaiting confirmation (end to end over in-process topics; as
+  // large as ingestion's, so it is not the narrower window).
+  std::size_t max_in_flight = 4000;
   std::size_t max_in_flight_bytes = 64 << 20;
   // How the input body is read: an envelope (Go's ingestion, ours by default) or raw bytes.
   messagepipeline::InputFormat input_format = messagepipeline::InputFormat::kAuto;

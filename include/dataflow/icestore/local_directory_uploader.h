@@ -44,6 +44,9 @@ class LocalDirectoryUploader : public DataUploader {
   std::mutex durable_mu_;
   // Directories whose entry (in their parent) was fsynced by this uploader. Under durable_mu_.
   std::set<std::string> durable_;
+  // Leaf directories MakeDirectories completed (made, and synced with fsync); cleared when
+  // one turns out to be gone. Under durable_mu_.
+  std::set<std::string> made_;
 };
 
 }  // namespace dataflow::icestore

@@ -45,7 +45,11 @@ struct IngestionServiceOptions {
   std::string default_topic;  // required with kDefaultTopic
   PayloadFormat payload_format = PayloadFormat::kEnvelope;
   int num_workers = 5;
-  std::size_t max_in_flight = 1000;  // publishes awaiting confirmation
+  // Publishes awaiting confirmation. Over in-process topics a publish is confirmed only once
+  // every sink stored the message, so this is the pipeline's end-to-end window: throughput is
+  // at most max_in_flight / latency, and the latency includes the sinks' fsyncs. 1000 held a
+  // backlog drain to sink commits of ~100-300 rows (docs/operations.md, "Backlog drain").
+  std::size_t max_in_flight = 4000;
   std::size_t max_in_flight_bytes = 64 << 20;
   std::shared_ptr<messagepipeline::DeadLetterSink> dead_letter;
   int max_delivery_attempts = messagepipeline::kDefaultMaxDeliveryAttempts;  // 0: unlimited

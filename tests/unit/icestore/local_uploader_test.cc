@@ -70,6 +70,21 @@ TEST(LocalDirectoryUploader, WritesOneGzipObjectPerGroupUnderPrefixAndKey) {
   std::filesystem::remove_all(dir);
 }
 
+// The uploader remembers the directories it made (to skip mkdir per object); one removed
+// behind its back is made again, and the upload still succeeds the first time.
+TEST(LocalDirectoryUploader, RemakesADirectoryRemovedBetweenUploads) {
+  auto dir = test::FreshDir("removed");
+  auto up = LocalDirectoryUploader::Create({.root = dir.string()});
+  ASSERT_TRUE(up.ok()) << up.status();
+  const std::string line = EncodeArchivalLine({.id = "m", .batch_key = "2025/06/15/loc"});
+  ASSERT_TRUE((*up)->Upload({.batch_key = "2025/06/15/loc", .jsonl = line, .records = 1}).ok());
+  std::filesystem::remove_all(dir / "2025");
+  auto again = (*up)->Upload({.batch_key = "2025/06/15/loc", .jsonl = line, .records = 1});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(std::filesystem::exists(dir / *again));
+  std::filesystem::remove_all(dir);
+}
+
 TEST(LocalDirectoryUploader, RefusesUnsafeKeys) {
   auto dir = test::FreshDir("unsafe");
   auto up = LocalDirectoryUploader::Create({.root = (dir / "root").string()});
