@@ -174,11 +174,8 @@ class Reader {
   void Bool(const YAML::Node& parent, const char* key, const std::string& path, bool& out) {
     auto v = Scalar(parent, key, path, false);
     if (!v) return;
-    const std::string s = absl::AsciiStrToLower(*v);
-    if (s == "true" || s == "yes" || s == "on" || s == "1") {
-      out = true;
-    } else if (s == "false" || s == "no" || s == "off" || s == "0") {
-      out = false;
+    if (const std::optional<bool> parsed = messagepipeline::ParseBool(*v)) {
+      out = *parsed;
     } else {
       Error(Join(path, key), "expected true or false, got " + Quote(*v));
     }
@@ -760,7 +757,8 @@ template <typename Fn>
 void ForEachKind(Fn&& fn) {
   [&]<std::size_t... I>(std::index_sequence<I...>) {
     (fn(std::in_place_type<std::variant_alternative_t<I, ServiceConfig::Spec>>), ...);
-  }(std::make_index_sequence<std::variant_size_v<ServiceConfig::Spec>>());
+  }
+  (std::make_index_sequence<std::variant_size_v<ServiceConfig::Spec>>());
 }
 
 std::vector<std::string> KindNames() {
@@ -990,14 +988,6 @@ void ApplyOverride(YAML::Node root, const std::string& variable, const std::stri
 
 const char* ServiceConfig::kind() const {
   return std::visit([](const auto& s) { return std::decay_t<decltype(s)>::kKind; }, spec);
-}
-
-EnvLookup ProcessEnvironment() {
-  return [](const std::string& name) -> std::optional<std::string> {
-    const char* v = std::getenv(name.c_str());
-    if (v == nullptr) return std::nullopt;
-    return std::string(v);
-  };
 }
 
 std::vector<std::pair<std::string, std::string>> EnvironmentVariables() {

@@ -27,6 +27,7 @@
 #include "dataflow/cache/redis_stub.h"
 #include "dataflow/enrichment/enricher.h"
 #include "dataflow/enrichment/keys.h"
+#include "dataflow/messagepipeline/environment.h"
 #include "dataflow/messagepipeline/message.h"
 #include "dataflow/messagepipeline/service_core.h"
 #include "dataflow/mqttconverter/ingestion_service.h"
@@ -222,9 +223,8 @@ struct ConfigError {
   [[nodiscard]] std::string ToString() const { return path + ": " + message; }
 };
 
-using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
-// The process environment (getenv).
-EnvLookup ProcessEnvironment();
+using messagepipeline::EnvLookup;
+using messagepipeline::ProcessEnvironment;
 // Every variable of the process environment; for the DATAFLOW__ overrides.
 std::vector<std::pair<std::string, std::string>> EnvironmentVariables();
 

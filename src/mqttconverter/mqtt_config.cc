@@ -51,19 +51,6 @@ absl::Status ValidateFilter(const std::string& field, std::string_view filter) {
   return absl::OkStatus();
 }
 
-bool ParseBool(std::string_view text, bool* out) {
-  std::string lower = absl::AsciiStrToLower(absl::string_view(text.data(), text.size()));
-  if (lower == "1" || lower == "true" || lower == "yes" || lower == "on") {
-    *out = true;
-    return true;
-  }
-  if (lower == "0" || lower == "false" || lower == "no" || lower == "off") {
-    *out = false;
-    return true;
-  }
-  return false;
-}
-
 }  // namespace
 
 bool ParseAckMode(std::string_view text, AckMode* out) {
@@ -199,13 +186,9 @@ absl::Status ValidateMQTTClientConfig(const MQTTClientConfig& config) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<MQTTClientConfig> LoadMQTTClientConfigFromEnv(MQTTClientConfig base,
-                                                             const EnvLookup& lookup) {
-  EnvLookup get = lookup ? lookup : [](const std::string& name) -> std::optional<std::string> {
-    const char* v = std::getenv(name.c_str());
-    if (v == nullptr) return std::nullopt;
-    return std::string(v);
-  };
+absl::StatusOr<MQTTClientConfig> LoadMQTTClientConfigFromEnv(
+    MQTTClientConfig base, const messagepipeline::EnvLookup& lookup) {
+  const messagepipeline::EnvLookup get = lookup ? lookup : messagepipeline::ProcessEnvironment();
   auto env_error = [](const std::string& var, const std::string& value, const std::string& want) {
     return absl::InvalidArgumentError(
         absl::StrCat("environment variable ", var, "='", value, "': ", want));
@@ -271,8 +254,11 @@ absl::StatusOr<MQTTClientConfig> LoadMQTTClientConfigFromEnv(MQTTClientConfig ba
   };
   for (BoolVar b : {BoolVar{"MQTT_INSECURE_SKIP_VERIFY", &base.insecure_skip_verify},
                     BoolVar{"MQTT_CLEAN_SESSION", &base.clean_session}}) {
-    auto v = get(b.name);
-    if (v && !ParseBool(*v, b.out)) return env_error(b.name, *v, "want true or false");
+    const auto v = get(b.name);
+    if (!v) continue;
+    const std::optional<bool> parsed = messagepipeline::ParseBool(*v);
+    if (!parsed) return env_error(b.name, *v, "want true or false");
+    *b.out = *parsed;
   }
   if (auto v = get("MQTT_ACK_MODE"); v && !ParseAckMode(*v, &base.ack_mode)) {
     return env_error("MQTT_ACK_MODE", *v, "want pipeline or receipt");

@@ -17,6 +17,8 @@
 #include <string_view>
 #include <vector>
 
+#include "dataflow/messagepipeline/environment.h"
+
 namespace dataflow::mqttconverter {
 
 // One subscription and the route name its messages carry. `topic` is an MQTT filter with
@@ -101,9 +103,9 @@ absl::Status ValidateMQTTClientConfig(const MQTTClientConfig& config);
 // "default") and MQTT_TOPIC_MAPPINGS
 // ("name=filter[@qos];name=filter[@qos]"), over `base`. Unset variables keep base's values.
 // Errors are InvalidArgument and name the variable.
-using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
-absl::StatusOr<MQTTClientConfig> LoadMQTTClientConfigFromEnv(MQTTClientConfig base = {},
-                                                             const EnvLookup& lookup = {});
+// `lookup` empty: the process environment.
+absl::StatusOr<MQTTClientConfig> LoadMQTTClientConfigFromEnv(
+    MQTTClientConfig base = {}, const messagepipeline::EnvLookup& lookup = {});
 
 // MQTT filter matching (`+` one level, `#` the rest); `$share/<group>/` is stripped first.
 // Topics starting with '$' are not matched by a leading wildcard, as the spec says.

@@ -15,7 +15,7 @@ MQTTClientConfig Valid() {
                           .topic_mappings = {{.name = "telemetry", .topic = "devices/+/data"}}};
 }
 
-EnvLookup FakeEnv(std::map<std::string, std::string> vars) {
+messagepipeline::EnvLookup FakeEnv(std::map<std::string, std::string> vars) {
   return [vars = std::move(vars)](const std::string& name) -> std::optional<std::string> {
     auto it = vars.find(name);
     if (it == vars.end()) return std::nullopt;
