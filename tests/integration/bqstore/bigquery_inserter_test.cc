@@ -310,14 +310,20 @@ TEST_F(BigQueryInserterTest, AppendToAServerThatNeverAnswersTimesOutAsTransient)
   auto inserter = BigQueryInserter<MonitorReading>::Create(options);
   ASSERT_TRUE(inserter.ok()) << inserter.status();
   std::vector<MonitorReading> rows = {Reading(1), Reading(2)};
+  const std::uint64_t ended_before = server_->hung_appends_ended();  // the server is shared
   {
     HungAppends hang(server_);
     auto result = (*inserter)->Insert(rows);
     EXPECT_EQ(result.status().code(), absl::StatusCode::kDeadlineExceeded) << result.status();
     EXPECT_FALSE(messagepipeline::IsPermanent(result.status()));  // nacked, redelivered
     EXPECT_EQ((*inserter)->writer().requests_sent(), 2u);         // each attempt timed out
+    // The client's cancels reach the server asynchronously: released before it saw them, the
+    // server would apply the appends (as BigQuery may apply one whose answer nobody awaits).
+    ASSERT_TRUE(dataflow::testing::WaitFor(
+        [&] { return server_->hung_appends_ended() == ended_before + 2; },
+        std::chrono::seconds(30)));
   }
-  EXPECT_TRUE(Rows().empty());
+  EXPECT_TRUE(Rows().empty());  // both timed-out appends were cancelled unapplied
   // The cancelled stream is replaced: the next batch goes through. (On a loaded machine its
   // answer may itself miss the timeout and the batch be stored twice: at-least-once.)
   ASSERT_TRUE((*inserter)->InsertBatch(rows).ok());

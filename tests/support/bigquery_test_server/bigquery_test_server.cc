@@ -256,6 +256,7 @@ struct BigQueryTestServer::State {
   std::condition_variable hang_cv;  // hang_appends cleared or shutting_down
   std::uint64_t append_requests = 0;
   std::uint64_t append_streams = 0;
+  std::uint64_t hung_appends_ended = 0;  // hung appends answered CANCELLED, unapplied
   std::size_t largest_request = 0;
   int next_stream = 1;
 
@@ -313,6 +314,7 @@ class WriteService final : public bqs::BigQueryWrite::Service {
         }
         hold.release();  // the lock_guard above still owns it
         if (state_->hang_appends || state_->shutting_down || context->IsCancelled()) {
+          ++state_->hung_appends_ended;
           return grpc::Status(grpc::StatusCode::CANCELLED, "client cancelled a hung append");
         }
       }
@@ -618,6 +620,11 @@ void BigQueryTestServer::HangAppends(bool hang) {
     state_->hang_appends = hang;
   }
   state_->hang_cv.notify_all();
+}
+
+std::uint64_t BigQueryTestServer::hung_appends_ended() const {
+  std::lock_guard lock(state_->mu);
+  return state_->hung_appends_ended;
 }
 
 std::uint64_t BigQueryTestServer::append_requests() const {

@@ -52,6 +52,10 @@ class BigQueryTestServer {
   void HangAppends(bool hang);
   std::uint64_t append_requests() const;  // requests received (including failed ones)
   std::uint64_t append_streams() const;   // AppendRows calls (bidi streams) opened
+  // Hung appends that ended without being applied (the client cancelled, or the server
+  // stopped). A hang released before the server saw the client's cancel applies the append,
+  // as BigQuery may apply an append whose answer the client no longer waits for.
+  std::uint64_t hung_appends_ended() const;
   std::size_t largest_request_bytes() const;
 
   struct State;
