@@ -18,6 +18,8 @@
 #                                                           config/local.yaml)
 # Each round also prints the sinks' SQLite commits and archive objects (from /metrics, after
 # the timing): every one of them costs an fsync.
+#   PERF_DATA=/tmp/drain.perf bench/messagepipeline/backlog_drain.sh   (records a `perf record -g`
+#                                       profile of each timed drain once it is ready, as /tmp/drain.perf.<run>)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${1:-$ROOT/build/release}
@@ -98,14 +100,27 @@ for run in $(seq "$RUNS"); do
 
   t0=$(now)
   start_pipeline "$OUT"
+  PERF_PID=
+  if [[ -n ${PERF_DATA:-} ]]; then
+    # perf -p follows only the threads that exist: attach once the services run.
+    until curl -sf "http://127.0.0.1:$OPS_PORT/readyz" >/dev/null; do sleep 0.01; done
+    perf record -q -g -p "$PIPELINE_PID" -o "$PERF_DATA.$run" > "$DIR/perf.log" 2>&1 &
+    PERF_PID=$!
+  fi
   # Cheap checks first (a count in SQLite), the archive only then: the polling must not take
   # the CPU the pipeline needs.
   until [[ $(rows "$OUT") -ge $COUNT ]]; do sleep 0.02; done
   until [[ $(lines "$OUT") -ge $COUNT ]]; do sleep 0.02; done
   t1=$(now)
+  # CPU the pipeline used (user + system, all threads) and its threads' context switches: on a
+  # shared machine these say more about the pipeline's cost than the rate does.
+  cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$PIPELINE_PID/stat")
+  switches=$(cat /proc/"$PIPELINE_PID"/task/*/status 2>/dev/null |
+    awk '/ctxt_switches/ {n += $2} END {print n}')
   metric() { curl -sf "http://127.0.0.1:$OPS_PORT/metrics" | awk -v m="$1{service=\"$2\"}" '$1 == m {print $2}'; }
   commits=$(metric dataflow_batches_total bigquery)
   objects=$(metric dataflow_archive_objects_written_total icestore)
+  [[ -z $PERF_PID ]] || { kill -INT "$PERF_PID"; wait "$PERF_PID" || true; }
   stop_pipeline "$OUT"
   r=$(rows "$OUT"); l=$(lines "$OUT")
 
@@ -117,8 +132,11 @@ for run in $(seq "$RUNS"); do
 
   our_rate=$(awk -v n="$COUNT" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n/(b-a)}')
   ref_rate=$(awk -v n="$COUNT" -v a="$t2" -v b="$t3" 'BEGIN {printf "%.0f", n/(b-a)}')
-  printf 'run %d: pipeline %s msg/s (%s rows in %s commits, %s archived lines in %s objects)  mosquitto_sub -c %s msg/s  ratio %.2f\n' \
-    "$run" "$our_rate" "$r" "${commits:-?}" "$l" "${objects:-?}" "$ref_rate" "$(awk -v a="$our_rate" -v b="$ref_rate" 'BEGIN {print a/b}')"
+  printf 'run %d: pipeline %s msg/s (%s rows in %s commits, %s archived lines in %s objects; %s CPU-s, %.0f us CPU and %.1f context switches per reading)  mosquitto_sub -c %s msg/s  ratio %.2f\n' \
+    "$run" "$our_rate" "$r" "${commits:-?}" "$l" "${objects:-?}" "$cpu" \
+    "$(awk -v c="$cpu" -v n="$COUNT" 'BEGIN {print c * 1e6 / n}')" \
+    "$(awk -v s="$switches" -v n="$COUNT" 'BEGIN {print s / n}')" \
+    "$ref_rate" "$(awk -v a="$our_rate" -v b="$ref_rate" 'BEGIN {print a/b}')"
   ours+=("$our_rate")
   refs+=("$ref_rate")
 done

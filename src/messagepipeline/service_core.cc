@@ -277,20 +277,36 @@ struct InFlightSettler::State {
     auto it = slots.find(id);
     if (it == slots.end() || it->second.result) return;  // settled already, or a second call
     it->second.result = std::move(result);
+    // Without the message, Track() is still starting it and settles it itself.
     if (it->second.message) {
       ready.push_back(id);
-      cv.notify_all();
+      if (ready.size() == 1) ready_cv.notify_one();
     }
+  }
+
+  // Frees a slot's room; `wake`: tell a Track() blocked on the limits.
+  void ReleaseLocked(std::unordered_map<std::uint64_t, Slot>::iterator it, bool wake = true) {
+    bytes_in_flight -= it->second.bytes;
+    slots.erase(it);
+    if (wake && blocked_trackers > 0) room_cv.notify_one();
+  }
+
+  [[nodiscard]] bool HasRoomLocked(std::size_t bytes) const {
+    // One message always fits, however large, so an oversize one cannot block forever.
+    return slots.empty() || (slots.size() < max_messages &&
+                             (max_bytes == 0 || bytes_in_flight + bytes <= max_bytes));
   }
 
   const std::size_t max_messages;
   const std::size_t max_bytes;
   std::mutex mu;
-  std::condition_variable cv;
+  std::condition_variable ready_cv;  // Run(): a failure to settle, Close(), Abort()
+  std::condition_variable room_cv;   // Track(): room below the limits, Abort()
   std::unordered_map<std::uint64_t, Slot> slots;
   std::deque<std::uint64_t> ready;
   std::size_t bytes_in_flight = 0;
   std::uint64_t next_id = 1;
+  int blocked_trackers = 0;
   bool closed = false;
   bool aborted = false;
 };
@@ -309,12 +325,13 @@ void InFlightSettler::Track(Message message,
   std::uint64_t id = 0;
   {
     std::unique_lock lock(state_->mu);
-    // One message always fits, however large, so an oversize one cannot block forever.
-    state_->cv.wait(lock, [&] {
-      return state_->aborted || state_->slots.empty() ||
-             (state_->slots.size() < state_->max_messages &&
-              (state_->max_bytes == 0 || state_->bytes_in_flight + bytes <= state_->max_bytes));
-    });
+    if (!state_->aborted && !state_->HasRoomLocked(bytes)) {
+      ++state_->blocked_trackers;
+      state_->room_cv.wait(lock, [&] { return state_->aborted || state_->HasRoomLocked(bytes); });
+      --state_->blocked_trackers;
+      // Room left after this one is for the next blocked worker.
+      if (state_->blocked_trackers > 0) state_->room_cv.notify_one();
+    }
     if (state_->aborted) {
       lock.unlock();
       policy_->Nack(message);
@@ -337,11 +354,11 @@ void InFlightSettler::Track(Message message,
   }
   std::unique_lock lock(state_->mu);
   auto it = state_->slots.find(id);
-  if (state_->aborted) {
-    // Run() has ended: settle here. A result that is already known still counts.
+  if (it->second.result || state_->aborted) {
+    // Completed while starting (settled here, on the worker), or Run() has ended after the
+    // stop deadline. A result that is already known still counts.
     std::optional<absl::Status> result = std::move(it->second.result);
-    state_->bytes_in_flight -= it->second.bytes;
-    state_->slots.erase(it);
+    state_->ReleaseLocked(it);
     lock.unlock();
     if (result && result->ok()) {
       policy_->Succeed(message);
@@ -354,33 +371,34 @@ void InFlightSettler::Track(Message message,
     return;
   }
   it->second.message.emplace(std::move(message));
-  if (it->second.result) {
-    state_->ready.push_back(id);
-    state_->cv.notify_all();
-  }
 }
 
 void InFlightSettler::Run() {
   State& s = *state_;
+  std::vector<std::pair<Message, absl::Status>> settling;
   std::unique_lock lock(s.mu);
   for (;;) {
-    s.cv.wait(lock, [&] { return !s.ready.empty() || s.aborted || (s.closed && s.slots.empty()); });
-    while (!s.ready.empty()) {
-      auto it = s.slots.find(s.ready.front());
-      s.ready.pop_front();
-      Message message = *std::move(it->second.message);
-      absl::Status result = *std::move(it->second.result);
-      s.bytes_in_flight -= it->second.bytes;
-      s.slots.erase(it);
-      s.cv.notify_all();  // room for a blocked Track()
-      lock.unlock();
+    s.ready_cv.wait(lock,
+                    [&] { return !s.ready.empty() || s.aborted || (s.closed && s.slots.empty()); });
+    // Everything that completed since the last round at once: one wake-up of this thread and
+    // of the blocked workers per round, not per message.
+    for (const std::uint64_t id : s.ready) {
+      auto it = s.slots.find(id);
+      settling.emplace_back(*std::move(it->second.message), *std::move(it->second.result));
+      s.ReleaseLocked(it, /*wake=*/false);
+    }
+    s.ready.clear();
+    if (!settling.empty() && s.blocked_trackers > 0) s.room_cv.notify_all();
+    lock.unlock();
+    for (auto& [message, result] : settling) {
       if (result.ok()) {
         policy_->Succeed(message);
       } else {
         policy_->Fail(message, result, FailureStage::kProcess);
       }
-      lock.lock();
     }
+    settling.clear();
+    lock.lock();
     if (s.aborted) {
       // Nack what is registered and still waiting; slots still being started are settled by
       // their Track() call, which sees `aborted`.
@@ -399,20 +417,21 @@ void InFlightSettler::Run() {
       pool_->CountAbortNacks(waiting.size());
       return;
     }
-    if (s.closed && s.slots.empty()) return;
+    if (s.closed && s.slots.empty() && s.ready.empty()) return;
   }
 }
 
 void InFlightSettler::Close() {
   std::lock_guard lock(state_->mu);
   state_->closed = true;
-  state_->cv.notify_all();
+  state_->ready_cv.notify_all();
 }
 
 void InFlightSettler::Abort() {
   std::lock_guard lock(state_->mu);
   state_->aborted = true;
-  state_->cv.notify_all();
+  state_->ready_cv.notify_all();
+  state_->room_cv.notify_all();
 }
 
 }  // namespace dataflow::messagepipeline

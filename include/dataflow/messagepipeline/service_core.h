@@ -225,8 +225,9 @@ class WorkerPool {
 
 // Holds messages whose processing completes asynchronously and settles each when its
 // completion reports (OK → ack, error → nack or give up), in whatever order results arrive,
-// on the pool's tail thread (so a sink's callback thread never runs a dead-letter publish).
-// Reserve() blocks while `max_messages` messages or `max_bytes` payload bytes are in flight:
+// on the pool's tail thread (so a sink's callback thread never runs a dead-letter publish),
+// all that completed since its last round at once.
+// Track() blocks while `max_messages` messages or `max_bytes` payload bytes are in flight:
 // backpressure. After the stop deadline (Abort()), messages still waiting are nacked (a later
 // success then means a duplicate, never a loss). Thread-safe.
 class InFlightSettler {
