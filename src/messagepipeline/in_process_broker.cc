@@ -10,6 +10,7 @@
 #include <map>
 #include <thread>
 
+#include "dataflow/messagepipeline/backoff.h"
 #include "dataflow/messagepipeline/logging.h"
 
 namespace dataflow::messagepipeline {
@@ -191,10 +192,12 @@ class InProcessSubscription : public std::enable_shared_from_this<InProcessSubsc
     bool ack;
   };
 
-  std::chrono::milliseconds BackoffFor(int attempt) const {
-    auto delay = options_.min_redelivery_backoff;
-    for (int i = 1; i < attempt && delay < options_.max_redelivery_backoff; ++i) delay *= 2;
-    return std::min(delay, options_.max_redelivery_backoff);
+  // Called under mu_ (rng_ is guarded by it).
+  std::chrono::milliseconds BackoffFor(int attempt) {
+    return BackoffDelay({.initial = options_.min_redelivery_backoff,
+                         .maximum = options_.max_redelivery_backoff,
+                         .multiplier = 2},
+                        attempt, rng_);
   }
 
   void ApplySettlementsLocked() {
@@ -260,6 +263,7 @@ class InProcessSubscription : public std::enable_shared_from_this<InProcessSubsc
   std::size_t held_messages_ = 0;  // guarded by room_mu_
   std::size_t held_bytes_ = 0;     // guarded by room_mu_
   std::uint64_t next_seq_ = 1;
+  std::minstd_rand rng_{std::random_device{}()};
   std::uint64_t delivered_ = 0;
   std::uint64_t acked_ = 0;
   std::uint64_t nacked_ = 0;

@@ -41,9 +41,11 @@ namespace dataflow::messagepipeline {
 struct InProcessBrokerOptions {
   // A held message is redelivered only after this long (a handler that never settles).
   std::chrono::milliseconds max_lease = std::chrono::minutes(10);
-  // Redelivery after a nack: min_redelivery_backoff * 2^(attempt-1), at most the maximum. With
-  // the services' default of 5 attempts a message is given up on ~15 s after its first
-  // failure: long enough for a blip, short for a poison message to hold others back.
+  // Redelivery after a nack: the project's backoff (backoff.h) doubling from the minimum,
+  // uniform over the upper half of min_redelivery_backoff * 2^(attempt-1), at most the maximum
+  // (messages nacked together do not come back together). With the services' default of 5
+  // attempts a message is given up on 8-15 s after its first failure: long enough for a blip,
+  // short for a poison message to hold others back.
   std::chrono::milliseconds min_redelivery_backoff = std::chrono::seconds(1);
   std::chrono::milliseconds max_redelivery_backoff = std::chrono::seconds(60);
   // Per subscription: messages (and their payload bytes) published and not yet acked.
