@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <deque>
 #include <exception>
+#include <list>
 #include <optional>
 
 #include "dataflow/messagepipeline/logging.h"
@@ -53,20 +54,33 @@ class ConnectionThreads final : public httplib::TaskQueue {
   void enqueue(std::function<void()> fn) override {
     std::lock_guard lock(mu_);
     waiting_.push_back(std::move(fn));
+    JoinFinishedLocked();
     if (running_ < kMaxConnectionThreads) {
       ++running_;
-      std::thread([this] { Work(); }).detach();
+      Worker& worker = workers_.emplace_back();
+      worker.thread = std::thread([this, &worker] { Work(worker); });
     }
   }
 
-  // Waits for every connection's work, queued or running (httplib calls it when it stops).
+  // Waits for every connection's work, queued or running, and joins the threads (httplib
+  // calls it when it stops).
   void shutdown() override {
-    std::unique_lock lock(mu_);
-    idle_.wait(lock, [this] { return running_ == 0; });
+    std::list<Worker> workers;
+    {
+      std::unique_lock lock(mu_);
+      idle_.wait(lock, [this] { return running_ == 0; });
+      workers.swap(workers_);
+    }
+    for (Worker& worker : workers) worker.thread.join();
   }
 
  private:
-  void Work() {
+  struct Worker {
+    std::thread thread;
+    bool finished = false;  // guarded by mu_; the thread touches nothing after setting it
+  };
+
+  void Work(Worker& worker) {
     std::unique_lock lock(mu_);
     while (!waiting_.empty()) {
       std::function<void()> fn = std::move(waiting_.front());
@@ -75,13 +89,28 @@ class ConnectionThreads final : public httplib::TaskQueue {
       fn();
       lock.lock();
     }
+    worker.finished = true;
     // Last touch of `this`, under the lock shutdown() waits on.
     if (--running_ == 0) idle_.notify_all();
+  }
+
+  // Threads whose work ran out are joined when the next connection comes (they have only
+  // their exit left), so threads never outlive the server detached.
+  void JoinFinishedLocked() {
+    for (auto it = workers_.begin(); it != workers_.end();) {
+      if (!it->finished) {
+        ++it;
+        continue;
+      }
+      it->thread.join();
+      it = workers_.erase(it);
+    }
   }
 
   std::mutex mu_;
   std::condition_variable idle_;
   std::deque<std::function<void()>> waiting_;
+  std::list<Worker> workers_;
   std::size_t running_ = 0;
 };
 
