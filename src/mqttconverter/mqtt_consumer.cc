@@ -226,7 +226,9 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl>, public mi:
     Deliver(std::move(d), /*first=*/true);
   }
 
+  // No new messages, and nacks are settled at once from here on, as after Stop().
   void OnGiveUp(const absl::Status& status) override {
+    redeliverer_.Close();
     CloseChannel();
     Resolve(status);
   }
