@@ -88,4 +88,28 @@ absl::StatusOr<std::unique_ptr<Transport>> Dial(std::string_view url, const TlsO
                                                 Deadline deadline,
                                                 const WebSocketLimits& ws_limits = {});
 
+// Makes the session's connections: the seam through which unit tests give the MQTT session
+// a scripted broker instead of a socket. Thread-safe.
+class TransportFactory {
+ public:
+  virtual ~TransportFactory() = default;
+  // A connected (and for TLS/WebSocket handshaken) transport, before `deadline`.
+  virtual absl::StatusOr<std::unique_ptr<Transport>> Connect(Deadline deadline) = 0;
+};
+
+// The real one: Dial(url, tls, deadline, ws_limits) (which SetDialerForTesting replaces).
+class DialingTransportFactory : public TransportFactory {
+ public:
+  DialingTransportFactory(std::string url, TlsOptions tls, WebSocketLimits ws_limits = {})
+      : url_(std::move(url)), tls_(std::move(tls)), ws_limits_(ws_limits) {}
+  absl::StatusOr<std::unique_ptr<Transport>> Connect(Deadline deadline) override {
+    return Dial(url_, tls_, deadline, ws_limits_);
+  }
+
+ private:
+  const std::string url_;
+  const TlsOptions tls_;
+  const WebSocketLimits ws_limits_;
+};
+
 }  // namespace dataflow::mqttconverter::internal

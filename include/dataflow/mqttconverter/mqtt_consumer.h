@@ -96,9 +96,8 @@ class MqttConsumer : public messagepipeline::MessageConsumer {
   [[nodiscard]] MqttConsumerStats stats() const;
   [[nodiscard]] const std::string& client_id() const;
 
-  class Impl;
-
  private:
+  class Impl;  // src/mqttconverter/mqtt_consumer.cc
   explicit MqttConsumer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
   std::shared_ptr<Impl> impl_;
 };
