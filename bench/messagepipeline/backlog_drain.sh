@@ -18,8 +18,9 @@
 #                                                           config/local.yaml)
 # Each round also prints the sinks' SQLite commits and archive objects (from /metrics, after
 # the timing): every one of them costs an fsync.
-#   PERF_DATA=/tmp/drain.perf bench/messagepipeline/backlog_drain.sh   (records a `perf record -g`
-#                                       profile of each timed drain once it is ready, as /tmp/drain.perf.<run>)
+#   PERF_DATA=/tmp/drain.perf bench/messagepipeline/backlog_drain.sh   (records a `perf record`
+#                                       profile of each timed drain once it is ready; PERF_ARGS
+#                                       replaces perf's options, default -g, as /tmp/drain.perf.<run>)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${1:-$ROOT/build/release}
@@ -104,7 +105,7 @@ for run in $(seq "$RUNS"); do
   if [[ -n ${PERF_DATA:-} ]]; then
     # perf -p follows only the threads that exist: attach once the services run.
     until curl -sf "http://127.0.0.1:$OPS_PORT/readyz" >/dev/null; do sleep 0.01; done
-    perf record -q -g -p "$PIPELINE_PID" -o "$PERF_DATA.$run" > "$DIR/perf.log" 2>&1 &
+    perf record -q ${PERF_ARGS:--g} -p "$PIPELINE_PID" -o "$PERF_DATA.$run" > "$DIR/perf.log" 2>&1 &
     PERF_PID=$!
   fi
   # Cheap checks first (a count in SQLite), the archive only then: the polling must not take
