@@ -18,9 +18,9 @@
 #                                                           config/local.yaml)
 # Each round also prints the sinks' SQLite commits and archive objects (from /metrics, after
 # the timing): every one of them costs an fsync.
-#   PERF_DATA=/tmp/drain.perf bench/messagepipeline/backlog_drain.sh   (records a `perf record`
-#                                       profile of each timed drain once it is ready; PERF_ARGS
-#                                       replaces perf's options, default -g, as /tmp/drain.perf.<run>)
+#   PERF_DATA=/tmp/drain.perf bench/messagepipeline/backlog_drain.sh
+#     records a `perf record` profile of each timed drain, once it is ready, as
+#     /tmp/drain.perf.<run>; PERF_ARGS replaces perf's options (default -g).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${1:-$ROOT/build/release}
