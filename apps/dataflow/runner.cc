@@ -42,7 +42,7 @@
 #ifdef DATAFLOW_APP_HAS_FIRESTORE
 #include "dataflow/cache/firestore.h"
 #endif
-#ifdef DATAFLOW_BQSTORE_HAS_STORAGE_WRITE
+#ifdef DATAFLOW_APP_HAS_STORAGE_WRITE
 #include "dataflow/bqstore/schema_bigquery_inserter.h"
 #include "dataflow/gcp/channel.h"
 #endif
@@ -394,7 +394,7 @@ struct Pipeline::Impl {
     return svc;
   }
 
-#ifdef DATAFLOW_BQSTORE_HAS_STORAGE_WRITE
+#ifdef DATAFLOW_APP_HAS_STORAGE_WRITE
   // The table and endpoints of a `table:` block, for either inserter's options.
   template <typename Options>
   void SetTableOptions(const BigQueryConfig& c, Options& options) const {
@@ -427,7 +427,7 @@ struct Pipeline::Impl {
       if (!sqlite.ok()) return Annotate(sqlite.status(), "sqlite");
       return std::shared_ptr<bqstore::DataBatchInserter<bqstore::RowInput>>(*std::move(sqlite));
     }
-#ifdef DATAFLOW_BQSTORE_HAS_STORAGE_WRITE
+#ifdef DATAFLOW_APP_HAS_STORAGE_WRITE
     bqstore::SchemaBigQueryInserterOptions options;
     SetTableOptions(c, options);
     options.columns = c.columns;  // empty with from_table

@@ -13,7 +13,7 @@
 #include "dataflow/bqstore/json_schema_rows.h"
 #include "dataflow/bqstore/row_codec.h"
 #include "dataflow/bqstore/sqlite_inserter.h"
-#ifdef DATAFLOW_BQSTORE_HAS_STORAGE_WRITE
+#ifdef DATAFLOW_BENCH_HAS_STORAGE_WRITE
 #include "google/cloud/bigquery/storage/v1/storage.pb.h"
 #endif
 
@@ -55,14 +55,14 @@ std::vector<BenchRow> Rows() {
   return rows;
 }
 
-#ifdef DATAFLOW_BQSTORE_HAS_STORAGE_WRITE
+#ifdef DATAFLOW_BENCH_HAS_STORAGE_WRITE
 using Request = google::cloud::bigquery::storage::v1::AppendRowsRequest;
 #endif
 
 // Rows as serialized_rows of a request, then the request on the wire.
 template <typename EncodeFn>
 void EncodeBatch(const std::vector<BenchRow>& rows, EncodeFn encode, std::string& wire) {
-#ifdef DATAFLOW_BQSTORE_HAS_STORAGE_WRITE
+#ifdef DATAFLOW_BENCH_HAS_STORAGE_WRITE
   Request request;
   request.set_write_stream("projects/p/datasets/d/tables/t/streams/_default");
   auto* out = request.mutable_proto_rows()->mutable_rows()->mutable_serialized_rows();

@@ -7,7 +7,10 @@ endif()
 find_package(OpenSSL REQUIRED)
 find_package(CURL REQUIRED)
 add_library(dataflow_gcp_auth ${PROJECT_SOURCE_DIR}/src/gcp/access_token.cc
-                              ${PROJECT_SOURCE_DIR}/src/gcp/http_client.cc)
+                              ${PROJECT_SOURCE_DIR}/src/gcp/credentials_file.cc
+                              ${PROJECT_SOURCE_DIR}/src/gcp/http_client.cc
+                              ${PROJECT_SOURCE_DIR}/src/gcp/token_exchange.cc
+                              ${PROJECT_SOURCE_DIR}/src/gcp/token_sources.cc)
 add_library(dataflow::gcp_auth ALIAS dataflow_gcp_auth)
 target_include_directories(dataflow_gcp_auth PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>)
 target_link_libraries(dataflow_gcp_auth

@@ -1,9 +1,10 @@
 // Test harness: real servers as child processes on free loopback ports.
 //
-// ServerProcess starts a command in its own process group, waits until a readiness probe
-// succeeds, and on Stop() signals the whole group (Java emulators fork children), so only
-// the processes a test started are ever killed. Output goes to a log file whose path is
-// printed when the server fails to come up.
+// ServerProcess starts a command in its own process group (process::ChildProcess, the code
+// the program uses for its own children), waits until a readiness probe succeeds, and on
+// Stop() signals the whole group (Java emulators fork children), so only the processes a
+// test started are ever killed. Output goes to a log file whose path is printed when the
+// server fails to come up.
 #pragma once
 
 #include <absl/status/statusor.h>
@@ -15,6 +16,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "process/child_process.h"
 
 namespace dataflow::testing {
 
@@ -51,7 +54,7 @@ class ServerProcess {
   void Kill();
   // Starts the same command again (after Stop/Kill) and waits until ready.
   absl::Status Restart();
-  [[nodiscard]] pid_t pid() const { return pid_; }
+  [[nodiscard]] pid_t pid() const { return child_ ? child_->pid() : -1; }
   [[nodiscard]] const std::string& log_path() const { return log_path_; }
   // How the last Stop()/Kill() found it ended: its exit code, 128 + signal if a signal
   // ended it, -1 before the first stop.
@@ -60,10 +63,9 @@ class ServerProcess {
  private:
   explicit ServerProcess(Options options) : options_(std::move(options)) {}
   absl::Status Spawn();
-  static int ExitCode(int wait_status);
 
   Options options_;
-  pid_t pid_ = -1;
+  std::unique_ptr<process::ChildProcess> child_;
   std::string log_path_;
   int last_exit_code_ = -1;
 };
