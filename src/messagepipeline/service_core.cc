@@ -268,6 +268,7 @@ struct InFlightSettler::State {
     std::optional<Message> message;
     std::optional<absl::Status> result;
     std::size_t bytes = 0;
+    std::function<void(Message&)> before_failure;
   };
   State(std::size_t max_messages, std::size_t max_bytes)
       : max_messages(max_messages), max_bytes(max_bytes) {}
@@ -303,8 +304,8 @@ InFlightSettler::InFlightSettler(std::size_t max_messages, std::size_t max_bytes
 
 InFlightSettler::~InFlightSettler() = default;
 
-void InFlightSettler::Track(Message message,
-                            const std::function<void(Message&, Completion)>& start) {
+void InFlightSettler::Track(Message message, const std::function<void(Message&, Completion)>& start,
+                            std::function<void(Message&)> before_failure) {
   const std::size_t bytes = message.data.payload.size();
   std::uint64_t id = 0;
   {
@@ -322,7 +323,9 @@ void InFlightSettler::Track(Message message,
       return;
     }
     id = state_->next_id++;
-    state_->slots[id].bytes = bytes;
+    State::Slot& slot = state_->slots[id];
+    slot.bytes = bytes;
+    slot.before_failure = std::move(before_failure);
     state_->bytes_in_flight += bytes;
   }
   Completion done = [weak = std::weak_ptr<State>(state_), id](absl::Status result) {
@@ -340,9 +343,11 @@ void InFlightSettler::Track(Message message,
   if (state_->aborted) {
     // Run() has ended: settle here. A result that is already known still counts.
     std::optional<absl::Status> result = std::move(it->second.result);
+    std::function<void(Message&)> restore = std::move(it->second.before_failure);
     state_->bytes_in_flight -= it->second.bytes;
     state_->slots.erase(it);
     lock.unlock();
+    if (restore && !(result && result->ok())) restore(message);
     if (result && result->ok()) {
       policy_->Succeed(message);
     } else if (result) {
@@ -370,6 +375,7 @@ void InFlightSettler::Run() {
       s.ready.pop_front();
       Message message = *std::move(it->second.message);
       absl::Status result = *std::move(it->second.result);
+      std::function<void(Message&)> restore = std::move(it->second.before_failure);
       s.bytes_in_flight -= it->second.bytes;
       s.slots.erase(it);
       s.cv.notify_all();  // room for a blocked Track()
@@ -377,6 +383,7 @@ void InFlightSettler::Run() {
       if (result.ok()) {
         policy_->Succeed(message);
       } else {
+        if (restore) restore(message);
         policy_->Fail(message, result, FailureStage::kProcess);
       }
       lock.lock();
@@ -387,6 +394,7 @@ void InFlightSettler::Run() {
       std::vector<Message> waiting;
       for (auto it = s.slots.begin(); it != s.slots.end();) {
         if (it->second.message) {
+          if (it->second.before_failure) it->second.before_failure(*it->second.message);
           waiting.push_back(*std::move(it->second.message));
           s.bytes_in_flight -= it->second.bytes;
           it = s.slots.erase(it);

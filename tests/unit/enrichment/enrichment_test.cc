@@ -5,6 +5,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "dataflow/enrichment/enricher.h"
 #include "dataflow/enrichment/enrichment_service.h"
@@ -238,6 +239,82 @@ TEST_F(EnrichmentServiceTest, EveryKnownDeviceComesOutEnrichedAndUnknownOnesAreS
   }
   EXPECT_EQ(service->enrichment_metrics().not_found, static_cast<std::uint64_t>(kMessages / 30));
   EXPECT_EQ(service->enrichment_metrics().enriched, out.size());
+}
+
+// The service's own counters tell a message the enricher dropped (skipped) from one it
+// published (processed), for the synchronous and the asynchronous downstream alike.
+TEST_F(EnrichmentServiceTest, AMessageTheEnricherSkipsIsCountedSkippedNotProcessed) {
+  for (const bool async : {false, true}) {
+    SCOPED_TRACE(async ? "CreateAsync" : "Create");
+    std::atomic<int> published{0};
+    auto process = [&](mp::Message&) {
+      ++published;
+      return absl::OkStatus();
+    };
+    auto consumer = *broker_->NewConsumer("raw-sub");
+    auto enricher = MakeDeviceEnricher(registry_);  // not found: skip
+    auto service = async
+                       ? EnrichmentService::CreateAsync(
+                             {.num_workers = 2}, consumer, enricher,
+                             [&](mp::Message& m, mp::Completion done) { done(process(m)); })
+                       : EnrichmentService::Create({.num_workers = 2}, consumer, enricher, process);
+    ASSERT_TRUE(service.ok()) << service.status();
+    ASSERT_TRUE((*service)->Start().ok());
+    const std::uint64_t acked_before = broker_->Stats("raw-sub")->acked;
+    for (const std::string device : {"dev-1", "ghost", "dev-2", "ghost", "ghost"}) {
+      ASSERT_TRUE(broker_->Publish("raw", {.payload = "{}"}, {{"deviceId", device}}).ok());
+    }
+    ASSERT_TRUE(WaitFor([&] { return broker_->Stats("raw-sub")->acked == acked_before + 5; }, 10s));
+    ASSERT_TRUE((*service)->Stop(5s).ok());
+    const mp::ServiceMetrics metrics = (*service)->metrics();
+    EXPECT_EQ(metrics.received, 5u);
+    EXPECT_EQ(metrics.skipped, 3u);
+    EXPECT_EQ(metrics.processed, 2u);
+    EXPECT_EQ(published.load(), 2);
+    EXPECT_EQ((*service)->enrichment_metrics().not_found, 3u);
+  }
+}
+
+// A downstream that fails later, on its own thread (a publisher's callback), still sends the
+// message back as it was received: the envelope goes to the dead letters.
+TEST_F(EnrichmentServiceTest, ADeferredDownstreamFailureDeadLettersTheEnvelopeAsReceived) {
+  ASSERT_TRUE(broker_->CreateTopic("dead").ok());
+  ASSERT_TRUE(broker_->CreateSubscription("dead-sub", "dead").ok());
+  std::mutex mu;
+  std::vector<mp::Completion> pending;
+  auto service = EnrichmentService::CreateAsync(
+      {.num_workers = 1, .dead_letter = broker_->NewDeadLetterSink("dead")},
+      *broker_->NewConsumer("raw-sub"), MakeDeviceEnricher(registry_),
+      [&](mp::Message&, mp::Completion done) {
+        std::lock_guard lock(mu);
+        pending.push_back(std::move(done));
+      });
+  ASSERT_TRUE(service.ok()) << service.status();
+  ASSERT_TRUE((*service)->Start().ok());
+  const std::string envelope = mp::EncodeMessageData({.id = "up-9", .payload = R"({"v":9})"});
+  ASSERT_TRUE(
+      broker_->Publish("raw", {.id = "t-9", .payload = envelope}, {{"deviceId", "dev-4"}}).ok());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::lock_guard lock(mu);
+        return pending.size() == 1;
+      },
+      10s));
+  std::thread([&] {
+    std::lock_guard lock(mu);
+    pending[0](mp::PermanentError("the sink refuses it"));
+  }).join();
+  auto dead = *broker_->NewConsumer("dead-sub");
+  ASSERT_TRUE(dead->Start().ok());
+  std::vector<mp::Message> dead_letters;
+  dead->Messages().PopBatchUntil(dead_letters, 1, std::chrono::steady_clock::now() + 10s);
+  ASSERT_EQ(dead_letters.size(), 1u);
+  EXPECT_EQ(dead_letters[0].data.payload, envelope);
+  dead_letters[0].Ack();
+  ASSERT_TRUE(dead->Stop(std::chrono::steady_clock::now() + 1s).ok());
+  ASSERT_TRUE((*service)->Stop(5s).ok());
+  EXPECT_EQ((*service)->metrics().dead_lettered, 1u);
+  EXPECT_EQ((*service)->metrics().processing_errors, 1u);
 }
 
 TEST_F(EnrichmentServiceTest, WithTheNackPolicyABackendOutageLosesNothing) {
