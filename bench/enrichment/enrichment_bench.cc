@@ -108,7 +108,10 @@ const std::vector<std::string>& Payloads() {
 // A fresh broker with kMessages waiting on raw-sub; enriched-sub is drained and acked by an
 // AckingReader, so publishes complete (end-to-end acknowledgement) as they would in a pipeline.
 std::shared_ptr<mp::InProcessBroker> LoadedBroker() {
-  auto broker = mp::InProcessBroker::Create();
+  // The whole run is published up front, before any consumer: subscriptions must hold it (the
+  // default bound would block each publish beyond it for max_publish_block, then fail).
+  auto broker = mp::InProcessBroker::Create(
+      {.max_subscription_messages = 2 * kMessages, .max_subscription_bytes = std::size_t{1} << 30});
   (void)broker->CreateTopic("raw");
   (void)broker->CreateSubscription("raw-sub", "raw");
   (void)broker->CreateTopic("enriched");

@@ -100,7 +100,11 @@ void BM_ServiceToLocalDirectory(benchmark::State& state) {
   for (auto _ : state) {
     state.PauseTiming();
     std::filesystem::remove_all(root);
-    auto broker = mp::InProcessBroker::Create();
+    // Everything is published before the service starts: the subscription must hold it all
+    // (the default bound would block each publish beyond it for max_publish_block, then fail).
+    auto broker =
+        mp::InProcessBroker::Create({.max_subscription_messages = 2 * static_cast<std::size_t>(n),
+                                     .max_subscription_bytes = std::size_t{1} << 30});
     (void)broker->CreateTopic("t");
     (void)broker->CreateSubscription("s", "t");
     for (int i = 0; i < n; ++i) {

@@ -88,24 +88,31 @@ KeyExtractor<std::string> JsonPayloadKey(std::string field) {
 
 namespace {
 
-mp::StreamingServiceOptions ServiceOptions(const EnrichmentServiceOptions& o) {
-  return mp::StreamingServiceOptions{.name = o.name,
-                                     .num_workers = o.num_workers,
-                                     .dead_letter = o.dead_letter,
-                                     .max_delivery_attempts = o.max_delivery_attempts,
-                                     .max_in_flight = o.max_in_flight};
+mp::StageServiceOptions ServiceOptions(const EnrichmentServiceOptions& o) {
+  return mp::StageServiceOptions{.name = o.name,
+                                 .num_workers = o.num_workers,
+                                 .dead_letter = o.dead_letter,
+                                 .max_delivery_attempts = o.max_delivery_attempts,
+                                 .max_in_flight = o.max_in_flight,
+                                 .max_in_flight_bytes = o.max_in_flight_bytes};
 }
 
-// The enricher runs in the processor stage, where the message may be changed.
-mp::TransformResult<std::monostate> PassThrough(const Message&) {
-  return std::optional<std::monostate>(std::monostate{});
-}
-
-// A failed message goes back (nack) or to the dead-letter topic as it was received: the
-// envelope, not the payload unwrapped from it.
-void RestoreOnFailure(Message& m, const absl::Status& status,
-                      std::optional<mp::MessageData>& received) {
-  if (!status.ok() && received.has_value()) m.data = std::move(*received);
+// Unwraps an envelope input, then enriches. A message that fails here goes back (nack) or to
+// the dead-letter topic as it was received: the envelope, not the payload unwrapped from it;
+// one that fails downstream is put back by the service (StageResult::received).
+mp::MessageStage EnrichStage(std::shared_ptr<MessageEnricher> enricher, mp::InputFormat format) {
+  return [enricher = std::move(enricher), format](Message& m) -> absl::StatusOr<mp::StageResult> {
+    auto received = mp::UnwrapInput(m, format);
+    if (!received.ok()) return received.status();  // permanent
+    absl::StatusOr<EnrichAction> action = enricher->Enrich(m);
+    if (!action.ok()) {
+      if (received->has_value()) m.data = std::move(**received);
+      return action.status();
+    }
+    return mp::StageResult{.action = *action == EnrichAction::kSkip ? mp::StageAction::kSkip
+                                                                    : mp::StageAction::kContinue,
+                           .received = *std::move(received)};
+  };
 }
 
 }  // namespace
@@ -114,20 +121,9 @@ absl::StatusOr<std::unique_ptr<EnrichmentService>> EnrichmentService::Create(
     EnrichmentServiceOptions options, std::shared_ptr<mp::MessageConsumer> consumer,
     std::shared_ptr<MessageEnricher> enricher, mp::MessageProcessor processor) {
   if (!enricher) return absl::InvalidArgumentError(options.name + ": enricher is null");
-  if (!processor) return absl::InvalidArgumentError(options.name + ": processor is null");
-  auto service = Streaming::Create(
-      ServiceOptions(options), std::move(consumer), PassThrough,
-      [enricher, processor = std::move(processor), format = options.input_format](
-          Message& m, std::monostate&) -> absl::Status {
-        auto received = mp::UnwrapInput(m, format);
-        if (!received.ok()) return received.status();  // permanent
-        absl::StatusOr<EnrichAction> action = enricher->Enrich(m);
-        absl::Status status = !action.ok()                     ? action.status()
-                              : *action == EnrichAction::kSkip ? absl::OkStatus()  // ack, drop
-                                                               : processor(m);
-        RestoreOnFailure(m, status, *received);
-        return status;
-      });
+  auto service =
+      mp::StageService::Create(ServiceOptions(options), std::move(consumer),
+                               EnrichStage(enricher, options.input_format), std::move(processor));
   if (!service.ok()) return service.status();
   return std::unique_ptr<EnrichmentService>(
       new EnrichmentService(std::move(enricher), *std::move(service)));
@@ -137,27 +133,9 @@ absl::StatusOr<std::unique_ptr<EnrichmentService>> EnrichmentService::CreateAsyn
     EnrichmentServiceOptions options, std::shared_ptr<mp::MessageConsumer> consumer,
     std::shared_ptr<MessageEnricher> enricher, mp::AsyncMessageProcessor processor) {
   if (!enricher) return absl::InvalidArgumentError(options.name + ": enricher is null");
-  if (!processor) return absl::InvalidArgumentError(options.name + ": processor is null");
-  auto service = Streaming::CreateAsync(
-      ServiceOptions(options), std::move(consumer), PassThrough,
-      [enricher, processor = std::move(processor), format = options.input_format](
-          Message& m, std::monostate&, mp::Completion done) {
-        auto received = mp::UnwrapInput(m, format);
-        if (!received.ok()) return done(received.status());
-        // The service keeps `m` until `done` runs. Raw input needs no restoring (nor the
-        // extra std::function).
-        mp::Completion settle = !received->has_value()
-                                    ? std::move(done)
-                                    : [&m, received = std::move(*received),
-                                       done = std::move(done)](absl::Status s) mutable {
-                                        RestoreOnFailure(m, s, received);
-                                        done(std::move(s));
-                                      };
-        absl::StatusOr<EnrichAction> action = enricher->Enrich(m);
-        if (!action.ok()) return settle(action.status());
-        if (*action == EnrichAction::kSkip) return settle(absl::OkStatus());
-        processor(m, std::move(settle));
-      });
+  auto service = mp::StageService::CreateAsync(ServiceOptions(options), std::move(consumer),
+                                               EnrichStage(enricher, options.input_format),
+                                               std::move(processor));
   if (!service.ok()) return service.status();
   return std::unique_ptr<EnrichmentService>(
       new EnrichmentService(std::move(enricher), *std::move(service)));

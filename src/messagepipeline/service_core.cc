@@ -268,6 +268,7 @@ struct InFlightSettler::State {
     std::optional<Message> message;
     std::optional<absl::Status> result;
     std::size_t bytes = 0;
+    std::function<void(Message&)> before_failure;
   };
   State(std::size_t max_messages, std::size_t max_bytes)
       : max_messages(max_messages), max_bytes(max_bytes) {}
@@ -319,8 +320,8 @@ InFlightSettler::InFlightSettler(std::size_t max_messages, std::size_t max_bytes
 
 InFlightSettler::~InFlightSettler() = default;
 
-void InFlightSettler::Track(Message message,
-                            const std::function<void(Message&, Completion)>& start) {
+void InFlightSettler::Track(Message message, const std::function<void(Message&, Completion)>& start,
+                            std::function<void(Message&)> before_failure) {
   const std::size_t bytes = message.data.payload.size();
   std::uint64_t id = 0;
   {
@@ -339,7 +340,9 @@ void InFlightSettler::Track(Message message,
       return;
     }
     id = state_->next_id++;
-    state_->slots[id].bytes = bytes;
+    State::Slot& slot = state_->slots[id];
+    slot.bytes = bytes;
+    slot.before_failure = std::move(before_failure);
     state_->bytes_in_flight += bytes;
   }
   Completion done = [weak = std::weak_ptr<State>(state_), id](absl::Status result) {
@@ -358,8 +361,10 @@ void InFlightSettler::Track(Message message,
     // Completed while starting (settled here, on the worker), or Run() has ended after the
     // stop deadline. A result that is already known still counts.
     std::optional<absl::Status> result = std::move(it->second.result);
+    std::function<void(Message&)> restore = std::move(it->second.before_failure);
     state_->ReleaseLocked(it);
     lock.unlock();
+    if (restore && !(result && result->ok())) restore(message);
     if (result && result->ok()) {
       policy_->Succeed(message);
     } else if (result) {
@@ -375,7 +380,12 @@ void InFlightSettler::Track(Message message,
 
 void InFlightSettler::Run() {
   State& s = *state_;
-  std::vector<std::pair<Message, absl::Status>> settling;
+  struct Completed {
+    Message message;
+    absl::Status result;
+    std::function<void(Message&)> restore;
+  };
+  std::vector<Completed> settling;
   std::unique_lock lock(s.mu);
   for (;;) {
     s.ready_cv.wait(lock,
@@ -384,16 +394,18 @@ void InFlightSettler::Run() {
     // of the blocked workers per round, not per message.
     for (const std::uint64_t id : s.ready) {
       auto it = s.slots.find(id);
-      settling.emplace_back(*std::move(it->second.message), *std::move(it->second.result));
+      settling.push_back(Completed{*std::move(it->second.message), *std::move(it->second.result),
+                                   std::move(it->second.before_failure)});
       s.ReleaseLocked(it, /*wake=*/false);
     }
     s.ready.clear();
     if (!settling.empty() && s.blocked_trackers > 0) s.room_cv.notify_all();
     lock.unlock();
-    for (auto& [message, result] : settling) {
+    for (auto& [message, result, restore] : settling) {
       if (result.ok()) {
         policy_->Succeed(message);
       } else {
+        if (restore) restore(message);
         policy_->Fail(message, result, FailureStage::kProcess);
       }
     }
@@ -405,6 +417,7 @@ void InFlightSettler::Run() {
       std::vector<Message> waiting;
       for (auto it = s.slots.begin(); it != s.slots.end();) {
         if (it->second.message) {
+          if (it->second.before_failure) it->second.before_failure(*it->second.message);
           waiting.push_back(*std::move(it->second.message));
           s.bytes_in_flight -= it->second.bytes;
           it = s.slots.erase(it);

@@ -1,24 +1,26 @@
-// EnrichmentService: consumer → N workers (enrich → process) → ack/nack.
+// EnrichmentService: consumer → N workers (enrich → publish) → ack/nack, a
+// messagepipeline::StageService whose stage is the enricher.
 //
 // The processor is usually PublishEnvelope(): the enriched MessageData is published as the
 // JSON envelope (with `enrichmentData`) and the input message is acked only once the
 // publisher confirmed. An input that is itself an envelope (`input_format`, see
 // messagepipeline::DecodeInput) is unwrapped first, so keys are looked for in its payload,
 // its enrichmentData is kept and added to, and the output is one envelope, never an
-// envelope inside an envelope. Shutdown, dead letters and metrics are those of StreamingService
-// (messages the enricher skips count as processed there; enrichment_metrics() tells them
-// apart). Thread-safe.
+// envelope inside an envelope. A message the enricher skips is acked and counted as skipped;
+// a lookup error under the nack policy, or an input that does not decode, counts as a
+// transform error; a failed publish as a processing error, the message going back (nack or
+// dead letter) as it was received. Shutdown, dead letters and delivery attempts are those of
+// every service; enrichment_metrics() says why messages were skipped. Thread-safe.
 #pragma once
 
 #include <absl/status/statusor.h>
 
 #include <memory>
 #include <string>
-#include <variant>
 
 #include "dataflow/enrichment/enricher.h"
 #include "dataflow/messagepipeline/service.h"
-#include "dataflow/messagepipeline/streaming_service.h"
+#include "dataflow/messagepipeline/stage_service.h"
 
 namespace dataflow::enrichment {
 
@@ -56,12 +58,12 @@ class EnrichmentService final : public messagepipeline::Service {
   [[nodiscard]] EnrichmentMetrics enrichment_metrics() const { return enricher_->metrics(); }
 
  private:
-  using Streaming = messagepipeline::StreamingService<std::monostate>;
-  EnrichmentService(std::shared_ptr<MessageEnricher> enricher, std::unique_ptr<Streaming> service)
+  EnrichmentService(std::shared_ptr<MessageEnricher> enricher,
+                    std::unique_ptr<messagepipeline::StageService> service)
       : enricher_(std::move(enricher)), service_(std::move(service)) {}
 
   std::shared_ptr<MessageEnricher> enricher_;
-  std::unique_ptr<Streaming> service_;
+  std::unique_ptr<messagepipeline::StageService> service_;
 };
 
 }  // namespace dataflow::enrichment

@@ -1,5 +1,7 @@
 // IceStorageService: consumer → N transform workers (ArchivalTransformer, sanitised key,
-// JSONL encoding) → one KeyAwareBatcher → DataUploader, one object per flushed group.
+// JSONL encoding) → one KeyAwareBatcher → DataUploader, one object per flushed group. The
+// workers, the batch loop and settling are messagepipeline::BatchCore's (as BatchingService's),
+// with the KeyAwareBatcher as its accumulator.
 //
 // Delivery: a group's messages are acked only after Upload() returned OK (the object is
 // durable); a failed upload nacks them all, for redelivery, unless the error is permanent

@@ -239,7 +239,10 @@ class InFlightSettler {
   // Hands `message` to `start`, which must arrange for the completion it is given to be called
   // exactly once (later calls are ignored). Blocks while the in-flight limits are reached;
   // after Abort() nacks the message instead. `start` may throw: the message is then failed.
-  void Track(Message message, const std::function<void(Message&, Completion)>& start);
+  // `before_failure` (optional) runs on the message before it is settled other than by an ack
+  // (e.g. to put back the data it was received with).
+  void Track(Message message, const std::function<void(Message&, Completion)>& start,
+             std::function<void(Message&)> before_failure = {});
   // The tail loop: settles until Close() and everything tracked is settled, or Abort().
   void Run();
   // No more Track() calls (all workers are done).

@@ -333,9 +333,15 @@ TEST_F(EnrichmentServiceIT, UnknownDevicesAreSkippedByDefault) {
     if (!ghost) known.insert(std::to_string(seq));
   }
   Feed(payloads);
-  // Every input settled as processed (a skip is an ack); only then can we say what was not
-  // published, and the recorder sees every publish before it happens.
-  ASSERT_TRUE(WaitFor([&] { return service_->metrics().processed >= kN; }, seconds(45)));
+  // Every input settled, as processed or skipped (both acks); only then can we say what was
+  // not published, and the recorder sees every publish before it happens.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        const auto m = service_->metrics();
+        return m.processed + m.skipped >= kN;
+      },
+      seconds(45)));
+  EXPECT_EQ(service_->metrics().skipped, static_cast<std::uint64_t>(kN / 6));
   for (int seq = 5; seq < kN; seq += 6) {
     EXPECT_EQ(HandedToPublisher(std::to_string(seq)), 0) << "ghost seq " << seq << " published";
   }
@@ -456,7 +462,13 @@ TEST_F(EnrichmentServiceIT, PoisonedRedisValueIsAnEnrichmentErrorNotACrash) {
       R"({"deviceId":"dev-poison"})", R"({"deviceId":"dev-good"})", R"({"deviceId":"dev-poison"})",
       R"({"deviceId":"dev-good"})"};
   Feed(payloads);
-  ASSERT_TRUE(WaitFor([&] { return service_->metrics().processed >= 4; }, seconds(45)));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        const auto m = service_->metrics();
+        return m.processed + m.skipped >= 4;
+      },
+      seconds(45)));
+  EXPECT_EQ(service_->metrics().skipped, 2u);
   ASSERT_TRUE(AwaitOutput({"1", "3"}));
   EXPECT_EQ(out_.at("1").enrichment_data, DeviceDoc(3));
   EXPECT_EQ(out_.at("3").enrichment_data, DeviceDoc(3));

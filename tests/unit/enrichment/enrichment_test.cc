@@ -5,6 +5,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "dataflow/enrichment/enricher.h"
 #include "dataflow/enrichment/enrichment_service.h"
@@ -12,6 +13,7 @@
 #include "dataflow/messagepipeline/in_process_broker.h"
 #include "dataflow/messagepipeline/publisher.h"
 #include "dataflow_testing/server_process.h"
+#include "device_registry.h"
 
 namespace dataflow::enrichment {
 namespace {
@@ -19,147 +21,11 @@ namespace {
 namespace mp = messagepipeline;
 using dataflow::testing::WaitFor;
 using messagepipeline::Message;
+using test_support::Device;
+using test_support::DeviceRegistry;
+using test_support::MakeDeviceEnricher;
+using test_support::WithDevice;
 using namespace std::chrono_literals;
-
-struct Device {
-  std::string name;
-  std::string location;
-  friend bool operator==(const Device&, const Device&) = default;
-};
-void to_json(nlohmann::json& j, const Device& d) {
-  j = {{"name", d.name}, {"location", d.location}};
-}
-
-// A source of truth in memory, which can be made to fail like an unreachable backend.
-class DeviceRegistry {
- public:
-  absl::StatusOr<Device> Fetch(const std::string& id) {
-    ++calls;
-    if (down) return absl::UnavailableError("registry unreachable");
-    std::lock_guard lock(mu_);
-    auto it = devices_.find(id);
-    if (it == devices_.end()) return absl::NotFoundError("no device " + id);
-    return it->second;
-  }
-  void Add(const std::string& id, Device d) {
-    std::lock_guard lock(mu_);
-    devices_[id] = std::move(d);
-  }
-  std::atomic<bool> down{false};
-  std::atomic<int> calls{0};
-
- private:
-  std::mutex mu_;
-  std::map<std::string, Device> devices_;
-};
-
-mp::Message WithDevice(const std::string& id) {
-  return mp::Message(mp::MessageData{.id = "m-" + id, .payload = "{}"}, {{"deviceId", id}});
-}
-
-std::shared_ptr<MessageEnricher> MakeDeviceEnricher(std::shared_ptr<DeviceRegistry> registry,
-                                                    EnricherOptions options = {}) {
-  auto enricher = MakeEnricher<std::string, Device>(registry, AttributeKey("deviceId"),
-                                                    JsonApplier<Device>(), options);
-  EXPECT_TRUE(enricher.ok()) << enricher.status();
-  return *enricher;
-}
-
-TEST(Enricher, AppliesTheFetchedValue) {
-  auto registry = std::make_shared<DeviceRegistry>();
-  registry->Add("d1", {"Boiler", "basement"});
-  auto enricher = MakeDeviceEnricher(registry);
-  mp::Message m = WithDevice("d1");
-  auto action = enricher->Enrich(m);
-  ASSERT_TRUE(action.ok());
-  EXPECT_EQ(*action, EnrichAction::kContinue);
-  EXPECT_EQ(m.data.enrichment_data.at("name"), "Boiler");
-  EXPECT_EQ(m.data.enrichment_data.at("location"), "basement");
-  EXPECT_EQ(enricher->metrics().enriched, 1u);
-}
-
-TEST(Enricher, NoKeyPassesUnenriched) {
-  auto registry = std::make_shared<DeviceRegistry>();
-  auto enricher = MakeDeviceEnricher(registry);
-  mp::Message m(mp::MessageData{.id = "x"});
-  EXPECT_EQ(*enricher->Enrich(m), EnrichAction::kContinue);
-  EXPECT_TRUE(m.data.enrichment_data.is_null());
-  EXPECT_EQ(registry->calls.load(), 0);
-  EXPECT_EQ(enricher->metrics().no_key, 1u);
-}
-
-TEST(Enricher, NotFoundAndErrorsFollowTheirOwnPolicies) {
-  auto registry = std::make_shared<DeviceRegistry>();
-  {
-    auto skip = MakeDeviceEnricher(registry);  // the defaults: skip both, as the original
-    mp::Message m = WithDevice("unknown");
-    EXPECT_EQ(*skip->Enrich(m), EnrichAction::kSkip);
-    EXPECT_EQ(skip->metrics().not_found, 1u);
-  }
-  {
-    auto pass = MakeDeviceEnricher(registry, {.on_not_found = FailurePolicy::kPassUnenriched});
-    mp::Message m = WithDevice("unknown");
-    EXPECT_EQ(*pass->Enrich(m), EnrichAction::kContinue);
-    EXPECT_TRUE(m.data.enrichment_data.is_null());
-  }
-  {
-    auto nack = MakeDeviceEnricher(registry, {.on_error = FailurePolicy::kNack});
-    registry->down = true;
-    mp::Message m = WithDevice("d1");
-    auto action = nack->Enrich(m);
-    ASSERT_FALSE(action.ok());
-    EXPECT_EQ(action.status().code(), absl::StatusCode::kUnavailable);
-    EXPECT_NE(action.status().message().find("d1"), absl::string_view::npos);
-    EXPECT_EQ(nack->metrics().fetch_errors, 1u);
-    EXPECT_EQ(nack->metrics().not_found, 0u);
-    registry->down = false;
-  }
-}
-
-TEST(Enricher, BadArgumentsAreClearErrors) {
-  auto registry = std::make_shared<DeviceRegistry>();
-  EXPECT_EQ((MakeEnricher<std::string, Device>(std::shared_ptr<DeviceRegistry>(), AttributeKey("a"),
-                                               JsonApplier<Device>()))
-                .status()
-                .code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(
-      (MakeEnricher<std::string, Device>(registry, nullptr, JsonApplier<Device>())).status().code(),
-      absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(
-      (MakeEnricher<std::string, Device>(registry, AttributeKey("a"), nullptr)).status().code(),
-      absl::StatusCode::kInvalidArgument);
-  auto bad = ParseFailurePolicy("retry");
-  ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("pass_unenriched"), absl::string_view::npos);
-  EXPECT_EQ(*ParseFailurePolicy("nack"), FailurePolicy::kNack);
-}
-
-TEST(KeyExtractors, AttributeAndJsonPayload) {
-  mp::Message m(mp::MessageData{.payload = R"({"deviceId":"d9","n":1})"}, {{"device", "d3"}});
-  EXPECT_EQ(AttributeKey("device")(m), "d3");
-  EXPECT_EQ(AttributeKey("other")(m), std::nullopt);
-  EXPECT_EQ(JsonPayloadKey("deviceId")(m), "d9");
-  EXPECT_EQ(JsonPayloadKey("n")(m), std::nullopt);  // not a string
-  mp::Message bad(mp::MessageData{.payload = "not json"});
-  EXPECT_EQ(JsonPayloadKey("deviceId")(bad), std::nullopt);
-}
-
-TEST(KeyExtractors, JsonPayloadNestedBeyondTheLimitHasNoKey) {
-  // Parsed within the JSON limits: a payload nested 100 000 deep is "not JSON", so no key.
-  mp::Message deep(mp::MessageData{.payload = R"({"deviceId":"d1","x":)" +
-                                              std::string(100'000, '[') +
-                                              std::string(100'000, ']') + "}"});
-  EXPECT_EQ(JsonPayloadKey("deviceId")(deep), std::nullopt);
-  mp::Message shallow(mp::MessageData{.payload = R"({"deviceId":"d1","x":[[[]]]})"});
-  EXPECT_EQ(JsonPayloadKey("deviceId")(shallow), "d1");
-}
-
-TEST(JsonApplier, NonObjectValuesGoUnderTheField) {
-  mp::Message m(mp::MessageData{.id = "x"});
-  JsonApplier<int>("floor")(m, 3);
-  EXPECT_EQ(m.data.enrichment_data.at("floor"), 3);
-}
 
 // The whole service on the in-process broker: raw → enrichment → enriched.
 class EnrichmentServiceTest : public ::testing::Test {
@@ -238,6 +104,82 @@ TEST_F(EnrichmentServiceTest, EveryKnownDeviceComesOutEnrichedAndUnknownOnesAreS
   }
   EXPECT_EQ(service->enrichment_metrics().not_found, static_cast<std::uint64_t>(kMessages / 30));
   EXPECT_EQ(service->enrichment_metrics().enriched, out.size());
+}
+
+// The service's own counters tell a message the enricher dropped (skipped) from one it
+// published (processed), for the synchronous and the asynchronous downstream alike.
+TEST_F(EnrichmentServiceTest, AMessageTheEnricherSkipsIsCountedSkippedNotProcessed) {
+  for (const bool async : {false, true}) {
+    SCOPED_TRACE(async ? "CreateAsync" : "Create");
+    std::atomic<int> published{0};
+    auto process = [&](mp::Message&) {
+      ++published;
+      return absl::OkStatus();
+    };
+    auto consumer = *broker_->NewConsumer("raw-sub");
+    auto enricher = MakeDeviceEnricher(registry_);  // not found: skip
+    auto service = async
+                       ? EnrichmentService::CreateAsync(
+                             {.num_workers = 2}, consumer, enricher,
+                             [&](mp::Message& m, mp::Completion done) { done(process(m)); })
+                       : EnrichmentService::Create({.num_workers = 2}, consumer, enricher, process);
+    ASSERT_TRUE(service.ok()) << service.status();
+    ASSERT_TRUE((*service)->Start().ok());
+    const std::uint64_t acked_before = broker_->Stats("raw-sub")->acked;
+    for (const std::string device : {"dev-1", "ghost", "dev-2", "ghost", "ghost"}) {
+      ASSERT_TRUE(broker_->Publish("raw", {.payload = "{}"}, {{"deviceId", device}}).ok());
+    }
+    ASSERT_TRUE(WaitFor([&] { return broker_->Stats("raw-sub")->acked == acked_before + 5; }, 10s));
+    ASSERT_TRUE((*service)->Stop(5s).ok());
+    const mp::ServiceMetrics metrics = (*service)->metrics();
+    EXPECT_EQ(metrics.received, 5u);
+    EXPECT_EQ(metrics.skipped, 3u);
+    EXPECT_EQ(metrics.processed, 2u);
+    EXPECT_EQ(published.load(), 2);
+    EXPECT_EQ((*service)->enrichment_metrics().not_found, 3u);
+  }
+}
+
+// A downstream that fails later, on its own thread (a publisher's callback), still sends the
+// message back as it was received: the envelope goes to the dead letters.
+TEST_F(EnrichmentServiceTest, ADeferredDownstreamFailureDeadLettersTheEnvelopeAsReceived) {
+  ASSERT_TRUE(broker_->CreateTopic("dead").ok());
+  ASSERT_TRUE(broker_->CreateSubscription("dead-sub", "dead").ok());
+  std::mutex mu;
+  std::vector<mp::Completion> pending;
+  auto service = EnrichmentService::CreateAsync(
+      {.num_workers = 1, .dead_letter = broker_->NewDeadLetterSink("dead")},
+      *broker_->NewConsumer("raw-sub"), MakeDeviceEnricher(registry_),
+      [&](mp::Message&, mp::Completion done) {
+        std::lock_guard lock(mu);
+        pending.push_back(std::move(done));
+      });
+  ASSERT_TRUE(service.ok()) << service.status();
+  ASSERT_TRUE((*service)->Start().ok());
+  const std::string envelope = mp::EncodeMessageData({.id = "up-9", .payload = R"({"v":9})"});
+  ASSERT_TRUE(
+      broker_->Publish("raw", {.id = "t-9", .payload = envelope}, {{"deviceId", "dev-4"}}).ok());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::lock_guard lock(mu);
+        return pending.size() == 1;
+      },
+      10s));
+  std::thread([&] {
+    std::lock_guard lock(mu);
+    pending[0](mp::PermanentError("the sink refuses it"));
+  }).join();
+  auto dead = *broker_->NewConsumer("dead-sub");
+  ASSERT_TRUE(dead->Start().ok());
+  std::vector<mp::Message> dead_letters;
+  dead->Messages().PopBatchUntil(dead_letters, 1, std::chrono::steady_clock::now() + 10s);
+  ASSERT_EQ(dead_letters.size(), 1u);
+  EXPECT_EQ(dead_letters[0].data.payload, envelope);
+  dead_letters[0].Ack();
+  ASSERT_TRUE(dead->Stop(std::chrono::steady_clock::now() + 1s).ok());
+  ASSERT_TRUE((*service)->Stop(5s).ok());
+  EXPECT_EQ((*service)->metrics().dead_lettered, 1u);
+  EXPECT_EQ((*service)->metrics().processing_errors, 1u);
 }
 
 TEST_F(EnrichmentServiceTest, WithTheNackPolicyABackendOutageLosesNothing) {

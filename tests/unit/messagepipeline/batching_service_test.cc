@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "dataflow/messagepipeline/errors.h"
+#include "dataflow/messagepipeline/streaming_service.h"
 #include "dataflow_testing/server_process.h"
 #include "scripted_consumer.h"
 
