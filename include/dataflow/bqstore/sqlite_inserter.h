@@ -36,7 +36,11 @@ struct SQLiteInserterOptions {
   Synchronous synchronous = Synchronous::kFull;
 };
 
-using SqlValue = std::variant<std::monostate, std::int64_t, double, std::string, Bytes>;
+// SQL NULL (the default value of a SqlValue).
+struct SqlNull {
+  friend bool operator==(SqlNull, SqlNull) = default;
+};
+using SqlValue = std::variant<SqlNull, std::int64_t, double, std::string, Bytes>;
 
 namespace internal {
 
