@@ -11,6 +11,8 @@
 #include <set>
 #include <sstream>
 
+#include "config_keys.h"
+#include "config_reader.h"
 #include "dataflow/messagepipeline/loopback.h"
 #include "yaml_json.h"
 
@@ -19,232 +21,14 @@ extern char** environ;  // NOLINT: POSIX
 namespace dataflow::app {
 namespace {
 
-using Errors = std::vector<ConfigError>;
-
-std::string Join(const std::string& path, const std::string& key) {
-  return path.empty() ? key : path + "." + key;
-}
-std::string Index(const std::string& path, std::size_t i) {
-  return path + "[" + std::to_string(i) + "]";
-}
-
-// Keys whose values are secrets: never echoed, wherever they appear.
-bool IsSecretKey(std::string_view key) {
-  return key == "password" || key.ends_with("_password") || key.ends_with("token") ||
-         key.ends_with("secret");
-}
-
-// Tags the values DATAFLOW__ variables put into the tree: they come from the environment.
-constexpr char kFromEnvironmentTag[] = "!dataflow-environment";
-
-// What errors say instead of a withheld value.
-constexpr char kWithheld[] = "(value withheld: a secret or from the environment)";
-
-// ${NAME} and ${NAME:-default}; an unset variable without a default is an error. The values
-// substituted go to `withheld`: an error must never echo what came from the environment.
-std::string Expand(const std::string& value, const EnvLookup& lookup, const std::string& path,
-                   Errors& errors, std::vector<std::string>& withheld) {
-  std::string out;
-  std::size_t pos = 0;
-  while (true) {
-    const std::size_t start = value.find("${", pos);
-    if (start == std::string::npos) break;
-    const std::size_t end = value.find('}', start);
-    if (end == std::string::npos) {
-      // Not the value: it may be a password.
-      errors.push_back({path, "unterminated ${ (no closing })"});
-      return value;
-    }
-    out.append(value, pos, start - pos);
-    std::string expr = value.substr(start + 2, end - start - 2);
-    std::optional<std::string> fallback;
-    if (auto dash = expr.find(":-"); dash != std::string::npos) {
-      fallback = expr.substr(dash + 2);
-      expr.resize(dash);
-    }
-    std::optional<std::string> got = lookup ? lookup(expr) : std::nullopt;
-    if (got && !got->empty()) {
-      withheld.push_back(*got);
-      out += *got;
-    } else if (fallback) {
-      out += *fallback;
-    } else {
-      errors.push_back({path, "environment variable " + expr + " is not set"});
-    }
-    pos = end + 1;
-  }
-  out.append(value, pos);
-  return out;
-}
-
-// Reads typed values out of a YAML tree, recording errors with their paths.
-class Reader {
- public:
-  Reader(Errors& errors, EnvLookup lookup, std::vector<std::string>& withheld)
-      : errors_(errors), lookup_(std::move(lookup)), withheld_(withheld) {}
-
-  // `value` quoted for an error message, or a placeholder when it is (or contains) a secret
-  // or something from the environment.
-  [[nodiscard]] std::string Quote(const std::string& value, bool quotes = true) const {
-    for (const std::string& w : withheld_) {
-      // A short one only when it is the whole value: "1" must not withhold every number.
-      if (w.empty() || (w.size() < 4 ? value != w : value.find(w) == std::string::npos)) continue;
-      return kWithheld;
-    }
-    return quotes ? "\"" + value + "\"" : value;
-  }
-
-  void Error(const std::string& path, const std::string& message) {
-    errors_.push_back({path, message});
-  }
-
-  // True when `node` is a map; reports keys outside `allowed`.
-  bool Map(const YAML::Node& node, const std::string& path,
-           std::initializer_list<const char*> allowed) {
-    return Map(node, path, std::vector<std::string>(allowed.begin(), allowed.end()));
-  }
-  bool Map(const YAML::Node& node, const std::string& path,
-           const std::vector<std::string>& allowed) {
-    if (!node.IsMap()) {
-      Error(path, "expected a mapping");
-      return false;
-    }
-    const std::set<std::string> known(allowed.begin(), allowed.end());
-    for (const auto& kv : node) {
-      const auto key = kv.first.as<std::string>();
-      if (!known.contains(key)) {
-        Error(Join(path, key),
-              "unknown key (expected one of: " + absl::StrJoin(allowed, ", ") + ")");
-      }
-    }
-    return true;
-  }
-
-  std::optional<std::string> Scalar(const YAML::Node& parent, const char* key,
-                                    const std::string& path, bool required) {
-    const YAML::Node node = parent[key];
-    const std::string at = Join(path, key);
-    if (!node || node.IsNull()) {
-      if (required) Error(at, "missing");
-      return std::nullopt;
-    }
-    if (!node.IsScalar()) {
-      Error(at, "expected a single value");
-      return std::nullopt;
-    }
-    std::string value = Expand(node.Scalar(), lookup_, at, errors_, withheld_);
-    if (IsSecretKey(key)) {
-      withheld_.push_back(node.Scalar());
-      withheld_.push_back(value);
-    } else if (node.Tag() == kFromEnvironmentTag) {
-      withheld_.push_back(value);
-    }
-    return value;
-  }
-
-  void String(const YAML::Node& parent, const char* key, const std::string& path, std::string& out,
-              bool required = false) {
-    auto v = Scalar(parent, key, path, required);
-    if (!v) return;
-    if (required && v->empty()) {
-      Error(Join(path, key), "must not be empty");
-      return;
-    }
-    out = *v;
-  }
-
-  template <typename Int>
-  void Integer(const YAML::Node& parent, const char* key, const std::string& path, Int& out,
-               long long min, long long max) {
-    auto v = Scalar(parent, key, path, false);
-    if (!v) return;
-    char* end = nullptr;
-    errno = 0;
-    const long long n = std::strtoll(v->c_str(), &end, 10);
-    if (v->empty() || *end != '\0' || errno != 0) {
-      Error(Join(path, key), "expected an integer, got " + Quote(*v));
-    } else if (n < min || n > max) {
-      Error(Join(path, key), "must be between " + std::to_string(min) + " and " +
-                                 std::to_string(max) + ", got " + Quote(*v, false));
-    } else {
-      out = static_cast<Int>(n);
-    }
-  }
-
-  void Bool(const YAML::Node& parent, const char* key, const std::string& path, bool& out) {
-    auto v = Scalar(parent, key, path, false);
-    if (!v) return;
-    if (const std::optional<bool> parsed = messagepipeline::ParseBool(*v)) {
-      out = *parsed;
-    } else {
-      Error(Join(path, key), "expected true or false, got " + Quote(*v));
-    }
-  }
-
-  // "500ms", "30s", "1m30s" (absl::ParseDuration); a bare number is seconds.
-  template <typename Duration>
-  void Dur(const YAML::Node& parent, const char* key, const std::string& path, Duration& out) {
-    auto v = Scalar(parent, key, path, false);
-    if (!v) return;
-    std::string text = *v;
-    if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos) text += "s";
-    absl::Duration d;
-    if (!absl::ParseDuration(text, &d) || d < absl::ZeroDuration()) {
-      Error(Join(path, key), "expected a duration like 500ms, 30s or 1m, got " + Quote(*v));
-      return;
-    }
-    out = std::chrono::duration_cast<Duration>(absl::ToChronoNanoseconds(d));
-  }
-
-  void Format(const YAML::Node& parent, const char* key, const std::string& path,
-              messagepipeline::InputFormat& out) {
-    auto v = Scalar(parent, key, path, false);
-    if (!v) return;
-    auto f = messagepipeline::ParseInputFormat(*v);
-    if (!f.ok()) {
-      Error(Join(path, key), "expected auto, envelope or raw, got " + Quote(*v));
-    } else {
-      out = *f;
-    }
-  }
-
-  void Policy(const YAML::Node& parent, const char* key, const std::string& path,
-              enrichment::FailurePolicy& out) {
-    auto v = Scalar(parent, key, path, false);
-    if (!v) return;
-    auto p = enrichment::ParseFailurePolicy(*v);
-    if (!p.ok()) {
-      Error(Join(path, key), "unknown enrichment failure policy " + Quote(*v) +
-                                 "; use skip, pass_unenriched or nack");
-    } else {
-      out = *p;
-    }
-  }
-
- private:
-  Errors& errors_;
-  EnvLookup lookup_;
-  std::vector<std::string>& withheld_;
-};
-
-// user:password@ in a URL or address: the credentials would be printed wherever the address
-// is (validate, logs, errors), so they are refused; `instead` says where they go.
-void RejectCredentials(Reader& r, const std::string& value, const std::string& path,
-                       const std::string& instead) {
-  std::size_t start = value.find("://");
-  start = start == std::string::npos ? 0 : start + 3;
-  const std::size_t end = value.find_first_of("/?#", start);
-  if (value.substr(start, end == std::string::npos ? std::string::npos : end - start).find('@') ==
-      std::string::npos) {
-    return;
-  }
-  r.Error(path,
-          "contains credentials (user:password@), which would be printed wherever the "
-          "address is: " +
-              instead);
-}
-
-constexpr int kMaxWorkers = 1024;
+using yaml_config::Errors;
+using yaml_config::Index;
+using yaml_config::IsSecretKey;
+using yaml_config::Join;
+using yaml_config::kFromEnvironmentTag;
+using yaml_config::kWithheld;
+using yaml_config::Reader;
+using yaml_config::RejectCredentials;
 
 void ReadSource(Reader& r, const YAML::Node& parent, const std::string& path, SourceConfig& out) {
   const YAML::Node node = parent["source"];
@@ -261,22 +45,12 @@ void ReadSource(Reader& r, const YAML::Node& parent, const std::string& path, So
   if (const YAML::Node ps = node["pubsub"]) {
     const std::string p = Join(at, "pubsub");
     out.kind = SourceConfig::Kind::kPubsub;
-    if (!r.Map(ps, p,
-               {"subscription", "topic", "project", "streams", "max_outstanding_messages",
-                "ack_deadline", "max_stream_duration"})) {
-      return;
-    }
-    r.String(ps, "subscription", p, out.subscription, true);
-    r.String(ps, "topic", p, out.topic);
-    r.String(ps, "project", p, out.project);
-    r.Integer(ps, "streams", p, out.streams, 1, 64);
-    r.Integer(ps, "max_outstanding_messages", p, out.max_outstanding_messages, 1, 1000000);
-    r.Dur(ps, "ack_deadline", p, out.ack_deadline);
+    if (!r.Map(ps, p, KeyNames(PubsubSourceKeys()))) return;
+    ReadKeys(PubsubSourceKeys(), r, ps, p, out);
     if (out.ack_deadline < std::chrono::seconds(10) ||
         out.ack_deadline > std::chrono::seconds(600)) {
       r.Error(Join(p, "ack_deadline"), "must be between 10s and 600s (Pub/Sub's limits)");
     }
-    r.Dur(ps, "max_stream_duration", p, out.max_stream_duration);
     if (out.max_stream_duration < std::chrono::seconds(1)) {
       r.Error(Join(p, "max_stream_duration"), "must be at least 1s");
     }
@@ -321,56 +95,19 @@ void ReadTopicSink(Reader& r, const YAML::Node& parent, const std::string& path,
   }
 }
 
-void ReadIngestion(Reader& r, const YAML::Node& node, const std::string& path,
-                   IngestionConfig& out) {
+void ReadSpec(Reader& r, const YAML::Node& node, const std::string& path, IngestionConfig& out) {
   if (!r.Map(node, path,
-             {"mqtt", "sink", "routes", "default_topic", "payload_format", "dead_letter_topic",
-              "workers", "max_delivery_attempts"}))
+             KeyNames(CommonServiceKeys<IngestionConfig>(),
+                      {"mqtt", "sink", "routes", "default_topic", "payload_format"}))) {
     return;
+  }
   const YAML::Node mqtt = node["mqtt"];
   const std::string m = Join(path, "mqtt");
   if (!mqtt) {
     r.Error(m, "missing");
-  } else if (r.Map(mqtt, m,
-                   {"broker_url",
-                    "client_id",
-                    "client_id_prefix",
-                    "username",
-                    "password",
-                    "keep_alive",
-                    "connect_timeout",
-                    "ca_cert_file",
-                    "client_cert_file",
-                    "client_key_file",
-                    "insecure_skip_verify",
-                    "clean_session",
-                    "ack_mode",
-                    "topic_mappings",
-                    "write_timeout",
-                    "max_subscribe_refusals",
-                    "redelivery_min_backoff",
-                    "redelivery_max_backoff",
-                    "max_packet_bytes",
-                    "max_outstanding_bytes"})) {
+  } else if (r.Map(mqtt, m, KeyNames(MqttKeys(), {"ack_mode", "topic_mappings"}))) {
     auto& c = out.mqtt;
-    r.String(mqtt, "broker_url", m, c.broker_url, true);
-    r.String(mqtt, "client_id", m, c.client_id);
-    r.String(mqtt, "client_id_prefix", m, c.client_id_prefix);
-    r.String(mqtt, "username", m, c.username);
-    r.String(mqtt, "password", m, c.password);
-    r.Dur(mqtt, "keep_alive", m, c.keep_alive);
-    r.Dur(mqtt, "connect_timeout", m, c.connect_timeout);
-    r.String(mqtt, "ca_cert_file", m, c.ca_cert_file);
-    r.String(mqtt, "client_cert_file", m, c.client_cert_file);
-    r.String(mqtt, "client_key_file", m, c.client_key_file);
-    r.Bool(mqtt, "insecure_skip_verify", m, c.insecure_skip_verify);
-    r.Bool(mqtt, "clean_session", m, c.clean_session);
-    r.Dur(mqtt, "write_timeout", m, c.write_timeout);
-    r.Integer(mqtt, "max_subscribe_refusals", m, c.max_subscribe_refusals, 1, 1'000'000);
-    r.Dur(mqtt, "redelivery_min_backoff", m, c.redelivery_min_backoff);
-    r.Dur(mqtt, "redelivery_max_backoff", m, c.redelivery_max_backoff);
-    r.Integer(mqtt, "max_packet_bytes", m, c.max_packet_bytes, 64, 268'435'460);
-    r.Integer(mqtt, "max_outstanding_bytes", m, c.max_outstanding_bytes, 1, 1LL << 40);
+    ReadKeys(MqttKeys(), r, mqtt, m, c);
     std::string ack_mode;
     r.String(mqtt, "ack_mode", m, ack_mode);
     if (!ack_mode.empty() && !mqttconverter::ParseAckMode(ack_mode, &c.ack_mode)) {
@@ -383,11 +120,9 @@ void ReadIngestion(Reader& r, const YAML::Node& node, const std::string& path,
     } else {
       for (std::size_t i = 0; i < maps.size(); ++i) {
         const std::string ip = Index(mp, i);
-        if (!r.Map(maps[i], ip, {"name", "topic", "qos"})) continue;
+        if (!r.Map(maps[i], ip, KeyNames(TopicMappingKeys()))) continue;
         mqttconverter::TopicMapping t;
-        r.String(maps[i], "name", ip, t.name, true);
-        r.String(maps[i], "topic", ip, t.topic, true);
-        r.Integer(maps[i], "qos", ip, t.qos, 0, 2);
+        ReadKeys(TopicMappingKeys(), r, maps[i], ip, t);
         c.topic_mappings.push_back(std::move(t));
       }
     }
@@ -430,9 +165,7 @@ void ReadIngestion(Reader& r, const YAML::Node& node, const std::string& path,
       r.Error(Join(path, "payload_format"), "expected envelope or raw, got " + r.Quote(*v));
     }
   }
-  r.String(node, "dead_letter_topic", path, out.dead_letter_topic);
-  r.Integer(node, "max_delivery_attempts", path, out.max_delivery_attempts, 1, 1000);
-  r.Integer(node, "workers", path, out.workers, 1, kMaxWorkers);
+  ReadKeys(CommonServiceKeys<IngestionConfig>(), r, node, path, out);
 }
 
 void ReadCache(Reader& r, const YAML::Node& parent, const std::string& path,
@@ -449,37 +182,22 @@ void ReadCache(Reader& r, const YAML::Node& parent, const std::string& path,
     // Assigned, not emplace()d: clang 14 (the fuzz build) cannot default-construct a nested
     // struct with member initializers through std::optional (same below).
     out.lru = CacheChainConfig::Lru{};
-    if (!n.IsNull() && r.Map(n, p, {"max_size", "ttl"})) {
-      r.Integer(n, "max_size", p, out.lru->max_size, 1, 1LL << 40);
-      r.Dur(n, "ttl", p, out.lru->ttl);
-    }
+    if (!n.IsNull() && r.Map(n, p, KeyNames(LruKeys()))) ReadKeys(LruKeys(), r, n, p, *out.lru);
   }
   if (const YAML::Node n = node["redis"]) {
     const std::string p = Join(at, "redis");
     out.redis.emplace();
-    if (r.Map(n, p,
-              {"addr", "password", "db", "cache_ttl", "key_prefix", "pool_size",
-               "command_timeout"})) {
-      r.String(n, "addr", p, out.redis->addr, true);
+    if (r.Map(n, p, KeyNames(RedisKeys()))) {
+      ReadKeys(RedisKeys(), r, n, p, *out.redis);
       RejectCredentials(r, out.redis->addr, Join(p, "addr"),
                         "give the password in the password key (with ${VAR} to keep it out of "
                         "the file)");
-      r.String(n, "password", p, out.redis->password);
-      r.Integer(n, "db", p, out.redis->db, 0, 1 << 20);
-      r.Dur(n, "cache_ttl", p, out.redis->cache_ttl);
-      r.String(n, "key_prefix", p, out.redis->key_prefix);
-      r.Integer(n, "pool_size", p, out.redis->pool_size, 1, 1024);
-      r.Dur(n, "command_timeout", p, out.redis->command_timeout);
     }
   }
   if (const YAML::Node n = node["firestore"]) {
     const std::string p = Join(at, "firestore");
     out.firestore = CacheChainConfig::Firestore{};
-    if (r.Map(n, p, {"project", "collection", "database"})) {
-      r.String(n, "project", p, out.firestore->project);
-      r.String(n, "collection", p, out.firestore->collection, true);
-      r.String(n, "database", p, out.firestore->database);
-    }
+    if (r.Map(n, p, KeyNames(FirestoreKeys()))) ReadKeys(FirestoreKeys(), r, n, p, *out.firestore);
   }
   if (node["json_file"]) {
     out.json_file.emplace();
@@ -556,12 +274,11 @@ void ReadFieldMappings(Reader& r, const YAML::Node& parent, const char* key,
   }
 }
 
-void ReadEnrichment(Reader& r, const YAML::Node& node, const std::string& path,
-                    EnrichmentConfig& out) {
+void ReadSpec(Reader& r, const YAML::Node& node, const std::string& path, EnrichmentConfig& out) {
   if (!r.Map(node, path,
-             {"source", "input_format", "sink", "topic", "key", "fields", "attributes", "cache",
-              "on_not_found", "on_error", "location_attribute", "dead_letter_topic", "workers",
-              "max_delivery_attempts"})) {
+             KeyNames(CommonServiceKeys<EnrichmentConfig>(),
+                      {"source", "input_format", "sink", "topic", "key", "fields", "attributes",
+                       "cache", "on_not_found", "on_error", "location_attribute"}))) {
     return;
   }
   ReadSource(r, node, path, out.source);
@@ -588,9 +305,7 @@ void ReadEnrichment(Reader& r, const YAML::Node& node, const std::string& path,
   r.Policy(node, "on_not_found", path, out.on_not_found);
   r.Policy(node, "on_error", path, out.on_error);
   r.String(node, "location_attribute", path, out.location_attribute);
-  r.String(node, "dead_letter_topic", path, out.dead_letter_topic);
-  r.Integer(node, "max_delivery_attempts", path, out.max_delivery_attempts, 1, 1000);
-  r.Integer(node, "workers", path, out.workers, 1, kMaxWorkers);
+  ReadKeys(CommonServiceKeys<EnrichmentConfig>(), r, node, path, out);
 }
 
 void ReadRowSchema(Reader& r, const YAML::Node& node, const std::string& path,
@@ -639,11 +354,11 @@ void ReadRowSchema(Reader& r, const YAML::Node& node, const std::string& path,
   }
 }
 
-void ReadBigQuery(Reader& r, const YAML::Node& node, const std::string& path, BigQueryConfig& out) {
+void ReadSpec(Reader& r, const YAML::Node& node, const std::string& path, BigQueryConfig& out) {
   if (!r.Map(node, path,
-             {"source", "input_format", "batch_size", "flush_interval", "flush_when_idle", "table",
-              "sqlite", "dead_letter_topic", "workers", "max_delivery_attempts", "schema",
-              "sources"})) {
+             KeyNames(CommonServiceKeys<BigQueryConfig>(),
+                      {"source", "input_format", "batch_size", "flush_interval", "flush_when_idle",
+                       "table", "sqlite", "schema", "sources"}))) {
     return;
   }
   ReadRowSchema(r, node, path, out);
@@ -652,17 +367,12 @@ void ReadBigQuery(Reader& r, const YAML::Node& node, const std::string& path, Bi
   r.Integer(node, "batch_size", path, out.batch_size, 1, 100000);
   r.Dur(node, "flush_interval", path, out.flush_interval);
   r.Bool(node, "flush_when_idle", path, out.flush_when_idle);
-  r.Integer(node, "workers", path, out.workers, 1, kMaxWorkers);
-  r.String(node, "dead_letter_topic", path, out.dead_letter_topic);
-  r.Integer(node, "max_delivery_attempts", path, out.max_delivery_attempts, 1, 1000);
+  ReadKeys(CommonServiceKeys<BigQueryConfig>(), r, node, path, out);
   if (const YAML::Node t = node["table"]) {
     const std::string p = Join(path, "table");
     out.bigquery = BigQueryConfig::Table{};
-    if (r.Map(t, p,
-              {"project", "dataset", "table", "create_table", "create_dataset", "rest_endpoint",
-               "grpc_endpoint"})) {
-      r.String(t, "rest_endpoint", p, out.bigquery->rest_endpoint);
-      r.String(t, "grpc_endpoint", p, out.bigquery->grpc_endpoint);
+    if (r.Map(t, p, KeyNames(BigQueryTableKeys()))) {
+      ReadKeys(BigQueryTableKeys(), r, t, p, *out.bigquery);
       for (const char* key : {"rest_endpoint", "grpc_endpoint"}) {
         RejectCredentials(r,
                           key == std::string("rest_endpoint") ? out.bigquery->rest_endpoint
@@ -671,20 +381,12 @@ void ReadBigQuery(Reader& r, const YAML::Node& node, const std::string& path, Bi
                           "Google credentials come from GOOGLE_APPLICATION_CREDENTIALS or the "
                           "metadata server");
       }
-      r.String(t, "project", p, out.bigquery->project);
-      r.String(t, "dataset", p, out.bigquery->dataset, true);
-      r.String(t, "table", p, out.bigquery->table, true);
-      r.Bool(t, "create_table", p, out.bigquery->create_table);
-      r.Bool(t, "create_dataset", p, out.bigquery->create_dataset);
     }
   }
   if (const YAML::Node s = node["sqlite"]) {
     const std::string p = Join(path, "sqlite");
     out.sqlite = BigQueryConfig::Sqlite{};
-    if (r.Map(s, p, {"path", "table"})) {
-      r.String(s, "path", p, out.sqlite->path, true);
-      r.String(s, "table", p, out.sqlite->table);
-    }
+    if (r.Map(s, p, KeyNames(SqliteKeys()))) ReadKeys(SqliteKeys(), r, s, p, *out.sqlite);
   }
   if (out.bigquery.has_value() == out.sqlite.has_value()) {
     r.Error(path, "give exactly one sink: table (BigQuery) or sqlite");
@@ -694,10 +396,11 @@ void ReadBigQuery(Reader& r, const YAML::Node& node, const std::string& path, Bi
   }
 }
 
-void ReadIceStore(Reader& r, const YAML::Node& node, const std::string& path, IceStoreConfig& out) {
+void ReadSpec(Reader& r, const YAML::Node& node, const std::string& path, IceStoreConfig& out) {
   if (!r.Map(node, path,
-             {"source", "input_format", "batch_size", "flush_interval", "flush_when_idle", "gcs",
-              "local", "dead_letter_topic", "workers", "max_delivery_attempts", "group_by"})) {
+             KeyNames(CommonServiceKeys<IceStoreConfig>(),
+                      {"source", "input_format", "batch_size", "flush_interval", "flush_when_idle",
+                       "gcs", "local", "group_by"}))) {
     return;
   }
   ReadSource(r, node, path, out.source);
@@ -705,7 +408,7 @@ void ReadIceStore(Reader& r, const YAML::Node& node, const std::string& path, Ic
   r.Integer(node, "batch_size", path, out.batch_size, 1, 1000000);
   r.Dur(node, "flush_interval", path, out.flush_interval);
   r.Bool(node, "flush_when_idle", path, out.flush_when_idle);
-  r.Integer(node, "workers", path, out.workers, 1, kMaxWorkers);
+  ReadKeys(CommonServiceKeys<IceStoreConfig>(), r, node, path, out);
   if (const YAML::Node g = node["group_by"]) {
     const std::string value = g.IsScalar() ? g.Scalar() : "";
     if (value == "day_location") {
@@ -716,40 +419,19 @@ void ReadIceStore(Reader& r, const YAML::Node& node, const std::string& path, Ic
       r.Error(Join(path, "group_by"), "expected day_location or day, got " + r.Quote(value));
     }
   }
-  r.String(node, "dead_letter_topic", path, out.dead_letter_topic);
-  r.Integer(node, "max_delivery_attempts", path, out.max_delivery_attempts, 1, 1000);
   if (const YAML::Node g = node["gcs"]) {
     const std::string p = Join(path, "gcs");
     out.gcs.emplace();
-    if (r.Map(g, p, {"bucket", "prefix"})) {
-      r.String(g, "bucket", p, out.gcs->bucket, true);
-      r.String(g, "prefix", p, out.gcs->prefix);
-    }
+    if (r.Map(g, p, KeyNames(GcsKeys()))) ReadKeys(GcsKeys(), r, g, p, *out.gcs);
   }
   if (const YAML::Node l = node["local"]) {
     const std::string p = Join(path, "local");
     out.local.emplace();
-    if (r.Map(l, p, {"root", "prefix"})) {
-      r.String(l, "root", p, out.local->root, true);
-      r.String(l, "prefix", p, out.local->prefix);
-    }
+    if (r.Map(l, p, KeyNames(LocalKeys()))) ReadKeys(LocalKeys(), r, l, p, *out.local);
   }
   if (out.gcs.has_value() == out.local.has_value()) {
     r.Error(path, "give exactly one sink: gcs or local");
   }
-}
-
-void ReadSpec(Reader& r, const YAML::Node& n, const std::string& p, IngestionConfig& out) {
-  ReadIngestion(r, n, p, out);
-}
-void ReadSpec(Reader& r, const YAML::Node& n, const std::string& p, EnrichmentConfig& out) {
-  ReadEnrichment(r, n, p, out);
-}
-void ReadSpec(Reader& r, const YAML::Node& n, const std::string& p, BigQueryConfig& out) {
-  ReadBigQuery(r, n, p, out);
-}
-void ReadSpec(Reader& r, const YAML::Node& n, const std::string& p, IceStoreConfig& out) {
-  ReadIceStore(r, n, p, out);
 }
 
 // Calls fn(std::in_place_type<Spec>) for every service kind, in the variant's order.
@@ -768,17 +450,17 @@ std::vector<std::string> KindNames() {
 }
 
 void ReadService(Reader& r, const YAML::Node& node, const std::string& path, ServiceConfig& out) {
-  std::vector<std::string> keys = KindNames();
-  const std::string kind_list = absl::StrJoin(keys, ", ");
+  const std::vector<std::string> names = KindNames();
+  std::vector<std::string> keys = names;
   keys.insert(keys.begin(), "name");
   if (!r.Map(node, path, keys)) return;
   r.String(node, "name", path, out.name, true);
   std::vector<std::string> kinds;
-  for (const std::string& k : KindNames()) {
+  for (const std::string& k : names) {
     if (node[k]) kinds.push_back(k);
   }
   if (kinds.size() != 1) {
-    r.Error(path, kinds.empty() ? "missing the service kind: one of " + kind_list
+    r.Error(path, kinds.empty() ? "missing the service kind: one of " + absl::StrJoin(names, ", ")
                                 : "more than one service kind: " + absl::StrJoin(kinds, ", "));
     return;
   }
@@ -1043,10 +725,8 @@ ConfigLoadResult ParseConfig(const std::string& yaml_text,
               "expected one of trace, debug, info, warn, error, off, got " + r.Quote(c.log_level));
     }
     r.Dur(root, "shutdown_timeout", "", c.shutdown_timeout);
-    if (const YAML::Node ops = root["ops"]; ops && r.Map(ops, "ops", {"enabled", "host", "port"})) {
-      r.Bool(ops, "enabled", "ops", c.ops.enabled);
-      r.String(ops, "host", "ops", c.ops.host);
-      r.Integer(ops, "port", "ops", c.ops.port, 0, 65535);
+    if (const YAML::Node ops = root["ops"]; ops && r.Map(ops, "ops", KeyNames(OpsKeys()))) {
+      ReadKeys(OpsKeys(), r, ops, "ops", c.ops);
     }
     if (const YAML::Node ip = root["in_process"];
         ip && r.Map(ip, "in_process", {"topics", "subscriptions"})) {
