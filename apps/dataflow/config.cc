@@ -106,20 +106,10 @@ ConfigLoadResult ParseConfig(const std::string& yaml_text,
     }
     Reader r(errors, lookup, withheld);
     ProgramConfig& c = result.config;
-    if (!r.Map(root, "",
-               {"project", "log_level", "create_pubsub_resources", "shutdown_timeout", "ops",
-                "in_process", "services"})) {
+    if (!r.Map(root, "", KeyNames(TopLevelKeys(), {"ops", "in_process", "services"}))) {
       return result;
     }
-    r.String(root, "project", "", c.project);
-    r.Bool(root, "create_pubsub_resources", "", c.create_pubsub_resources);
-    r.String(root, "log_level", "", c.log_level);
-    static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "off"};
-    if (!kLevels.contains(c.log_level)) {
-      r.Error("log_level",
-              "expected one of trace, debug, info, warn, error, off, got " + r.Quote(c.log_level));
-    }
-    r.Dur(root, "shutdown_timeout", "", c.shutdown_timeout);
+    ReadKeys(TopLevelKeys(), r, root, "", c);
     if (const YAML::Node ops = root["ops"]; ops && r.Map(ops, "ops", KeyNames(OpsKeys()))) {
       ReadKeys(OpsKeys(), r, ops, "ops", c.ops);
     }

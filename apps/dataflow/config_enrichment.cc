@@ -123,16 +123,13 @@ void ReadFieldMappings(Reader& r, const YAML::Node& parent, const char* key,
 }  // namespace
 
 void ReadSpec(Reader& r, const YAML::Node& node, const std::string& path, EnrichmentConfig& out) {
-  if (!r.Map(node, path,
-             KeyNames(CommonServiceKeys<EnrichmentConfig>(),
-                      {"source", "input_format", "sink", "topic", "key", "fields", "attributes",
-                       "cache", "on_not_found", "on_error", "location_attribute"}))) {
+  if (!r.Map(
+          node, path,
+          KeyNames(EnrichmentKeys(), {"source", "sink", "key", "fields", "attributes", "cache"}))) {
     return;
   }
   ReadSource(r, node, path, out.source);
-  r.Format(node, "input_format", path, out.input_format);
   ReadTopicSink(r, node, path, out.sink);
-  r.String(node, "topic", path, out.topic, true);
   const YAML::Node key = node["key"];
   const std::string kp = Join(path, "key");
   if (!key) {
@@ -150,10 +147,7 @@ void ReadSpec(Reader& r, const YAML::Node& node, const std::string& path, Enrich
   ReadFieldMappings(r, node, "fields", path, out.fields);
   if (node["attributes"]) ReadFieldMappings(r, node, "attributes", path, out.attributes.emplace());
   ReadCache(r, node, path, out.cache);
-  r.Policy(node, "on_not_found", path, out.on_not_found);
-  r.Policy(node, "on_error", path, out.on_error);
-  r.String(node, "location_attribute", path, out.location_attribute);
-  ReadKeys(CommonServiceKeys<EnrichmentConfig>(), r, node, path, out);
+  ReadKeys(EnrichmentKeys(), r, node, path, out);
 }
 
 }  // namespace dataflow::app::yaml_config

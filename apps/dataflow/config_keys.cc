@@ -1,5 +1,7 @@
 #include "config_keys.h"
 
+#include <set>
+
 namespace dataflow::app {
 namespace {
 
@@ -12,7 +14,157 @@ std::string Section(const std::string& title, const std::string& prefix, const K
          ReferenceRows(table, prefix, defaults) + "\n";
 }
 
+// dead_letter_topic, workers, max_delivery_attempts: every service kind has them.
+template <typename Spec>
+void AddCommonKeys(KeyTable<Spec>& table) {
+  table.push_back(
+      TextKey("dead_letter_topic", &Spec::dead_letter_topic,
+              "topic (of the service's own transport) where messages that can never succeed are "
+              "parked; unset: they are logged, counted as dropped and acked"));
+  table.push_back(IntKey("workers", &Spec::workers, 1, 1024, "concurrent workers"));
+  table.push_back(IntKey("max_delivery_attempts", &Spec::max_delivery_attempts, 1, 1000,
+                         "deliveries before a message is given up on (dead-lettered, or "
+                         "dropped without a dead_letter_topic)"));
+}
+
+template <typename Spec>
+ConfigKey<Spec> InputFormatKey() {
+  return EnumKey<Spec, messagepipeline::InputFormat>(
+      "input_format", &Spec::input_format, {"auto", "envelope", "raw"},
+      [](messagepipeline::InputFormat f) {
+        return std::string(messagepipeline::InputFormatName(f));
+      },
+      [](yaml_config::Reader& r, const YAML::Node& n, const char* key, const std::string& path,
+         messagepipeline::InputFormat& out) { r.Format(n, key, path, out); },
+      "how the input is read: auto (an envelope when the body is one, else raw), envelope or "
+      "raw (docs/messagepipeline.md)");
+}
+
+template <typename Spec>
+ConfigKey<Spec> PolicyKey(const char* key, enrichment::FailurePolicy Spec::*member,
+                          const std::string& doc) {
+  return EnumKey<Spec, enrichment::FailurePolicy>(
+      key, member, {"skip", "pass_unenriched", "nack"},
+      [](enrichment::FailurePolicy p) { return std::string(enrichment::FailurePolicyName(p)); },
+      [](yaml_config::Reader& r, const YAML::Node& n, const char* k, const std::string& path,
+         enrichment::FailurePolicy& out) { r.Policy(n, k, path, out); },
+      doc);
+}
+
+// batch_size, flush_interval, flush_when_idle of the batching sinks.
+template <typename Spec>
+void AddBatchingKeys(KeyTable<Spec>& table, long long max_batch, const std::string& batch,
+                     const std::string& flush, const std::string& idle) {
+  table.push_back(IntKey("batch_size", &Spec::batch_size, 1, max_batch, batch));
+  table.push_back(DurationKey("flush_interval", &Spec::flush_interval, flush));
+  table.push_back(BoolKey("flush_when_idle", &Spec::flush_when_idle, idle));
+}
+
 }  // namespace
+
+const KeyTable<IngestionConfig>& IngestionKeys() {
+  static const auto* const table = [] {
+    auto* t = new KeyTable<IngestionConfig>{
+        TextKey("default_topic", &IngestionConfig::default_topic,
+                "topic for unmapped routes; unset: they are rejected"),
+        EnumKey<IngestionConfig, mqttconverter::PayloadFormat>(
+            "payload_format", &IngestionConfig::payload_format, {"envelope", "raw"},
+            [](mqttconverter::PayloadFormat f) {
+              return std::string(f == mqttconverter::PayloadFormat::kEnvelope ? "envelope" : "raw");
+            },
+            [](yaml_config::Reader& r, const YAML::Node& n, const char* key,
+               const std::string& path, mqttconverter::PayloadFormat& out) {
+              auto v = r.Scalar(n, key, path, false);
+              if (!v) return;
+              if (*v == "envelope") {
+                out = mqttconverter::PayloadFormat::kEnvelope;
+              } else if (*v == "raw") {
+                out = mqttconverter::PayloadFormat::kRaw;
+              } else {
+                r.Error(yaml_config::Join(path, key),
+                        "expected envelope or raw, got " + r.Quote(*v));
+              }
+            },
+            "what ingestion publishes: envelope (the Go library's JSON {id, payload, "
+            "publishTime}) or raw (the MQTT bytes, attributes beside them)"),
+    };
+    AddCommonKeys(*t);
+    return t;
+  }();
+  return *table;
+}
+
+const KeyTable<EnrichmentConfig>& EnrichmentKeys() {
+  static const auto* const table = [] {
+    auto* t = new KeyTable<EnrichmentConfig>{
+        InputFormatKey<EnrichmentConfig>(),
+        TextKey("topic", &EnrichmentConfig::topic, "where enriched envelopes are published", true),
+        PolicyKey("on_not_found", &EnrichmentConfig::on_not_found,
+                  "a key without a document: skip (ack, drop), pass_unenriched or nack"),
+        PolicyKey("on_error", &EnrichmentConfig::on_error,
+                  "a lookup that failed: skip, pass_unenriched or nack (retried)"),
+        TextKey("location_attribute", &EnrichmentConfig::location_attribute,
+                "when attributes is not given: the attribute set from the document's location "
+                "field; empty: none"),
+    };
+    AddCommonKeys(*t);
+    return t;
+  }();
+  return *table;
+}
+
+const KeyTable<BigQueryConfig>& BigQueryKeys() {
+  static const auto* const table = [] {
+    auto* t = new KeyTable<BigQueryConfig>{InputFormatKey<BigQueryConfig>()};
+    AddBatchingKeys(*t, 100000, "rows per batch", "longest a partial batch waits",
+                    "also flush a partial batch when no input is waiting");
+    AddCommonKeys(*t);
+    return t;
+  }();
+  return *table;
+}
+
+const KeyTable<IceStoreConfig>& IceStoreKeys() {
+  static const auto* const table = [] {
+    auto* t = new KeyTable<IceStoreConfig>{InputFormatKey<IceStoreConfig>()};
+    AddBatchingKeys(*t, 1000000, "messages per object, at most", "longest an open batch waits",
+                    "also cut open batches when no input is waiting");
+    AddCommonKeys(*t);
+    return t;
+  }();
+  return *table;
+}
+
+const KeyTable<ProgramConfig>& TopLevelKeys() {
+  static const auto* const table = new KeyTable<ProgramConfig>{
+      TextKey("project", &ProgramConfig::project,
+              "Google Cloud project of Pub/Sub, Firestore, BigQuery; empty: "
+              "$GOOGLE_CLOUD_PROJECT"),
+      EnumKey<ProgramConfig, std::string>(
+          "log_level", &ProgramConfig::log_level,
+          {"trace", "debug", "info", "warn", "error", "off"},
+          [](const std::string& level) { return level; },
+          [](yaml_config::Reader& r, const YAML::Node& n, const char* key, const std::string& path,
+             std::string& out) {
+            std::string level = out;
+            r.String(n, key, path, level);
+            static const std::set<std::string> kLevels = {"trace", "debug", "info",
+                                                          "warn",  "error", "off"};
+            if (!kLevels.contains(level)) {
+              r.Error(
+                  yaml_config::Join(path, key),
+                  "expected one of trace, debug, info, warn, error, off, got " + r.Quote(level));
+            }
+            out = level;
+          },
+          "log level (--log-level wins)"),
+      BoolKey("create_pubsub_resources", &ProgramConfig::create_pubsub_resources,
+              "create missing topics and subscriptions (emulators, development)"),
+      DurationKey("shutdown_timeout", &ProgramConfig::shutdown_timeout,
+                  "time to drain and stop every service"),
+  };
+  return *table;
+}
 
 const KeyTable<MQTTClientConfig>& MqttKeys() {
   static const auto* const table = new KeyTable<MQTTClientConfig>{
@@ -179,16 +331,20 @@ const KeyTable<IceStoreConfig::Local>& LocalKeys() {
 
 std::string ConfigReference() {
   std::string out;
+  out += Section("Top level", "", TopLevelKeys());
   out += Section("`ops`", "ops.", OpsKeys());
   out += Section("`source.pubsub`", "", PubsubSourceKeys());
-  out += Section("Every service kind", "", CommonServiceKeys<BigQueryConfig>(), BigQueryConfig{});
+  out += Section("`ingestion`", "", IngestionKeys());
   out += Section("`ingestion.mqtt`", "mqtt.", MqttKeys());
   out += Section("`ingestion.mqtt.topic_mappings[]`", "", TopicMappingKeys());
+  out += Section("`enrichment`", "", EnrichmentKeys());
   out += Section("`enrichment.cache.lru`", "cache.lru.", LruKeys());
   out += Section("`enrichment.cache.redis`", "cache.redis.", RedisKeys());
   out += Section("`enrichment.cache.firestore`", "cache.firestore.", FirestoreKeys());
+  out += Section("`bigquery`", "", BigQueryKeys());
   out += Section("`bigquery.table`", "table.", BigQueryTableKeys());
   out += Section("`bigquery.sqlite`", "sqlite.", SqliteKeys());
+  out += Section("`icestore`", "", IceStoreKeys());
   out += Section("`icestore.gcs`", "gcs.", GcsKeys());
   out += Section("`icestore.local`", "local.", LocalKeys());
   return out;

@@ -21,19 +21,14 @@ const KeyTable<BigQueryConfig::Sqlite>& SqliteKeys();             // bigquery.sq
 const KeyTable<IceStoreConfig::Gcs>& GcsKeys();                   // icestore.gcs
 const KeyTable<IceStoreConfig::Local>& LocalKeys();               // icestore.local
 
-// dead_letter_topic, workers, max_delivery_attempts: every service kind has them.
-template <typename Spec>
-KeyTable<Spec> CommonServiceKeys() {
-  return {
-      TextKey("dead_letter_topic", &Spec::dead_letter_topic,
-              "topic (of the service's own transport) where messages that can never succeed "
-              "are parked; unset: they are logged, counted as dropped and acked"),
-      IntKey("workers", &Spec::workers, 1, 1024, "concurrent workers"),
-      IntKey("max_delivery_attempts", &Spec::max_delivery_attempts, 1, 1000,
-             "deliveries before a message is given up on (dead-lettered, or dropped without a "
-             "dead_letter_topic)"),
-  };
-}
+// Every key of a service kind's block that is one value (the rest, sources, sinks, routes,
+// keys, caches, tables, are read by hand around them).
+const KeyTable<IngestionConfig>& IngestionKeys();
+const KeyTable<EnrichmentConfig>& EnrichmentKeys();
+const KeyTable<BigQueryConfig>& BigQueryKeys();
+const KeyTable<IceStoreConfig>& IceStoreKeys();
+// project, create_pubsub_resources, shutdown_timeout.
+const KeyTable<ProgramConfig>& TopLevelKeys();
 
 // The generated part of docs/configuration.md's reference: one table per block above, in
 // the markdown the doc holds between its config-reference markers.

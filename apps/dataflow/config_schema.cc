@@ -67,10 +67,10 @@ Json TableObject(const std::string& description, const KeyTable<Out>& table,
   return s;
 }
 
-// With the keys every service kind has, and that kind's defaults.
+// With the kind's one-value keys (config_keys.h).
 template <typename Spec>
-Json WithCommon(Json object, const Spec& defaults) {
-  AddKeySchemas(CommonServiceKeys<Spec>(), object, defaults);
+Json WithKeys(Json object, const KeyTable<Spec>& table) {
+  AddKeySchemas(table, object);
   return object;
 }
 
@@ -104,7 +104,6 @@ Json TopicSink() {
 }
 
 Json Ingestion() {
-  const IngestionConfig d;
   const mqttconverter::MQTTClientConfig m;
   Json topic_mapping =
       TableObject("an MQTT topic filter and the route its messages take", TopicMappingKeys());
@@ -121,7 +120,7 @@ Json Ingestion() {
                 "topic filters; the first matching filter names the route"),
            true},
       });
-  return WithCommon(
+  return WithKeys(
       Object(
           "MQTT → topics",
           {
@@ -134,23 +133,8 @@ Json Ingestion() {
                     "route name → topic; every topic mapping needs a route unless default_topic is "
                     "set (checked by validate)"),
                true},
-              {"default_topic", Text("topic for unmapped routes; unset: they are rejected")},
-              {"payload_format",
-               Enum(
-                   "what ingestion publishes: envelope (the Go library's JSON {id, payload, "
-                   "publishTime}) or raw (the MQTT bytes, attributes beside them)",
-                   {"envelope", "raw"},
-                   d.payload_format == mqttconverter::PayloadFormat::kEnvelope ? "envelope" : "raw",
-                   /*any_case=*/false, /*env=*/true)},
           }),
-      d);
-}
-
-Json InputFormat() {
-  return Enum(
-      "how the input is read: auto (an envelope when the body is one, else raw), "
-      "envelope or raw (docs/messagepipeline.md)",
-      {"auto", "envelope", "raw"}, "auto", /*any_case=*/false, /*env=*/true);
+      IngestionKeys());
 }
 
 Json FieldMappings(const std::string& description) {
@@ -180,7 +164,6 @@ Json EnrichmentKey() {
 }
 
 Json Enrichment() {
-  const EnrichmentConfig d;
   Json cache = Object(
       "the cache chain: LRU → Redis → the source of truth (firestore or json_file)",
       {
@@ -193,14 +176,12 @@ Json Enrichment() {
            Text("a JSON object of documents by key: the embedded source of truth", nullptr, true)},
       },
       {{"oneOf", ExactlyOne({"firestore", "json_file"})}});
-  return WithCommon(
+  return WithKeys(
       Object(
           "topic → cache chain → topic",
           {
               {"source", Ref("#/definitions/source"), true},
-              {"input_format", InputFormat()},
               {"sink", Ref("#/definitions/topic_sink"), true},
-              {"topic", Text("where enriched envelopes are published", nullptr, true), true},
               {"key",
                With({{"anyOf", Json::array({Ref("#/definitions/enrichment_key"),
                                             {{"type", "array"},
@@ -213,19 +194,8 @@ Json Enrichment() {
               {"attributes", FieldMappings("document fields copied into attributes (NAME or "
                                            "{FROM: TO}); unset: location into location_attribute")},
               {"cache", std::move(cache), true},
-              {"on_not_found",
-               Enum("what to do with a message whose key has no document",
-                    {"skip", "pass_unenriched", "nack"},
-                    std::string(enrichment::FailurePolicyName(d.on_not_found)), false, true)},
-              {"on_error",
-               Enum("what to do when a cache backend fails", {"skip", "pass_unenriched", "nack"},
-                    std::string(enrichment::FailurePolicyName(d.on_error)), false, true)},
-              {"location_attribute",
-               Text("attribute set from the document's location field (when attributes is not "
-                    "given); empty: none",
-                    d.location_attribute)},
           }),
-      d);
+      EnrichmentKeys());
 }
 
 Json Column(bool top_level) {
@@ -273,18 +243,12 @@ Json Column(bool top_level) {
 }
 
 Json BigQuery() {
-  const BigQueryConfig d;
   Json from_table = {{"properties", {{"schema", {{"const", "from_table"}}}}},
                      {"required", Json::array({"schema"})}};
-  return WithCommon(
+  return WithKeys(
       Object("topic → warehouse (BigQuery or SQLite)",
              {
                  {"source", Ref("#/definitions/source"), true},
-                 {"input_format", InputFormat()},
-                 {"batch_size", Integer("rows per batch", 1, 100000, d.batch_size)},
-                 {"flush_interval", Duration("longest a partial batch waits", d.flush_interval)},
-                 {"flush_when_idle",
-                  Bool("also flush a partial batch when no input is waiting", d.flush_when_idle)},
                  {"table", TableObject("a BigQuery table, written over the Storage Write API",
                                        BigQueryTableKeys())},
                  {"sqlite", TableObject("the embedded warehouse", SqliteKeys())},
@@ -305,33 +269,26 @@ Json BigQuery() {
               {"dependencies", {{"sources", from_table}}},
               {"if", from_table},
               {"then", {{"required", Json::array({"table"})}}}}),
-      d);
+      BigQueryKeys());
 }
 
 Json IceStore() {
-  const IceStoreConfig d;
-  return WithCommon(
+  return WithKeys(
       Object("topic → archive of gzip JSONL objects (GCS or a local directory)",
              {
                  {"source", Ref("#/definitions/source"), true},
-                 {"input_format", InputFormat()},
-                 {"batch_size", Integer("messages per object, at most", 1, 1000000, d.batch_size)},
-                 {"flush_interval", Duration("longest an open batch waits", d.flush_interval)},
-                 {"flush_when_idle",
-                  Bool("also cut open batches when no input is waiting", d.flush_when_idle)},
                  {"gcs", TableObject("Google Cloud Storage", GcsKeys())},
                  {"local", TableObject("a local directory", LocalKeys())},
                  {"group_by", Enum("object keys YYYY/MM/DD/<location>, or YYYY/MM/DD (day)",
                                    {"day_location", "day"}, "day_location", false, false)},
              },
              {{"oneOf", ExactlyOne({"gcs", "local"})}}),
-      d);
+      IceStoreKeys());
 }
 
 }  // namespace
 
 nlohmann::json ConfigJsonSchema() {
-  const ProgramConfig d;
   Json definitions = {
       {"env_reference",
        {{"type", "string"},
@@ -373,18 +330,9 @@ nlohmann::json ConfigJsonSchema() {
                  {"name", Text("subscription name", nullptr, true), true},
                  {"topic", Text("an in_process.topics name", nullptr, true), true},
              });
-  const std::vector<std::string> levels = {"trace", "debug", "info", "warn", "error", "off"};
-  Json root = Object(
-      "dataflow service config (docs/configuration.md)",
+  Json root = TableObject(
+      "dataflow service config (docs/configuration.md)", TopLevelKeys(),
       {
-          {"project", Text("Google Cloud project of Pub/Sub, Firestore, BigQuery; empty: "
-                           "$GOOGLE_CLOUD_PROJECT")},
-          {"log_level", Enum("log level (--log-level wins)", levels, d.log_level, false, true)},
-          {"create_pubsub_resources",
-           Bool("create missing topics and subscriptions (emulators, development)",
-                d.create_pubsub_resources)},
-          {"shutdown_timeout",
-           Duration("time to drain and stop every service", d.shutdown_timeout)},
           {"ops", TableObject("the /healthz, /readyz, /metrics endpoint", OpsKeys())},
           {"in_process",
            Object("topics and subscriptions inside this process",

@@ -81,9 +81,7 @@ void ReadTopicSink(Reader& r, const YAML::Node& parent, const std::string& path,
 }
 
 void ReadSpec(Reader& r, const YAML::Node& node, const std::string& path, IngestionConfig& out) {
-  if (!r.Map(node, path,
-             KeyNames(CommonServiceKeys<IngestionConfig>(),
-                      {"mqtt", "sink", "routes", "default_topic", "payload_format"}))) {
+  if (!r.Map(node, path, KeyNames(IngestionKeys(), {"mqtt", "sink", "routes"}))) {
     return;
   }
   const YAML::Node mqtt = node["mqtt"];
@@ -140,17 +138,7 @@ void ReadSpec(Reader& r, const YAML::Node& node, const std::string& path, Ingest
       }
     }
   }
-  r.String(node, "default_topic", path, out.default_topic);
-  if (auto v = r.Scalar(node, "payload_format", path, false)) {
-    if (*v == "envelope") {
-      out.payload_format = mqttconverter::PayloadFormat::kEnvelope;
-    } else if (*v == "raw") {
-      out.payload_format = mqttconverter::PayloadFormat::kRaw;
-    } else {
-      r.Error(Join(path, "payload_format"), "expected envelope or raw, got " + r.Quote(*v));
-    }
-  }
-  ReadKeys(CommonServiceKeys<IngestionConfig>(), r, node, path, out);
+  ReadKeys(IngestionKeys(), r, node, path, out);
 }
 
 namespace {
@@ -205,18 +193,12 @@ void ReadRowSchema(Reader& r, const YAML::Node& node, const std::string& path,
 
 void ReadSpec(Reader& r, const YAML::Node& node, const std::string& path, BigQueryConfig& out) {
   if (!r.Map(node, path,
-             KeyNames(CommonServiceKeys<BigQueryConfig>(),
-                      {"source", "input_format", "batch_size", "flush_interval", "flush_when_idle",
-                       "table", "sqlite", "schema", "sources"}))) {
+             KeyNames(BigQueryKeys(), {"source", "table", "sqlite", "schema", "sources"}))) {
     return;
   }
   ReadRowSchema(r, node, path, out);
   ReadSource(r, node, path, out.source);
-  r.Format(node, "input_format", path, out.input_format);
-  r.Integer(node, "batch_size", path, out.batch_size, 1, 100000);
-  r.Dur(node, "flush_interval", path, out.flush_interval);
-  r.Bool(node, "flush_when_idle", path, out.flush_when_idle);
-  ReadKeys(CommonServiceKeys<BigQueryConfig>(), r, node, path, out);
+  ReadKeys(BigQueryKeys(), r, node, path, out);
   if (const YAML::Node t = node["table"]) {
     const std::string p = Join(path, "table");
     out.bigquery = BigQueryConfig::Table{};
@@ -246,18 +228,11 @@ void ReadSpec(Reader& r, const YAML::Node& node, const std::string& path, BigQue
 }
 
 void ReadSpec(Reader& r, const YAML::Node& node, const std::string& path, IceStoreConfig& out) {
-  if (!r.Map(node, path,
-             KeyNames(CommonServiceKeys<IceStoreConfig>(),
-                      {"source", "input_format", "batch_size", "flush_interval", "flush_when_idle",
-                       "gcs", "local", "group_by"}))) {
+  if (!r.Map(node, path, KeyNames(IceStoreKeys(), {"source", "gcs", "local", "group_by"}))) {
     return;
   }
   ReadSource(r, node, path, out.source);
-  r.Format(node, "input_format", path, out.input_format);
-  r.Integer(node, "batch_size", path, out.batch_size, 1, 1000000);
-  r.Dur(node, "flush_interval", path, out.flush_interval);
-  r.Bool(node, "flush_when_idle", path, out.flush_when_idle);
-  ReadKeys(CommonServiceKeys<IceStoreConfig>(), r, node, path, out);
+  ReadKeys(IceStoreKeys(), r, node, path, out);
   if (const YAML::Node g = node["group_by"]) {
     const std::string value = g.IsScalar() ? g.Scalar() : "";
     if (value == "day_location") {

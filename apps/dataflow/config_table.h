@@ -98,6 +98,30 @@ ConfigKey<Out> DurationKey(std::string key, std::chrono::duration<Rep, Period> O
       .default_text = [member](const Out& d) { return schema_types::DurationText(d.*member); }};
 }
 
+// One of `values` (how the reference and schema list it; `name` shows the default), read by
+// `read` (a Reader method that reports a value outside them); `env`: a ${VAR} may give it.
+template <typename Out, typename E>
+ConfigKey<Out> EnumKey(std::string key, E Out::*member, std::vector<std::string> values,
+                       std::function<std::string(E)> name,
+                       std::function<void(yaml_config::Reader&, const YAML::Node&, const char*,
+                                          const std::string&, E&)>
+                           read,
+                       std::string doc, bool env = true) {
+  std::string type;
+  for (std::size_t i = 0; i < values.size(); ++i) type += (i == 0 ? "" : " \\| ") + values[i];
+  return {.key = key,
+          .type = type,
+          .doc = doc,
+          .read = [key, member, read](yaml_config::Reader& r, const YAML::Node& n,
+                                      const std::string& path,
+                                      Out& out) { read(r, n, key.c_str(), path, out.*member); },
+          .schema =
+              [doc, member, values, name, env](const Out& d) {
+                return schema_types::Enum(doc, values, name(d.*member), /*any_case=*/false, env);
+              },
+          .default_text = [member, name](const Out& d) { return name(d.*member); }};
+}
+
 // Reads every key of `table` present under `node` into `out`.
 template <typename Out>
 void ReadKeys(const KeyTable<Out>& table, yaml_config::Reader& r, const YAML::Node& node,
