@@ -1,10 +1,10 @@
 // The JSON Schema of the config file (`dataflow schema`), for editors and CI linters.
 //
-// The reader (config.cc) is hand-written code, not a table, so the schema is a separate
-// declarative description (config_schema.cc) whose defaults are read from the reader's own
-// option structs; tests/unit/app/config_schema_test.cc holds the two together: at every
-// mapping of a set of configs it asks the reader which keys it accepts and which it requires,
-// and compares with the schema (docs/configuration.md "JSON Schema").
+// The scalar keys of most blocks come from the key tables the reader reads them with
+// (config_keys.h); the structure around them (sources, sinks, keys, columns, one-of rules) is
+// described here by hand. tests/unit/app/config_schema_test.cc holds the two together: at
+// every mapping of a set of configs it asks the reader which keys it accepts and which it
+// requires, and compares with the schema (docs/configuration.md "JSON Schema").
 #pragma once
 
 #include <nlohmann/json.hpp>

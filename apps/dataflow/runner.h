@@ -23,6 +23,8 @@
 
 namespace dataflow::app {
 
+struct Backends;
+
 // What the program knows about one running service, for logs, the progress line and the
 // ops endpoints.
 struct ServiceStatus {
@@ -40,6 +42,8 @@ struct PipelineHooks {
   // messages carry the attributes the MQTT consumer sets). Drained on Stop like any
   // in-process source.
   std::map<std::string, std::string> ingestion_inputs;
+  // The backends the config may name; null: DefaultBackends() (backends.h).
+  const Backends* backends = nullptr;
 };
 
 class Pipeline {

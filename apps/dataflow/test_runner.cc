@@ -23,7 +23,9 @@
 #include "dataflow/messagepipeline/in_process_broker.h"
 #include "dataflow/messagepipeline/json_limits.h"
 #include "dataflow/mqttconverter/mqtt_config.h"
+#include "pipeline_outputs.h"
 #include "runner.h"
+#include "test_file.h"
 #include "yaml_json.h"
 
 namespace dataflow::app {
@@ -33,148 +35,11 @@ namespace fs = std::filesystem;
 namespace mp = messagepipeline;
 using Json = nlohmann::json;
 
-constexpr char kRegexKey[] = "$regex";
 constexpr char kInputPrefix[] = "dataflow-test-input.";
 constexpr char kCapturePrefix[] = "dataflow-test-capture.";
 // Long enough for slow machines and sanitizers; a pipeline that does not drain in this time
 // is reported as a failure, not waited on.
 constexpr std::chrono::seconds kStopTimeout(60);
-
-absl::Status Invalid(const std::string& path, const std::string& what) {
-  return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
-}
-
-void CheckKeys(const YAML::Node& node, const std::string& path, const std::set<std::string>& known,
-               std::vector<std::string>& errors) {
-  for (const auto& kv : node) {
-    const std::string key = kv.first.Scalar();
-    if (!known.contains(key)) errors.push_back(absl::StrCat(path, ".", key, ": unknown key"));
-  }
-}
-
-// A payload as bytes: a scalar as written, a map or list as its JSON text.
-std::string PayloadBytes(const YAML::Node& node) {
-  if (node.IsScalar()) return node.Scalar();
-  return YamlToJson(node).dump();
-}
-
-// An expected value: YamlToJson, but a `!regex "…"` scalar becomes {"$regex": "…"}, which
-// matches a string that the (ECMAScript) expression matches anywhere (dates in batch keys).
-Json ExpectationJson(const YAML::Node& node, const std::string& path,
-                     std::vector<std::string>& errors) {
-  if (node.IsMap()) {
-    Json out = Json::object();
-    for (const auto& kv : node) {
-      out[kv.first.Scalar()] = ExpectationJson(kv.second, path + "." + kv.first.Scalar(), errors);
-    }
-    return out;
-  }
-  if (node.IsSequence()) {
-    Json out = Json::array();
-    for (std::size_t i = 0; i < node.size(); ++i) {
-      out.push_back(ExpectationJson(node[i], absl::StrCat(path, "[", i, "]"), errors));
-    }
-    return out;
-  }
-  if (node.IsScalar() && node.Tag() == "!regex") {
-    try {
-      (void)std::regex(node.Scalar());
-    } catch (const std::regex_error& e) {
-      errors.push_back(absl::StrCat(path, ": not a regular expression: ", e.what()));
-    }
-    return Json{{kRegexKey, node.Scalar()}};
-  }
-  return YamlToJson(node);
-}
-
-void ReadExpectations(const YAML::Node& node, const std::string& path,
-                      std::map<std::string, std::vector<Json>>& out,
-                      std::vector<std::string>& errors) {
-  if (!node) return;
-  if (!node.IsMap()) {
-    errors.push_back(path + ": expected a map of names to lists of expected items");
-    return;
-  }
-  for (const auto& kv : node) {
-    const std::string name = kv.first.Scalar();
-    if (!kv.second.IsSequence()) {
-      errors.push_back(absl::StrCat(path, ".", name, ": expected a list (empty: nothing)"));
-      continue;
-    }
-    auto& items = out[name];
-    for (std::size_t i = 0; i < kv.second.size(); ++i) {
-      items.push_back(
-          ExpectationJson(kv.second[i], absl::StrCat(path, ".", name, "[", i, "]"), errors));
-    }
-  }
-}
-
-TestCase ReadCase(const YAML::Node& node, const std::string& path,
-                  std::vector<std::string>& errors) {
-  TestCase c;
-  if (!node.IsMap()) {
-    errors.push_back(path + ": expected a map");
-    return c;
-  }
-  CheckKeys(node, path, {"name", "fixtures", "input", "expect"}, errors);
-  if (node["name"] && node["name"].IsScalar()) {
-    c.name = node["name"].Scalar();
-  } else {
-    errors.push_back(path + ".name: missing");
-  }
-  if (const YAML::Node fixtures = node["fixtures"]) {
-    if (!fixtures.IsMap()) errors.push_back(path + ".fixtures: expected service: {key: document}");
-    for (const auto& kv : fixtures) {
-      Json table = YamlToJson(kv.second);
-      if (!table.is_object()) {
-        errors.push_back(absl::StrCat(path, ".fixtures.", kv.first.Scalar(),
-                                      ": expected a map of keys to documents"));
-        continue;
-      }
-      c.fixtures[kv.first.Scalar()] = std::move(table);
-    }
-  }
-  const YAML::Node input = node["input"];
-  if (!input || !input.IsSequence()) errors.push_back(path + ".input: expected a list");
-  for (std::size_t i = 0; input && input.IsSequence() && i < input.size(); ++i) {
-    const std::string at = absl::StrCat(path, ".input[", i, "]");
-    const YAML::Node m = input[i];
-    if (!m.IsMap()) {
-      errors.push_back(at + ": expected a map");
-      continue;
-    }
-    CheckKeys(m, at, {"service", "mqtt_topic", "topic", "payload", "attributes"}, errors);
-    TestInput in;
-    if (m["service"]) in.service = m["service"].Scalar();
-    if (m["mqtt_topic"]) in.mqtt_topic = m["mqtt_topic"].Scalar();
-    if (m["topic"]) in.topic = m["topic"].Scalar();
-    if (in.mqtt_topic.empty() == in.topic.empty()) {
-      errors.push_back(at + ": give one of mqtt_topic (into ingestion) or topic");
-    }
-    if (m["payload"]) {
-      in.payload = PayloadBytes(m["payload"]);
-    } else {
-      errors.push_back(at + ".payload: missing");
-    }
-    if (const YAML::Node attributes = m["attributes"]) {
-      if (!attributes.IsMap()) errors.push_back(at + ".attributes: expected a map of strings");
-      for (const auto& kv : attributes) {
-        in.attributes[kv.first.Scalar()] = kv.second.IsScalar() ? kv.second.Scalar() : "";
-      }
-    }
-    c.input.push_back(std::move(in));
-  }
-  const YAML::Node expect = node["expect"];
-  if (!expect || !expect.IsMap()) {
-    errors.push_back(path + ".expect: expected a map with topics, rows and/or archived");
-    return c;
-  }
-  CheckKeys(expect, path + ".expect", {"topics", "rows", "archived"}, errors);
-  ReadExpectations(expect["topics"], path + ".expect.topics", c.expect_topics, errors);
-  ReadExpectations(expect["rows"], path + ".expect.rows", c.expect_rows, errors);
-  ReadExpectations(expect["archived"], path + ".expect.archived", c.expect_archived, errors);
-  return c;
-}
 
 // ---- the rewritten config ----
 
@@ -199,9 +64,10 @@ absl::Status Isolate(ProgramConfig& config, const TestCase& c, const fs::path& s
   auto source = [&](SourceConfig& s, const std::string& service) -> absl::Status {
     if (s.kind == SourceConfig::Kind::kPubsub) {
       if (s.topic.empty()) {
-        return Invalid(ServicePath(service),
-                       "source.pubsub.topic is not set: dataflow test needs it to connect the "
-                       "subscription to the topic that feeds it");
+        return TestFileError(
+            ServicePath(service),
+            "source.pubsub.topic is not set: dataflow test needs it to connect the "
+            "subscription to the topic that feeds it");
       }
       h.topics.insert(s.topic);
       config.in_process_subscriptions.emplace_back(s.subscription, s.topic);
@@ -242,16 +108,17 @@ absl::Status Isolate(ProgramConfig& config, const TestCase& c, const fs::path& s
               spec.cache = CacheChainConfig{.json_file = file.string()};
               fixtures_used.insert(name);
             } else if (spec.cache.redis || spec.cache.firestore) {
-              return Invalid(ServicePath(name),
-                             "its cache reads Redis or Firestore: give the case fixtures." + name +
-                                 " (key: document) to look keys up in instead");
+              return TestFileError(ServicePath(name),
+                                   "its cache reads Redis or Firestore: give the case fixtures." +
+                                       name + " (key: document) to look keys up in instead");
             }
           }
           if constexpr (std::is_same_v<Spec, BigQueryConfig>) {
             if (spec.schema_from_table) {
-              return Invalid(ServicePath(name),
-                             "schema: from_table needs the real table; dataflow test needs the "
-                             "schema in the config");
+              return TestFileError(
+                  ServicePath(name),
+                  "schema: from_table needs the real table; dataflow test needs the "
+                  "schema in the config");
             }
             std::string table = spec.sqlite ? spec.sqlite->table : spec.bigquery->table;
             const fs::path db = scratch / (name + ".db");
@@ -273,7 +140,7 @@ absl::Status Isolate(ProgramConfig& config, const TestCase& c, const fs::path& s
   }
   for (const auto& [name, table] : c.fixtures) {
     if (!fixtures_used.contains(name)) {
-      return Invalid("fixtures." + name, "no enrichment service has this name");
+      return TestFileError("fixtures." + name, "no enrichment service has this name");
     }
   }
   config.in_process_topics.assign(h.topics.begin(), h.topics.end());
@@ -283,26 +150,6 @@ absl::Status Isolate(ProgramConfig& config, const TestCase& c, const fs::path& s
 }
 
 // ---- what came out ----
-
-// A payload as JSON when it is JSON, else as text.
-Json PayloadJson(const std::string& bytes) {
-  auto parsed = mp::ParseJsonBounded(bytes);
-  return parsed.ok() ? *std::move(parsed) : Json(bytes);
-}
-
-// What a case's expectations see of a message's bytes: the payload, unwrapped when the bytes
-// are an envelope by the rule every consuming service applies (input_format auto,
-// messagepipeline::DecodeInput), with the envelope's enrichment data; `envelope` says which.
-Json DataJson(const std::string& bytes, const nlohmann::json& enrichment) {
-  auto decoded = mp::DecodeInput(bytes, mp::InputFormat::kAuto);
-  if (decoded.ok() && decoded->has_value()) {
-    const mp::MessageData& envelope = **decoded;
-    return Json{{"envelope", true},
-                {"payload", PayloadJson(envelope.payload)},
-                {"enrichment", envelope.enrichment_data}};
-  }
-  return Json{{"envelope", false}, {"payload", PayloadJson(bytes)}, {"enrichment", enrichment}};
-}
 
 Json MessageJson(const mp::Message& m) {
   Json out = DataJson(m.data.payload, m.data.enrichment_data);
@@ -350,86 +197,7 @@ class Capture {
   std::map<std::string, std::vector<Json>> out_;
 };
 
-absl::StatusOr<std::vector<Json>> ReadRows(const std::string& db, const std::string& table) {
-  std::vector<Json> rows;
-  if (!fs::exists(db)) return rows;  // nothing was ever written
-  sqlite3* conn = nullptr;
-  std::unique_ptr<sqlite3, decltype(&sqlite3_close)> guard(nullptr, sqlite3_close);
-  if (sqlite3_open_v2(db.c_str(), &conn, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-    guard.reset(conn);
-    return absl::InternalError(absl::StrCat("cannot open ", db));
-  }
-  guard.reset(conn);
-  sqlite3_stmt* stmt = nullptr;
-  std::string quoted = table;
-  absl::StrReplaceAll({{"\"", "\"\""}}, &quoted);
-  const std::string sql = absl::StrCat("SELECT * FROM \"", quoted, "\"");
-  if (sqlite3_prepare_v2(conn, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
-    return rows;  // the table is created with the first batch
-  }
-  std::unique_ptr<sqlite3_stmt, decltype(&sqlite3_finalize)> st(stmt, sqlite3_finalize);
-  while (sqlite3_step(stmt) == SQLITE_ROW) {
-    Json row = Json::object();
-    for (int i = 0; i < sqlite3_column_count(stmt); ++i) {
-      const std::string name = sqlite3_column_name(stmt, i);
-      switch (sqlite3_column_type(stmt, i)) {
-        case SQLITE_INTEGER:
-          row[name] = sqlite3_column_int64(stmt, i);
-          break;
-        case SQLITE_FLOAT:
-          row[name] = sqlite3_column_double(stmt, i);
-          break;
-        case SQLITE_NULL:
-          row[name] = nullptr;
-          break;
-        default:
-          row[name] = std::string(reinterpret_cast<const char*>(sqlite3_column_text(stmt, i)),
-                                  static_cast<std::size_t>(sqlite3_column_bytes(stmt, i)));
-      }
-    }
-    rows.push_back(std::move(row));
-  }
-  return rows;
-}
-
-absl::StatusOr<std::vector<Json>> ReadArchive(const std::string& root) {
-  std::vector<Json> lines;
-  if (!fs::exists(root)) return lines;
-  for (const auto& entry : fs::recursive_directory_iterator(root)) {
-    if (!entry.is_regular_file() || entry.path().extension() != ".gz") continue;
-    std::ifstream in(entry.path(), std::ios::binary);
-    std::stringstream bytes;
-    bytes << in.rdbuf();
-    auto text = icestore::GzipDecompress(bytes.str());
-    if (!text.ok()) return text.status();
-    for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
-      auto decoded = icestore::DecodeArchivalLine(std::string_view(line.data(), line.size()));
-      if (!decoded.ok()) return decoded.status();
-      Json archived = DataJson(decoded->original_payload, nullptr);
-      archived["batch_key"] = decoded->batch_key;
-      archived["object"] = fs::relative(entry.path(), root).string();
-      lines.push_back(std::move(archived));
-    }
-  }
-  return lines;
-}
-
 // ---- comparing ----
-
-// Kuhn's augmenting paths: expected lists are short, so O(n^3) is fine.
-bool Augment(std::size_t e, const std::vector<std::vector<bool>>& fits, std::vector<bool>& seen,
-             std::vector<int>& actual_owner) {
-  for (std::size_t a = 0; a < actual_owner.size(); ++a) {
-    if (!fits[e][a] || seen[a]) continue;
-    seen[a] = true;
-    if (actual_owner[a] < 0 ||
-        Augment(static_cast<std::size_t>(actual_owner[a]), fits, seen, actual_owner)) {
-      actual_owner[a] = static_cast<int>(e);
-      return true;
-    }
-  }
-  return false;
-}
 
 void Report(const std::string& what, const std::vector<Json>& expected,
             const std::vector<Json>& actual, std::vector<std::string>& failures) {
@@ -485,10 +253,10 @@ absl::StatusOr<std::vector<std::string>> RunCase(const ProgramConfig& base, cons
       if (service.empty() && h.ingestions.size() == 1) service = h.ingestions.begin()->first;
       auto it = h.ingestions.find(service);
       if (it == h.ingestions.end()) {
-        return Invalid(absl::StrCat("input[", i, "]"),
-                       h.ingestions.empty()
-                           ? "mqtt_topic given, but the config has no ingestion service"
-                           : "name the ingestion service (service:) it goes into");
+        return TestFileError(absl::StrCat("input[", i, "]"),
+                             h.ingestions.empty()
+                                 ? "mqtt_topic given, but the config has no ingestion service"
+                                 : "name the ingestion service (service:) it goes into");
       }
       if (const auto* route =
               mqttconverter::FindRoute(it->second->mqtt.topic_mappings, in.mqtt_topic)) {
@@ -498,8 +266,8 @@ absl::StatusOr<std::vector<std::string>> RunCase(const ProgramConfig& base, cons
       attributes.emplace("mqtt_qos", "1");
       topic = h.ingestion_topics[service];
     } else if (!h.topics.contains(topic)) {
-      return Invalid(absl::StrCat("input[", i, "].topic"),
-                     "no service of the config reads or writes topic \"" + topic + "\"");
+      return TestFileError(absl::StrCat("input[", i, "].topic"),
+                           "no service of the config reads or writes topic \"" + topic + "\"");
     }
     auto published = h.broker->Publish(topic, std::move(data), std::move(attributes));
     if (!published.ok()) return published.status();
@@ -510,7 +278,7 @@ absl::StatusOr<std::vector<std::string>> RunCase(const ProgramConfig& base, cons
   const auto captured = capture.Stop();
   for (const auto& [topic, expected] : c.expect_topics) {
     if (!h.topics.contains(topic)) {
-      return Invalid("expect.topics." + topic, "no service of the config writes this topic");
+      return TestFileError("expect.topics." + topic, "no service of the config writes this topic");
     }
     auto it = captured.find(topic);
     Report("topic " + topic, expected, it == captured.end() ? std::vector<Json>{} : it->second,
@@ -519,7 +287,7 @@ absl::StatusOr<std::vector<std::string>> RunCase(const ProgramConfig& base, cons
   for (const auto& [service, expected] : c.expect_rows) {
     auto it = h.sqlite_tables.find(service);
     if (it == h.sqlite_tables.end()) {
-      return Invalid("expect.rows." + service, "no bigquery service has this name");
+      return TestFileError("expect.rows." + service, "no bigquery service has this name");
     }
     auto rows = ReadRows(it->second.path, it->second.table);
     if (!rows.ok()) return rows.status();
@@ -528,7 +296,7 @@ absl::StatusOr<std::vector<std::string>> RunCase(const ProgramConfig& base, cons
   for (const auto& [service, expected] : c.expect_archived) {
     auto it = h.archive_roots.find(service);
     if (it == h.archive_roots.end()) {
-      return Invalid("expect.archived." + service, "no icestore service has this name");
+      return TestFileError("expect.archived." + service, "no icestore service has this name");
     }
     auto lines = ReadArchive(it->second);
     if (!lines.ok()) return lines.status();
@@ -538,87 +306,6 @@ absl::StatusOr<std::vector<std::string>> RunCase(const ProgramConfig& base, cons
 }
 
 }  // namespace
-
-absl::StatusOr<TestFile> ParseTestFile(const std::string& yaml_text, const std::string& path) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml_text);
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not YAML: ", e.what()));
-  }
-  if (!root.IsMap()) return Invalid(path, "expected a map with config and cases");
-  std::vector<std::string> errors;
-  CheckKeys(root, path, {"config", "env", "cases"}, errors);
-  TestFile file;
-  if (root["config"] && root["config"].IsScalar()) {
-    file.config_path = (fs::path(path).parent_path() / root["config"].Scalar()).string();
-  } else {
-    errors.push_back(path + ".config: missing (the config file, relative to this one)");
-  }
-  if (const YAML::Node env = root["env"]) {
-    if (!env.IsMap()) errors.push_back(path + ".env: expected a map of variables");
-    for (const auto& kv : env) file.env[kv.first.Scalar()] = kv.second.Scalar();
-  }
-  const YAML::Node cases = root["cases"];
-  if (!cases || !cases.IsSequence() || cases.size() == 0) {
-    errors.push_back(path + ".cases: expected a non-empty list");
-  }
-  for (std::size_t i = 0; cases && cases.IsSequence() && i < cases.size(); ++i) {
-    file.cases.push_back(ReadCase(cases[i], absl::StrCat(path, ".cases[", i, "]"), errors));
-  }
-  if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
-  return file;
-}
-
-bool JsonMatches(const Json& expected, const Json& actual) {
-  if (expected.is_object() && expected.size() == 1 && expected.contains(kRegexKey)) {
-    return actual.is_string() &&
-           std::regex_search(actual.get_ref<const std::string&>(),
-                             std::regex(expected[kRegexKey].get_ref<const std::string&>()));
-  }
-  if (actual.is_string() && expected.is_structured()) {
-    auto parsed = mp::ParseJsonBounded(actual.get_ref<const std::string&>());
-    return parsed.ok() && JsonMatches(expected, *parsed);
-  }
-  if (expected.is_object()) {
-    if (!actual.is_object()) return false;
-    for (const auto& [key, value] : expected.items()) {
-      auto it = actual.find(key);
-      if (it == actual.end() || !JsonMatches(value, *it)) return false;
-    }
-    return true;
-  }
-  if (expected.is_array()) {
-    if (!actual.is_array() || actual.size() != expected.size()) return false;
-    for (std::size_t i = 0; i < expected.size(); ++i) {
-      if (!JsonMatches(expected[i], actual[i])) return false;
-    }
-    return true;
-  }
-  // 20 matches 20.0: YAML and SQLite do not keep JSON's integer/float distinction.
-  if (expected.is_number() && actual.is_number()) {
-    return expected.get<double>() == actual.get<double>();
-  }
-  return expected == actual;
-}
-
-Unmatched MatchAll(const std::vector<Json>& expected, const std::vector<Json>& actual) {
-  std::vector<std::vector<bool>> fits(expected.size(), std::vector<bool>(actual.size()));
-  for (std::size_t e = 0; e < expected.size(); ++e) {
-    for (std::size_t a = 0; a < actual.size(); ++a)
-      fits[e][a] = JsonMatches(expected[e], actual[a]);
-  }
-  std::vector<int> owner(actual.size(), -1);
-  Unmatched out;
-  for (std::size_t e = 0; e < expected.size(); ++e) {
-    std::vector<bool> seen(actual.size());
-    if (!Augment(e, fits, seen, owner)) out.expected.push_back(e);
-  }
-  for (std::size_t a = 0; a < actual.size(); ++a) {
-    if (owner[a] < 0) out.actual.push_back(a);
-  }
-  return out;
-}
 
 int RunTestFile(const std::string& path) {
   std::ifstream in(path);

@@ -1,6 +1,7 @@
 #include "dataflow/messagepipeline/errors.h"
 
 #include <absl/strings/cord.h>
+#include <absl/strings/str_cat.h>
 
 namespace dataflow::messagepipeline {
 namespace {
@@ -19,6 +20,16 @@ absl::Status MarkPermanent(absl::Status status) {
 
 bool IsPermanent(const absl::Status& status) {
   return !status.ok() && status.GetPayload(kPermanentPayload).has_value();
+}
+
+absl::Status Annotate(const absl::Status& status, std::string_view where) {
+  if (status.ok()) return status;
+  absl::Status annotated(status.code(), absl::StrCat(absl::string_view(where.data(), where.size()),
+                                                     ": ", status.message()));
+  status.ForEachPayload([&annotated](absl::string_view type_url, const absl::Cord& payload) {
+    annotated.SetPayload(type_url, payload);
+  });
+  return annotated;
 }
 
 }  // namespace dataflow::messagepipeline

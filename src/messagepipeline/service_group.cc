@@ -4,18 +4,12 @@
 #include <chrono>
 #include <thread>
 
+#include "dataflow/messagepipeline/errors.h"
 #include "dataflow/messagepipeline/in_process_broker.h"
 #include "dataflow/messagepipeline/logging.h"
 #include "dataflow/messagepipeline/service.h"
 
 namespace dataflow::messagepipeline {
-namespace {
-
-absl::Status Named(const absl::Status& s, const std::string& name) {
-  return absl::Status(s.code(), absl::StrCat(name, ": ", s.message()));
-}
-
-}  // namespace
 
 ServiceGroup::ServiceGroup(ServiceGroupOptions options) : options_(std::move(options)) {}
 
@@ -29,7 +23,7 @@ absl::Status ServiceGroup::Start() {
   if (started_ > 0 || stopped_) return absl::FailedPreconditionError("service group started once");
   for (auto it = members_.rbegin(); it != members_.rend(); ++it) {
     if (auto s = it->service->Start(); !s.ok()) {
-      const absl::Status failed = Named(s, it->name);
+      const absl::Status failed = Annotate(s, it->name);
       // The group never ran: stop what started without waiting for drains.
       (void)Stop(std::chrono::steady_clock::now());
       return failed;
@@ -47,7 +41,7 @@ absl::Status ServiceGroup::Failure() const {
     if (done.wait_for(std::chrono::seconds(0)) != std::future_status::ready) continue;
     const absl::Status& status = done.get();
     return status.ok() ? absl::UnavailableError(m.name + ": its consumer ended")
-                       : Named(status, m.name);
+                       : Annotate(status, m.name);
   }
   return absl::OkStatus();
 }
@@ -76,9 +70,11 @@ absl::Status ServiceGroup::Stop(Deadline deadline) {
       DrainInProcess(m.in_process_input, deadline);
     const std::uint64_t nacked_before = m.service->metrics().nacked;
     if (auto s = m.service->Stop(deadline); !s.ok())
-      problems.push_back(Named(s, m.name).ToString());
+      problems.push_back(Annotate(s, m.name).ToString(absl::StatusToStringMode::kWithNoExtraData));
     for (auto& close : m.close_after_stop) {
-      if (auto s = close(deadline); !s.ok()) problems.push_back(Named(s, m.name).ToString());
+      if (auto s = close(deadline); !s.ok())
+        problems.push_back(
+            Annotate(s, m.name).ToString(absl::StatusToStringMode::kWithNoExtraData));
     }
     const std::uint64_t nacked = m.service->metrics().nacked - nacked_before;
     if (nacked > 0) {

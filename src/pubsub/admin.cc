@@ -35,4 +35,16 @@ absl::Status DeleteSubscription(AdminStub& stub, const std::string& project,
   return stub.DeleteSubscription(SubscriptionName(project, subscription));
 }
 
+absl::Status EnsureTopic(AdminStub& stub, const std::string& project, const std::string& topic) {
+  absl::Status s = CreateTopic(stub, project, topic);
+  return absl::IsAlreadyExists(s) ? absl::OkStatus() : s;
+}
+
+absl::Status EnsureSubscription(AdminStub& stub, const std::string& project,
+                                const std::string& subscription, const std::string& topic,
+                                const SubscriptionOptions& options) {
+  absl::Status s = CreateSubscription(stub, project, subscription, topic, options);
+  return absl::IsAlreadyExists(s) ? absl::OkStatus() : s;
+}
+
 }  // namespace dataflow::pubsub

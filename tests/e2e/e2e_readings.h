@@ -12,6 +12,7 @@
 #include <mqtt/async_client.h>
 
 #include <cstddef>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -27,18 +28,22 @@ namespace dataflow::testing {
 
 inline std::string DeviceId(int i) { return "device-" + std::to_string(i); }
 
-// The readings table as config/local.yaml declares it (docs/bqstore.md): the `schema:` key of a
-// generated `bigquery` service (service keys indented six spaces).
-inline constexpr const char* kReadingsSchemaYaml =
-    "      schema:\n"
-    "        - {name: device_id, type: STRING, mode: REQUIRED, source: payload.deviceId}\n"
-    "        - {name: temperature, type: FLOAT64, mode: REQUIRED, source: payload.temperature}\n"
-    "        - {name: humidity, type: FLOAT64, mode: REQUIRED, source: payload.humidity, "
-    "default: 0}\n"
-    "        - {name: device_name, type: STRING, source: enrichment.name}\n"
-    "        - {name: location, type: STRING, source: enrichment.location}\n"
-    "        - {name: published_at, type: TIMESTAMP, mode: REQUIRED, source: publish_time}\n"
-    "        - {name: sent_at, type: TIMESTAMP, source: payload.sentAt, on_invalid: \"null\"}\n";
+// The readings table as the shipped config/local.yaml declares it (docs/bqstore.md): the
+// `schema:` key of its bigquery service, read from the file so the tests check what ships
+// (service keys indented six spaces, as in the configs the tests generate). Needs
+// DATAFLOW_SOURCE_DIR.
+inline std::string LocalReadingsSchemaYaml() {
+  std::ifstream in(std::string(DATAFLOW_SOURCE_DIR) + "/config/local.yaml");
+  std::string line;
+  std::string block;
+  while (std::getline(in, line)) {
+    if (block.empty() && line != "      schema:") continue;
+    if (!block.empty() && line.rfind("        - ", 0) != 0) break;
+    block += line + "\n";
+  }
+  return block;
+}
+inline const std::string kReadingsSchemaYaml = LocalReadingsSchemaYaml();
 
 struct SeenReadings {
   std::map<int, int> copies;  // reading number → times seen

@@ -15,4 +15,8 @@ absl::Status PermanentError(std::string_view message);
 absl::Status MarkPermanent(absl::Status status);
 bool IsPermanent(const absl::Status& status);
 
+// The same status (code and payloads, so a permanent error stays permanent) with its message
+// prefixed by where it happened: "<where>: <message>". OK stays OK.
+absl::Status Annotate(const absl::Status& status, std::string_view where);
+
 }  // namespace dataflow::messagepipeline

@@ -24,4 +24,11 @@ absl::Status CreateSubscription(AdminStub& stub, const std::string& project,
 absl::Status DeleteSubscription(AdminStub& stub, const std::string& project,
                                 const std::string& subscription);
 
+// Create unless it exists: OK when the topic or subscription is there afterwards (an existing
+// subscription keeps its settings).
+absl::Status EnsureTopic(AdminStub& stub, const std::string& project, const std::string& topic);
+absl::Status EnsureSubscription(AdminStub& stub, const std::string& project,
+                                const std::string& subscription, const std::string& topic,
+                                const SubscriptionOptions& options = {});
+
 }  // namespace dataflow::pubsub

@@ -5,6 +5,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "config.h"
 #include "dataflow/bqstore/json_schema_rows.h"
 #include "dataflow/bqstore/row_codec.h"
@@ -41,31 +44,23 @@ struct Reading {
 DATAFLOW_DESCRIBE(Reading, device_id, temperature, humidity, device_name, location, published_at,
                   sent_at);
 
-// The block in docs/bqstore.md, under a service.
-constexpr const char* kReadings = R"(
-in_process:
-  topics: [enriched]
-  subscriptions: [{name: enriched-sub, topic: enriched}]
-services:
-  - name: store
-    bigquery:
-      source: {in_process: {subscription: enriched-sub}}
-      sqlite: {path: /tmp/x.db}
-      schema:
-        - {name: device_id, type: STRING, mode: REQUIRED, source: payload.deviceId}
-        - {name: temperature, type: FLOAT64, mode: REQUIRED, source: payload.temperature}
-        - {name: humidity, type: FLOAT64, mode: REQUIRED, source: payload.humidity, default: 0}
-        - {name: device_name, type: STRING, source: enrichment.name}
-        - {name: location, type: STRING, source: enrichment.location}
-        - {name: published_at, type: TIMESTAMP, mode: REQUIRED, source: publish_time}
-        - {name: sent_at, type: TIMESTAMP, source: payload.sentAt, on_invalid: "null"}
-)";
+// The readings table as the shipped config/local.yaml declares it (docs/bqstore.md has the
+// same block): its `bigquery` service's columns.
+std::vector<bqstore::ColumnSpec> LocalReadingsColumns() {
+  std::ifstream in(std::string(DATAFLOW_SOURCE_DIR) + "/config/local.yaml");
+  std::stringstream text;
+  text << in.rdbuf();
+  auto r = Parse(text.str());
+  EXPECT_TRUE(r.errors.empty()) << (r.errors.empty() ? "" : r.errors[0].ToString());
+  for (const auto& service : r.config.services) {
+    if (service.name == "bigquery") return std::get<BigQueryConfig>(service.spec).columns;
+  }
+  ADD_FAILURE() << "config/local.yaml has no service named bigquery";
+  return {};
+}
 
 TEST(BigQuerySchemaConfigTest, ReadingsInYamlAreTheDescribedReading) {
-  auto r = Parse(kReadings);
-  ASSERT_TRUE(r.errors.empty()) << Errors(r)[0];
-  const auto& bq = std::get<BigQueryConfig>(r.config.services[0].spec);
-  auto converter = bqstore::RowConverter::Create(bq.columns);
+  auto converter = bqstore::RowConverter::Create(LocalReadingsColumns());
   ASSERT_TRUE(converter.ok()) << converter.status();
   EXPECT_EQ((*converter)->schema(), bqstore::InferSchema<Reading>());
 
@@ -120,10 +115,7 @@ TEST(BigQuerySchemaConfigTest, ReadingsInYamlAreTheDescribedReading) {
 
 // The load generator's readings (`dataflow loadgen`) fit the readings table, sentAt included.
 TEST(BigQuerySchemaConfigTest, GeneratedReadingsFitTheReadingsTable) {
-  auto r = Parse(kReadings);
-  ASSERT_TRUE(r.errors.empty()) << Errors(r)[0];
-  auto converter =
-      bqstore::RowConverter::Create(std::get<BigQueryConfig>(r.config.services[0].spec).columns);
+  auto converter = bqstore::RowConverter::Create(LocalReadingsColumns());
   ASSERT_TRUE(converter.ok()) << converter.status();
   const auto sent = *mp::ParseTimestamp("2024-05-01T12:00:00.654321Z");
   const auto generated = ReadingGenerator({.devices = 4, .payload_size = 300}).Next(sent);
