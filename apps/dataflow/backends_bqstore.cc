@@ -17,7 +17,7 @@ void RegisterSqliteBackend(Backends& backends) {
         std::error_code ignored;  // SQLite reports a directory that cannot be made clearly
         std::filesystem::create_directories(std::filesystem::path(c.sqlite->path).parent_path(),
                                             ignored);
-        auto sqlite = bqstore::SchemaSQLiteInserter::Create(
+        auto sqlite = bqstore::SchemaSqliteInserter::Create(
             {.path = c.sqlite->path, .table = c.sqlite->table}, *converter);
         if (!sqlite.ok()) return messagepipeline::Annotate(sqlite.status(), "sqlite");
         return RowInserter(*std::move(sqlite));

@@ -61,7 +61,7 @@ struct TopicSinkConfig {
 
 struct IngestionConfig {
   static constexpr const char* kKind = "ingestion";  // its key under services[]
-  mqttconverter::MQTTClientConfig mqtt;
+  mqttconverter::MqttClientOptions mqtt;
   TopicSinkConfig sink;
   std::vector<std::pair<std::string, std::string>> routes;  // route name → topic
   std::string default_topic;  // for unmapped routes; empty: they are rejected
@@ -86,7 +86,7 @@ struct CacheChainConfig {
     std::string database = "(default)";
   };
   std::optional<Lru> lru;
-  std::optional<cache::RedisConfig> redis;
+  std::optional<cache::RedisOptions> redis;
   std::optional<Firestore> firestore;
   std::optional<std::string> json_file;  // the registry file (the demo's source of truth)
 };

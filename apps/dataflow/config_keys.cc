@@ -5,7 +5,7 @@
 namespace dataflow::app {
 namespace {
 
-using mqttconverter::MQTTClientConfig;
+using mqttconverter::MqttClientOptions;
 
 template <typename Out>
 std::string Section(const std::string& title, const std::string& prefix, const KeyTable<Out>& table,
@@ -166,43 +166,43 @@ const KeyTable<ProgramConfig>& TopLevelKeys() {
   return *table;
 }
 
-const KeyTable<MQTTClientConfig>& MqttKeys() {
-  static const auto* const table = new KeyTable<MQTTClientConfig>{
-      TextKey("broker_url", &MQTTClientConfig::broker_url,
+const KeyTable<MqttClientOptions>& MqttKeys() {
+  static const auto* const table = new KeyTable<MqttClientOptions>{
+      TextKey("broker_url", &MqttClientOptions::broker_url,
               "tcp://, ssl:// (or tls://), ws://, wss://, mqtt:// or mqtts:// URL, without "
               "credentials (scheme and credentials are checked by validate)",
               /*required=*/true),
-      TextKey("client_id", &MQTTClientConfig::client_id,
+      TextKey("client_id", &MqttClientOptions::client_id,
               "set it with clean_session: false to resume a persistent session; empty: "
               "client_id_prefix and a random suffix"),
-      TextKey("client_id_prefix", &MQTTClientConfig::client_id_prefix,
+      TextKey("client_id_prefix", &MqttClientOptions::client_id_prefix,
               "prefix of generated client ids"),
-      TextKey("username", &MQTTClientConfig::username, "broker user name"),
-      TextKey("password", &MQTTClientConfig::password,
+      TextKey("username", &MqttClientOptions::username, "broker user name"),
+      TextKey("password", &MqttClientOptions::password,
               "broker password; use ${VAR} to keep it out of the file"),
-      DurationKey("keep_alive", &MQTTClientConfig::keep_alive, "MQTT keep-alive (0 to 65535 s)"),
-      DurationKey("connect_timeout", &MQTTClientConfig::connect_timeout, "connection timeout"),
-      TextKey("ca_cert_file", &MQTTClientConfig::ca_cert_file,
+      DurationKey("keep_alive", &MqttClientOptions::keep_alive, "MQTT keep-alive (0 to 65535 s)"),
+      DurationKey("connect_timeout", &MqttClientOptions::connect_timeout, "connection timeout"),
+      TextKey("ca_cert_file", &MqttClientOptions::ca_cert_file,
               "CA certificates (PEM) for ssl:// and wss://"),
-      TextKey("client_cert_file", &MQTTClientConfig::client_cert_file,
+      TextKey("client_cert_file", &MqttClientOptions::client_cert_file,
               "client certificate (PEM), with client_key_file"),
-      TextKey("client_key_file", &MQTTClientConfig::client_key_file,
+      TextKey("client_key_file", &MqttClientOptions::client_key_file,
               "client key (PEM), with client_cert_file"),
-      BoolKey("insecure_skip_verify", &MQTTClientConfig::insecure_skip_verify,
+      BoolKey("insecure_skip_verify", &MqttClientOptions::insecure_skip_verify,
               "tests only: do not check the broker's certificate"),
-      BoolKey("clean_session", &MQTTClientConfig::clean_session,
+      BoolKey("clean_session", &MqttClientOptions::clean_session,
               "false: a persistent session (needs client_id)"),
-      DurationKey("write_timeout", &MQTTClientConfig::write_timeout,
+      DurationKey("write_timeout", &MqttClientOptions::write_timeout,
                   "longest a socket write may wait"),
-      IntKey("max_subscribe_refusals", &MQTTClientConfig::max_subscribe_refusals, 1, 1'000'000,
+      IntKey("max_subscribe_refusals", &MqttClientOptions::max_subscribe_refusals, 1, 1'000'000,
              "SUBACK refusals in a row before the consumer gives up"),
-      DurationKey("redelivery_min_backoff", &MQTTClientConfig::redelivery_min_backoff,
+      DurationKey("redelivery_min_backoff", &MqttClientOptions::redelivery_min_backoff,
                   "first delay before a nacked message is redelivered"),
-      DurationKey("redelivery_max_backoff", &MQTTClientConfig::redelivery_max_backoff,
+      DurationKey("redelivery_max_backoff", &MqttClientOptions::redelivery_max_backoff,
                   "longest delay before a nacked message is redelivered"),
-      IntKey("max_packet_bytes", &MQTTClientConfig::max_packet_bytes, 64, 268'435'460,
+      IntKey("max_packet_bytes", &MqttClientOptions::max_packet_bytes, 64, 268'435'460,
              "largest MQTT packet accepted, in bytes"),
-      IntKey("max_outstanding_bytes", &MQTTClientConfig::max_outstanding_bytes, 1, 1LL << 40,
+      IntKey("max_outstanding_bytes", &MqttClientOptions::max_outstanding_bytes, 1, 1LL << 40,
              "payload bytes received and not yet acked after which reading pauses"),
   };
   return *table;
@@ -258,18 +258,18 @@ const KeyTable<CacheChainConfig::Lru>& LruKeys() {
   return *table;
 }
 
-const KeyTable<cache::RedisConfig>& RedisKeys() {
-  using cache::RedisConfig;
-  static const auto* const table = new KeyTable<RedisConfig>{
-      TextKey("addr", &RedisConfig::addr, "host:port, without credentials (checked by validate)",
+const KeyTable<cache::RedisOptions>& RedisKeys() {
+  using cache::RedisOptions;
+  static const auto* const table = new KeyTable<RedisOptions>{
+      TextKey("addr", &RedisOptions::addr, "host:port, without credentials (checked by validate)",
               true),
-      TextKey("password", &RedisConfig::password,
+      TextKey("password", &RedisOptions::password,
               "AUTH password; use ${VAR} to keep it out of the file"),
-      IntKey("db", &RedisConfig::db, 0, 1 << 20, "database number (SELECT)"),
-      DurationKey("cache_ttl", &RedisConfig::cache_ttl, "time to live of a cached value; 0: none"),
-      TextKey("key_prefix", &RedisConfig::key_prefix, "prepended to every key"),
-      IntKey("pool_size", &RedisConfig::pool_size, 1, 1024, "connections open at once, at most"),
-      DurationKey("command_timeout", &RedisConfig::command_timeout, "longest a command may take"),
+      IntKey("db", &RedisOptions::db, 0, 1 << 20, "database number (SELECT)"),
+      DurationKey("cache_ttl", &RedisOptions::cache_ttl, "time to live of a cached value; 0: none"),
+      TextKey("key_prefix", &RedisOptions::key_prefix, "prepended to every key"),
+      IntKey("pool_size", &RedisOptions::pool_size, 1, 1024, "connections open at once, at most"),
+      DurationKey("command_timeout", &RedisOptions::command_timeout, "longest a command may take"),
   };
   return *table;
 }

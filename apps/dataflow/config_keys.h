@@ -9,12 +9,12 @@
 
 namespace dataflow::app {
 
-const KeyTable<mqttconverter::MQTTClientConfig>& MqttKeys();      // ingestion.mqtt (scalars)
+const KeyTable<mqttconverter::MqttClientOptions>& MqttKeys();     // ingestion.mqtt (scalars)
 const KeyTable<mqttconverter::TopicMapping>& TopicMappingKeys();  // ingestion.mqtt.topic_mappings[]
 const KeyTable<SourceConfig>& PubsubSourceKeys();                 // source.pubsub
 const KeyTable<ProgramConfig::Ops>& OpsKeys();                    // ops
 const KeyTable<CacheChainConfig::Lru>& LruKeys();                 // enrichment.cache.lru
-const KeyTable<cache::RedisConfig>& RedisKeys();                  // enrichment.cache.redis
+const KeyTable<cache::RedisOptions>& RedisKeys();                 // enrichment.cache.redis
 const KeyTable<CacheChainConfig::Firestore>& FirestoreKeys();     // enrichment.cache.firestore
 const KeyTable<BigQueryConfig::Table>& BigQueryTableKeys();       // bigquery.table
 const KeyTable<BigQueryConfig::Sqlite>& SqliteKeys();             // bigquery.sqlite

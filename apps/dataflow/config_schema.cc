@@ -104,7 +104,7 @@ Json TopicSink() {
 }
 
 Json Ingestion() {
-  const mqttconverter::MQTTClientConfig m;
+  const mqttconverter::MqttClientOptions m;
   Json topic_mapping =
       TableObject("an MQTT topic filter and the route its messages take", TopicMappingKeys());
   Json mqtt = TableObject(

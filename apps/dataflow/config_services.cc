@@ -110,7 +110,7 @@ void ReadSpec(Reader& r, const YAML::Node& node, const std::string& path, Ingest
       }
     }
     // What the library checks beyond presence (URL scheme, filters...), under this path.
-    if (auto s = mqttconverter::ValidateMQTTClientConfig(c);
+    if (auto s = mqttconverter::ValidateMqttClientOptions(c);
         !s.ok() && !c.broker_url.empty() && !c.topic_mappings.empty()) {
       r.Error(m, std::string(s.message()));
     }

@@ -2,7 +2,7 @@
 // reader (config.cc), the allowed-keys check, the JSON Schema (config_schema.cc) and the key
 // tables of docs/configuration.md (ConfigReference, config_keys.h) all derive, so a key is
 // written once. Rows bind members of the block's struct, which for library backends is the
-// library's own options struct (cache::RedisConfig, mqttconverter::MQTTClientConfig).
+// library's own options struct (cache::RedisOptions, mqttconverter::MqttClientOptions).
 //
 //   const KeyTable<Sqlite> kSqlite = {
 //       TextKey("path", &Sqlite::path, "database file", /*required=*/true),

@@ -96,7 +96,7 @@ void WriteCommonCacheStats(metrics::ScrapeWriter& out, const metrics::Labels& la
 }  // namespace
 
 void WriteCacheStats(metrics::ScrapeWriter& out, std::string_view service, std::string_view layer,
-                     const cache::LRUCacheStats& s) {
+                     const cache::LruCacheStats& s) {
   const metrics::Labels labels = {{"service", std::string(service)}, {"layer", std::string(layer)}};
   WriteCommonCacheStats(out, labels, s.hits, s.misses, s.fallback_calls);
   out.Counter("dataflow_cache_evictions_total", "Entries evicted to stay within max_size.", labels,

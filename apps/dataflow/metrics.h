@@ -46,7 +46,7 @@ void WriteEnrichmentMetrics(metrics::ScrapeWriter& out, std::string_view service
 // dataflow_cache_evictions_total and the dataflow_cache_entries gauge for an LRU layer, and
 // dataflow_cache_{decode_errors,backend_errors,bypassed}_total for a Redis layer.
 void WriteCacheStats(metrics::ScrapeWriter& out, std::string_view service, std::string_view layer,
-                     const cache::LRUCacheStats& stats);
+                     const cache::LruCacheStats& stats);
 void WriteCacheStats(metrics::ScrapeWriter& out, std::string_view service, std::string_view layer,
                      const cache::RedisCacheStats& stats);
 

@@ -16,7 +16,7 @@ absl::StatusOr<cache::FetcherPtr<std::string, Json>> CacheChain(const CacheChain
                                                                 const BuildContext& context,
                                                                 ServiceParts& parts) {
   cache::CacheChainOptions<std::string, Json> options{.redis = c.redis};
-  if (c.lru) options.lru = cache::LRUCacheOptions{.max_size = c.lru->max_size, .ttl = c.lru->ttl};
+  if (c.lru) options.lru = cache::LruCacheOptions{.max_size = c.lru->max_size, .ttl = c.lru->ttl};
   if (const std::string_view source = CacheSourceName(c); !source.empty()) {
     auto made = context.backends.cache_sources.Create(source, c, context);
     if (!made.ok()) return mp::Annotate(made.status(), "cache." + std::string(source));

@@ -195,13 +195,13 @@ BENCHMARK(BM_JsonToProtoSchema)->Arg(1)->Arg(0);
 
 // Arg 1: synchronous=FULL (the default: acked rows survive a power loss); 0: NORMAL.
 void BM_SQLiteInsert(benchmark::State& state) {
-  using Sync = dataflow::bqstore::SQLiteInserterOptions::Synchronous;
+  using Sync = dataflow::bqstore::SqliteInserterOptions::Synchronous;
   const auto rows = Rows();
   // TMPDIR must be on a disk to measure FULL: on a tmpfs fsync costs nothing.
   const std::filesystem::path path = std::filesystem::temp_directory_path() /
                                      ("bqstore_bench_" + std::to_string(::getpid()) + ".db");
   std::filesystem::remove(path);
-  auto inserter = dataflow::bqstore::SQLiteInserter<BenchRow>::Create(
+  auto inserter = dataflow::bqstore::SqliteInserter<BenchRow>::Create(
       {.path = path.string(),
        .table = "rows",
        .synchronous = state.range(0) == 1 ? Sync::kFull : Sync::kNormal});

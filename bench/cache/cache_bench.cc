@@ -1,4 +1,4 @@
-// Cache hot paths: InMemoryLRUCache hits under a Zipf key distribution (1 and 2 threads,
+// Cache hot paths: InMemoryLruCache hits under a Zipf key distribution (1 and 2 threads,
 // with the hit ratio, beside a private cache per thread as the scaling baseline), and RedisCache
 // hits at concurrency 1 and 16 against the server in $DATAFLOW_BENCH_REDIS (host:port;
 // bench/cache/redis_bench.sh starts one and runs redis-benchmark beside this).
@@ -47,7 +47,7 @@ std::vector<std::int64_t> ZipfKeys(std::size_t n, unsigned seed) {
   return keys;
 }
 
-using BenchLru = dataflow::cache::InMemoryLRUCache<std::int64_t, std::string>;
+using BenchLru = dataflow::cache::InMemoryLruCache<std::int64_t, std::string>;
 std::unique_ptr<BenchLru> g_lru;
 
 // The timed loop all LRU benchmarks share: fetch the thread's keys round robin, then report

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# InMemoryLRUCache under a Zipf(0.99) key distribution at 1 and 2 threads: runs
+# InMemoryLruCache under a Zipf(0.99) key distribution at 1 and 2 threads: runs
 # cache_bench's BM_LruZipf (one shared cache) and BM_LruZipfPerThread (a private cache per
 # thread: the scaling the machine allows) ROUNDS times, 3 repetitions each, and prints the
 # median fetches/s and hit ratio. Given a second binary (e.g. built from an older commit)

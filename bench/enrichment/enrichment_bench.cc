@@ -265,7 +265,7 @@ void BM_BaselineNoOpStage(benchmark::State& state) {
       });
 }
 
-using Lru = cache::InMemoryLRUCache<std::string, Device>;
+using Lru = cache::InMemoryLruCache<std::string, Device>;
 
 // Runs the enrichment service over `lru`, reporting the LRU hit ratio of the timed runs.
 void RunEnrichment(benchmark::State& state, const std::shared_ptr<Lru>& lru, bool redis = false,

@@ -12,7 +12,7 @@
 
 #include "dataflow/mqttconverter/mqtt_consumer.h"
 
-using dataflow::mqttconverter::MQTTClientConfig;
+using dataflow::mqttconverter::MqttClientOptions;
 using dataflow::mqttconverter::MqttConsumer;
 
 int main(int argc, char** argv) {
@@ -35,11 +35,11 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   auto consumer = MqttConsumer::Create(
-      MQTTClientConfig{.broker_url = broker,
-                       .client_id = client_id,
-                       .topic_mappings = {{.name = "bench", .topic = topic, .qos = qos}},
-                       .clean_session = !persistent,
-                       .channel_capacity = 10000});
+      MqttClientOptions{.broker_url = broker,
+                        .client_id = client_id,
+                        .topic_mappings = {{.name = "bench", .topic = topic, .qos = qos}},
+                        .clean_session = !persistent,
+                        .channel_capacity = 10000});
   if (!consumer.ok()) {
     std::fprintf(stderr, "%s\n", consumer.status().ToString().c_str());
     return 1;

@@ -12,6 +12,7 @@
 #include "dataflow/bqstore/bigquery_service.h"
 #include "dataflow/bqstore/sqlite_inserter.h"
 #include "dataflow/messagepipeline/in_process_broker.h"
+#include "dataflow/messagepipeline/streaming_service.h"
 
 namespace example {
 
@@ -49,7 +50,7 @@ int main() {
   if (!parked.ok() || !(*parked)->Start().ok()) return 1;
   auto consumer = broker->NewConsumer("readings-sub");
   auto inserter =
-      bqstore::SQLiteInserter<MonitorReading>::Create({.path = path, .table = "readings"});
+      bqstore::SqliteInserter<MonitorReading>::Create({.path = path, .table = "readings"});
   if (!consumer.ok() || !inserter.ok()) return 1;
 
   // The transformer: JSON payload -> row; undecodable input is dead-lettered, not retried.

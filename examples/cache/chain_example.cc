@@ -1,4 +1,4 @@
-// The package docs' chain, in C++: InMemoryLRUCache -> RedisCache -> Firestore.
+// The package docs' chain, in C++: InMemoryLruCache -> RedisCache -> Firestore.
 // Needs a Redis at $REDIS_ADDR (default localhost:6379) and Firestore (set
 // FIRESTORE_EMULATOR_HOST for the emulator) with project $GOOGLE_CLOUD_PROJECT.
 #include <cstdlib>
@@ -36,7 +36,7 @@ int main() {
     return 1;
   }
   // Layer 1: the in-memory LRU, falling back to Redis.
-  auto lru = cache::InMemoryLRUCache<std::string, UserProfile>::Create(
+  auto lru = cache::InMemoryLruCache<std::string, UserProfile>::Create(
       {.max_size = 10000},
       std::shared_ptr<cache::Fetcher<std::string, UserProfile>>(*std::move(redis)));
   if (!lru.ok()) {

@@ -17,7 +17,7 @@ namespace mc = dataflow::mqttconverter;
 
 int main(int argc, char** argv) {
   // The first mapping whose filter matches a message's topic names its route.
-  mc::MQTTClientConfig mqtt{
+  mc::MqttClientOptions mqtt{
       .broker_url = argc > 1 ? argv[1] : "tcp://127.0.0.1:1883",
       .topic_mappings = {
           {.name = "alerts", .topic = "devices/+/alerts", .qos = 1},

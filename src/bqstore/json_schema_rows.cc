@@ -315,7 +315,7 @@ std::vector<SqlValue> RowConverter::ToSql(const ConvertedRow& row) const {
     const Cell& c = row[k];
     SqlValue& v = values[k];
     if (f.mode == FieldMode::kRepeated || f.type == FieldType::kRecord) {
-      // REPEATED and RECORD as JSON text, as SQLiteInserter stores them; an absent array is [].
+      // REPEATED and RECORD as JSON text, as SqliteInserter stores them; an absent array is [].
       if (c.kind != Cell::Kind::kNull || f.mode == FieldMode::kRepeated) {
         v = CellToJson(c, f, false).dump(-1, ' ', false, Json::error_handler_t::replace);
       }

@@ -4,20 +4,20 @@
 
 namespace dataflow::bqstore {
 
-SchemaSQLiteInserter::SchemaSQLiteInserter(std::shared_ptr<const RowConverter> converter,
+SchemaSqliteInserter::SchemaSqliteInserter(std::shared_ptr<const RowConverter> converter,
                                            std::unique_ptr<internal::SqliteTableWriter> writer)
     : converter_(std::move(converter)), writer_(std::move(writer)) {}
 
-absl::StatusOr<std::unique_ptr<SchemaSQLiteInserter>> SchemaSQLiteInserter::Create(
-    SQLiteInserterOptions options, std::shared_ptr<const RowConverter> converter) {
+absl::StatusOr<std::unique_ptr<SchemaSqliteInserter>> SchemaSqliteInserter::Create(
+    SqliteInserterOptions options, std::shared_ptr<const RowConverter> converter) {
   if (!converter) return absl::InvalidArgumentError("sqlite inserter: no row schema");
   auto writer = internal::SqliteTableWriter::Open(options, converter->schema());
   if (!writer.ok()) return writer.status();
-  return std::unique_ptr<SchemaSQLiteInserter>(
-      new SchemaSQLiteInserter(std::move(converter), *std::move(writer)));
+  return std::unique_ptr<SchemaSqliteInserter>(
+      new SchemaSqliteInserter(std::move(converter), *std::move(writer)));
 }
 
-absl::StatusOr<std::vector<RowError>> SchemaSQLiteInserter::Insert(std::span<const RowInput> rows) {
+absl::StatusOr<std::vector<RowError>> SchemaSqliteInserter::Insert(std::span<const RowInput> rows) {
   std::vector<RowError> rejected;
   std::vector<std::vector<SqlValue>> values;
   values.reserve(rows.size());
@@ -33,6 +33,6 @@ absl::StatusOr<std::vector<RowError>> SchemaSQLiteInserter::Insert(std::span<con
   return rejected;
 }
 
-absl::Status SchemaSQLiteInserter::Close() { return writer_->Close(); }
+absl::Status SchemaSqliteInserter::Close() { return writer_->Close(); }
 
 }  // namespace dataflow::bqstore

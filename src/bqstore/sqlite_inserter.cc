@@ -74,7 +74,7 @@ SqliteTableWriter::~SqliteTableWriter() {
 }
 
 absl::StatusOr<std::unique_ptr<SqliteTableWriter>> SqliteTableWriter::Open(
-    const SQLiteInserterOptions& options, const TableSchema& schema) {
+    const SqliteInserterOptions& options, const TableSchema& schema) {
   if (options.path.empty()) return absl::InvalidArgumentError("sqlite inserter: path is empty");
   if (options.table.empty()) return absl::InvalidArgumentError("sqlite inserter: table is empty");
   if (schema.empty()) return absl::InvalidArgumentError("sqlite inserter: schema has no fields");
@@ -94,7 +94,7 @@ absl::StatusOr<std::unique_ptr<SqliteTableWriter>> SqliteTableWriter::Open(
     if (auto s = impl->Exec("PRAGMA journal_mode=WAL"); !s.ok()) return s;
     // Messages are acked once their batch commits: FULL syncs the WAL on every COMMIT, so an
     // acked row survives a power loss. NORMAL (WAL) only survives a process crash.
-    if (auto s = impl->Exec(options.synchronous == SQLiteInserterOptions::Synchronous::kFull
+    if (auto s = impl->Exec(options.synchronous == SqliteInserterOptions::Synchronous::kFull
                                 ? "PRAGMA synchronous=FULL"
                                 : "PRAGMA synchronous=NORMAL");
         !s.ok()) {

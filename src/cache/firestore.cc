@@ -82,7 +82,7 @@ absl::Status ValidateDocumentId(std::string_view id) {
 
 class GrpcFirestoreStub final : public FirestoreDocumentStub {
  public:
-  GrpcFirestoreStub(FirestoreConfig config, std::string prefix,
+  GrpcFirestoreStub(FirestoreOptions config, std::string prefix,
                     std::shared_ptr<grpc::Channel> channel)
       : config_(std::move(config)),
         prefix_(std::move(prefix)),
@@ -140,7 +140,7 @@ class GrpcFirestoreStub final : public FirestoreDocumentStub {
     context.set_deadline(std::chrono::system_clock::now() + config_.timeout);
   }
 
-  const FirestoreConfig config_;
+  const FirestoreOptions config_;
   const std::string prefix_;  // projects/P/databases/D/documents/C/
   const std::unique_ptr<fs::Firestore::Stub> stub_;
 };
@@ -148,18 +148,18 @@ class GrpcFirestoreStub final : public FirestoreDocumentStub {
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<FirestoreDocumentStub>> MakeFirestoreDocumentStub(
-    const FirestoreConfig& config) {
+    const FirestoreOptions& config) {
   auto project = gcp::ResolveProjectId(config.project_id);
   if (!project.ok()) return project.status();
   if (config.collection_name.empty() || config.collection_name.find('/') != std::string::npos) {
     return absl::InvalidArgumentError(
-        "FirestoreConfig.collection_name must be a non-empty collection id without '/'");
+        "FirestoreOptions.collection_name must be a non-empty collection id without '/'");
   }
   if (config.database_id.empty()) {
-    return absl::InvalidArgumentError("FirestoreConfig.database_id must not be empty");
+    return absl::InvalidArgumentError("FirestoreOptions.database_id must not be empty");
   }
   if (config.timeout.count() <= 0) {
-    return absl::InvalidArgumentError("FirestoreConfig.timeout must be > 0");
+    return absl::InvalidArgumentError("FirestoreOptions.timeout must be > 0");
   }
   auto channel = gcp::MakeChannel({.default_endpoint = "firestore.googleapis.com:443",
                                    .endpoint = config.endpoint,

@@ -30,7 +30,7 @@ timeval ToTimeval(std::chrono::milliseconds d) {
 
 class HiredisStub final : public RedisStub {
  public:
-  HiredisStub(RedisConfig config, std::string host, int port)
+  HiredisStub(RedisOptions config, std::string host, int port)
       : config_(std::move(config)), host_(std::move(host)), port_(port) {}
 
   absl::StatusOr<std::optional<std::string>> Get(std::string_view key) override {
@@ -160,7 +160,7 @@ class HiredisStub final : public RedisStub {
     return c;
   }
 
-  const RedisConfig config_;
+  const RedisOptions config_;
   const std::string host_;
   const int port_;
   std::mutex mu_;
@@ -172,25 +172,26 @@ class HiredisStub final : public RedisStub {
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<RedisStub>> MakeRedisStub(const RedisConfig& config) {
+absl::StatusOr<std::shared_ptr<RedisStub>> MakeRedisStub(const RedisOptions& config) {
   const auto colon = config.addr.rfind(':');
   int port = 0;
   if (colon == std::string::npos || colon == 0 ||
       !absl::SimpleAtoi(absl::string_view(config.addr).substr(colon + 1), &port) || port <= 0 ||
       port > 65535) {
     return absl::InvalidArgumentError(
-        absl::StrCat("RedisConfig.addr must be host:port, got \"", config.addr, "\""));
+        absl::StrCat("RedisOptions.addr must be host:port, got \"", config.addr, "\""));
   }
-  if (config.db < 0) return absl::InvalidArgumentError("RedisConfig.db must be >= 0");
-  if (config.pool_size <= 0) return absl::InvalidArgumentError("RedisConfig.pool_size must be > 0");
+  if (config.db < 0) return absl::InvalidArgumentError("RedisOptions.db must be >= 0");
+  if (config.pool_size <= 0)
+    return absl::InvalidArgumentError("RedisOptions.pool_size must be > 0");
   if (config.cache_ttl.count() < 0) {
-    return absl::InvalidArgumentError("RedisConfig.cache_ttl must be >= 0");
+    return absl::InvalidArgumentError("RedisOptions.cache_ttl must be >= 0");
   }
   if (config.connect_timeout.count() <= 0 || config.command_timeout.count() <= 0) {
-    return absl::InvalidArgumentError("RedisConfig timeouts must be > 0");
+    return absl::InvalidArgumentError("RedisOptions timeouts must be > 0");
   }
   if (config.retry_interval.count() < 0) {
-    return absl::InvalidArgumentError("RedisConfig.retry_interval must be >= 0");
+    return absl::InvalidArgumentError("RedisOptions.retry_interval must be >= 0");
   }
   auto stub = std::make_shared<HiredisStub>(config, config.addr.substr(0, colon), port);
   if (absl::Status s = stub->Ping(); !s.ok()) {

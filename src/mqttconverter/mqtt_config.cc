@@ -112,7 +112,7 @@ const TopicMapping* FindRoute(const std::vector<TopicMapping>& mappings, std::st
   return nullptr;
 }
 
-absl::Status ValidateMQTTClientConfig(const MQTTClientConfig& config) {
+absl::Status ValidateMqttClientOptions(const MqttClientOptions& config) {
   const std::string& url = config.broker_url;
   auto scheme_end = url.find("://");
   // Credentials in the URL would be printed wherever the URL is (logs, errors, validate):
@@ -186,8 +186,8 @@ absl::Status ValidateMQTTClientConfig(const MQTTClientConfig& config) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<MQTTClientConfig> LoadMQTTClientConfigFromEnv(
-    MQTTClientConfig base, const messagepipeline::EnvLookup& lookup) {
+absl::StatusOr<MqttClientOptions> LoadMqttClientOptionsFromEnv(
+    MqttClientOptions base, const messagepipeline::EnvLookup& lookup) {
   const messagepipeline::EnvLookup get = lookup ? lookup : messagepipeline::ProcessEnvironment();
   auto env_error = [](const std::string& var, const std::string& value, const std::string& want) {
     return absl::InvalidArgumentError(
@@ -291,7 +291,7 @@ absl::StatusOr<MQTTClientConfig> LoadMQTTClientConfigFromEnv(
     }
     base.topic_mappings = std::move(mappings);
   }
-  if (auto s = ValidateMQTTClientConfig(base); !s.ok()) {
+  if (auto s = ValidateMqttClientOptions(base); !s.ok()) {
     // Name the variable that sets the bad field, so an operator knows what to fix.
     static constexpr std::pair<const char*, const char*> kFieldToVar[] = {
         {"broker_url", "MQTT_BROKER_URL"},

@@ -47,7 +47,7 @@ bool AnyQosAbove0(const std::vector<TopicMapping>& mappings) {
 
 class MqttConsumer::Impl : public std::enable_shared_from_this<Impl>, public mi::SessionListener {
  public:
-  Impl(MQTTClientConfig config, std::string client_id,
+  Impl(MqttClientOptions config, std::string client_id,
        std::shared_ptr<mi::TransportFactory> factory)
       : config_(std::move(config)),
         client_id_(std::move(client_id)),
@@ -155,7 +155,7 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl>, public mi:
 
   bool IsConnected() const { return session_.IsConnected(); }
 
-  const MQTTClientConfig config_;
+  const MqttClientOptions config_;
   const std::string client_id_;
   std::promise<absl::Status> done_promise_;
   BoundedQueue<Message> channel_;
@@ -325,8 +325,8 @@ class MqttConsumer::Impl : public std::enable_shared_from_this<Impl>, public mi:
   std::once_flag done_once_;
 };
 
-absl::StatusOr<std::unique_ptr<MqttConsumer>> MqttConsumer::Create(MQTTClientConfig config) {
-  if (auto s = ValidateMQTTClientConfig(config); !s.ok()) return s;
+absl::StatusOr<std::unique_ptr<MqttConsumer>> MqttConsumer::Create(MqttClientOptions config) {
+  if (auto s = ValidateMqttClientOptions(config); !s.ok()) return s;
   if (auto address = mi::ParseBrokerUrl(config.broker_url); !address.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("mqtt config: broker_url: ", address.status().message()));

@@ -9,7 +9,7 @@
 
 namespace dataflow::mqttconverter::internal {
 
-SessionOptions SessionOptions::From(const MQTTClientConfig& config, std::string client_id) {
+SessionOptions SessionOptions::From(const MqttClientOptions& config, std::string client_id) {
   SessionOptions o{.broker_url = config.broker_url,
                    .client_id = std::move(client_id),
                    .username = config.username,

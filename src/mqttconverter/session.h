@@ -52,7 +52,7 @@ struct SessionOptions {
   // kOnReceipt: an oversize PUBLISH is acknowledged at once rather than in line.
   AckMode ack_mode = AckMode::kAfterPipelineAck;
 
-  static SessionOptions From(const MQTTClientConfig& config, std::string client_id);
+  static SessionOptions From(const MqttClientOptions& config, std::string client_id);
 };
 
 class SessionListener {

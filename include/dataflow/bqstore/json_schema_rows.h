@@ -121,7 +121,7 @@ class RowConverter {
   void EncodeProto(const ConvertedRow& row, std::string& out) const;
   // Convert + EncodeProto.
   absl::Status ToProto(const RowInput& input, std::string& out) const;
-  // One SQLite value per top-level column (see SchemaSQLiteInserter for the mapping).
+  // One SQLite value per top-level column (see SchemaSqliteInserter for the mapping).
   std::vector<SqlValue> ToSql(const ConvertedRow& row) const;
 
   // True when the payload has a top-level member that no column reads (by name or as the

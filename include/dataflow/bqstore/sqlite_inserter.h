@@ -1,4 +1,4 @@
-// SQLiteInserter<T>: stores described rows in an SQLite table, the embedded stand-in for
+// SqliteInserter<T>: stores described rows in an SQLite table, the embedded stand-in for
 // BigQuery in single-process runs and the demo.
 //
 // The table is created from InferSchema<T>() if missing (and checked against it if it
@@ -25,7 +25,7 @@
 
 namespace dataflow::bqstore {
 
-struct SQLiteInserterOptions {
+struct SqliteInserterOptions {
   std::string path;            // database file; ":memory:" for a private in-memory one
   std::string table;           // created if missing
   int busy_timeout_ms = 5000;  // wait for another writer's lock instead of failing at once
@@ -48,7 +48,7 @@ namespace internal {
 class SqliteTableWriter {
  public:
   static absl::StatusOr<std::unique_ptr<SqliteTableWriter>> Open(
-      const SQLiteInserterOptions& options, const TableSchema& schema);
+      const SqliteInserterOptions& options, const TableSchema& schema);
   ~SqliteTableWriter();
   // Inserts all rows (each one value per top-level column) in one transaction.
   absl::Status InsertAll(const std::vector<std::vector<SqlValue>>& rows);
@@ -100,12 +100,12 @@ std::vector<SqlValue> RowToSql(const T& row) {
 }  // namespace internal
 
 template <typename T>
-class SQLiteInserter : public DataBatchInserter<T> {
+class SqliteInserter : public DataBatchInserter<T> {
  public:
-  static absl::StatusOr<std::unique_ptr<SQLiteInserter>> Create(SQLiteInserterOptions options) {
+  static absl::StatusOr<std::unique_ptr<SqliteInserter>> Create(SqliteInserterOptions options) {
     auto writer = internal::SqliteTableWriter::Open(options, InferSchema<T>());
     if (!writer.ok()) return writer.status();
-    return std::unique_ptr<SQLiteInserter>(new SQLiteInserter(*std::move(writer)));
+    return std::unique_ptr<SqliteInserter>(new SqliteInserter(*std::move(writer)));
   }
 
   // SQLite has no row-level rejection here: a constraint failure fails the whole batch
@@ -125,7 +125,7 @@ class SQLiteInserter : public DataBatchInserter<T> {
   absl::StatusOr<std::int64_t> Pragma(const std::string& name) { return writer_->Pragma(name); }
 
  private:
-  explicit SQLiteInserter(std::unique_ptr<internal::SqliteTableWriter> writer)
+  explicit SqliteInserter(std::unique_ptr<internal::SqliteTableWriter> writer)
       : writer_(std::move(writer)) {}
   std::unique_ptr<internal::SqliteTableWriter> writer_;
 };

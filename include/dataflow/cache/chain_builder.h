@@ -2,7 +2,7 @@
 // front of a source of truth (any Fetcher: Firestore, a file, ...), each layer optional.
 //
 //   auto chain = cache::BuildCacheChain<std::string, Json>(
-//       {.lru = cache::LRUCacheOptions{.max_size = 10000}, .redis = redis_config,
+//       {.lru = cache::LruCacheOptions{.max_size = 10000}, .redis = redis_config,
 //        .source = firestore});
 //   chain->fetcher->Fetch("device-1");  // LRU, then Redis, then Firestore
 //   chain->lru->Stats();                // each layer's counters, for metrics
@@ -23,8 +23,8 @@ namespace dataflow::cache {
 
 template <typename K, typename V>
 struct CacheChainOptions {
-  std::optional<LRUCacheOptions> lru;  // the front layer
-  std::optional<RedisConfig> redis;    // between the LRU and the source
+  std::optional<LruCacheOptions> lru;  // the front layer
+  std::optional<RedisOptions> redis;   // between the LRU and the source
   FetcherPtr<K, V> source;             // the source of truth; null: the caches only
 };
 
@@ -32,7 +32,7 @@ template <typename K, typename V>
 struct CacheChain {
   FetcherPtr<K, V> fetcher;  // the front of the chain: Fetch and Close here
   // The layers, for their stats; null when not configured.
-  std::shared_ptr<InMemoryLRUCache<K, V>> lru;
+  std::shared_ptr<InMemoryLruCache<K, V>> lru;
   std::shared_ptr<RedisCache<K, V>> redis;
 };
 
@@ -49,7 +49,7 @@ absl::StatusOr<CacheChain<K, V>> BuildCacheChain(const CacheChainOptions<K, V>& 
     chain.fetcher = chain.redis;
   }
   if (options.lru) {
-    auto lru = InMemoryLRUCache<K, V>::Create(*options.lru, chain.fetcher);
+    auto lru = InMemoryLruCache<K, V>::Create(*options.lru, chain.fetcher);
     if (!lru.ok()) return messagepipeline::Annotate(lru.status(), "cache.lru");
     chain.lru = *std::move(lru);
     chain.fetcher = chain.lru;

@@ -1,6 +1,6 @@
 // Firestore as the source of truth at the end of a fetcher chain, and FirestorePresenceCache.
 //
-// Firestore<K,V> reads the document KeyString(key) from FirestoreConfig::collection_name
+// Firestore<K,V> reads the document KeyString(key) from FirestoreOptions::collection_name
 // over the gRPC Firestore API and decodes its fields into V through JSON (map -> object,
 // array -> array, scalars -> JSON scalars; timestamps become RFC 3339 strings, bytes
 // base64, geo points {"latitude","longitude"}), so any V with nlohmann from_json works.
@@ -24,7 +24,7 @@
 
 namespace dataflow::cache {
 
-struct FirestoreConfig {
+struct FirestoreOptions {
   std::string project_id;  // empty: $GOOGLE_CLOUD_PROJECT
   std::string collection_name;
   std::string database_id = "(default)";
@@ -49,12 +49,12 @@ class FirestoreDocumentStub {
 
 // Validates the config and creates the channel (lazily connecting).
 absl::StatusOr<std::shared_ptr<FirestoreDocumentStub>> MakeFirestoreDocumentStub(
-    const FirestoreConfig& config);
+    const FirestoreOptions& config);
 
 template <typename K, typename V>
 class Firestore final : public Fetcher<K, V> {
  public:
-  static absl::StatusOr<std::unique_ptr<Firestore>> Create(const FirestoreConfig& config) {
+  static absl::StatusOr<std::unique_ptr<Firestore>> Create(const FirestoreOptions& config) {
     auto stub = MakeFirestoreDocumentStub(config);
     if (!stub.ok()) return stub.status();
     return Create(*std::move(stub));
@@ -87,7 +87,7 @@ template <typename K, typename V>
 class FirestorePresenceCache final : public PresenceCache<K, V> {
  public:
   static absl::StatusOr<std::unique_ptr<FirestorePresenceCache>> Create(
-      const FirestoreConfig& config) {
+      const FirestoreOptions& config) {
     auto stub = MakeFirestoreDocumentStub(config);
     if (!stub.ok()) return stub.status();
     return std::unique_ptr<FirestorePresenceCache>(new FirestorePresenceCache(*std::move(stub)));

@@ -1,9 +1,9 @@
 // InMemoryCache<K,V>: an unbounded in-memory Fetcher with an optional fallback.
 //
 // On a miss it asks the fallback, stores the value (write-back) and returns it. It never
-// evicts, so it suits tests and small fixed key sets; use InMemoryLRUCache as an L1 cache.
+// evicts, so it suits tests and small fixed key sets; use InMemoryLruCache as an L1 cache.
 // Thread-safe: reads share a lock, writes take it exclusively. Concurrent misses on one key
-// may each call the fallback (InMemoryLRUCache has single-flight).
+// may each call the fallback (InMemoryLruCache has single-flight).
 #pragma once
 
 #include <absl/container/flat_hash_map.h>

@@ -1,4 +1,4 @@
-// InMemoryLRUCache<K,V>: a size-limited in-memory L1 cache with an optional fallback.
+// InMemoryLruCache<K,V>: a size-limited in-memory L1 cache with an optional fallback.
 //
 // Entries live in N shards chosen by key hash. Eviction is CLOCK (second chance), an
 // approximation of least-recently-used: a hit only sets the entry's reference bit, and
@@ -42,7 +42,7 @@
 
 namespace dataflow::cache {
 
-struct LRUCacheOptions {
+struct LruCacheOptions {
   std::size_t max_size = 10000;  // entries, > 0
   // 0: min(64, max(1, max_size / 64)), so small caches keep enough entries per shard for
   // the eviction order to mean something. At most max_size.
@@ -53,7 +53,7 @@ struct LRUCacheOptions {
   std::chrono::nanoseconds negative_ttl{0};
 };
 
-struct LRUCacheStats {
+struct LruCacheStats {
   std::uint64_t hits = 0;
   std::uint64_t misses = 0;          // lookups not answered from memory
   std::uint64_t fallback_calls = 0;  // single-flight leaders only
@@ -62,25 +62,25 @@ struct LRUCacheStats {
 };
 
 template <typename K, typename V>
-class InMemoryLRUCache final : public Fetcher<K, V> {
+class InMemoryLruCache final : public Fetcher<K, V> {
  public:
-  static absl::StatusOr<std::unique_ptr<InMemoryLRUCache>> Create(
-      LRUCacheOptions options, FetcherPtr<K, V> fallback = nullptr) {
+  static absl::StatusOr<std::unique_ptr<InMemoryLruCache>> Create(
+      LruCacheOptions options, FetcherPtr<K, V> fallback = nullptr) {
     if (options.max_size == 0) {
-      return absl::InvalidArgumentError("InMemoryLRUCache: max_size must be > 0");
+      return absl::InvalidArgumentError("InMemoryLruCache: max_size must be > 0");
     }
     if (options.shards < 0 || static_cast<std::size_t>(options.shards) > options.max_size) {
       return absl::InvalidArgumentError(
-          "InMemoryLRUCache: shards must be between 0 (auto) and max_size");
+          "InMemoryLruCache: shards must be between 0 (auto) and max_size");
     }
     if (options.ttl.count() < 0 || options.negative_ttl.count() < 0) {
-      return absl::InvalidArgumentError("InMemoryLRUCache: ttl and negative_ttl must be >= 0");
+      return absl::InvalidArgumentError("InMemoryLruCache: ttl and negative_ttl must be >= 0");
     }
     if (options.shards == 0) {
       options.shards =
           static_cast<int>(std::clamp<std::size_t>(options.max_size / 64, 1, kMaxAutoShards));
     }
-    return std::unique_ptr<InMemoryLRUCache>(new InMemoryLRUCache(options, std::move(fallback)));
+    return std::unique_ptr<InMemoryLruCache>(new InMemoryLruCache(options, std::move(fallback)));
   }
 
   absl::StatusOr<V> Fetch(const K& key) override {
@@ -115,8 +115,8 @@ class InMemoryLRUCache final : public Fetcher<K, V> {
     if (it != shard.index.end()) RemoveLocked(shard, it);
   }
 
-  [[nodiscard]] LRUCacheStats Stats() const {
-    LRUCacheStats stats;
+  [[nodiscard]] LruCacheStats Stats() const {
+    LruCacheStats stats;
     for (const auto& shard : shards_) {
       std::lock_guard lock(shard->lock);
       stats.hits += shard->hits + shard->lock.StripedHits();
@@ -276,7 +276,7 @@ class InMemoryLRUCache final : public Fetcher<K, V> {
     std::uint64_t hits = 0, misses = 0, fallback_calls = 0, evictions = 0;
   };
 
-  InMemoryLRUCache(const LRUCacheOptions& options, FetcherPtr<K, V> fallback)
+  InMemoryLruCache(const LruCacheOptions& options, FetcherPtr<K, V> fallback)
       : options_(options), fallback_(std::move(fallback)) {
     const auto n = static_cast<std::size_t>(options.shards);
     for (std::size_t i = 0; i < n; ++i) {
@@ -428,7 +428,7 @@ class InMemoryLRUCache final : public Fetcher<K, V> {
     shard.index.emplace(key, pos);
   }
 
-  const LRUCacheOptions options_;
+  const LruCacheOptions options_;
   const FetcherPtr<K, V> fallback_;
   std::atomic<bool> closed_{false};
   std::vector<std::unique_ptr<Shard>> shards_;

@@ -1,7 +1,7 @@
 // RedisCache<K,V>: a distributed read-through cache in Redis, and RedisPresenceCache<K,V>.
 //
 // Values are stored as the codec's bytes (JSON by default) under key_prefix + key. On a
-// miss the fallback is asked and the value written back with RedisConfig::cache_ttl.
+// miss the fallback is asked and the value written back with RedisOptions::cache_ttl.
 // Redis being down is not fatal: a failed command marks Redis unavailable for
 // retry_interval, during which fetches go straight to the fallback (logged, rate-limited);
 // after it Redis is tried again, so the cache recovers by itself. Bytes that do not decode
@@ -59,19 +59,19 @@ requires ValueCodec<Codec, V>
 class RedisCache final : public Fetcher<K, V> {
  public:
   // Connects (PING) with `config`; fails with a clear error if Redis cannot be used.
-  static absl::StatusOr<std::unique_ptr<RedisCache>> Create(const RedisConfig& config,
+  static absl::StatusOr<std::unique_ptr<RedisCache>> Create(const RedisOptions& config,
                                                             FetcherPtr<K, V> fallback = nullptr) {
     auto stub = MakeRedisStub(config);
     if (!stub.ok()) return stub.status();
     return Create(config, *std::move(stub), std::move(fallback));
   }
   // With any RedisStub implementation (the config supplies ttl, prefix, retry interval).
-  static absl::StatusOr<std::unique_ptr<RedisCache>> Create(const RedisConfig& config,
+  static absl::StatusOr<std::unique_ptr<RedisCache>> Create(const RedisOptions& config,
                                                             std::shared_ptr<RedisStub> stub,
                                                             FetcherPtr<K, V> fallback = nullptr) {
     if (stub == nullptr) return absl::InvalidArgumentError("RedisCache: stub is null");
     if (config.cache_ttl.count() < 0) {
-      return absl::InvalidArgumentError("RedisConfig.cache_ttl must be >= 0");
+      return absl::InvalidArgumentError("RedisOptions.cache_ttl must be >= 0");
     }
     return std::unique_ptr<RedisCache>(
         new RedisCache(config, std::move(stub), std::move(fallback)));
@@ -142,7 +142,7 @@ class RedisCache final : public Fetcher<K, V> {
   }
 
  private:
-  RedisCache(RedisConfig config, std::shared_ptr<RedisStub> stub, FetcherPtr<K, V> fallback)
+  RedisCache(RedisOptions config, std::shared_ptr<RedisStub> stub, FetcherPtr<K, V> fallback)
       : config_(std::move(config)),
         stub_(std::move(stub)),
         fallback_(std::move(fallback)),
@@ -165,7 +165,7 @@ class RedisCache final : public Fetcher<K, V> {
     }
   }
 
-  const RedisConfig config_;
+  const RedisOptions config_;
   const std::shared_ptr<RedisStub> stub_;
   const FetcherPtr<K, V> fallback_;
   internal::RedisHealth health_;
@@ -176,19 +176,19 @@ class RedisCache final : public Fetcher<K, V> {
 };
 
 // RedisPresenceCache<K,V>: PresenceCache shared by every instance of a service. Set writes
-// with RedisConfig::cache_ttl (zero: no expiry), so state of a crashed instance can age out.
+// with RedisOptions::cache_ttl (zero: no expiry), so state of a crashed instance can age out.
 // No fallback: a Redis failure is returned to the caller. Thread-safe.
 template <typename K, typename V, typename Codec = JsonCodec<V>>
 requires ValueCodec<Codec, V>
 class RedisPresenceCache final : public PresenceCache<K, V> {
  public:
-  static absl::StatusOr<std::unique_ptr<RedisPresenceCache>> Create(const RedisConfig& config) {
+  static absl::StatusOr<std::unique_ptr<RedisPresenceCache>> Create(const RedisOptions& config) {
     auto stub = MakeRedisStub(config);
     if (!stub.ok()) return stub.status();
     return Create(config, *std::move(stub));
   }
   static absl::StatusOr<std::unique_ptr<RedisPresenceCache>> Create(
-      const RedisConfig& config, std::shared_ptr<RedisStub> stub) {
+      const RedisOptions& config, std::shared_ptr<RedisStub> stub) {
     if (stub == nullptr) return absl::InvalidArgumentError("RedisPresenceCache: stub is null");
     return std::unique_ptr<RedisPresenceCache>(new RedisPresenceCache(config, std::move(stub)));
   }
@@ -222,9 +222,9 @@ class RedisPresenceCache final : public PresenceCache<K, V> {
   }
 
  private:
-  RedisPresenceCache(RedisConfig config, std::shared_ptr<RedisStub> stub)
+  RedisPresenceCache(RedisOptions config, std::shared_ptr<RedisStub> stub)
       : config_(std::move(config)), stub_(std::move(stub)) {}
-  const RedisConfig config_;
+  const RedisOptions config_;
   const std::shared_ptr<RedisStub> stub_;
   std::atomic<bool> closed_{false};
 };

@@ -19,8 +19,8 @@
 
 namespace dataflow::cache {
 
-// As the Go library's RedisConfig (addr, password, db, cache_ttl), plus pool and timeouts.
-struct RedisConfig {
+// As the Go library's RedisOptions (addr, password, db, cache_ttl), plus pool and timeouts.
+struct RedisOptions {
   std::string addr = "localhost:6379";  // host:port
   std::string password;                 // empty: no AUTH
   int db = 0;                           // SELECT db
@@ -51,6 +51,6 @@ class RedisStub {
 
 // Validates `config`, connects and PINGs (InvalidArgument for a bad config, Unavailable or
 // PermissionDenied with the address in the message when the server cannot be used).
-absl::StatusOr<std::shared_ptr<RedisStub>> MakeRedisStub(const RedisConfig& config);
+absl::StatusOr<std::shared_ptr<RedisStub>> MakeRedisStub(const RedisOptions& config);
 
 }  // namespace dataflow::cache

@@ -1,4 +1,4 @@
-// GCSBatchUploader: writes each group as one gzip object in a Google Cloud Storage bucket
+// GcsBatchUploader: writes each group as one gzip object in a Google Cloud Storage bucket
 // through the JSON API over libcurl. Small objects go in one request (uploadType=media);
 // objects of resumable_threshold bytes or more use a resumable session in chunk_size
 // pieces, resuming from the server's committed offset after a failed chunk. 429, 5xx and

@@ -1,7 +1,7 @@
-// MQTTClientConfig: how an MqttConsumer reaches its broker and what it subscribes to.
+// MqttClientOptions: how an MqttConsumer reaches its broker and what it subscribes to.
 //
 // A plain aggregate with the Go library's fields and defaults, plus the topic mappings that
-// give each MQTT message its route. LoadMQTTClientConfigFromEnv() fills it from the same
+// give each MQTT message its route. LoadMqttClientOptionsFromEnv() fills it from the same
 // environment variables as the Go library; every validation error names the offending
 // variable or field. The free functions are pure and thread-safe.
 #pragma once
@@ -37,7 +37,7 @@ enum class AckMode {
   kOnReceipt,
 };
 
-struct MQTTClientConfig {
+struct MqttClientOptions {
   std::string broker_url = "tcp://localhost:1883";  // tcp://, ssl://, ws://, wss://
   // Empty: "<client_id_prefix><random>" so every copy of a service is unique on the broker.
   std::string client_id;
@@ -92,7 +92,7 @@ struct MQTTClientConfig {
 };
 
 // Checks the config; InvalidArgument naming the field on failure.
-absl::Status ValidateMQTTClientConfig(const MQTTClientConfig& config);
+absl::Status ValidateMqttClientOptions(const MqttClientOptions& config);
 
 // Reads MQTT_BROKER_URL, MQTT_CLIENT_ID, MQTT_CLIENT_ID_PREFIX, MQTT_USERNAME, MQTT_PASSWORD,
 // MQTT_KEEP_ALIVE_SECONDS, MQTT_CONNECT_TIMEOUT_SECONDS, MQTT_CA_CERT_FILE,
@@ -104,8 +104,8 @@ absl::Status ValidateMQTTClientConfig(const MQTTClientConfig& config);
 // ("name=filter[@qos];name=filter[@qos]"), over `base`. Unset variables keep base's values.
 // Errors are InvalidArgument and name the variable.
 // `lookup` empty: the process environment.
-absl::StatusOr<MQTTClientConfig> LoadMQTTClientConfigFromEnv(
-    MQTTClientConfig base = {}, const messagepipeline::EnvLookup& lookup = {});
+absl::StatusOr<MqttClientOptions> LoadMqttClientOptionsFromEnv(
+    MqttClientOptions base = {}, const messagepipeline::EnvLookup& lookup = {});
 
 // MQTT filter matching (`+` one level, `#` the rest); `$share/<group>/` is stripped first.
 // Topics starting with '$' are not matched by a leading wildcard, as the spec says.

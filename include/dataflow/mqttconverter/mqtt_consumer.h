@@ -77,7 +77,7 @@ struct MqttConsumerStats {
 class MqttConsumer : public messagepipeline::MessageConsumer {
  public:
   // Validates the config and creates the (not yet connected) client.
-  static absl::StatusOr<std::unique_ptr<MqttConsumer>> Create(MQTTClientConfig config);
+  static absl::StatusOr<std::unique_ptr<MqttConsumer>> Create(MqttClientOptions config);
   ~MqttConsumer() override;
 
   // Connects (waiting up to connect_timeout) and subscribes to every mapping; returns at the

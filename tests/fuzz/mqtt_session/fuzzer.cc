@@ -20,7 +20,7 @@
 #include "mqtt_transport.h"
 
 namespace mi = dataflow::mqttconverter::internal;
-using dataflow::mqttconverter::MQTTClientConfig;
+using dataflow::mqttconverter::MqttClientOptions;
 using dataflow::mqttconverter::MqttConsumer;
 
 namespace {
@@ -123,7 +123,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             std::make_unique<ScriptedTransport>(stream, kChunks[knobs >> 5], exhausted));
       });
 
-  MQTTClientConfig config;
+  MqttClientOptions config;
   config.broker_url = "tcp://fuzz:1883";
   config.keep_alive = std::chrono::seconds(0);
   config.connect_timeout = std::chrono::seconds(5);

@@ -62,7 +62,7 @@ class Servers : public ::testing::Environment {
 const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new Servers);
 
 std::string Collection() { return ::testing::UnitTest::GetInstance()->current_test_info()->name(); }
-FirestoreConfig Config() { return {.project_id = kProject, .collection_name = Collection()}; }
+FirestoreOptions Config() { return {.project_id = kProject, .collection_name = Collection()}; }
 
 TEST(FirestoreTest, ConfigIsValidated) {
   EXPECT_EQ(MakeFirestoreDocumentStub({.project_id = kProject}).status().code(),
@@ -225,7 +225,7 @@ TEST(ChainTest, LruRedisFirestore) {
                                                      .key_prefix = "chain:"},
                                                     firestore);
   auto lru =
-      *InMemoryLRUCache<std::string, UserProfile>::Create({.max_size = 1, .shards = 1}, redis);
+      *InMemoryLruCache<std::string, UserProfile>::Create({.max_size = 1, .shards = 1}, redis);
 
   // 1. First fetch reaches Firestore and is written back to Redis and the LRU.
   EXPECT_EQ(lru->Fetch("user-1")->email, "user-1@example.com");

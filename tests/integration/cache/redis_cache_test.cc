@@ -56,7 +56,7 @@ std::string Prefix() {
   return std::string(info->name()) + ":";
 }
 
-RedisConfig Config() {
+RedisOptions Config() {
   return {.addr = g_redis->addr(),
           .key_prefix = Prefix(),
           .retry_interval = std::chrono::milliseconds(50)};
@@ -90,7 +90,7 @@ TEST(RedisStubTest, ConnectCheckNamesTheProblem) {
 TEST(RedisCacheTest, MissGoesToFallbackAndWritesBackWithTtl) {
   auto source = std::make_shared<Source>();
   source->Put("u1", {"Ada", 3});
-  RedisConfig config = Config();
+  RedisOptions config = Config();
   config.cache_ttl = std::chrono::milliseconds(300);
   auto cache = Cache::Create(config, source);
   ASSERT_TRUE(cache.ok()) << cache.status();
@@ -164,7 +164,7 @@ TEST(RedisCacheTest, CorruptBytesGiveDecodeErrorOrFallback) {
 TEST(RedisCacheTest, ConcurrentFetchesShareASmallPool) {
   auto source = std::make_shared<Source>();
   for (int i = 0; i < 50; ++i) source->Put(std::to_string(i), {"n" + std::to_string(i), i});
-  RedisConfig config = Config();
+  RedisOptions config = Config();
   config.pool_size = 3;
   auto cache = *Cache::Create(config, source);
   std::atomic<int> wrong{0};
@@ -190,7 +190,7 @@ TEST(RedisCacheTest, SingleFlightThroughTheChain) {
   source->Put("hot", {"Hot", 1});
   source->CloseGate();
   std::shared_ptr<Cache> redis = *Cache::Create(Config(), source);
-  auto lru = *InMemoryLRUCache<std::string, Profile>::Create({.max_size = 100}, redis);
+  auto lru = *InMemoryLruCache<std::string, Profile>::Create({.max_size = 100}, redis);
   std::vector<std::thread> threads;
   std::atomic<int> ok{0};
   for (int i = 0; i < 100; ++i) {
@@ -248,7 +248,7 @@ TEST(RedisPresenceCacheTest, SetFetchDeleteAndTtl) {
   EXPECT_TRUE(absl::IsNotFound(p.Fetch("user").status()));
   EXPECT_TRUE(p.Delete("user").ok());
 
-  RedisConfig config = Config();
+  RedisOptions config = Config();
   config.cache_ttl = std::chrono::milliseconds(100);
   auto expiring = *RedisPresenceCache<std::string, Profile>::Create(config);
   ASSERT_TRUE(expiring->Set("session", {"s", 2}).ok());

@@ -358,7 +358,7 @@ TEST_F(GoContractTest, BigQuerySchemaKindStoresGoEnvelopesColumnByColumn) {
   auto converter = bqstore::RowConverter::Create(*columns);
   ASSERT_TRUE(converter.ok()) << converter.status();
   auto sqlite =
-      bqstore::SchemaSQLiteInserter::Create({.path = path, .table = "events"}, *converter);
+      bqstore::SchemaSqliteInserter::Create({.path = path, .table = "events"}, *converter);
   ASSERT_TRUE(sqlite.ok()) << sqlite.status();
   std::shared_ptr<bqstore::DataBatchInserter<bqstore::RowInput>> inserter = *std::move(sqlite);
   auto dead_sink = std::make_shared<pubsub::PubsubDeadLetterSink>(producer_, dead);
@@ -504,7 +504,7 @@ TEST_F(GoContractTest, IceStoreArchivesGoEnvelopesInLinesGoDecodes) {
 TEST_F(GoContractTest, IngestionPublishesTheEnvelopeGoDecodes) {
   const std::string out = Topic("ours-raw");
   const std::string base = mqttconverter::testing::UniqueTopic("contract");
-  auto mqtt = mqttconverter::MqttConsumer::Create(mqttconverter::MQTTClientConfig{
+  auto mqtt = mqttconverter::MqttConsumer::Create(mqttconverter::MqttClientOptions{
       .broker_url = mqttconverter::testing::Broker()->url(),
       .topic_mappings = {{.name = "telemetry", .topic = base + "/+/data"}}});
   ASSERT_TRUE(mqtt.ok()) << mqtt.status();

@@ -1,5 +1,5 @@
 // EnrichmentService on real servers: Google's Pub/Sub emulator in and out, and the cache
-// chain InMemoryLRUCache → RedisCache (a real redis-server) → Firestore (Google's Firestore
+// chain InMemoryLruCache → RedisCache (a real redis-server) → Firestore (Google's Firestore
 // emulator) seeded with device documents. All three servers are started once for this binary;
 // each test uses its own topics, subscriptions, Firestore collection and Redis key prefix.
 //
@@ -105,7 +105,7 @@ class Servers : public ::testing::Environment {
 };
 const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new Servers);
 
-using Lru = cache::InMemoryLRUCache<std::string, Device>;
+using Lru = cache::InMemoryLruCache<std::string, Device>;
 using Redis = cache::RedisCache<std::string, Device>;
 using Firestore = cache::Firestore<std::string, Device>;
 
@@ -123,7 +123,7 @@ class EnrichmentServiceIT : public ::testing::Test {
       ASSERT_TRUE(pubsub::CreateTopic(*stub_, kProject, topic).ok());
       ASSERT_TRUE(pubsub::CreateSubscription(*stub_, kProject, sub, topic).ok());
     }
-    auto docs = cache::MakeFirestoreDocumentStub(FirestoreConfig());
+    auto docs = cache::MakeFirestoreDocumentStub(FirestoreOptions());
     ASSERT_TRUE(docs.ok()) << docs.status();
     docs_ = *docs;
     for (int i = 0; i < kDevices; ++i) {
@@ -150,13 +150,13 @@ class EnrichmentServiceIT : public ::testing::Test {
   std::string InSub() const { return "in-sub-" + id_; }
   std::string Out() const { return "out-" + id_; }
   std::string OutSub() const { return "out-sub-" + id_; }
-  cache::FirestoreConfig FirestoreConfig() const {
+  cache::FirestoreOptions FirestoreOptions() const {
     return {.project_id = kProject, .collection_name = "devices-" + id_};
   }
 
   // The chain LRU (max_size entries, one shard so eviction is plain LRU) → Redis → Firestore.
   void BuildChain(std::size_t lru_size) {
-    auto firestore = Firestore::Create(FirestoreConfig());
+    auto firestore = Firestore::Create(FirestoreOptions());
     ASSERT_TRUE(firestore.ok()) << firestore.status();
     firestore_ = *std::move(firestore);
     auto redis = Redis::Create({.addr = g_redis->addr(),
@@ -438,7 +438,7 @@ TEST_F(EnrichmentServiceIT, PoisonedRedisValueIsAnEnrichmentErrorNotACrash) {
   // under redelivery. Redis is the last tier here, so nothing can replace the poisoned value:
   // it must be a lookup error (on_error policy) for the messages that need it, and only them.
   using JsonRedis = cache::RedisCache<std::string, nlohmann::json>;
-  using JsonLru = cache::InMemoryLRUCache<std::string, nlohmann::json>;
+  using JsonLru = cache::InMemoryLruCache<std::string, nlohmann::json>;
   const std::string prefix = id_ + ":";
   auto writer = cache::MakeRedisStub({.addr = g_redis->addr()});
   ASSERT_TRUE(writer.ok()) << writer.status();

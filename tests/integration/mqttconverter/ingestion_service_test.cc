@@ -32,7 +32,7 @@ messagepipeline::Deadline In(std::chrono::seconds s) {
 
 std::shared_ptr<MqttConsumer> NewMqttConsumer(std::vector<TopicMapping> mappings) {
   auto c = MqttConsumer::Create(
-      MQTTClientConfig{.broker_url = Broker()->url(), .topic_mappings = std::move(mappings)});
+      MqttClientOptions{.broker_url = Broker()->url(), .topic_mappings = std::move(mappings)});
   EXPECT_TRUE(c.ok()) << c.status();
   if (!c.ok()) return nullptr;
   return std::shared_ptr<MqttConsumer>(std::move(*c));

@@ -29,13 +29,13 @@ using testing::ScriptedBroker;
 using testing::TestPublisher;
 using testing::UniqueTopic;
 
-MQTTClientConfig ConfigFor(std::vector<TopicMapping> mappings) {
-  return MQTTClientConfig{.broker_url = Broker()->url(),
-                          .connect_timeout = std::chrono::seconds(5),
-                          .topic_mappings = std::move(mappings)};
+MqttClientOptions ConfigFor(std::vector<TopicMapping> mappings) {
+  return MqttClientOptions{.broker_url = Broker()->url(),
+                           .connect_timeout = std::chrono::seconds(5),
+                           .topic_mappings = std::move(mappings)};
 }
 
-std::unique_ptr<MqttConsumer> StartConsumer(MQTTClientConfig config) {
+std::unique_ptr<MqttConsumer> StartConsumer(MqttClientOptions config) {
   auto consumer = MqttConsumer::Create(std::move(config));
   EXPECT_TRUE(consumer.ok()) << consumer.status();
   if (!consumer.ok()) return nullptr;
@@ -75,8 +75,8 @@ std::vector<std::string> Payloads(const std::vector<Message>& messages) {
 }
 
 // A persistent session with a fixed client id, unique to this test.
-MQTTClientConfig PersistentConfig(const std::string& topic, int qos = 1) {
-  MQTTClientConfig config = ConfigFor({{.name = "p", .topic = topic, .qos = qos}});
+MqttClientOptions PersistentConfig(const std::string& topic, int qos = 1) {
+  MqttClientOptions config = ConfigFor({{.name = "p", .topic = topic, .qos = qos}});
   config.client_id = topic;
   config.clean_session = false;
   return config;
@@ -84,7 +84,7 @@ MQTTClientConfig PersistentConfig(const std::string& topic, int qos = 1) {
 
 // Starts a new connection of `config`'s session and returns, acked, what the broker still held
 // for it: everything that arrives before a marker published after the start (marker last).
-std::vector<Message> HeldByBroker(const MQTTClientConfig& config, int marker_qos = 1) {
+std::vector<Message> HeldByBroker(const MqttClientOptions& config, int marker_qos = 1) {
   auto b = StartConsumer(config);
   if (b == nullptr) return {};
   TestPublisher().Publish(config.topic_mappings[0].topic, "marker", marker_qos);
@@ -233,7 +233,7 @@ TEST(MqttConsumerTest, NackRedeliversTheSameMessage) {
 // the local redeliveries, so the service can dead-letter at its maximum.
 TEST(MqttConsumerTest, NackedMessageComesBackAfterABackoffThatGrowsWithTheAttempt) {
   const std::string topic = UniqueTopic("backoff");
-  MQTTClientConfig config = ConfigFor({{.name = "r", .topic = topic}});
+  MqttClientOptions config = ConfigFor({{.name = "r", .topic = topic}});
   config.redelivery_min_backoff = std::chrono::milliseconds(20);
   config.redelivery_max_backoff = std::chrono::milliseconds(1000);
   auto consumer = StartConsumer(config);
@@ -271,7 +271,7 @@ TEST(MqttConsumerTest, NackedMessageComesBackAfterABackoffThatGrowsWithTheAttemp
 // the service dead-lettering it at max_delivery_attempts. Then every PUBACK must have reached the
 // broker: the next connection of the session gets nothing back.
 TEST(MqttConsumerTest, PoisonMessageSettledAfterRetriesReleasesTheOthersPubacks) {
-  MQTTClientConfig config = PersistentConfig(UniqueTopic("poison"));
+  MqttClientOptions config = PersistentConfig(UniqueTopic("poison"));
   config.redelivery_min_backoff = std::chrono::milliseconds(10);
   {
     auto consumer = StartConsumer(config);
@@ -328,7 +328,7 @@ TEST(MqttConsumerTest, MessageNackedAfterStopIsReportedLost) {
 // A first connection of `config`'s session receives `lines` (published at `qos`), acks those
 // at the indices `ack`, in that order, and is stopped while the pipeline still holds the
 // others, which are then settled (nacked) after the connection ended. Returns its stats.
-MqttConsumerStats AckSomeAndStop(const MQTTClientConfig& config,
+MqttConsumerStats AckSomeAndStop(const MqttClientOptions& config,
                                  const std::vector<std::string>& lines, const std::vector<int>& ack,
                                  int qos = 1) {
   auto a = StartConsumer(config);
@@ -346,7 +346,7 @@ MqttConsumerStats AckSomeAndStop(const MQTTClientConfig& config,
 // some QoS 1 messages never sent their PUBACKs, so the broker redelivers exactly those to the
 // next connection of the same persistent session, and none of the acked ones.
 TEST(MqttConsumerTest, PubackWithheldUntilPipelineAck) {
-  const MQTTClientConfig config = PersistentConfig(UniqueTopic("withheld"));
+  const MqttClientOptions config = PersistentConfig(UniqueTopic("withheld"));
   const MqttConsumerStats first = AckSomeAndStop(config, {"m0", "m1", "m2", "m3"}, {0, 1});
   EXPECT_EQ(first.left_with_broker, 2u);
   EXPECT_EQ(first.lost, 0u);
@@ -362,7 +362,7 @@ TEST(MqttConsumerTest, PubackWithheldUntilPipelineAck) {
 // MQTT 3.1.1 sends PUBACKs in the order the PUBLISHes arrived: an acked message whose
 // predecessor is still in the pipeline is not released to the broker.
 TEST(MqttConsumerTest, PubacksGoOutInArrivalOrder) {
-  const MQTTClientConfig config = PersistentConfig(UniqueTopic("order"));
+  const MqttClientOptions config = PersistentConfig(UniqueTopic("order"));
   // m1 and m3 are acked first and held; acking m0 releases m0 and m1; m3 waits behind m2.
   const MqttConsumerStats first = AckSomeAndStop(config, {"m0", "m1", "m2", "m3"}, {1, 3, 0});
   EXPECT_EQ(first.left_with_broker, 2u);
@@ -372,7 +372,7 @@ TEST(MqttConsumerTest, PubacksGoOutInArrivalOrder) {
 // ack_mode receipt acknowledges on arrival, like mosquitto_sub: nothing comes back, and the
 // messages nacked after the connection ended are lost.
 TEST(MqttConsumerTest, ReceiptModeDoesNotRedeliver) {
-  MQTTClientConfig config = PersistentConfig(UniqueTopic("receipt"));
+  MqttClientOptions config = PersistentConfig(UniqueTopic("receipt"));
   config.ack_mode = AckMode::kOnReceipt;
   const MqttConsumerStats first = AckSomeAndStop(config, {"r0", "r1"}, {});
   EXPECT_EQ(first.lost, 2u);
@@ -382,7 +382,7 @@ TEST(MqttConsumerTest, ReceiptModeDoesNotRedeliver) {
 
 // QoS 2: the PUBREC is what the pipeline's ack releases; an unacked message is resent.
 TEST(MqttConsumerTest, QosTwoWithheldUntilPipelineAck) {
-  const MQTTClientConfig config = PersistentConfig(UniqueTopic("qos2"), 2);
+  const MqttClientOptions config = PersistentConfig(UniqueTopic("qos2"), 2);
   const MqttConsumerStats first = AckSomeAndStop(config, {"e0", "e1"}, {0}, 2);
   EXPECT_EQ(first.left_with_broker, 1u);
   EXPECT_EQ(Payloads(HeldByBroker(config, 2)), (std::vector<std::string>{"e1", "marker"}));
@@ -390,9 +390,9 @@ TEST(MqttConsumerTest, QosTwoWithheldUntilPipelineAck) {
 
 // A consumer on `url` (with `tweak` applied to its config) receives `payloads` intact.
 void ExpectReceives(const std::string& url, const std::vector<std::string>& payloads,
-                    const std::function<void(MQTTClientConfig&)>& tweak = {}) {
+                    const std::function<void(MqttClientOptions&)>& tweak = {}) {
   const std::string topic = UniqueTopic("transport");
-  MQTTClientConfig config = ConfigFor({{.name = "t", .topic = topic}});
+  MqttClientOptions config = ConfigFor({{.name = "t", .topic = topic}});
   config.broker_url = url;
   if (tweak) tweak(config);
   auto consumer = StartConsumer(config);
@@ -420,17 +420,17 @@ std::string RandomBytes(std::size_t n) {
 // The broker's certificate names localhost and 127.0.0.1; the host name is checked.
 TEST(MqttConsumerTest, TlsVerifiedWithTheBrokersCa) {
   ExpectReceives(absl::StrCat("ssl://localhost:", Broker()->tls_port()), {"over tls"},
-                 [](MQTTClientConfig& c) { c.ca_cert_file = Broker()->ca_file(); });
+                 [](MqttClientOptions& c) { c.ca_cert_file = Broker()->ca_file(); });
 }
 
 // tls:// is what Paho (the Go library's MQTT client) calls ssl://: a Go config's URL works.
 TEST(MqttConsumerTest, TlsSchemeAsThePahoClientSpellsIt) {
   ExpectReceives(absl::StrCat("tls://localhost:", Broker()->tls_port()), {"over tls://"},
-                 [](MQTTClientConfig& c) { c.ca_cert_file = Broker()->ca_file(); });
+                 [](MqttClientOptions& c) { c.ca_cert_file = Broker()->ca_file(); });
 }
 
 TEST(MqttConsumerTest, TlsWithTheWrongCaIsAClearError) {
-  MQTTClientConfig config = ConfigFor({{.name = "x", .topic = UniqueTopic("tls")}});
+  MqttClientOptions config = ConfigFor({{.name = "x", .topic = UniqueTopic("tls")}});
   config.broker_url = Broker()->tls_url();
   config.ca_cert_file = Broker()->other_ca_file();
   auto consumer = MqttConsumer::Create(config);
@@ -442,7 +442,7 @@ TEST(MqttConsumerTest, TlsWithTheWrongCaIsAClearError) {
 }
 
 TEST(MqttConsumerTest, TlsInsecureSkipVerifyAcceptsAnyCertificate) {
-  ExpectReceives(Broker()->tls_url(), {"unverified"}, [](MQTTClientConfig& c) {
+  ExpectReceives(Broker()->tls_url(), {"unverified"}, [](MqttClientOptions& c) {
     c.ca_cert_file = Broker()->other_ca_file();
     c.insecure_skip_verify = true;
   });
@@ -456,12 +456,12 @@ TEST(MqttConsumerTest, WebSocketCarriesMessages) {
 
 TEST(MqttConsumerTest, SecureWebSocketVerifiedWithTheBrokersCa) {
   ExpectReceives(Broker()->wss_url(), {"over wss", RandomBytes(100000)},
-                 [](MQTTClientConfig& c) { c.ca_cert_file = Broker()->ca_file(); });
+                 [](MqttClientOptions& c) { c.ca_cert_file = Broker()->ca_file(); });
 }
 
 TEST(MqttConsumerTest, FullChannelStopsReading) {
   const std::string topic = UniqueTopic("backpressure");
-  MQTTClientConfig config = ConfigFor({{.name = "r", .topic = topic}});
+  MqttClientOptions config = ConfigFor({{.name = "r", .topic = topic}});
   config.channel_capacity = 2;
   auto consumer = StartConsumer(config);
   ASSERT_NE(consumer, nullptr);
@@ -487,7 +487,7 @@ TEST(MqttConsumerTest, FullChannelStopsReading) {
 // channel has room for 1000 messages. Acking frees the budget and the rest flows, in order.
 TEST(MqttConsumerTest, UnackedBytesOverMaxOutstandingBytesStopReading) {
   const std::string topic = UniqueTopic("bytes");
-  MQTTClientConfig config = ConfigFor({{.name = "r", .topic = topic}});
+  MqttClientOptions config = ConfigFor({{.name = "r", .topic = topic}});
   config.max_outstanding_bytes = 1'000'000;
   auto consumer = StartConsumer(config);
   ASSERT_NE(consumer, nullptr);
@@ -516,7 +516,7 @@ TEST(MqttConsumerTest, UnackedBytesOverMaxOutstandingBytesStopReading) {
 // it arrives. Over WebSocket the frame carrying it passes the transport's limits, so the
 // MQTT layer can skip it instead of the connection failing (and the broker resending it).
 void ExpectOversizeSkippedAndAcknowledged(const std::string& url) {
-  MQTTClientConfig config = PersistentConfig(UniqueTopic("oversize"));
+  MqttClientOptions config = PersistentConfig(UniqueTopic("oversize"));
   config.broker_url = url;
   config.max_packet_bytes = 64 * 1024;
   const std::string topic = config.topic_mappings[0].topic;
@@ -547,7 +547,7 @@ TEST(MqttConsumerTest, OversizePublishOverWebSocketIsSkippedAndAcknowledged) {
 // A persistent session's backlog arrives right after CONNACK, possibly before the SUBACK;
 // Start() must not wait for a SUBACK stuck behind a channel only the pipeline can drain.
 TEST(MqttConsumerTest, StartsWhileASessionBacklogFillsTheChannel) {
-  MQTTClientConfig config = PersistentConfig(UniqueTopic("backlog"));
+  MqttClientOptions config = PersistentConfig(UniqueTopic("backlog"));
   config.channel_capacity = 2;
   {
     auto first = StartConsumer(config);  // creates the session and its subscription
@@ -603,7 +603,7 @@ TEST(MqttConsumerTest, SharedSubscriptionSplitsTheStream) {
 }
 
 TEST(MqttConsumerTest, BadConfigIsAnError) {
-  auto bad = MqttConsumer::Create(MQTTClientConfig{.broker_url = "tcp://127.0.0.1:1"});
+  auto bad = MqttConsumer::Create(MqttClientOptions{.broker_url = "tcp://127.0.0.1:1"});
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr("topic_mappings"));
@@ -614,7 +614,7 @@ TEST(MqttConsumerTest, BadConfigIsAnError) {
 }
 
 TEST(MqttConsumerTest, UnreachableBrokerFailsStart) {
-  MQTTClientConfig config = ConfigFor({{.name = "x", .topic = "t"}});
+  MqttClientOptions config = ConfigFor({{.name = "x", .topic = "t"}});
   config.broker_url = "tcp://127.0.0.1:" + std::to_string(dataflow::testing::FreeTcpPort());
   config.connect_timeout = std::chrono::seconds(2);
   auto consumer = MqttConsumer::Create(config);
@@ -636,7 +636,7 @@ TEST(MqttConsumerTest, RefusedConnectionIsAClearError) {
   auto strict = dataflow::testing::MosquittoServer::Start(
       {.extra_config = "allow_anonymous false\npassword_file /dev/null\n"});
   ASSERT_TRUE(strict.ok()) << strict.status();
-  MQTTClientConfig config = ConfigFor({{.name = "x", .topic = "t"}});
+  MqttClientOptions config = ConfigFor({{.name = "x", .topic = "t"}});
   config.broker_url = (*strict)->url();
   config.username = "nobody";
   config.password = "wrong";
@@ -651,10 +651,10 @@ TEST(MqttConsumerTest, RefusedConnectionIsAClearError) {
       ::testing::AnyOf(HasSubstr("bad user name or password"), HasSubstr("not authorized")));
 }
 
-MQTTClientConfig ScriptedConfig(const ScriptedBroker& broker, std::vector<TopicMapping> mappings) {
-  return MQTTClientConfig{.broker_url = broker.url(),
-                          .connect_timeout = std::chrono::seconds(5),
-                          .topic_mappings = std::move(mappings)};
+MqttClientOptions ScriptedConfig(const ScriptedBroker& broker, std::vector<TopicMapping> mappings) {
+  return MqttClientOptions{.broker_url = broker.url(),
+                           .connect_timeout = std::chrono::seconds(5),
+                           .topic_mappings = std::move(mappings)};
 }
 
 // Start() against a broker thread running `script`; returns Start's status.
@@ -704,7 +704,7 @@ TEST(MqttConsumerTest, SubackWithAReturnCodePerFilterOrItIsAProtocolError) {
 // max_subscribe_refusals refusals in a row, saying which broker refused which filter.
 TEST(MqttConsumerTest, SubscriptionRefusedAfterAReconnectFailsTheConnectionThenTheConsumer) {
   ScriptedBroker broker;
-  MQTTClientConfig config = ScriptedConfig(broker, {{.name = "r", .topic = "refused/#"}});
+  MqttClientOptions config = ScriptedConfig(broker, {{.name = "r", .topic = "refused/#"}});
   config.max_subscribe_refusals = 3;
   config.reconnect_max_backoff = config.reconnect_min_backoff;  // 1 s between attempts
   auto consumer = MqttConsumer::Create(config);
@@ -756,7 +756,7 @@ TEST(MqttConsumerTest, SubscriptionRefusedAfterAReconnectFailsTheConnectionThenT
 // must not block, and Stop must return near its deadline and say what it could not acknowledge.
 constexpr int kStalledMessages = 20;
 
-MQTTClientConfig StalledConfig(const ScriptedBroker& broker) {
+MqttClientOptions StalledConfig(const ScriptedBroker& broker) {
   // Twice what the kernel may buffer for our socket (tcp_wmem's maximum; 4 MiB by default).
   long wmem_max = 4 << 20;
   if (std::FILE* f = std::fopen("/proc/sys/net/ipv4/tcp_wmem", "r")) {
@@ -772,7 +772,7 @@ MQTTClientConfig StalledConfig(const ScriptedBroker& broker) {
                         .qos = 1});
   }
   mappings.push_back({.name = "s", .topic = "stalled/+", .qos = 1});
-  MQTTClientConfig config = ScriptedConfig(broker, std::move(mappings));
+  MqttClientOptions config = ScriptedConfig(broker, std::move(mappings));
   config.client_id = "stalled";
   config.clean_session = false;
   return config;
@@ -810,7 +810,7 @@ TEST(MqttConsumerTest, StopReturnsByItsDeadlineWhenTheBrokerStopsReading) {
 
 TEST(MqttConsumerTest, AWriteTheBrokerDoesNotTakeWithinWriteTimeoutFailsTheConnection) {
   ScriptedBroker broker(/*receive_buffer=*/4096);
-  MQTTClientConfig config = StalledConfig(broker);
+  MqttClientOptions config = StalledConfig(broker);
   config.write_timeout = std::chrono::milliseconds(500);
   auto consumer = MqttConsumer::Create(config);
   ASSERT_TRUE(consumer.ok()) << consumer.status();
@@ -832,11 +832,11 @@ TEST(MqttConsumerTest, AWriteTheBrokerDoesNotTakeWithinWriteTimeoutFailsTheConne
 
 TEST(MqttConsumerTest, KeepAlivePingsGoOutWhileTheReaderIsBlockedOnAFullChannel) {
   ScriptedBroker broker;
-  MQTTClientConfig config{.broker_url = broker.url(),
-                          .keep_alive = std::chrono::seconds(1),
-                          .connect_timeout = std::chrono::seconds(5),
-                          .topic_mappings = {{.name = "p", .topic = "ping/#", .qos = 0}},
-                          .channel_capacity = 1};
+  MqttClientOptions config{.broker_url = broker.url(),
+                           .keep_alive = std::chrono::seconds(1),
+                           .connect_timeout = std::chrono::seconds(5),
+                           .topic_mappings = {{.name = "p", .topic = "ping/#", .qos = 0}},
+                           .channel_capacity = 1};
   auto consumer = MqttConsumer::Create(config);
   ASSERT_TRUE(consumer.ok()) << consumer.status();
   bool handshake = false;
@@ -889,7 +889,7 @@ TEST(MqttConsumerTest, ZReconnectsAndResubscribesAfterBrokerKilled) {
 
 TEST(MqttConsumerTest, ZPersistentSessionKeepsMessagesPublishedWhileAway) {
   const std::string topic = UniqueTopic("persistent");
-  MQTTClientConfig config = ConfigFor({{.name = "p", .topic = topic, .qos = 1}});
+  MqttClientOptions config = ConfigFor({{.name = "p", .topic = topic, .qos = 1}});
   config.client_id = "persistent-" + std::to_string(::getpid());
   config.clean_session = false;
   {

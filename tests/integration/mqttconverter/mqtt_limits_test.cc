@@ -50,14 +50,15 @@ bool ResetPeakRss() {
   return std::fclose(f) == 0 && ok;
 }
 
-MQTTClientConfig ScriptedConfig(const ScriptedBroker& broker) {
-  return MQTTClientConfig{.broker_url = broker.url(),
-                          .keep_alive = std::chrono::seconds(0),
-                          .connect_timeout = std::chrono::seconds(5),
-                          .topic_mappings = {{.name = "t", .topic = "t/#", .qos = 1}}};
+MqttClientOptions ScriptedConfig(const ScriptedBroker& broker) {
+  return MqttClientOptions{.broker_url = broker.url(),
+                           .keep_alive = std::chrono::seconds(0),
+                           .connect_timeout = std::chrono::seconds(5),
+                           .topic_mappings = {{.name = "t", .topic = "t/#", .qos = 1}}};
 }
 
-std::unique_ptr<MqttConsumer> StartAgainst(ScriptedBroker& broker, const MQTTClientConfig& config) {
+std::unique_ptr<MqttConsumer> StartAgainst(ScriptedBroker& broker,
+                                           const MqttClientOptions& config) {
   auto consumer = MqttConsumer::Create(config);
   EXPECT_TRUE(consumer.ok()) << consumer.status();
   if (!consumer.ok()) return nullptr;
@@ -120,7 +121,7 @@ TEST(MqttLimitsTest, OversizePublishIsSkippedUnbufferedAcknowledgedAndLaterMessa
 // one nothing; both are counted and the connection carries on.
 TEST(MqttLimitsTest, OversizeQos2AndQos0PublishesAreSkipped) {
   ScriptedBroker broker;
-  MQTTClientConfig config = ScriptedConfig(broker);
+  MqttClientOptions config = ScriptedConfig(broker);
   config.max_packet_bytes = 1024;
   auto consumer = StartAgainst(broker, config);
   ASSERT_NE(consumer, nullptr);
@@ -148,7 +149,7 @@ TEST(MqttLimitsTest, OversizeQos2AndQos0PublishesAreSkipped) {
 // (under a 64 MiB limit) is processed and acked, the process is back near where it was.
 TEST(MqttLimitsTest, LargePacketWithinTheLimitDoesNotKeepItsReadBuffer) {
   ScriptedBroker broker;
-  MQTTClientConfig config = ScriptedConfig(broker);
+  MqttClientOptions config = ScriptedConfig(broker);
   config.max_packet_bytes = 64 * kMiB;
   auto consumer = StartAgainst(broker, config);
   ASSERT_NE(consumer, nullptr);
@@ -179,7 +180,7 @@ TEST(MqttLimitsTest, LargePacketWithinTheLimitDoesNotKeepItsReadBuffer) {
 // and reconnects.
 TEST(MqttLimitsTest, OversizeNonPublishPacketIsAProtocolErrorAndTheConsumerReconnects) {
   ScriptedBroker broker;
-  MQTTClientConfig config = ScriptedConfig(broker);
+  MqttClientOptions config = ScriptedConfig(broker);
   config.reconnect_max_backoff = config.reconnect_min_backoff;
   auto consumer = StartAgainst(broker, config);
   ASSERT_NE(consumer, nullptr);

@@ -57,9 +57,9 @@ TEST(MqttToPubsubTest, RoundTripThroughTheEmulator) {
 
   const std::string base = UniqueTopic("roundtrip");
   auto mqtt = MqttConsumer::Create(
-      MQTTClientConfig{.broker_url = Broker()->url(),
-                       .topic_mappings = {{.name = "telemetry", .topic = base + "/+/data"},
-                                          {.name = "status", .topic = base + "/+/status"}}});
+      MqttClientOptions{.broker_url = Broker()->url(),
+                        .topic_mappings = {{.name = "telemetry", .topic = base + "/+/data"},
+                                           {.name = "status", .topic = base + "/+/status"}}});
   ASSERT_TRUE(mqtt.ok()) << mqtt.status();
   std::shared_ptr<MqttConsumer> consumer(std::move(*mqtt));
   auto producer = pubsub::GooglePubsubProducer::Create(

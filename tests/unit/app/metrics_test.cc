@@ -60,7 +60,7 @@ TEST(StandardFamilies, ServiceEnrichmentCacheConsumersAndLatencyForTwoServices) 
                            enrichment::EnrichmentMetrics{
                                .enriched = 4, .no_key = 1, .not_found = 2, .fetch_errors = 3});
     WriteCacheStats(out, "enrichment", "lru",
-                    cache::LRUCacheStats{
+                    cache::LruCacheStats{
                         .hits = 9, .misses = 3, .fallback_calls = 2, .evictions = 1, .size = 8});
     WriteCacheStats(out, "enrichment", "redis",
                     cache::RedisCacheStats{.hits = 2,
@@ -130,7 +130,7 @@ TEST(StandardFamilies, EveryStatsFieldIsExported) {
   auto& [s1, s2, s3, s4, s5, s6, s7, s8, s9, s10] = service;
   enrichment::EnrichmentMetrics enrichment;
   auto& [e1, e2, e3, e4] = enrichment;
-  cache::LRUCacheStats lru;
+  cache::LruCacheStats lru;
   auto& [l1, l2, l3, l4, l5] = lru;
   cache::RedisCacheStats redis;
   auto& [r1, r2, r3, r4, r5, r6] = redis;

@@ -289,7 +289,7 @@ TEST_F(BigQueryServiceTest, EndToEndIntoSqlite) {
                             ("bqstore_service_" + std::to_string(::getpid()) + ".db"))
                                .string();
   std::filesystem::remove(path);
-  auto sqlite = SQLiteInserter<Reading>::Create({.path = path, .table = "readings"});
+  auto sqlite = SqliteInserter<Reading>::Create({.path = path, .table = "readings"});
   ASSERT_TRUE(sqlite.ok()) << sqlite.status();
   std::shared_ptr<DataBatchInserter<Reading>> inserter = *std::move(sqlite);
   auto service = Start(inserter);

@@ -496,7 +496,7 @@ std::vector<Json> ReadSqlite(const std::string& path, const TableSchema& schema)
 TEST_F(SchemaSqliteServiceTest, StoresEveryColumnAndDeadLettersBadRowsNamingTheColumn) {
   auto converter = Converter(sample::Columns());
   ASSERT_TRUE(converter);
-  auto sqlite = SchemaSQLiteInserter::Create({.path = path_, .table = "events"}, converter);
+  auto sqlite = SchemaSqliteInserter::Create({.path = path_, .table = "events"}, converter);
   ASSERT_TRUE(sqlite.ok()) << sqlite.status();
   std::shared_ptr<DataBatchInserter<RowInput>> inserter = *std::move(sqlite);
   auto consumer = broker_->NewConsumer("in-sub");

@@ -66,7 +66,7 @@ class SqliteInserterTest : public ::testing::Test {
 };
 
 TEST_F(SqliteInserterTest, RoundTripInOneTransactionWithWal) {
-  auto inserter = SQLiteInserter<Reading>::Create({.path = path_, .table = "readings"});
+  auto inserter = SqliteInserter<Reading>::Create({.path = path_, .table = "readings"});
   ASSERT_TRUE(inserter.ok()) << inserter.status();
   std::vector<Reading> rows;
   for (int i = 0; i < 50; ++i) {
@@ -105,15 +105,15 @@ TEST_F(SqliteInserterTest, RoundTripInOneTransactionWithWal) {
 // A batch's messages are acked once it commits: each COMMIT must reach the disk (FULL), not
 // only the OS (NORMAL), for acked rows to survive a power loss.
 TEST_F(SqliteInserterTest, CommitsAreSyncedToDiskByDefault) {
-  auto inserter = SQLiteInserter<Reading>::Create({.path = path_, .table = "readings"});
+  auto inserter = SqliteInserter<Reading>::Create({.path = path_, .table = "readings"});
   ASSERT_TRUE(inserter.ok()) << inserter.status();
   auto level = (*inserter)->Pragma("synchronous");
   ASSERT_TRUE(level.ok()) << level.status();
   EXPECT_EQ(*level, 2);  // FULL
   auto normal =
-      SQLiteInserter<Reading>::Create({.path = path_,
+      SqliteInserter<Reading>::Create({.path = path_,
                                        .table = "readings",
-                                       .synchronous = SQLiteInserterOptions::Synchronous::kNormal});
+                                       .synchronous = SqliteInserterOptions::Synchronous::kNormal});
   ASSERT_TRUE(normal.ok()) << normal.status();
   EXPECT_EQ(*(*normal)->Pragma("synchronous"), 1);  // NORMAL, only when asked for
   EXPECT_FALSE((*inserter)->Pragma("synchronous; DROP TABLE readings").ok());
@@ -121,12 +121,12 @@ TEST_F(SqliteInserterTest, CommitsAreSyncedToDiskByDefault) {
 
 TEST_F(SqliteInserterTest, ReopensExistingTableAndAppends) {
   {
-    auto first = SQLiteInserter<Point>::Create({.path = path_, .table = "points"});
+    auto first = SqliteInserter<Point>::Create({.path = path_, .table = "points"});
     ASSERT_TRUE(first.ok());
     std::vector<Point> rows = {{1, 2}};
     ASSERT_TRUE((*first)->InsertBatch(rows).ok());
   }
-  auto second = SQLiteInserter<Point>::Create({.path = path_, .table = "points"});
+  auto second = SqliteInserter<Point>::Create({.path = path_, .table = "points"});
   ASSERT_TRUE(second.ok()) << second.status();
   std::vector<Point> rows = {{3, 4}, {5, 6}};
   ASSERT_TRUE((*second)->InsertBatch(rows).ok());
@@ -134,14 +134,14 @@ TEST_F(SqliteInserterTest, ReopensExistingTableAndAppends) {
 }
 
 TEST_F(SqliteInserterTest, ExistingTableWithOtherColumnsIsAClearError) {
-  ASSERT_TRUE(SQLiteInserter<Point>::Create({.path = path_, .table = "t"}).ok());
-  auto reading = SQLiteInserter<Reading>::Create({.path = path_, .table = "t"});
+  ASSERT_TRUE(SqliteInserter<Point>::Create({.path = path_, .table = "t"}).ok());
+  auto reading = SqliteInserter<Reading>::Create({.path = path_, .table = "t"});
   EXPECT_EQ(reading.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(reading.status().message().find("device"), std::string::npos) << reading.status();
 }
 
 TEST_F(SqliteInserterTest, FailedBatchIsRolledBackWhole) {
-  auto inserter = SQLiteInserter<Point>::Create({.path = path_, .table = "points"});
+  auto inserter = SqliteInserter<Point>::Create({.path = path_, .table = "points"});
   ASSERT_TRUE(inserter.ok());
   // A trigger standing in for any constraint failure in the middle of a batch.
   sqlite3* db = nullptr;
@@ -163,12 +163,12 @@ TEST_F(SqliteInserterTest, FailedBatchIsRolledBackWhole) {
 }
 
 TEST_F(SqliteInserterTest, ValidatesOptions) {
-  EXPECT_EQ(SQLiteInserter<Point>::Create({.path = "", .table = "t"}).status().code(),
+  EXPECT_EQ(SqliteInserter<Point>::Create({.path = "", .table = "t"}).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(SQLiteInserter<Point>::Create({.path = path_, .table = ""}).status().code(),
+  EXPECT_EQ(SqliteInserter<Point>::Create({.path = path_, .table = ""}).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(
-      SQLiteInserter<Point>::Create({.path = (dir_ / "no/such/dir/x.db").string(), .table = "t"})
+      SqliteInserter<Point>::Create({.path = (dir_ / "no/such/dir/x.db").string(), .table = "t"})
           .status()
           .code(),
       absl::StatusCode::kUnavailable);

@@ -14,7 +14,7 @@ TEST(BuildCacheChain, AnLruInFrontOfTheSourceAnswersRepeatsFromMemory) {
   auto source = std::make_shared<testing::CountingFetcher<std::string, std::string>>();
   source->Put("k", "v");
   auto chain = BuildCacheChain<std::string, std::string>(
-      {.lru = LRUCacheOptions{.max_size = 10}, .source = source});
+      {.lru = LruCacheOptions{.max_size = 10}, .source = source});
   ASSERT_TRUE(chain.ok()) << chain.status();
   ASSERT_NE(chain->lru, nullptr);
   EXPECT_EQ(chain->redis, nullptr);
@@ -32,12 +32,12 @@ TEST(BuildCacheChain, WithoutLayersTheSourceIsTheChain) {
 }
 
 TEST(BuildCacheChain, ALayerThatCannotBeMadeIsNamed) {
-  auto lru = BuildCacheChain<std::string, std::string>({.lru = LRUCacheOptions{.max_size = 0}});
+  auto lru = BuildCacheChain<std::string, std::string>({.lru = LruCacheOptions{.max_size = 0}});
   ASSERT_FALSE(lru.ok());
   EXPECT_THAT(lru.status().message(), HasSubstr("cache.lru: "));
   // Nothing listens on port 1.
   auto redis =
-      BuildCacheChain<std::string, std::string>({.redis = RedisConfig{.addr = "127.0.0.1:1"}});
+      BuildCacheChain<std::string, std::string>({.redis = RedisOptions{.addr = "127.0.0.1:1"}});
   ASSERT_FALSE(redis.ok());
   EXPECT_THAT(redis.status().message(), HasSubstr("cache.redis (127.0.0.1:1): "));
 }

@@ -17,9 +17,9 @@ namespace {
 
 using ::dataflow::testing::WaitFor;
 using Source = testing::CountingFetcher<std::string, std::string>;
-using Lru = InMemoryLRUCache<std::string, std::string>;
+using Lru = InMemoryLruCache<std::string, std::string>;
 
-std::unique_ptr<Lru> MakeLru(LRUCacheOptions options, std::shared_ptr<Source> source) {
+std::unique_ptr<Lru> MakeLru(LruCacheOptions options, std::shared_ptr<Source> source) {
   auto lru = Lru::Create(options, std::move(source));
   EXPECT_TRUE(lru.ok()) << lru.status();
   return *std::move(lru);

@@ -10,9 +10,9 @@ namespace {
 
 using ::testing::HasSubstr;
 
-MQTTClientConfig Valid() {
-  return MQTTClientConfig{.broker_url = "tcp://127.0.0.1:1883",
-                          .topic_mappings = {{.name = "telemetry", .topic = "devices/+/data"}}};
+MqttClientOptions Valid() {
+  return MqttClientOptions{.broker_url = "tcp://127.0.0.1:1883",
+                           .topic_mappings = {{.name = "telemetry", .topic = "devices/+/data"}}};
 }
 
 messagepipeline::EnvLookup FakeEnv(std::map<std::string, std::string> vars) {
@@ -49,20 +49,20 @@ TEST(FindRouteTest, FirstMatchingMappingWins) {
   EXPECT_EQ(FindRoute(mappings, "other/1"), nullptr);
 }
 
-TEST(ValidateTest, AcceptsAValidConfig) { EXPECT_TRUE(ValidateMQTTClientConfig(Valid()).ok()); }
+TEST(ValidateTest, AcceptsAValidConfig) { EXPECT_TRUE(ValidateMqttClientOptions(Valid()).ok()); }
 
 TEST(ValidateTest, AcceptsEverySchemeTheTransportReads) {
   for (const char* url : {"tcp://h", "mqtt://h", "ssl://h", "tls://h", "mqtts://h", "ws://h",
                           "wss://h", "TLS://h:8883"}) {
-    MQTTClientConfig config = Valid();
+    MqttClientOptions config = Valid();
     config.broker_url = url;
-    EXPECT_TRUE(ValidateMQTTClientConfig(config).ok()) << url;
+    EXPECT_TRUE(ValidateMqttClientOptions(config).ok()) << url;
   }
 }
 
 TEST(ValidateTest, RejectsBadFieldsNamingThem) {
   struct Case {
-    std::function<void(MQTTClientConfig&)> mutate;
+    std::function<void(MqttClientOptions&)> mutate;
     std::string field;
   };
   std::vector<Case> cases = {
@@ -95,16 +95,16 @@ TEST(ValidateTest, RejectsBadFieldsNamingThem) {
       {[](auto& c) { c.topic_mappings[0].qos = 3; }, "topic_mappings[0].qos"},
   };
   for (const Case& c : cases) {
-    MQTTClientConfig config = Valid();
+    MqttClientOptions config = Valid();
     c.mutate(config);
-    absl::Status s = ValidateMQTTClientConfig(config);
+    absl::Status s = ValidateMqttClientOptions(config);
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.field;
     EXPECT_THAT(std::string(s.message()), HasSubstr(c.field));
   }
 }
 
 TEST(EnvTest, ReadsEveryVariable) {
-  auto config = LoadMQTTClientConfigFromEnv(
+  auto config = LoadMqttClientOptionsFromEnv(
       {},
       FakeEnv({{"MQTT_BROKER_URL", "ssl://broker.example:8883"},
                {"MQTT_CLIENT_ID", "ingest-1"},
@@ -154,7 +154,7 @@ TEST(EnvTest, ReadsEveryVariable) {
 }
 
 TEST(EnvTest, UnsetVariablesKeepTheBase) {
-  auto config = LoadMQTTClientConfigFromEnv(Valid(), FakeEnv({}));
+  auto config = LoadMqttClientOptionsFromEnv(Valid(), FakeEnv({}));
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->broker_url, "tcp://127.0.0.1:1883");
   EXPECT_EQ(config->keep_alive, std::chrono::seconds(10));
@@ -167,7 +167,7 @@ TEST(EnvTest, UnsetVariablesKeepTheBase) {
 }
 
 TEST(EnvTest, MqttTopicMakesADefaultMapping) {
-  auto config = LoadMQTTClientConfigFromEnv({}, FakeEnv({{"MQTT_TOPIC", "sensors/#"}}));
+  auto config = LoadMqttClientOptionsFromEnv({}, FakeEnv({{"MQTT_TOPIC", "sensors/#"}}));
   ASSERT_TRUE(config.ok()) << config.status();
   ASSERT_EQ(config->topic_mappings.size(), 1u);
   EXPECT_EQ(config->topic_mappings[0].name, "default");
@@ -200,7 +200,7 @@ TEST(EnvTest, ErrorsNameTheVariable) {
       {{}, "MQTT_TOPIC"},  // no mappings at all
   };
   for (const auto& [vars, name] : cases) {
-    auto config = LoadMQTTClientConfigFromEnv({}, FakeEnv(vars));
+    auto config = LoadMqttClientOptionsFromEnv({}, FakeEnv(vars));
     ASSERT_FALSE(config.ok()) << name;
     EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(std::string(config.status().message()), HasSubstr(name));
