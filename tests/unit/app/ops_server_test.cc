@@ -138,8 +138,11 @@ TEST(OpsServer, HealthzAnswersPromptlyWithIdleAndStalledConnectionsOpen) {
     Answer health = Get(port, "/healthz");
     const auto took = std::chrono::steady_clock::now() - start;
     EXPECT_EQ(health.status, 200);
-    EXPECT_LT(took, 100ms) << "round " << round << ": "
-                           << std::chrono::duration<double, std::milli>(took).count() << " ms";
+    // Not a speed claim: a probe that had to wait for a thread held by a stalled connection
+    // is answered only once the server drops that connection, after its 1 s stall timeout.
+    // Below that, the probe had a thread of its own (typically in about a millisecond).
+    EXPECT_LT(took, 1s) << "round " << round << ": "
+                        << std::chrono::duration<double, std::milli>(took).count() << " ms";
     std::printf("healthz with 64 idle + 16 stalled connections and a flood: %.2f ms\n",
                 std::chrono::duration<double, std::milli>(took).count());
   }
