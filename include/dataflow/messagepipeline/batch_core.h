@@ -210,11 +210,11 @@ class BatchCore {
       }
       taken.clear();
       if (n == 0 && items_.closed_and_empty()) break;
-      if (prompt && n == 0) {
-        acc.CutIdle();
-      } else {
-        acc.MaybeFlush(SteadyClock::now());
-      }
+      if (prompt && n == 0) acc.CutIdle();
+      // Every round, idle or not: an interval flush that came due while no input arrived must
+      // run (and move next_flush() on), or the wait above, bounded by a past next_flush(),
+      // would return at once on every round (a busy loop, until the next item).
+      acc.MaybeFlush(SteadyClock::now());
     }
     acc.Close();  // the rest, on stop
   }
