@@ -28,6 +28,9 @@ class TimedPublisher final : public messagepipeline::MessagePublisher {
 
   void PublishAsync(const std::string& topic, messagepipeline::OutgoingMessage message,
                     messagepipeline::PublishCallback done) override;
+  [[nodiscard]] bool TakesEnvelopes() const override {
+    return options_.publisher->TakesEnvelopes();
+  }
   absl::Status Stop(messagepipeline::Deadline deadline) override;
 
  private:

@@ -368,7 +368,7 @@ mp::MessageTransformer<RowInput> RowInputTransformer(RowInputOptions options) {
   return [options](const mp::Message& m) -> mp::TransformResult<RowInput> {
     RowInput input;
     input.attributes = m.attributes;
-    auto decoded = mp::DecodeInput(m.data.payload, options.input_format);
+    auto decoded = mp::DecodeInput(m, options.input_format);
     if (!decoded.ok()) return decoded.status();  // permanent
     const std::string* payload = &m.data.payload;
     if (decoded->has_value()) {

@@ -138,7 +138,7 @@ std::string DayKey(Clock::time_point publish_time, Clock::time_point now) {
 mp::TransformResult<ArchivalData> Transform(const mp::Message& message, mp::InputFormat format,
                                             ArchivalKey key_kind) {
   const Clock::time_point now = Clock::now();
-  auto decoded = mp::DecodeInput(message.data.payload, format);
+  auto decoded = mp::DecodeInput(message, format);
   if (!decoded.ok()) return decoded.status();  // permanent
   // What the body says about itself when it is an envelope, else the transport's view.
   const mp::MessageData* envelope = decoded->has_value() ? &**decoded : nullptr;

@@ -88,6 +88,7 @@ class InProcessConsumer final : public MessageConsumer {
                                       subscription_, entry->seq, entry->attempts, entry->state));
         m.ordering_key = entry->ordering_key;
         m.delivery_attempt = entry->attempts;
+        m.envelope = entry->envelope;
         leases.emplace_back(entry->seq, entry->attempts);
       }
       // After PushAll, entries may be settled (and freed) by workers: only `leases` is used.
@@ -161,8 +162,10 @@ class InProcessPublisher final : public MessagePublisher {
     MessageData data;
     data.payload = std::move(message.payload);
     broker->PublishAsync(topic, std::move(data), std::move(message.attributes),
-                         std::move(message.ordering_key), done);
+                         std::move(message.ordering_key), done, std::move(message.envelope));
   }
+
+  [[nodiscard]] bool TakesEnvelopes() const override { return true; }
 
   absl::Status Stop(Deadline /*deadline*/) override {
     stopped_.store(true, std::memory_order_release);
@@ -216,7 +219,8 @@ absl::Status InProcessBroker::CreateSubscription(std::string_view subscription,
 absl::StatusOr<std::string> InProcessBroker::Enqueue(std::string_view topic, MessageData data,
                                                      Attributes attributes,
                                                      std::string ordering_key,
-                                                     const InProcessPublishCallback& done) {
+                                                     const InProcessPublishCallback& done,
+                                                     std::shared_ptr<const MessageData> envelope) {
   std::vector<std::shared_ptr<InProcessSubscription>> subs;
   {
     std::lock_guard lock(mu_);
@@ -254,6 +258,7 @@ absl::StatusOr<std::string> InProcessBroker::Enqueue(std::string_view topic, Mes
     entry.state = std::make_shared<EntryState>();
     entry.state->tracker = tracker;
     entry.state->bytes = bytes;
+    entry.envelope = envelope;  // shared: receivers only read it
     return entry;
   };
   // Every subscription but the last gets a copy; the last one takes the original.
@@ -263,9 +268,10 @@ absl::StatusOr<std::string> InProcessBroker::Enqueue(std::string_view topic, Mes
 }
 
 void InProcessBroker::PublishAsync(std::string_view topic, MessageData data, Attributes attributes,
-                                   std::string ordering_key, const InProcessPublishCallback& done) {
-  auto enqueued =
-      Enqueue(topic, std::move(data), std::move(attributes), std::move(ordering_key), done);
+                                   std::string ordering_key, const InProcessPublishCallback& done,
+                                   std::shared_ptr<const MessageData> envelope) {
+  auto enqueued = Enqueue(topic, std::move(data), std::move(attributes), std::move(ordering_key),
+                          done, std::move(envelope));
   // On success `done` belongs to the subscriptions' acks; an error never reached them.
   if (!enqueued.ok() && done) done(enqueued.status());
 }
@@ -273,7 +279,8 @@ void InProcessBroker::PublishAsync(std::string_view topic, MessageData data, Att
 absl::StatusOr<std::string> InProcessBroker::Publish(std::string_view topic, MessageData data,
                                                      Attributes attributes,
                                                      std::string ordering_key) {
-  return Enqueue(topic, std::move(data), std::move(attributes), std::move(ordering_key), nullptr);
+  return Enqueue(topic, std::move(data), std::move(attributes), std::move(ordering_key), nullptr,
+                 nullptr);
 }
 
 absl::StatusOr<std::shared_ptr<MessageConsumer>> InProcessBroker::NewConsumer(

@@ -62,6 +62,7 @@ class InProcessSubscription : public std::enable_shared_from_this<InProcessSubsc
     std::string ordering_key;
     int attempts = 0;  // deliveries so far; also names the current lease
     std::shared_ptr<EntryState> state;
+    std::shared_ptr<const MessageData> envelope;  // Message::envelope of every delivery
   };
 
   explicit InProcessSubscription(InProcessBrokerOptions options) : options_(options) {}

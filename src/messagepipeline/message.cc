@@ -248,6 +248,7 @@ Message& Message::operator=(Message&& other) noexcept {
     attributes = std::move(other.attributes);
     ordering_key = std::move(other.ordering_key);
     delivery_attempt = other.delivery_attempt;
+    envelope = std::move(other.envelope);
     handler_ = std::move(other.handler_);
   }
   return *this;
@@ -282,11 +283,38 @@ bool Message::settled() const {
   return !handler_ || handler_->outcome_.load(std::memory_order_acquire) != AckHandler::kUnsettled;
 }
 
+namespace {
+// Whether `json` nests no deeper than `depth` (a scalar is depth 0). Recurses at most `depth`
+// levels, whatever the value holds.
+bool NestsWithin(const nlohmann::json& json, int depth) {
+  if (!json.is_structured()) return true;
+  if (depth <= 0) return false;
+  for (const auto& element : json) {
+    if (!NestsWithin(element, depth - 1)) return false;
+  }
+  return true;
+}
+}  // namespace
+
+absl::StatusOr<std::optional<MessageData>> DecodeInput(const Message& message, InputFormat format,
+                                                       const JsonLimits& limits) {
+  // The envelope's own object is one level; enrichmentData nests inside it.
+  const MessageData* carried = message.envelope.get();
+  if (carried != nullptr && format != InputFormat::kRaw &&
+      message.data.payload.size() <= limits.max_bytes &&
+      (carried->enrichment_data.is_null() ||
+       (carried->enrichment_data.is_object() &&
+        NestsWithin(carried->enrichment_data, limits.max_depth - 1)))) {
+    return std::optional<MessageData>(*carried);
+  }
+  return DecodeInput(message.data.payload, format, limits);
+}
+
 absl::StatusOr<std::optional<MessageData>> UnwrapInput(Message& message, InputFormat format,
                                                        const JsonLimits& limits) {
-  absl::StatusOr<std::optional<MessageData>> decoded =
-      DecodeInput(message.data.payload, format, limits);
+  absl::StatusOr<std::optional<MessageData>> decoded = DecodeInput(message, format, limits);
   if (!decoded.ok() || !decoded->has_value()) return decoded;
+  message.envelope.reset();  // data.payload will no longer be its body
   MessageData& envelope = **decoded;
   if (envelope.id.empty()) envelope.id = message.data.id;
   if (envelope.publish_time == Clock::time_point{})

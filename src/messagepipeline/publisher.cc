@@ -21,6 +21,9 @@ AsyncMessageProcessor PublishEnvelope(std::shared_ptr<MessagePublisher> publishe
             .payload = EncodeMessageData(message.data),
             .attributes = message.attributes,
             .ordering_key = message.ordering_key,
+            .envelope = publisher->TakesEnvelopes()
+                            ? std::make_shared<const MessageData>(message.data)
+                            : nullptr,
         },
         [done = std::move(done)](const absl::StatusOr<std::string>& id) { done(id.status()); });
   };

@@ -77,9 +77,15 @@ TransformResult<RoutedMessage> IngestionService::Route(const Message& m) {
   }
   out.message.attributes = m.attributes;
   out.message.ordering_key = m.ordering_key;
-  out.message.payload = options_.payload_format == PayloadFormat::kEnvelope
-                            ? messagepipeline::EncodeMessageData(m.data)
-                            : m.data.payload;
+  if (options_.payload_format == PayloadFormat::kEnvelope) {
+    out.message.payload = messagepipeline::EncodeMessageData(m.data);
+    // An in-process next hop takes the data as is instead of parsing the envelope back.
+    if (publisher_->TakesEnvelopes()) {
+      out.message.envelope = std::make_shared<const messagepipeline::MessageData>(m.data);
+    }
+  } else {
+    out.message.payload = m.data.payload;
+  }
   return std::optional<RoutedMessage>(std::move(out));
 }
 

@@ -87,9 +87,12 @@ class InProcessBroker : public std::enable_shared_from_this<InProcessBroker> {
   absl::Status CreateSubscription(std::string_view subscription, std::string_view topic);
   // Enqueues to every subscription and calls `done` once all of them acked it (see above).
   // Errors (passed to `done`): NotFound for an unknown topic, FailedPrecondition for a topic
-  // without subscriptions, ResourceExhausted when a subscription stayed full.
+  // without subscriptions, ResourceExhausted when a subscription stayed full. `envelope`
+  // (optional): what data.payload is the envelope of, handed to every receiver as
+  // Message::envelope.
   void PublishAsync(std::string_view topic, MessageData data, Attributes attributes,
-                    std::string ordering_key, const InProcessPublishCallback& done);
+                    std::string ordering_key, const InProcessPublishCallback& done,
+                    std::shared_ptr<const MessageData> envelope = nullptr);
   // Enqueues and returns the message id (assigned when data.id is empty) without waiting for
   // the acks: for tests and tools that watch the subscriptions themselves.
   absl::StatusOr<std::string> Publish(std::string_view topic, MessageData data,
@@ -112,7 +115,8 @@ class InProcessBroker : public std::enable_shared_from_this<InProcessBroker> {
   // An error is returned, not passed to `done`.
   absl::StatusOr<std::string> Enqueue(std::string_view topic, MessageData data,
                                       Attributes attributes, std::string ordering_key,
-                                      const InProcessPublishCallback& done);
+                                      const InProcessPublishCallback& done,
+                                      std::shared_ptr<const MessageData> envelope);
 
   const InProcessBrokerOptions options_;
   mutable std::mutex mu_;

@@ -123,11 +123,23 @@ class Message {
   std::string ordering_key;
   // 1 for the first delivery; 0 when the source does not count deliveries.
   int delivery_attempt = 0;
+  // When set, the MessageData that data.payload is the envelope of (EncodeMessageData of it).
+  // An in-process hop carries it beside the encoded body, so the next service takes it as is
+  // instead of parsing what the last one encoded (DecodeInput(const Message&) below). Code
+  // that rewrites data.payload must reset it; UnwrapInput does.
+  std::shared_ptr<const MessageData> envelope;
 
  private:
   void SettleOnDestruction();
   std::unique_ptr<AckHandler> handler_;
 };
+
+// DecodeInput of message.data.payload, answered from message.envelope when it is set and the
+// body it stands for is one the rule above reads as an envelope within `limits` (the body's
+// size, and enrichmentData an object or null nested within max_depth): the same result,
+// without the parse.
+absl::StatusOr<std::optional<MessageData>> DecodeInput(const Message& message, InputFormat format,
+                                                       const JsonLimits& limits = {});
 
 // Replaces message.data by the envelope its body carries (DecodeInput), keeping the
 // transport's id and publish time where the envelope leaves them empty; a raw body leaves

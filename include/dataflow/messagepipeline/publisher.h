@@ -26,6 +26,9 @@ struct OutgoingMessage {
   std::string payload;
   Attributes attributes;
   std::string ordering_key;
+  // Optional: the MessageData `payload` is the envelope of (see Message::envelope). The
+  // in-process publisher hands it to the receivers beside the payload; others ignore it.
+  std::shared_ptr<const MessageData> envelope;
 };
 
 using PublishCallback = std::function<void(const absl::StatusOr<std::string>&)>;
@@ -38,6 +41,9 @@ class MessagePublisher {
   // PublishAsync as a future; implementations with a cheaper future of their own override it.
   virtual std::future<absl::StatusOr<std::string>> Publish(const std::string& topic,
                                                            OutgoingMessage message);
+  // Whether PublishAsync uses OutgoingMessage::envelope (the in-process publisher does);
+  // PublishEnvelope builds one only for a publisher that does.
+  [[nodiscard]] virtual bool TakesEnvelopes() const { return false; }
   // Sends whatever is batched and waits for it; publishes issued after Stop() fail.
   virtual absl::Status Stop(Deadline deadline) = 0;
 };

@@ -121,6 +121,9 @@ TEST(IngestionServiceTest, EnvelopeFormatCarriesMessageData) {
   EXPECT_EQ(decoded->payload, std::string("\x01\x02\x00", 3));
   EXPECT_FALSE(decoded->id.empty());
   EXPECT_NE(decoded->publish_time, messagepipeline::Clock::time_point{});
+  // The in-process next hop gets the data decoded already, equal to what the body decodes to.
+  ASSERT_NE(got[0].envelope, nullptr);
+  EXPECT_EQ(*got[0].envelope, *decoded);
   EXPECT_EQ(got[0].attributes.at("mqtt_topic"), topic);
   EXPECT_EQ(got[0].attributes.at("route_name"), "r");
   got[0].Ack();

@@ -80,6 +80,9 @@ TEST(TimedPublisher, InProcessBrokerIsTimedWhenTheSubscriptionAcks) {
   auto timed =
       TimedPublisher::Create({.publisher = broker->NewPublisher(), .histogram = histogram.get()});
   ASSERT_TRUE(timed.ok()) << timed.status();
+  // PublishEnvelope asks the publisher whether to carry decoded envelopes: the wrapper must
+  // answer for the in-process publisher it wraps.
+  EXPECT_TRUE((*timed)->TakesEnvelopes());
 
   for (std::uint64_t i = 1; i <= 3; ++i) {
     std::future<Result> f = (*timed)->Publish("out", OutgoingMessage{.payload = "p"});

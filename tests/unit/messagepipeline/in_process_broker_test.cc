@@ -6,6 +6,7 @@
 #include <set>
 
 #include "dataflow/messagepipeline/errors.h"
+#include "dataflow/messagepipeline/publisher.h"
 #include "dataflow/messagepipeline/streaming_service.h"
 #include "dataflow_testing/server_process.h"
 
@@ -184,6 +185,30 @@ TEST(InProcessBroker, DeadLetterSinkPublishesWithTheErrorAttributes) {
   EXPECT_TRUE(sent.get().ok());
   EXPECT_EQ(broker->NewDeadLetterSink("missing")->Send(m, absl::InternalError("x"), "s").code(),
             absl::StatusCode::kNotFound);
+}
+
+TEST(InProcessBroker, AnEnvelopePublishReachesEverySubscriberDecodedAlready) {
+  auto broker = BrokerWith({"a", "b"});
+  auto a = *broker->NewConsumer("a");
+  auto b = *broker->NewConsumer("b");
+  ASSERT_TRUE(a->Start().ok());
+  ASSERT_TRUE(b->Start().ok());
+  const MessageData sent{
+      .id = "reading-1", .payload = R"({"temp":21.5})", .enrichment_data = {{"location", "lab"}}};
+  Message source(sent);
+  std::promise<absl::Status> published;
+  PublishEnvelope(broker->NewPublisher(), "t")(
+      source, [&published](const absl::Status& s) { published.set_value(s); });
+  for (MessageConsumer* consumer : {a.get(), b.get()}) {
+    auto m = PopFor(*consumer, 5s);
+    ASSERT_TRUE(m);
+    ASSERT_NE(m->envelope, nullptr);
+    EXPECT_EQ(*m->envelope, sent);
+    // The body is still the envelope's encoding, for a raw reader or a dead letter.
+    EXPECT_EQ(m->data.payload, EncodeMessageData(sent));
+    m->Ack();
+  }
+  EXPECT_TRUE(published.get_future().get().ok());
 }
 
 TEST(InProcessBroker, PublisherResolvesWithTheIdAndFailsAfterStop) {

@@ -420,5 +420,99 @@ TEST(Errors, PermanentMarkIsCarriedAndOkStaysOk) {
   EXPECT_FALSE(IsPermanent(absl::OkStatus()));
 }
 
+// Message::envelope: what an in-process hop carries beside the encoded body.
+MessageData CarriedData() {
+  return {.id = "e1",
+          .payload = R"({"temp":21.5})",
+          .publish_time = Clock::time_point(std::chrono::nanoseconds(1700000000123456789)),
+          .enrichment_data = {{"location", "lab"}, {"nested", {{"a", {1, 2.5, "x"}}}}}};
+}
+
+TEST(MessageEnvelope, DecodeInputTakesTheCarriedEnvelopeAsTheBodyWouldDecode) {
+  const MessageData data = CarriedData();
+  Message m(MessageData{.id = "transport", .payload = EncodeMessageData(data)});
+  auto parsed = DecodeInput(m.data.payload, InputFormat::kAuto);
+  ASSERT_TRUE(parsed.ok() && parsed->has_value());
+  EXPECT_EQ(**parsed, data);  // what the carried envelope stands in for
+  m.envelope = std::make_shared<const MessageData>(data);
+  for (InputFormat format : {InputFormat::kAuto, InputFormat::kEnvelope}) {
+    auto carried = DecodeInput(m, format);
+    ASSERT_TRUE(carried.ok() && carried->has_value()) << InputFormatName(format);
+    EXPECT_EQ(**carried, data);
+  }
+}
+
+TEST(MessageEnvelope, TheCarriedEnvelopeSparesTheParse) {
+  // A body that is not JSON at all: only the carried envelope can answer (the contract says the
+  // body is its encoding; this shows the body is not read).
+  Message m(MessageData{.id = "transport", .payload = "not json"});
+  m.envelope = std::make_shared<const MessageData>(CarriedData());
+  auto carried = DecodeInput(m, InputFormat::kAuto);
+  ASSERT_TRUE(carried.ok() && carried->has_value());
+  EXPECT_EQ(**carried, CarriedData());
+}
+
+TEST(MessageEnvelope, RawInputIgnoresIt) {
+  Message m(MessageData{.payload = EncodeMessageData(CarriedData())});
+  m.envelope = std::make_shared<const MessageData>(CarriedData());
+  auto raw = DecodeInput(m, InputFormat::kRaw);
+  ASSERT_TRUE(raw.ok());
+  EXPECT_FALSE(raw->has_value());
+}
+
+TEST(MessageEnvelope, WhatTheLimitsOrTheRuleRefuseIsDecidedFromTheBody) {
+  auto expect_same_as_body = [](const MessageData& data, const JsonLimits& limits) {
+    Message m(MessageData{.payload = EncodeMessageData(data)});
+    m.envelope = std::make_shared<const MessageData>(data);
+    auto carried = DecodeInput(m, InputFormat::kAuto, limits);
+    auto parsed = DecodeInput(m.data.payload, InputFormat::kAuto, limits);
+    ASSERT_EQ(carried.ok(), parsed.ok());
+    if (!parsed.ok()) {
+      EXPECT_EQ(carried.status(), parsed.status());
+      return;
+    }
+    ASSERT_EQ(carried->has_value(), parsed->has_value());
+    if (parsed->has_value()) {
+      EXPECT_EQ(**carried, **parsed);
+    }
+  };
+  MessageData deep = CarriedData();  // envelope object 1 + enrichment 1 + nested 1 + a 1 = 4
+  expect_same_as_body(deep, {.max_depth = 3});
+  expect_same_as_body(deep, {.max_depth = 4});
+  expect_same_as_body(deep, {.max_bytes = 16});
+  MessageData array = CarriedData();  // the kAuto rule: enrichmentData must be an object
+  array.enrichment_data = nlohmann::json::array({1, 2});
+  expect_same_as_body(array, {});
+  // And the limits really refuse (so the checks above compare something): past max_depth the
+  // kAuto rule reads the body as raw, and kEnvelope calls it an error.
+  Message m(MessageData{.payload = EncodeMessageData(deep)});
+  m.envelope = std::make_shared<const MessageData>(deep);
+  auto as_raw = DecodeInput(m, InputFormat::kAuto, {.max_depth = 3});
+  ASSERT_TRUE(as_raw.ok());
+  EXPECT_FALSE(as_raw->has_value());
+  EXPECT_FALSE(DecodeInput(m, InputFormat::kEnvelope, {.max_depth = 3}).ok());
+}
+
+TEST(MessageEnvelope, UnwrapInputUsesItAndResetsIt) {
+  Message m(MessageData{.id = "transport", .payload = EncodeMessageData(CarriedData())});
+  m.envelope = std::make_shared<const MessageData>(CarriedData());
+  auto received = UnwrapInput(m, InputFormat::kAuto);
+  ASSERT_TRUE(received.ok() && received->has_value());
+  EXPECT_EQ(m.data, CarriedData());
+  EXPECT_EQ((*received)->id, "transport");
+  EXPECT_EQ(m.envelope, nullptr);  // data.payload is the device's body now, not an envelope
+}
+
+TEST(MessageEnvelope, MovesWithTheMessage) {
+  Message m(MessageData{.payload = EncodeMessageData(CarriedData())});
+  m.envelope = std::make_shared<const MessageData>(CarriedData());
+  Message moved(std::move(m));
+  ASSERT_NE(moved.envelope, nullptr);
+  Message assigned;
+  assigned = std::move(moved);
+  ASSERT_NE(assigned.envelope, nullptr);
+  EXPECT_EQ(*assigned.envelope, CarriedData());
+}
+
 }  // namespace
 }  // namespace dataflow::messagepipeline
