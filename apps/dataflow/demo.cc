@@ -1,14 +1,10 @@
 #include "demo.h"
 
 #include <absl/strings/str_cat.h>
-#include <absl/time/clock.h>
-#include <absl/time/time.h>
 #include <sqlite3.h>
 #include <zlib.h>
 
-#include <algorithm>
 #include <atomic>
-#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +14,7 @@
 
 #include "child_process.h"
 #include "config.h"
+#include "demo_latency.h"
 #include "loadgen.h"
 #include "local_yaml.h"
 #include "runner.h"
@@ -76,96 +73,6 @@ long long CountRows(const fs::path& db, const std::string& table, const std::str
   sqlite3_close(conn);
   return rows;
 }
-
-// Watches the warehouse while the pipeline runs: for every new row that carries its device's
-// send time (sent_at), how long it took to become visible to a reader (MQTT publish →
-// pipeline → SQLite commit → this poll, which adds up to its 5 ms period); and the span from
-// the first send to the last row seen, on the same clock as the send times.
-class LatencyProbe {
- public:
-  LatencyProbe(fs::path db, std::string table) : db_(std::move(db)), table_(std::move(table)) {
-    thread_ = std::jthread([this](std::stop_token st) { Run(st); });
-  }
-  ~LatencyProbe() { Stop(); }
-  void Stop() {
-    if (thread_.joinable()) {
-      thread_.request_stop();
-      thread_.join();
-    }
-  }
-
-  struct Summary {
-    std::size_t samples = 0;
-    double p50_ms = 0, p99_ms = 0, max_ms = 0;
-    double seconds = 0;  // first send → last row seen
-  };
-  // After Stop().
-  Summary Summarise() {
-    Summary out;
-    std::sort(latencies_ms_.begin(), latencies_ms_.end());
-    out.samples = latencies_ms_.size();
-    if (first_sent_) out.seconds = std::chrono::duration<double>(last_seen_ - *first_sent_).count();
-    if (latencies_ms_.empty()) return out;
-    // Nearest rank: the smallest sample with at least p of all samples at or below it.
-    auto rank = [&](double p) {
-      const auto n =
-          static_cast<std::size_t>(std::ceil(p * static_cast<double>(latencies_ms_.size())));
-      return latencies_ms_[std::clamp<std::size_t>(n, 1, latencies_ms_.size()) - 1];
-    };
-    out.p50_ms = rank(0.50);
-    out.p99_ms = rank(0.99);
-    out.max_ms = latencies_ms_.back();
-    return out;
-  }
-
- private:
-  void Run(const std::stop_token& st) {
-    sqlite3* conn = nullptr;
-    std::int64_t last_rowid = 0;
-    const std::string sql =
-        "SELECT rowid, sent_at FROM " + table_ + " WHERE rowid > ? ORDER BY rowid LIMIT 10000";
-    sqlite3_stmt* stmt = nullptr;
-    while (!st.stop_requested()) {
-      if (conn == nullptr && fs::exists(db_) &&
-          sqlite3_open_v2(db_.c_str(), &conn, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-        sqlite3_close(conn);
-        conn = nullptr;
-      }
-      // The table appears with the first batch.
-      if (conn != nullptr && stmt == nullptr &&
-          sqlite3_prepare_v2(conn, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
-        stmt = nullptr;
-      }
-      if (stmt != nullptr) {
-        sqlite3_bind_int64(stmt, 1, last_rowid);
-        const auto now = std::chrono::system_clock::now();
-        while (sqlite3_step(stmt) == SQLITE_ROW) {
-          last_rowid = sqlite3_column_int64(stmt, 0);
-          const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 1));
-          absl::Time sent;
-          std::string error;
-          if (text == nullptr || !absl::ParseTime(absl::RFC3339_full, text, &sent, &error))
-            continue;
-          const auto sent_at = absl::ToChronoTime(sent);
-          latencies_ms_.push_back(std::chrono::duration<double, std::milli>(now - sent_at).count());
-          if (!first_sent_ || sent_at < *first_sent_) first_sent_ = sent_at;
-          last_seen_ = now;
-        }
-        sqlite3_reset(stmt);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    sqlite3_finalize(stmt);
-    sqlite3_close(conn);
-  }
-
-  const fs::path db_;
-  const std::string table_;
-  std::vector<double> latencies_ms_;  // probe thread, then Summarise()
-  std::optional<std::chrono::system_clock::time_point> first_sent_;
-  std::chrono::system_clock::time_point last_seen_;
-  std::jthread thread_;  // last: starts once the members above exist
-};
 
 template <typename T>
 T OrDie(absl::StatusOr<T> v, const char* what) {

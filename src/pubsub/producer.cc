@@ -4,7 +4,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "dataflow/gcp/project.h"
-#include "dataflow/gcp/status.h"
 #include "dataflow/messagepipeline/errors.h"
 #include "dataflow/messagepipeline/logging.h"
 
@@ -41,7 +40,8 @@ absl::StatusOr<std::unique_ptr<GooglePubsubProducer>> GooglePubsubProducer::Crea
   if (options.max_concurrent_batches < 1) {
     return absl::InvalidArgumentError("producer: max_concurrent_batches must be >= 1");
   }
-  if (auto b = messagepipeline::ExponentialBackoff::Create(options.backoff); !b.ok()) return b.status();
+  if (auto b = messagepipeline::ExponentialBackoff::Create(options.backoff); !b.ok())
+    return b.status();
   return std::unique_ptr<GooglePubsubProducer>(
       new GooglePubsubProducer(std::move(stub), std::move(options)));
 }
@@ -77,23 +77,25 @@ std::future<GooglePubsubProducer::Result> GooglePubsubProducer::PublishRaw(
 
 std::future<GooglePubsubProducer::Result> GooglePubsubProducer::Publish(const std::string& topic,
                                                                         OutgoingMessage message) {
-  Pending p;
+  Pending p = ToPending(message);
   auto future = p.promise.get_future();
-  p.message.set_data(std::move(message.payload));
-  for (auto& [k, v] : message.attributes) (*p.message.mutable_attributes())[k] = v;
-  p.message.set_ordering_key(message.ordering_key);
   Enqueue(topic, std::move(p), message.ordering_key);
   return future;
 }
 
 void GooglePubsubProducer::PublishAsync(const std::string& topic, OutgoingMessage message,
                                         Callback done) {
-  Pending p;
+  Pending p = ToPending(message);
   p.callback = std::move(done);
+  Enqueue(topic, std::move(p), message.ordering_key);
+}
+
+GooglePubsubProducer::Pending GooglePubsubProducer::ToPending(OutgoingMessage& message) {
+  Pending p;
   p.message.set_data(std::move(message.payload));
   for (auto& [k, v] : message.attributes) (*p.message.mutable_attributes())[k] = v;
   p.message.set_ordering_key(message.ordering_key);
-  Enqueue(topic, std::move(p), message.ordering_key);
+  return p;
 }
 
 void GooglePubsubProducer::Resolve(Pending& p, const Result& r) {
@@ -259,79 +261,6 @@ void GooglePubsubProducer::ResumePublish(const std::string& topic,
   paused_keys_.erase(Key{topic, ordering_key});
 }
 
-absl::Status GooglePubsubProducer::Send(Batch& batch) {
-  const std::size_t n = batch.items.size();
-  absl::Status status = SendRange(batch, 0, n);
-  if (status.ok()) return status;
-  if (!messagepipeline::IsPermanent(status) || n == 1) {
-    for (auto& p : batch.items) p.error = status;
-    return status;
-  }
-  // The server rejects a whole request for one bad message (an attribute value over 1024
-  // bytes, ...): send them one at a time so only the bad ones fail. With an ordering key the
-  // ones after the first failure are not sent (the key pauses).
-  absl::Status first;
-  const Key key{batch.topic, batch.ordering_key};
-  for (std::size_t i = 0; i < n; ++i) {
-    if (!first.ok() && !batch.ordering_key.empty()) {
-      batch.items[i].error = PausedError(key, first);
-      continue;
-    }
-    absl::Status one = SendRange(batch, i, i + 1);
-    if (one.ok()) continue;
-    batch.items[i].error = one;
-    if (first.ok()) first = one;
-  }
-  return first;
-}
-
-absl::Status GooglePubsubProducer::SendRange(Batch& batch, std::size_t begin, std::size_t end) {
-  const std::size_t n = end - begin;
-  v1::PublishRequest request;
-  request.set_topic(TopicName(options_.project_id, batch.topic));
-  for (auto i = begin; i < end; ++i) *request.add_messages() = batch.items[i].message;
-  auto backoff = *messagepipeline::ExponentialBackoff::Create(options_.backoff);
-  const auto give_up = std::chrono::steady_clock::now() + options_.retry_timeout;
-  absl::Status failure = absl::UnknownError("publish: not attempted");
-  while (true) {
-    auto response = stub_->Publish(request, options_.publish_timeout);
-    if (response.ok()) {
-      if (static_cast<std::size_t>(response->message_ids_size()) != n) {
-        failure = absl::InternalError(absl::StrCat("publish: server returned ",
-                                                   response->message_ids_size(), " ids for ", n,
-                                                   " messages"));
-        break;
-      }
-      for (auto i = begin; i < end; ++i) {
-        Resolve(batch.items[i], response->message_ids(static_cast<int>(i - begin)));
-      }
-      return absl::OkStatus();
-    }
-    failure = response.status();
-    if (failure.code() == absl::StatusCode::kInvalidArgument) {
-      // The request itself is bad; sending it again cannot help, so services dead-letter it.
-      failure = messagepipeline::MarkPermanent(failure);
-      break;
-    }
-    if (!gcp::IsRetryable(failure.code())) break;
-    auto delay = backoff.Next();
-    if (std::chrono::steady_clock::now() + delay > give_up) break;
-    static LogRateLimit limit;
-    if (limit.Allow()) {
-      Log()->warn("pubsub publish retry topic={} messages={} error={} delay_ms={}", batch.topic, n,
-                  failure.ToString(), delay.count());
-    }
-    std::unique_lock lock(mu_);
-    if (cv_.wait_for(lock, delay, [&] { return abort_; })) break;
-  }
-  static LogRateLimit fail_limit;
-  if (fail_limit.Allow()) {
-    Log()->error("pubsub publish failed topic={} messages={} error={}", batch.topic, n,
-                 failure.ToString());
-  }
-  return failure;
-}
-
 absl::Status GooglePubsubProducer::Flush(Deadline deadline) {
   std::unique_lock lock(mu_);
   for (auto& [key, batch] : open_) ready_.push_back(std::move(batch));
@@ -376,44 +305,6 @@ absl::Status GooglePubsubProducer::Stop(Deadline deadline) {
     if (t.joinable()) t.join();
   }
   return result;
-}
-
-absl::StatusOr<std::unique_ptr<GoogleSimplePublisher>> GoogleSimplePublisher::Create(
-    std::shared_ptr<PublisherStub> stub, ProducerOptions options) {
-  if (options.topic_id.empty()) {
-    return absl::InvalidArgumentError("simple publisher: topic_id is required");
-  }
-  auto producer = GooglePubsubProducer::Create(std::move(stub), std::move(options));
-  if (!producer.ok()) return producer.status();
-  auto out = std::unique_ptr<GoogleSimplePublisher>(new GoogleSimplePublisher());
-  out->topic_ = (*producer)->default_topic();
-  out->producer_ = *std::move(producer);
-  return out;
-}
-
-void GoogleSimplePublisher::Publish(std::string payload, Attributes attributes) {
-  producer_->PublishAsync(
-      topic_, OutgoingMessage{.payload = std::move(payload), .attributes = std::move(attributes)},
-      [failures = failures_, topic = topic_](const GooglePubsubProducer::Result& r) {
-        if (r.ok()) return;
-        failures->fetch_add(1);
-        static LogRateLimit limit;
-        if (limit.Allow()) {
-          Log()->error("pubsub fire-and-forget publish failed topic={} error={} suppressed={}",
-                       topic, r.status().ToString(), limit.suppressed());
-        }
-      });
-}
-
-absl::Status PubsubDeadLetterSink::Send(const messagepipeline::Message& message,
-                                        const absl::Status& reason, std::string_view source) {
-  auto attributes = messagepipeline::DeadLetterAttributes(message, reason, source);
-  auto result = producer_
-                    ->Publish(topic_, OutgoingMessage{.payload = message.data.payload,
-                                                      .attributes = std::move(attributes),
-                                                      .ordering_key = message.ordering_key})
-                    .get();
-  return result.status();
 }
 
 }  // namespace dataflow::pubsub

@@ -7,7 +7,6 @@
 // converted are dead-lettered (Pub/Sub) with the column named in the reason.
 #include <gtest/gtest.h>
 #include <mqtt/async_client.h>
-#include <sqlite3.h>
 
 #include <cctype>
 #include <filesystem>
@@ -21,6 +20,7 @@
 #include "dataflow_testing/mosquitto_server.h"
 #include "dataflow_testing/pubsub_emulator.h"
 #include "dataflow_testing/server_process.h"
+#include "pipeline_outputs.h"
 
 namespace dataflow::testing {
 namespace {
@@ -173,37 +173,9 @@ class SchemaPipelineTest : public ::testing::Test {
   }
 
   std::vector<Json> SqliteRows() const {
-    std::vector<Json> rows;
-    sqlite3* db = nullptr;
-    if (sqlite3_open_v2((dir_ / "meters.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) ==
-        SQLITE_OK) {
-      sqlite3_stmt* stmt = nullptr;
-      if (sqlite3_prepare_v2(db, "SELECT * FROM meters", -1, &stmt, nullptr) == SQLITE_OK) {
-        while (sqlite3_step(stmt) == SQLITE_ROW) {
-          Json row;
-          for (int c = 0; c < sqlite3_column_count(stmt); ++c) {
-            const std::string name = sqlite3_column_name(stmt, c);
-            switch (sqlite3_column_type(stmt, c)) {
-              case SQLITE_INTEGER:
-                row[name] = sqlite3_column_int64(stmt, c);
-                break;
-              case SQLITE_FLOAT:
-                row[name] = sqlite3_column_double(stmt, c);
-                break;
-              case SQLITE_NULL:
-                row[name] = nullptr;
-                break;
-              default:
-                row[name] = reinterpret_cast<const char*>(sqlite3_column_text(stmt, c));
-            }
-          }
-          rows.push_back(std::move(row));
-        }
-      }
-      sqlite3_finalize(stmt);
-    }
-    sqlite3_close(db);
-    return rows;
+    auto rows = app::ReadRows((dir_ / "meters.db").string(), "meters");
+    EXPECT_TRUE(rows.ok()) << rows.status();
+    return rows.ok() ? *std::move(rows) : std::vector<Json>{};
   }
 
   std::string tag_;

@@ -118,6 +118,8 @@ class GooglePubsubProducer : public messagepipeline::MessagePublisher {
   // Publishes items [begin, end) in one request, retrying retryable errors; resolves them on
   // success only. INVALID_ARGUMENT comes back marked permanent.
   absl::Status SendRange(Batch& batch, std::size_t begin, std::size_t end);
+  // `message`'s payload, attributes and ordering key as a pending publish (it is moved from).
+  static Pending ToPending(messagepipeline::OutgoingMessage& message);
   static void Resolve(Pending& p, const Result& r);
   static absl::Status PausedError(const Key& key, const absl::Status& cause);
 

@@ -13,6 +13,7 @@
 
 #include "backends.h"
 #include "dataflow/messagepipeline/in_process_broker.h"
+#include "dataflow_testing/test_dir.h"
 #include "pipeline_outputs.h"
 #include "prometheus/text_serializer.h"
 
@@ -32,11 +33,7 @@ constexpr const char* kInput = "mqtt-in";  // what the ingestion service reads i
 class RunnerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("runner_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = dataflow::testing::FreshTestDir("runner_test");
     std::ofstream(dir_ / "registry.json")
         << R"({"device-1": {"name": "Boiler 1", "location": "plant-a"}})";
     broker_ = mp::InProcessBroker::Create();

@@ -2,9 +2,10 @@
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
-#include <unistd.h>
 
 #include <filesystem>
+
+#include "dataflow_testing/test_dir.h"
 
 namespace dataflow::bqstore {
 namespace {
@@ -30,10 +31,7 @@ DATAFLOW_DESCRIBE(Reading, device, value, ok, at, note, raw, samples, where);
 class SqliteInserterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("bqstore_sqlite_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::create_directories(dir_);
+    dir_ = dataflow::testing::FreshTestDir("bqstore_sqlite");
     path_ = (dir_ / "warehouse.db").string();
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }

@@ -4,30 +4,30 @@
 
 #include <algorithm>
 #include <mutex>
-#include <stdexcept>
 #include <thread>
 #include <vector>
 
 #include "dataflow/messagepipeline/errors.h"
 #include "dataflow_testing/server_process.h"
 #include "scripted_consumer.h"
+#include "service_expectations.h"
 
 namespace dataflow::messagepipeline {
 namespace {
 
+using testing::ExpectMetrics;
+using testing::ExpectOutcomes;
 using testing::Outcome;
 using testing::RecordingDeadLetterSink;
 using testing::ScriptedConsumer;
 using namespace std::chrono_literals;
 
-// Payload drives the stage: "skip", "bad" (permanent), "err", "throw"; anything else is
-// replaced by "<payload>+" (the mutation) and continues, the original kept as received.
+// Payload drives the stage: "skip", or a testing::ScriptedFailure; anything else is replaced
+// by "<payload>+" (the mutation) and continues, the original kept as received.
 absl::StatusOr<StageResult> Stage(Message& m) {
   const std::string p = m.data.payload;
   if (p == "skip") return StageResult{.action = StageAction::kSkip};
-  if (p == "bad") return PermanentError("cannot stage");
-  if (p == "err") return absl::UnavailableError("lookup down");
-  if (p == "throw") throw std::runtime_error("stage exploded");
+  if (auto failure = testing::ScriptedFailure(p)) return *failure;
   MessageData received = m.data;
   m.data.payload = p + "+";
   return StageResult{.received = std::move(received)};
@@ -59,21 +59,20 @@ TEST(StageService, SettlesAndCountsEachOutcome) {
     consumer->Feed(p, p);
   }
   ASSERT_TRUE((*service)->Stop(10s).ok());
-  EXPECT_EQ(consumer->outcome("ok"), Outcome::kAcked);
-  EXPECT_EQ(consumer->outcome("skip"), Outcome::kAcked);
-  EXPECT_EQ(consumer->outcome("bad"), Outcome::kAcked);  // dead-lettered
-  EXPECT_EQ(consumer->outcome("err"), Outcome::kNacked);
-  EXPECT_EQ(consumer->outcome("throw"), Outcome::kNacked);
-  EXPECT_EQ(consumer->outcome("fail"), Outcome::kNacked);
-  EXPECT_EQ(consumer->outcome("poison"), Outcome::kAcked);  // dead-lettered
-  const ServiceMetrics m = (*service)->metrics();
-  EXPECT_EQ(m.received, 7u);
-  EXPECT_EQ(m.processed, 1u);
-  EXPECT_EQ(m.skipped, 1u);
-  EXPECT_EQ(m.dead_lettered, 2u);
-  EXPECT_EQ(m.nacked, 3u);
-  EXPECT_EQ(m.transform_errors, 3u);
-  EXPECT_EQ(m.processing_errors, 2u);
+  ExpectOutcomes(*consumer, {{"ok", Outcome::kAcked},
+                             {"skip", Outcome::kAcked},
+                             {"bad", Outcome::kAcked},  // dead-lettered
+                             {"err", Outcome::kNacked},
+                             {"throw", Outcome::kNacked},
+                             {"fail", Outcome::kNacked},
+                             {"poison", Outcome::kAcked}});  // dead-lettered
+  ExpectMetrics((*service)->metrics(), {.received = 7,
+                                        .processed = 1,
+                                        .skipped = 1,
+                                        .dead_lettered = 2,
+                                        .nacked = 3,
+                                        .transform_errors = 3,
+                                        .processing_errors = 2});
   EXPECT_EQ(downstream->seen, std::vector<std::string>{"ok+"});
   // The downstream's poison goes to the dead letters as it was received, not as staged.
   std::vector<std::string> letters;
@@ -115,10 +114,9 @@ TEST(StageService, AsyncDownstreamSettlesWhenItCompletesLaterAndRestoresOnFailur
   EXPECT_EQ(consumer->outcome("poison"), Outcome::kAcked);
   ASSERT_EQ(dlq->letters().size(), 1u);
   EXPECT_EQ(dlq->letters()[0].payload, "poison");
-  const ServiceMetrics m = (*service)->metrics();
-  EXPECT_EQ(m.processed, 1u);
-  EXPECT_EQ(m.skipped, 1u);
-  EXPECT_EQ(m.dead_lettered, 1u);
+  ExpectMetrics(
+      (*service)->metrics(),
+      {.received = 3, .processed = 1, .skipped = 1, .dead_lettered = 1, .processing_errors = 1});
 }
 
 TEST(StageService, FactoryRejectsBadArguments) {

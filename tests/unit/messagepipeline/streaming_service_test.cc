@@ -10,22 +10,24 @@
 #include "dataflow/messagepipeline/errors.h"
 #include "dataflow_testing/server_process.h"
 #include "scripted_consumer.h"
+#include "service_expectations.h"
 
 namespace dataflow::messagepipeline {
 namespace {
 
+using testing::ExpectMetrics;
+using testing::ExpectOutcomes;
 using testing::Outcome;
 using testing::RecordingDeadLetterSink;
 using testing::ScriptedConsumer;
 using namespace std::chrono_literals;
 
-// Payload drives the outcome: "ok", "skip", "bad" (permanent), "err", "throw", "fail", "boom".
+// Payload drives the outcome: "skip" or a testing::ScriptedFailure here, "fail" or "boom" in
+// Process; anything else ("ok") is processed.
 TransformResult<std::string> Transform(const Message& m) {
   const std::string& p = m.data.payload;
   if (p == "skip") return Skip<std::string>();
-  if (p == "bad") return PermanentError("payload does not parse");
-  if (p == "err") return absl::UnavailableError("transient");
-  if (p == "throw") throw std::runtime_error("transformer exploded");
+  if (auto failure = testing::ScriptedFailure(p)) return *failure;
   return std::optional<std::string>(p);
 }
 
@@ -49,22 +51,22 @@ TEST(StreamingService, SettlesEachOutcomeAsDocumented) {
   ASSERT_TRUE(service->Start().ok());
   for (const char* p : {"ok", "skip", "bad", "err", "throw", "fail", "boom"}) consumer->Feed(p, p);
   ASSERT_TRUE(service->Stop(10s).ok());
-  EXPECT_EQ(consumer->outcome("ok"), Outcome::kAcked);
-  EXPECT_EQ(consumer->outcome("skip"), Outcome::kAcked);
-  // Permanent and no dead-letter sink: dropped (logged, counted, acked), never retried.
-  EXPECT_EQ(consumer->outcome("bad"), Outcome::kAcked);
-  EXPECT_EQ(consumer->outcome("err"), Outcome::kNacked);
-  EXPECT_EQ(consumer->outcome("throw"), Outcome::kNacked);
-  EXPECT_EQ(consumer->outcome("fail"), Outcome::kNacked);
-  EXPECT_EQ(consumer->outcome("boom"), Outcome::kNacked);
-  const ServiceMetrics m = service->metrics();
-  EXPECT_EQ(m.received, 7u);
-  EXPECT_EQ(m.processed, 1u);
-  EXPECT_EQ(m.skipped, 1u);
-  EXPECT_EQ(m.dropped, 1u);
-  EXPECT_EQ(m.nacked, 4u);
-  EXPECT_EQ(m.transform_errors, 3u);
-  EXPECT_EQ(m.processing_errors, 2u);
+  ExpectOutcomes(*consumer, {{"ok", Outcome::kAcked},
+                             {"skip", Outcome::kAcked},
+                             // Permanent and no dead-letter sink: dropped (logged, counted,
+                             // acked), never retried.
+                             {"bad", Outcome::kAcked},
+                             {"err", Outcome::kNacked},
+                             {"throw", Outcome::kNacked},
+                             {"fail", Outcome::kNacked},
+                             {"boom", Outcome::kNacked}});
+  ExpectMetrics(service->metrics(), {.received = 7,
+                                     .processed = 1,
+                                     .skipped = 1,
+                                     .dropped = 1,
+                                     .nacked = 4,
+                                     .transform_errors = 3,
+                                     .processing_errors = 2});
 }
 
 TEST(StreamingService, PermanentErrorsGoToTheDeadLetterSinkAndAreAcked) {

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "dataflow_testing/server_process.h"
+#include "dataflow_testing/test_dir.h"
 
 namespace dataflow::process {
 namespace {
@@ -21,13 +22,7 @@ namespace fs = std::filesystem;
 
 class ChildProcessTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("dataflow-child-process-test-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
+  void SetUp() override { dir_ = testing::FreshTestDir("dataflow-child-process-test"); }
   void TearDown() override { fs::remove_all(dir_); }
 
   static std::string Slurp(const fs::path& path) {
