@@ -35,11 +35,13 @@ struct InFlightSettler::State {
     }
   }
 
-  // Frees a slot's room; `wake`: tell a Track() blocked on the limits.
-  void ReleaseLocked(std::unordered_map<std::uint64_t, Slot>::iterator it, bool wake = true) {
+  // Frees a slot's room; `wake`: tell a Track() blocked on the limits. Returns the next slot.
+  std::unordered_map<std::uint64_t, Slot>::iterator ReleaseLocked(
+      std::unordered_map<std::uint64_t, Slot>::iterator it, bool wake = true) {
     bytes_in_flight -= it->second.bytes;
-    slots.erase(it);
+    it = slots.erase(it);
     if (wake && blocked_trackers > 0) room_cv.notify_one();
+    return it;
   }
 
   [[nodiscard]] bool HasRoomLocked(std::size_t bytes) const {
@@ -169,8 +171,7 @@ void InFlightSettler::Run() {
         if (it->second.message) {
           if (it->second.before_failure) it->second.before_failure(*it->second.message);
           waiting.push_back(*std::move(it->second.message));
-          s.bytes_in_flight -= it->second.bytes;
-          it = s.slots.erase(it);
+          it = s.ReleaseLocked(it, /*wake=*/false);  // Abort() woke every blocked Track()
         } else {
           ++it;
         }

@@ -26,21 +26,10 @@
 
 namespace dataflow::messagepipeline {
 
-// Runs a transformer and returns its result, turning an exception into an Internal error.
-template <typename T>
-TransformResult<T> RunTransformer(const MessageTransformer<T>& transformer, const Message& m) {
-  try {
-    return transformer(m);
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("transformer threw: ", e.what()));
-  } catch (...) {
-    return absl::InternalError("transformer threw a non-standard exception");
-  }
-}
-
-// Calls `fn` and turns an exception into an Internal error naming `what`.
+// Calls `fn` and turns an exception into an Internal error naming `what`. `fn` returns a
+// Status or a StatusOr.
 template <typename Fn>
-absl::Status CallNoThrow(std::string_view what, Fn&& fn) {
+auto CallNoThrow(std::string_view what, Fn&& fn) -> decltype(fn()) {
   try {
     return fn();
   } catch (const std::exception& e) {
@@ -48,6 +37,12 @@ absl::Status CallNoThrow(std::string_view what, Fn&& fn) {
   } catch (...) {
     return absl::InternalError(absl::StrCat(std::string(what), " threw a non-standard exception"));
   }
+}
+
+// Runs a transformer and returns its result, turning an exception into an Internal error.
+template <typename T>
+TransformResult<T> RunTransformer(const MessageTransformer<T>& transformer, const Message& m) {
+  return CallNoThrow("transformer", [&] { return transformer(m); });
 }
 
 // A point-in-time copy of a service's counters. Every message received ends in exactly one
