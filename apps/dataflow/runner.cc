@@ -16,8 +16,8 @@
 #include "dataflow/messagepipeline/log_format.h"
 #include "dataflow/messagepipeline/logging.h"
 #include "dataflow/messagepipeline/service.h"
+#include "dataflow/metrics/service_families.h"
 #include "dataflow/version.h"
-#include "metrics.h"
 #include "ops_server.h"
 #include "services.h"
 
@@ -27,15 +27,13 @@ namespace {
 namespace mp = messagepipeline;
 using Clock = std::chrono::steady_clock;
 
-// The service's families (docs/operations.md) on the pipeline's telemetry, read from its stats
-// at scrape time: the common ones, then its kind's and its backends'.
-void AddMetrics(metrics::Telemetry& telemetry, ServiceParts& parts) {
-  telemetry.AddCallback([name = parts.member.name, service = parts.member.service,
-                         consumer = parts.member.consumer,
-                         writers = std::move(parts.metrics)](metrics::ScrapeWriter& out) {
-    WriteServiceMetrics(out, name, service->metrics());
-    WriteConsumerConnected(out, name, consumer->IsConnected());
-    for (const auto& write : writers) write(out);
+// The families every service has (docs/operations.md), read from the member at scrape time.
+// Its kind's and its backends' families are registered by those parts themselves.
+void AddMetrics(metrics::Telemetry& telemetry, const mp::ServiceGroupMember& member) {
+  telemetry.AddCallback([name = member.name, service = member.service,
+                         consumer = member.consumer](metrics::ScrapeWriter& out) {
+    metrics::WriteServiceMetrics(out, name, service->metrics());
+    metrics::WriteConsumerConnected(out, name, consumer->IsConnected());
   });
 }
 
@@ -89,7 +87,7 @@ absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Build(const ProgramConfig& c
   for (std::size_t i = 0; i < config.services.size(); ++i) {
     auto parts = BuildMember(config.services[i], i, context);
     if (!parts.ok()) return parts.status();
-    AddMetrics(impl->telemetry, *parts);
+    AddMetrics(impl->telemetry, parts->member);
     impl->group->Add(std::move(parts->member));
   }
   return std::unique_ptr<Pipeline>(new Pipeline(std::move(impl)));
@@ -156,7 +154,7 @@ int RunProgram(const ProgramConfig& config) {
     return 1;
   }
   // Up before the services start, so probes see "live, not ready" while consumers connect.
-  RegisterBuildInfo((*pipeline)->telemetry(), DATAFLOW_VERSION);
+  metrics::RegisterBuildInfo((*pipeline)->telemetry(), DATAFLOW_VERSION);
   std::unique_ptr<OpsServer> ops;
   if (config.ops.enabled) {
     auto started =

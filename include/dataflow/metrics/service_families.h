@@ -1,6 +1,8 @@
 // The families every service exports (docs/operations.md "Message outcomes", "Consumers",
 // "Publish latency"), labelled {service}: the name of the service, which tells a pipeline's
-// stages apart. A runner registers them once per service it builds, e.g.
+// stages apart. The families of a service's own parts (its consumer, cache layers, enricher)
+// are registered by those parts (their RegisterMetrics). A runner registers these once per
+// service it builds, e.g.
 //
 //   telemetry.AddCallback([name, svc, consumer](metrics::ScrapeWriter& out) {
 //     metrics::WriteServiceMetrics(out, name, svc->metrics());
@@ -16,6 +18,10 @@
 
 namespace dataflow::metrics {
 
+// {service="<service>"}: the labels a runner hands a service's components (their
+// RegisterMetrics), so that every family of one service carries the same label.
+Labels ServiceLabels(std::string_view service);
+
 // dataflow_messages_{received,acked,processed,skipped,dead_lettered,dropped,nacked}_total,
 // dataflow_{transform,processing}_errors_total, dataflow_batches_total and
 // dataflow_batched_messages_total. acked is processed + skipped + dead_lettered + dropped:
@@ -30,5 +36,8 @@ void WriteConsumerConnected(ScrapeWriter& out, std::string_view service, bool co
 // dataflow_publish_latency_seconds: from Publish() to the broker's result, in
 // LatencyBuckets(). Registered on first use; the same histogram for the same service after.
 prometheus::Histogram& PublishLatency(Telemetry& telemetry, std::string_view service);
+
+// dataflow_build_info{version} 1: the running program's version (dataflow/version.h).
+void RegisterBuildInfo(Telemetry& telemetry, std::string_view version);
 
 }  // namespace dataflow::metrics
