@@ -27,16 +27,6 @@ namespace {
 namespace mp = messagepipeline;
 using Clock = std::chrono::steady_clock;
 
-// The families every service has (docs/operations.md), read from the member at scrape time.
-// Its kind's and its backends' families are registered by those parts themselves.
-void AddMetrics(metrics::Telemetry& telemetry, const mp::ServiceGroupMember& member) {
-  telemetry.AddCallback([name = member.name, service = member.service,
-                         consumer = member.consumer](metrics::ScrapeWriter& out) {
-    metrics::WriteServiceMetrics(out, name, service->metrics());
-    metrics::WriteConsumerConnected(out, name, consumer->IsConnected());
-  });
-}
-
 // The member of `sc`, its path in the config naming any error.
 absl::StatusOr<ServiceParts> BuildMember(const ServiceConfig& sc, std::size_t index,
                                          const BuildContext& context) {
@@ -87,7 +77,8 @@ absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Build(const ProgramConfig& c
   for (std::size_t i = 0; i < config.services.size(); ++i) {
     auto parts = BuildMember(config.services[i], i, context);
     if (!parts.ok()) return parts.status();
-    AddMetrics(impl->telemetry, parts->member);
+    // The families every service has; its parts registered their own while it was built.
+    metrics::AddServiceFamilies(impl->telemetry, parts->member);
     impl->group->Add(std::move(parts->member));
   }
   return std::unique_ptr<Pipeline>(new Pipeline(std::move(impl)));

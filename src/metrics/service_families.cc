@@ -40,6 +40,14 @@ void WriteServiceMetrics(ScrapeWriter& out, std::string_view service,
               labels, m.batched_messages);
 }
 
+void AddServiceFamilies(Telemetry& telemetry, const messagepipeline::ServiceGroupMember& member) {
+  telemetry.AddCallback([name = member.name, service = member.service,
+                         consumer = member.consumer](ScrapeWriter& out) {
+    WriteServiceMetrics(out, name, service->metrics());
+    WriteConsumerConnected(out, name, consumer->IsConnected());
+  });
+}
+
 prometheus::Histogram& PublishLatency(Telemetry& telemetry, std::string_view service) {
   return telemetry.Histogram("dataflow_publish_latency_seconds",
                              "Time from Publish() to the broker's result (message id or error).",

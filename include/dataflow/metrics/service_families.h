@@ -4,15 +4,14 @@
 // are registered by those parts (their RegisterMetrics). A runner registers these once per
 // service it builds, e.g.
 //
-//   telemetry.AddCallback([name, svc, consumer](metrics::ScrapeWriter& out) {
-//     metrics::WriteServiceMetrics(out, name, svc->metrics());
-//     metrics::WriteConsumerConnected(out, name, consumer->IsConnected());
-//   });
+//   metrics::AddServiceFamilies(telemetry, member);  // a messagepipeline::ServiceGroupMember
+//   consumer->RegisterMetrics(telemetry, metrics::ServiceLabels(member.name));
 //   TimedPublisher's histogram: &metrics::PublishLatency(telemetry, name)
 #pragma once
 
 #include <string_view>
 
+#include "dataflow/messagepipeline/service.h"
 #include "dataflow/messagepipeline/service_core.h"
 #include "dataflow/metrics/telemetry.h"
 
@@ -32,6 +31,10 @@ void WriteServiceMetrics(ScrapeWriter& out, std::string_view service,
 
 // dataflow_consumer_connected: 1 while the service's consumer is connected.
 void WriteConsumerConnected(ScrapeWriter& out, std::string_view service, bool connected);
+
+// Both of the above for a group member, labelled with its name, on every scrape for as long
+// as the Telemetry lives (the callback shares the member's service and consumer).
+void AddServiceFamilies(Telemetry& telemetry, const messagepipeline::ServiceGroupMember& member);
 
 // dataflow_publish_latency_seconds: from Publish() to the broker's result, in
 // LatencyBuckets(). Registered on first use; the same histogram for the same service after.
