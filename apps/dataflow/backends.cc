@@ -1,7 +1,7 @@
 #include "backends.h"
 
 #include "dataflow/messagepipeline/errors.h"
-#include "metrics.h"
+#include "dataflow/metrics/service_families.h"
 #include "timed_publisher.h"
 
 namespace dataflow::app {
@@ -88,8 +88,9 @@ absl::StatusOr<std::shared_ptr<mp::MessagePublisher>> BuildContext::Publisher(
   if (!transport.ok()) return mp::Annotate(transport.status(), "sink");
   auto publisher = (*transport)->Publisher(Project(sink.project), topics, parts);
   if (!publisher.ok()) return mp::Annotate(publisher.status(), "sink");
-  auto timed = TimedPublisher::Create({.publisher = *std::move(publisher),
-                                       .histogram = &PublishLatency(telemetry, parts.member.name)});
+  auto timed =
+      TimedPublisher::Create({.publisher = *std::move(publisher),
+                              .histogram = &metrics::PublishLatency(telemetry, parts.member.name)});
   if (!timed.ok()) return timed.status();
   return std::shared_ptr<mp::MessagePublisher>(*std::move(timed));
 }

@@ -31,11 +31,10 @@
 
 namespace dataflow::app {
 
-// One service under construction: the group member its builder fills, and the writers of
-// its kind- and backend-specific metric families.
+// One service under construction: the group member its builder fills. Its parts register
+// their own metric families on BuildContext::telemetry (their RegisterMetrics).
 struct ServiceParts {
   messagepipeline::ServiceGroupMember member;
-  std::vector<std::function<void(metrics::ScrapeWriter&)>> metrics;
 };
 
 struct BuildContext;

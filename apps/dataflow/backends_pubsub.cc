@@ -1,10 +1,10 @@
 // The pubsub transport: Google Cloud Pub/Sub (or its emulator), one connection per project.
 // Compiled only when the pubsub package is built (apps/dataflow/CMakeLists.txt).
 #include "backends.h"
+#include "dataflow/metrics/service_families.h"
 #include "dataflow/pubsub/admin.h"
 #include "dataflow/pubsub/consumer.h"
 #include "dataflow/pubsub/producer.h"
-#include "metrics.h"
 
 namespace dataflow::app {
 namespace {
@@ -34,11 +34,8 @@ class PubsubTransport final : public Transport {
                 .ack_deadline = source.ack_deadline,
                 .max_stream_duration = source.max_stream_duration});
     if (!consumer.ok()) return consumer.status();
-    std::shared_ptr<pubsub::GooglePubsubConsumer> made = *std::move(consumer);
-    parts.member.consumer = made;
-    parts.metrics.push_back([made, name = parts.member.name](metrics::ScrapeWriter& out) {
-      WritePubsubConsumerStats(out, name, made->stats());
-    });
+    (*consumer)->RegisterMetrics(context_.telemetry, metrics::ServiceLabels(parts.member.name));
+    parts.member.consumer = *std::move(consumer);
     return absl::OkStatus();
   }
 

@@ -16,8 +16,8 @@
 #include "dataflow/messagepipeline/log_format.h"
 #include "dataflow/messagepipeline/logging.h"
 #include "dataflow/messagepipeline/service.h"
+#include "dataflow/metrics/service_families.h"
 #include "dataflow/version.h"
-#include "metrics.h"
 #include "ops_server.h"
 #include "services.h"
 
@@ -26,18 +26,6 @@ namespace {
 
 namespace mp = messagepipeline;
 using Clock = std::chrono::steady_clock;
-
-// The service's families (docs/operations.md) on the pipeline's telemetry, read from its stats
-// at scrape time: the common ones, then its kind's and its backends'.
-void AddMetrics(metrics::Telemetry& telemetry, ServiceParts& parts) {
-  telemetry.AddCallback([name = parts.member.name, service = parts.member.service,
-                         consumer = parts.member.consumer,
-                         writers = std::move(parts.metrics)](metrics::ScrapeWriter& out) {
-    WriteServiceMetrics(out, name, service->metrics());
-    WriteConsumerConnected(out, name, consumer->IsConnected());
-    for (const auto& write : writers) write(out);
-  });
-}
 
 // The member of `sc`, its path in the config naming any error.
 absl::StatusOr<ServiceParts> BuildMember(const ServiceConfig& sc, std::size_t index,
@@ -89,7 +77,8 @@ absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Build(const ProgramConfig& c
   for (std::size_t i = 0; i < config.services.size(); ++i) {
     auto parts = BuildMember(config.services[i], i, context);
     if (!parts.ok()) return parts.status();
-    AddMetrics(impl->telemetry, *parts);
+    // The families every service has; its parts registered their own while it was built.
+    metrics::AddServiceFamilies(impl->telemetry, parts->member);
     impl->group->Add(std::move(parts->member));
   }
   return std::unique_ptr<Pipeline>(new Pipeline(std::move(impl)));
@@ -156,7 +145,7 @@ int RunProgram(const ProgramConfig& config) {
     return 1;
   }
   // Up before the services start, so probes see "live, not ready" while consumers connect.
-  RegisterBuildInfo((*pipeline)->telemetry(), DATAFLOW_VERSION);
+  metrics::RegisterBuildInfo((*pipeline)->telemetry(), DATAFLOW_VERSION);
   std::unique_ptr<OpsServer> ops;
   if (config.ops.enabled) {
     auto started =

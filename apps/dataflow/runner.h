@@ -18,7 +18,7 @@
 #include "config.h"
 #include "dataflow/messagepipeline/in_process_broker.h"
 #include "dataflow/messagepipeline/service_core.h"
-#include "metrics.h"
+#include "dataflow/metrics/telemetry.h"
 #include "ops_server.h"
 
 namespace dataflow::app {

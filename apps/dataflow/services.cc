@@ -4,9 +4,9 @@
 #include "dataflow/icestore/archival.h"
 #include "dataflow/icestore/ice_storage_service.h"
 #include "dataflow/messagepipeline/errors.h"
+#include "dataflow/metrics/service_families.h"
 #include "dataflow/mqttconverter/ingestion_service.h"
 #include "dataflow/mqttconverter/mqtt_consumer.h"
-#include "metrics.h"
 
 namespace dataflow::app {
 namespace {
@@ -51,22 +51,14 @@ absl::StatusOr<ServiceParts> BuildService(const std::string& name, const Ingesti
   } else {
     auto consumer = mqttconverter::MqttConsumer::Create(c.mqtt);
     if (!consumer.ok()) return mp::Annotate(consumer.status(), "mqtt");
-    std::shared_ptr<mqttconverter::MqttConsumer> mqtt = *std::move(consumer);
-    parts.member.consumer = mqtt;
-    parts.metrics.push_back([mqtt, name](metrics::ScrapeWriter& out) {
-      WriteMqttConsumerStats(out, name, mqtt->stats());
-    });
+    (*consumer)->RegisterMetrics(context.telemetry, metrics::ServiceLabels(name));
+    parts.member.consumer = *std::move(consumer);
   }
   auto service =
       mqttconverter::IngestionService::Create(options, parts.member.consumer, *publisher);
   if (!service.ok()) return service.status();
-  std::shared_ptr<mqttconverter::IngestionService> s = *std::move(service);
-  parts.member.service = s;
-  parts.metrics.push_back([s, name](metrics::ScrapeWriter& out) {
-    out.Counter("dataflow_ingestion_rejected_total",
-                "Messages of a route without a topic, dropped (no dead-letter topic).",
-                {{"service", name}}, s->rejected());
-  });
+  (*service)->RegisterMetrics(context.telemetry, metrics::ServiceLabels(name));
+  parts.member.service = *std::move(service);
   return parts;
 }
 
@@ -122,12 +114,8 @@ absl::StatusOr<ServiceParts> BuildService(const std::string& name, const IceStor
                                                             ? icestore::ArchivalKey::kDay
                                                             : icestore::ArchivalKey::kDayLocation));
   if (!service.ok()) return service.status();
-  std::shared_ptr<icestore::IceStorageService> s = *std::move(service);
-  parts.member.service = s;
-  parts.metrics.push_back([s, name](metrics::ScrapeWriter& out) {
-    out.Counter("dataflow_archive_objects_written_total", "Archive objects written.",
-                {{"service", name}}, s->objects_written());
-  });
+  (*service)->RegisterMetrics(context.telemetry, metrics::ServiceLabels(name));
+  parts.member.service = *std::move(service);
   return parts;
 }
 

@@ -3,7 +3,7 @@
 #include "dataflow/cache/chain_builder.h"
 #include "dataflow/enrichment/enrichment_service.h"
 #include "dataflow/messagepipeline/errors.h"
-#include "metrics.h"
+#include "dataflow/metrics/service_families.h"
 #include "services.h"
 
 namespace dataflow::app {
@@ -11,10 +11,10 @@ namespace {
 namespace mp = messagepipeline;
 using Json = nlohmann::json;
 
-// The chain, and into `parts` a writer of each cache layer's counters.
+// The chain, its layers' families registered for the service `name`.
 absl::StatusOr<cache::FetcherPtr<std::string, Json>> CacheChain(const CacheChainConfig& c,
                                                                 const BuildContext& context,
-                                                                ServiceParts& parts) {
+                                                                const std::string& name) {
   cache::CacheChainOptions<std::string, Json> options{.redis = c.redis};
   if (c.lru) options.lru = cache::LruCacheOptions{.max_size = c.lru->max_size, .ttl = c.lru->ttl};
   if (const std::string_view source = CacheSourceName(c); !source.empty()) {
@@ -24,17 +24,7 @@ absl::StatusOr<cache::FetcherPtr<std::string, Json>> CacheChain(const CacheChain
   }
   auto chain = cache::BuildCacheChain(options);
   if (!chain.ok()) return chain.status();
-  const std::string& name = parts.member.name;
-  if (chain->redis) {
-    parts.metrics.push_back([layer = chain->redis, name](metrics::ScrapeWriter& out) {
-      WriteCacheStats(out, name, "redis", layer->Stats());
-    });
-  }
-  if (chain->lru) {
-    parts.metrics.push_back([layer = chain->lru, name](metrics::ScrapeWriter& out) {
-      WriteCacheStats(out, name, "lru", layer->Stats());
-    });
-  }
+  chain->RegisterMetrics(context.telemetry, metrics::ServiceLabels(name));
   return chain->fetcher;
 }
 
@@ -87,7 +77,7 @@ absl::StatusOr<std::shared_ptr<enrichment::EnrichmentService>> NewEnrichmentServ
 absl::StatusOr<ServiceParts> BuildService(const std::string& name, const EnrichmentConfig& c,
                                           const BuildContext& context) {
   ServiceParts parts{.member = {.name = name, .kind = EnrichmentConfig::kKind}};
-  auto chain = CacheChain(c.cache, context, parts);
+  auto chain = CacheChain(c.cache, context, name);
   if (!chain.ok()) return chain.status();
   auto key = Key(c.keys);
   if (!key.ok()) return key.status();
@@ -110,13 +100,10 @@ absl::StatusOr<ServiceParts> BuildService(const std::string& name, const Enrichm
   if (auto s = context.Consume(c.source, parts); !s.ok()) return s;
   auto service = NewEnrichmentService(name, c, *enricher, *dead, *publisher, parts.member.consumer);
   if (!service.ok()) return service.status();
-  std::shared_ptr<enrichment::EnrichmentService> s = *std::move(service);
-  parts.member.service = s;
+  (*service)->RegisterMetrics(context.telemetry, metrics::ServiceLabels(name));
+  parts.member.service = *std::move(service);
   parts.member.close_after_stop.push_back(
       [chain = *chain](mp::Deadline) { return chain->Close(); });
-  parts.metrics.push_back([s, name](metrics::ScrapeWriter& out) {
-    WriteEnrichmentMetrics(out, name, s->enrichment_metrics());
-  });
   return parts;
 }
 

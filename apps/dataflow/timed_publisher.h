@@ -1,8 +1,8 @@
 // TimedPublisher: a MessagePublisher decorator that records each publish's latency, from
 // PublishAsync() to the broker's result (message id or error), in seconds, in a Prometheus
-// histogram (PublishLatency in metrics.h), taken in the completion callback on whichever
-// thread the broker completes on. Results are passed through unchanged; no thread is added.
-// Thread-safe.
+// histogram (metrics::PublishLatency, dataflow/metrics/service_families.h), taken in the completion
+// callback on whichever thread the broker completes on. Results are passed through unchanged; no
+// thread is added. Thread-safe.
 #pragma once
 
 #include <absl/status/statusor.h>

@@ -4,6 +4,8 @@
 
 namespace dataflow::metrics {
 
+Labels ServiceLabels(std::string_view service) { return {{"service", std::string(service)}}; }
+
 void WriteServiceMetrics(ScrapeWriter& out, std::string_view service,
                          const messagepipeline::ServiceMetrics& m) {
   const Labels labels = {{"service", std::string(service)}};
@@ -38,6 +40,14 @@ void WriteServiceMetrics(ScrapeWriter& out, std::string_view service,
               labels, m.batched_messages);
 }
 
+void AddServiceFamilies(Telemetry& telemetry, const messagepipeline::ServiceGroupMember& member) {
+  telemetry.AddCallback([name = member.name, service = member.service,
+                         consumer = member.consumer](ScrapeWriter& out) {
+    WriteServiceMetrics(out, name, service->metrics());
+    WriteConsumerConnected(out, name, consumer->IsConnected());
+  });
+}
+
 prometheus::Histogram& PublishLatency(Telemetry& telemetry, std::string_view service) {
   return telemetry.Histogram("dataflow_publish_latency_seconds",
                              "Time from Publish() to the broker's result (message id or error).",
@@ -48,6 +58,13 @@ void WriteConsumerConnected(ScrapeWriter& out, std::string_view service, bool co
   out.Gauge("dataflow_consumer_connected",
             "1 while the service's consumer is connected to its transport.",
             {{"service", std::string(service)}}, connected ? 1 : 0);
+}
+
+void RegisterBuildInfo(Telemetry& telemetry, std::string_view version) {
+  telemetry
+      .Gauge("dataflow_build_info", "The running dataflow version; always 1.",
+             {{"version", std::string(version)}})
+      .Set(1);
 }
 
 }  // namespace dataflow::metrics

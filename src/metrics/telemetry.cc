@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <exception>
+#include <map>
+#include <mutex>
 #include <utility>
 
 #include "dataflow/messagepipeline/logging.h"
@@ -109,12 +111,69 @@ void ScrapeWriter::Write(const std::string& name, const std::string& help, bool 
                    labels, value);
 }
 
-Telemetry::Telemetry() : registry_(std::make_shared<prometheus::Registry>()) {}
+namespace internal {
+// A Telemetry's scrape callbacks, shared with the Registrations that remove them.
+struct Callbacks {
+  std::uint64_t Add(std::function<void(ScrapeWriter&)> callback) {
+    std::lock_guard lock(mu);
+    const std::uint64_t id = next_id++;
+    by_id.emplace(id, std::move(callback));
+    return id;
+  }
+
+  void Remove(std::uint64_t id) {
+    std::function<void(ScrapeWriter&)> removed;  // destroyed outside the lock
+    std::lock_guard lock(mu);
+    if (auto it = by_id.find(id); it != by_id.end()) {
+      removed = std::move(it->second);
+      by_id.erase(it);
+    }
+  }
+
+  std::mutex mu;  // one scrape at a time; guards by_id and next_id
+  std::map<std::uint64_t, std::function<void(ScrapeWriter&)>> by_id;  // id order = added order
+  std::uint64_t next_id = 1;
+};
+}  // namespace internal
+
+Registration::Registration(Registration&& other) noexcept
+    : callbacks_(std::move(other.callbacks_)), id_(std::exchange(other.id_, 0)) {}
+
+Registration& Registration::operator=(Registration&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    callbacks_ = std::move(other.callbacks_);
+    id_ = std::exchange(other.id_, 0);
+  }
+  return *this;
+}
+
+void Registration::Reset() {
+  if (auto callbacks = callbacks_.lock()) callbacks->Remove(id_);
+  callbacks_.reset();
+  id_ = 0;
+}
+
+bool Registration::active() const {
+  auto callbacks = callbacks_.lock();
+  if (callbacks == nullptr) return false;
+  std::lock_guard lock(callbacks->mu);
+  return callbacks->by_id.contains(id_);
+}
+
+Telemetry::Telemetry()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      callbacks_(std::make_shared<internal::Callbacks>()) {}
 
 Telemetry::~Telemetry() {
   // Callbacks (and the components they own) go before the registry their components count in.
-  std::lock_guard lock(mu_);
-  callbacks_.clear();
+  // The map is emptied under the lock, its callbacks destroyed outside it: a component a
+  // callback owns may hold a Registration, which takes the lock to remove itself.
+  std::map<std::uint64_t, std::function<void(ScrapeWriter&)>> callbacks;
+  {
+    std::lock_guard lock(callbacks_->mu);
+    callbacks.swap(callbacks_->by_id);
+  }
 }
 
 template <typename T, typename... Args>
@@ -154,21 +213,15 @@ prometheus::Histogram& Telemetry::Histogram(const std::string& name, const std::
   return Instrument<prometheus::Histogram>(name, help, labels, buckets);
 }
 
-Telemetry::CallbackId Telemetry::AddCallback(std::function<void(ScrapeWriter&)> callback) {
-  std::lock_guard lock(mu_);
-  const CallbackId id = next_id_++;
-  callbacks_.emplace(id, std::move(callback));
-  return id;
+Registration Telemetry::Register(std::function<void(ScrapeWriter&)> callback) {
+  return Registration(callbacks_, callbacks_->Add(std::move(callback)));
 }
 
-void Telemetry::RemoveCallback(CallbackId id) {
-  std::function<void(ScrapeWriter&)> removed;  // destroyed outside the lock
-  std::lock_guard lock(mu_);
-  if (auto it = callbacks_.find(id); it != callbacks_.end()) {
-    removed = std::move(it->second);
-    callbacks_.erase(it);
-  }
+Telemetry::CallbackId Telemetry::AddCallback(std::function<void(ScrapeWriter&)> callback) {
+  return callbacks_->Add(std::move(callback));
 }
+
+void Telemetry::RemoveCallback(CallbackId id) { callbacks_->Remove(id); }
 
 std::vector<prometheus::MetricFamily> Telemetry::Collect() const {
   ScrapeWriter::Families families(&rejected_);
@@ -178,8 +231,8 @@ std::vector<prometheus::MetricFamily> Telemetry::Collect() const {
     }
   }
   ScrapeWriter writer(&families);
-  std::lock_guard lock(mu_);
-  for (const auto& [id, callback] : callbacks_) {
+  std::lock_guard lock(callbacks_->mu);
+  for (const auto& [id, callback] : callbacks_->by_id) {
     try {
       callback(writer);
     } catch (const std::exception& e) {

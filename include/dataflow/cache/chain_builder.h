@@ -5,7 +5,8 @@
 //       {.lru = cache::LruCacheOptions{.max_size = 10000}, .redis = redis_config,
 //        .source = firestore});
 //   chain->fetcher->Fetch("device-1");  // LRU, then Redis, then Firestore
-//   chain->lru->Stats();                // each layer's counters, for metrics
+//   chain->lru->Stats();                // each layer's counters
+//   chain->RegisterMetrics(telemetry, {{"service", "enrichment"}});  // ... on /metrics
 #pragma once
 
 #include <absl/status/statusor.h>
@@ -34,6 +35,13 @@ struct CacheChain {
   // The layers, for their stats; null when not configured.
   std::shared_ptr<InMemoryLruCache<K, V>> lru;
   std::shared_ptr<RedisCache<K, V>> redis;
+
+  // Every layer's RegisterMetrics: the dataflow_cache_* families, labelled `labels` and
+  // layer="lru" or "redis", until the layer is destroyed.
+  void RegisterMetrics(metrics::Telemetry& telemetry, const metrics::Labels& labels) const {
+    if (redis) redis->RegisterMetrics(telemetry, labels);
+    if (lru) lru->RegisterMetrics(telemetry, labels);
+  }
 };
 
 // Errors name the layer that could not be made ("cache.redis: ...").

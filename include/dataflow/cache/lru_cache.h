@@ -32,8 +32,10 @@
 #include <utility>
 #include <vector>
 
+#include "dataflow/cache/cache_metrics.h"
 #include "dataflow/cache/fetcher.h"
 #include "dataflow/cache/internal/striped_lock.h"
+#include "dataflow/metrics/registration.h"
 
 namespace dataflow::cache {
 
@@ -123,6 +125,13 @@ class InMemoryLruCache final : public Fetcher<K, V> {
     return stats;
   }
   [[nodiscard]] std::size_t Size() const { return Stats().size; }
+
+  // Exports Stats() as the dataflow_cache_* families (cache_metrics.h), labelled `labels`
+  // and layer="lru", on every scrape of `telemetry` until this cache is destroyed; a second
+  // call replaces the first. Not concurrently with itself.
+  void RegisterMetrics(metrics::Telemetry& telemetry, const metrics::Labels& labels) {
+    metrics_ = internal::RegisterLruCacheMetrics(telemetry, labels, [this] { return Stats(); });
+  }
 
   absl::Status Close() override {
     closed_.store(true, std::memory_order_release);
@@ -327,6 +336,7 @@ class InMemoryLruCache final : public Fetcher<K, V> {
   const FetcherPtr<K, V> fallback_;
   std::atomic<bool> closed_{false};
   std::vector<std::unique_ptr<Shard>> shards_;
+  metrics::Registration metrics_;  // last: removed before the shards it reads go
 };
 
 }  // namespace dataflow::cache

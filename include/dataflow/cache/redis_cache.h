@@ -19,6 +19,7 @@
 #include <string>
 #include <utility>
 
+#include "dataflow/cache/cache_metrics.h"
 #include "dataflow/cache/codec.h"
 #include "dataflow/cache/fetcher.h"
 #include "dataflow/cache/redis_stub.h"
@@ -136,6 +137,13 @@ class RedisCache final : public Fetcher<K, V> {
             backend_errors_.load(), skipped_.load(), fallback_calls_.load()};
   }
 
+  // Exports Stats() as the dataflow_cache_* families (cache_metrics.h), labelled `labels`
+  // and layer="redis", on every scrape of `telemetry` until this cache is destroyed; a second
+  // call replaces the first. Not concurrently with itself.
+  void RegisterMetrics(metrics::Telemetry& telemetry, const metrics::Labels& labels) {
+    metrics_ = internal::RegisterRedisCacheMetrics(telemetry, labels, [this] { return Stats(); });
+  }
+
   absl::Status Close() override {
     if (!closed_.exchange(true)) stub_->Close();
     return absl::OkStatus();
@@ -173,6 +181,7 @@ class RedisCache final : public Fetcher<K, V> {
   std::atomic<std::uint64_t> hits_{0}, misses_{0}, decode_errors_{0}, backend_errors_{0},
       skipped_{0}, fallback_calls_{0};
   LogRateLimit down_log_, decode_log_, write_log_;
+  metrics::Registration metrics_;  // last: removed before the counters it reads go
 };
 
 // RedisPresenceCache<K,V>: PresenceCache shared by every instance of a service. Set writes

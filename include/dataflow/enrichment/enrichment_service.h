@@ -21,6 +21,7 @@
 #include "dataflow/enrichment/enricher.h"
 #include "dataflow/messagepipeline/service.h"
 #include "dataflow/messagepipeline/stage_service.h"
+#include "dataflow/metrics/registration.h"
 
 namespace dataflow::enrichment {
 
@@ -56,6 +57,12 @@ class EnrichmentService final : public messagepipeline::Service {
     return service_->metrics();
   }
   [[nodiscard]] EnrichmentMetrics enrichment_metrics() const { return enricher_->metrics(); }
+  // Exports enrichment_metrics() as the dataflow_enrichment_* families
+  // (enrichment_metrics.h), labelled `labels`, on every scrape of `telemetry` until this
+  // service is destroyed; a second call replaces the first. The families every service has
+  // are the runner's (metrics/service_families.h), the cache layers' their own
+  // (cache::CacheChain::RegisterMetrics).
+  void RegisterMetrics(metrics::Telemetry& telemetry, const metrics::Labels& labels);
 
  private:
   EnrichmentService(std::shared_ptr<MessageEnricher> enricher,
@@ -64,6 +71,7 @@ class EnrichmentService final : public messagepipeline::Service {
 
   std::shared_ptr<MessageEnricher> enricher_;
   std::unique_ptr<messagepipeline::StageService> service_;
+  metrics::Registration metrics_;  // last: removed before what it reads goes
 };
 
 }  // namespace dataflow::enrichment

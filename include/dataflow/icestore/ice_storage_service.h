@@ -24,6 +24,7 @@
 #include "dataflow/icestore/uploader.h"
 #include "dataflow/messagepipeline/service.h"
 #include "dataflow/messagepipeline/service_core.h"
+#include "dataflow/metrics/registration.h"
 
 namespace dataflow::icestore {
 
@@ -64,11 +65,17 @@ class IceStorageService final : public messagepipeline::Service {
   [[nodiscard]] messagepipeline::ServiceMetrics metrics() const override;
   // Objects written so far.
   [[nodiscard]] std::uint64_t objects_written() const;
+  // Exports objects_written() as dataflow_archive_objects_written_total
+  // (icestore_metrics.h), labelled `labels`, on every scrape of `telemetry` until this
+  // service is destroyed; a second call replaces the first. The families every service has
+  // are the runner's (metrics/service_families.h).
+  void RegisterMetrics(metrics::Telemetry& telemetry, const metrics::Labels& labels);
 
  private:
   struct Impl;
   explicit IceStorageService(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+  metrics::Registration metrics_;  // after impl_: removed before it goes
 };
 
 }  // namespace dataflow::icestore

@@ -8,11 +8,11 @@
 //   rejected.Increment();
 //
 // A component that keeps its counters in a stats struct of its own instead writes them at
-// scrape time from a callback:
+// scrape time from a callback it registers itself, and keeps the Registration so the
+// callback goes with the component (registration.h):
 //
-//   telemetry.AddCallback([cache](metrics::ScrapeWriter& out) {
-//     out.Counter("dataflow_cache_hits_total", "Lookups answered.", {{"layer", "lru"}},
-//                 cache->Stats().hits);
+//   metrics_ = telemetry.Register([this, labels](metrics::ScrapeWriter& out) {
+//     out.Counter("dataflow_cache_hits_total", "Lookups answered.", labels, Stats().hits);
 //   });
 //
 // Collect() merges both into one list, one MetricFamily per name whoever added to it, so
@@ -35,16 +35,17 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <type_traits>
 #include <vector>
 
+#include "dataflow/metrics/registration.h"
+
 namespace dataflow::metrics {
 
-using Labels = prometheus::Labels;  // name -> value; written in name order
+static_assert(std::is_same_v<Labels, prometheus::Labels>);
 
 // Bucket bounds in seconds for a latency histogram: 0.5 ms to 10 s in roughly 1-2.5-5 steps.
 // A loopback broker answers in well under a millisecond; a Pub/Sub batch with its 100 ms
@@ -99,9 +100,13 @@ class Telemetry final {
                                    const Labels& labels, const std::vector<double>& buckets);
 
   // Runs `callback` on every scrape, one scrape at a time, in the order callbacks were
-  // added. Once RemoveCallback() returns the callback is not running and never will again,
-  // so it may point at a component destroyed after its removal. A callback that throws is
-  // logged and skipped; the others still write. Callbacks must not call the Telemetry.
+  // added, until the Registration goes (see registration.h): what a component calls from
+  // its RegisterMetrics. A callback that throws is logged and skipped; the others still
+  // write. Callbacks must not call the Telemetry.
+  [[nodiscard]] Registration Register(std::function<void(ScrapeWriter&)> callback);
+  // The same for a callback that lives as long as the Telemetry (it may own what it reads),
+  // or until RemoveCallback(): once that returns the callback is not running and never will
+  // again.
   CallbackId AddCallback(std::function<void(ScrapeWriter&)> callback);
   void RemoveCallback(CallbackId id);
 
@@ -129,9 +134,8 @@ class Telemetry final {
   // Rejected registrations' metrics: updated by their caller, never exported.
   std::mutex discarded_mu_;
   std::vector<std::shared_ptr<void>> discarded_;
-  mutable std::mutex mu_;  // one scrape at a time; guards callbacks_ and next_id_
-  std::map<CallbackId, std::function<void(ScrapeWriter&)>> callbacks_;  // by id = added order
-  CallbackId next_id_ = 1;
+  // Shared with the Registrations, which may outlive the Telemetry.
+  std::shared_ptr<internal::Callbacks> callbacks_;
 };
 
 }  // namespace dataflow::metrics

@@ -24,6 +24,7 @@
 #include "dataflow/messagepipeline/service.h"
 #include "dataflow/messagepipeline/service_core.h"
 #include "dataflow/messagepipeline/streaming_service.h"
+#include "dataflow/metrics/registration.h"
 
 namespace dataflow::mqttconverter {
 
@@ -74,6 +75,11 @@ class IngestionService final : public messagepipeline::Service {
   [[nodiscard]] messagepipeline::ServiceMetrics metrics() const override;
   // Messages of unmapped routes dropped under kReject without a dead-letter sink.
   [[nodiscard]] std::uint64_t rejected() const { return rejected_.load(); }
+  // Exports rejected() as dataflow_ingestion_rejected_total (mqtt_metrics.h), labelled
+  // `labels`, on every scrape of `telemetry` until this service is destroyed; a second call
+  // replaces the first. The families every service has are the runner's
+  // (metrics/service_families.h).
+  void RegisterMetrics(metrics::Telemetry& telemetry, const metrics::Labels& labels);
 
  private:
   IngestionService(IngestionServiceOptions options,
@@ -84,7 +90,8 @@ class IngestionService final : public messagepipeline::Service {
   const IngestionServiceOptions options_;
   std::shared_ptr<messagepipeline::MessagePublisher> publisher_;
   std::atomic<std::uint64_t> rejected_{0};
-  std::unique_ptr<messagepipeline::StreamingService<RoutedMessage>> service_;  // last
+  std::unique_ptr<messagepipeline::StreamingService<RoutedMessage>> service_;
+  metrics::Registration metrics_;  // last: removed before what it reads goes
 };
 
 }  // namespace dataflow::mqttconverter

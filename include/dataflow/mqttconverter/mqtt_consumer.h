@@ -51,6 +51,7 @@
 #include <string>
 
 #include "dataflow/messagepipeline/consumer.h"
+#include "dataflow/metrics/registration.h"
 #include "dataflow/mqttconverter/mqtt_config.h"
 
 namespace dataflow::mqttconverter {
@@ -96,10 +97,16 @@ class MqttConsumer : public messagepipeline::MessageConsumer {
   [[nodiscard]] MqttConsumerStats stats() const;
   [[nodiscard]] const std::string& client_id() const;
 
+  // Exports stats() as the dataflow_mqtt_* families (mqtt_metrics.h), labelled `labels`, on
+  // every scrape of `telemetry` until this consumer is destroyed; a second call replaces
+  // the first. Not concurrently with itself.
+  void RegisterMetrics(metrics::Telemetry& telemetry, const metrics::Labels& labels);
+
  private:
   class Impl;  // src/mqttconverter/mqtt_consumer.cc
   explicit MqttConsumer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
   std::shared_ptr<Impl> impl_;
+  metrics::Registration metrics_;  // after impl_: removed before it goes
 };
 
 }  // namespace dataflow::mqttconverter

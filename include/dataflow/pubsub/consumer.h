@@ -34,6 +34,7 @@
 #include "absl/status/statusor.h"
 #include "dataflow/messagepipeline/backoff.h"
 #include "dataflow/messagepipeline/consumer.h"
+#include "dataflow/metrics/registration.h"
 #include "dataflow/pubsub/pubsub_stub.h"
 
 namespace dataflow::pubsub {
@@ -109,10 +110,16 @@ class GooglePubsubConsumer : public messagepipeline::MessageConsumer {
   };
   [[nodiscard]] Stats stats() const;
 
+  // Exports stats() as the dataflow_pubsub_* families (pubsub_metrics.h), labelled `labels`,
+  // on every scrape of `telemetry` until this consumer is destroyed; a second call replaces
+  // the first. Not concurrently with itself.
+  void RegisterMetrics(metrics::Telemetry& telemetry, const metrics::Labels& labels);
+
  private:
   explicit GooglePubsubConsumer(std::unique_ptr<internal::SubscriberSession> session);
 
   std::unique_ptr<internal::SubscriberSession> session_;
+  metrics::Registration metrics_;  // after session_: removed before it goes
 };
 
 }  // namespace dataflow::pubsub

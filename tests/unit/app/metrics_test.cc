@@ -1,16 +1,24 @@
-#include "metrics.h"
-
+// What the program's /metrics serves: the shipped config/local.yaml built into a Pipeline,
+// every component registering its own families with the service's label (the families
+// themselves are tested next to their packages: tests/unit/<package>/*metrics_test.cc).
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
 #include <string>
-#include <type_traits>
-#include <vector>
+
+#include "dataflow/messagepipeline/in_process_broker.h"
+#include "dataflow/metrics/service_families.h"
+#include "runner.h"
 
 namespace dataflow::app {
 namespace {
+
+namespace fs = std::filesystem;
+namespace mp = messagepipeline;
 
 // Checks the text the way a scraper reads it: every family's HELP and TYPE once, before its
 // samples, and all of a family's samples in one group.
@@ -36,141 +44,98 @@ void ExpectWellFormed(const std::string& text) {
   }
 }
 
-TEST(StandardFamilies, ServiceEnrichmentCacheConsumersAndLatencyForTwoServices) {
-  metrics::Telemetry telemetry;
-  for (const char* service : {"ingestion", "enrichment"}) {
-    // One callback per service, as the runner registers them: families still group.
-    telemetry.AddCallback([service](metrics::ScrapeWriter& out) {
-      WriteServiceMetrics(out, service,
-                          messagepipeline::ServiceMetrics{.received = 10,
-                                                          .processed = 5,
-                                                          .skipped = 2,
-                                                          .dead_lettered = 1,
-                                                          .dropped = 1,
-                                                          .nacked = 2,
-                                                          .transform_errors = 1,
-                                                          .processing_errors = 2,
-                                                          .batches = 3,
-                                                          .batched_messages = 7});
-      WriteConsumerConnected(out, service, true);
+void ExpectLines(const std::string& text, const std::vector<std::string>& lines) {
+  for (const auto& line : lines) {
+    EXPECT_NE(text.find(line + "\n"), std::string::npos) << line << "\n" << text;
+  }
+}
+
+class PipelineMetricsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("app_metrics_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    std::ofstream(dir_ / "registry.json") << R"({"device-1": {"location": "plant-a"}})";
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // config/local.yaml, its outputs under dir_.
+  ProgramConfig LocalConfig() const {
+    std::ifstream in(std::string(DATAFLOW_SOURCE_DIR) + "/config/local.yaml");
+    std::stringstream text;
+    text << in.rdbuf();
+    const std::map<std::string, std::string> env{
+        {"DATAFLOW_OUT", dir_.string()}, {"DATAFLOW_REGISTRY", (dir_ / "registry.json").string()}};
+    auto loaded = ParseConfig(text.str(), {}, [env](const std::string& name) {
+      auto it = env.find(name);
+      return it == env.end() ? std::nullopt : std::optional<std::string>(it->second);
     });
+    EXPECT_TRUE(loaded.ok()) << (loaded.errors.empty() ? "" : loaded.errors[0].ToString());
+    loaded.config.ops.enabled = false;
+    return loaded.config;
   }
-  telemetry.AddCallback([](metrics::ScrapeWriter& out) {
-    WriteEnrichmentMetrics(out, "enrichment",
-                           enrichment::EnrichmentMetrics{
-                               .enriched = 4, .no_key = 1, .not_found = 2, .fetch_errors = 3});
-    WriteCacheStats(out, "enrichment", "lru",
-                    cache::LruCacheStats{
-                        .hits = 9, .misses = 3, .fallback_calls = 2, .evictions = 1, .size = 8});
-    WriteCacheStats(out, "enrichment", "redis",
-                    cache::RedisCacheStats{.hits = 2,
-                                           .misses = 1,
-                                           .decode_errors = 0,
-                                           .backend_errors = 4,
-                                           .skipped = 6,
-                                           .fallback_calls = 1});
-    WriteMqttConsumerStats(
-        out, "ingestion",
-        mqttconverter::MqttConsumerStats{.received = 11, .lost = 2, .left_with_broker = 3});
-  });
-  PublishLatency(telemetry, "enrichment").Observe(0.002);
-  RegisterBuildInfo(telemetry, "1.2.3");
-  const std::string out = telemetry.Render();
-  ASSERT_EQ(telemetry.rejected(), 0u) << out;
-  ExpectWellFormed(out);
-  auto has = [&](const std::string& line) { return out.find(line + "\n") != std::string::npos; };
-  // acked = processed + skipped + dead_lettered + dropped
-  EXPECT_TRUE(has(R"(dataflow_messages_acked_total{service="ingestion"} 9)")) << out;
-  EXPECT_TRUE(has(R"(dataflow_messages_received_total{service="enrichment"} 10)"));
-  EXPECT_TRUE(has(R"(dataflow_messages_dropped_total{service="enrichment"} 1)"));
-  EXPECT_TRUE(has(R"(dataflow_messages_nacked_total{service="enrichment"} 2)"));
-  EXPECT_TRUE(has(R"(dataflow_batched_messages_total{service="ingestion"} 7)"));
-  EXPECT_TRUE(has(R"(dataflow_enrichment_not_found_total{service="enrichment"} 2)"));
-  // Labels in name order (prometheus-cpp keeps them in a std::map).
-  EXPECT_TRUE(has(R"(dataflow_cache_hits_total{layer="lru",service="enrichment"} 9)"));
-  EXPECT_TRUE(has(R"(dataflow_cache_hits_total{layer="redis",service="enrichment"} 2)"));
-  EXPECT_TRUE(has(R"(dataflow_cache_misses_total{layer="lru",service="enrichment"} 3)"));
-  EXPECT_TRUE(has(R"(dataflow_cache_entries{layer="lru",service="enrichment"} 8)"));
-  EXPECT_TRUE(has(R"(dataflow_cache_bypassed_total{layer="redis",service="enrichment"} 6)"));
-  EXPECT_TRUE(has(R"(dataflow_mqtt_received_total{service="ingestion"} 11)"));
-  EXPECT_TRUE(has(R"(dataflow_mqtt_lost_total{service="ingestion"} 2)"));
-  EXPECT_TRUE(has(R"(dataflow_mqtt_left_with_broker_total{service="ingestion"} 3)"));
-  EXPECT_TRUE(
-      has(R"(dataflow_publish_latency_seconds_bucket{service="enrichment",le="0.0025"} 1)"));
-  EXPECT_TRUE(has(R"(dataflow_publish_latency_seconds_bucket{service="enrichment",le="0.001"} 0)"));
-  EXPECT_TRUE(has(R"(dataflow_publish_latency_seconds_count{service="enrichment"} 1)"));
-  EXPECT_TRUE(has(R"(dataflow_consumer_connected{service="ingestion"} 1)"));
-  EXPECT_TRUE(has(R"(dataflow_build_info{version="1.2.3"} 1)"));
-}
 
-// Sets each field to its own power of two (from 2^10), so every exported value, and the sum
-// dataflow_messages_acked_total exports, is recognisable; returns them.
-template <typename... Fields>
-std::vector<std::uint64_t> Distinct(Fields&... fields) {
-  std::vector<std::uint64_t> values;
-  std::uint64_t next = 1024;
-  ((fields = static_cast<std::remove_reference_t<Fields>>(next), values.push_back(next), next *= 2),
-   ...);
-  return values;
-}
+  fs::path dir_;
+};
 
-void ExpectAllExported(const std::vector<std::uint64_t>& values, const std::string& text) {
-  for (std::uint64_t v : values) {
-    EXPECT_NE(text.find(" " + std::to_string(v) + "\n"), std::string::npos)
-        << "a stats field with value " << v << " is not exported:\n"
-        << text;
-  }
-}
-
-// Every field of every stats struct reaches /metrics. When a struct gains a field, its
-// structured binding here stops compiling: export the field (metrics.cc, docs/operations.md)
-// and add it to the binding.
-TEST(StandardFamilies, EveryStatsFieldIsExported) {
-  messagepipeline::ServiceMetrics service;
-  auto& [s1, s2, s3, s4, s5, s6, s7, s8, s9, s10] = service;
-  enrichment::EnrichmentMetrics enrichment;
-  auto& [e1, e2, e3, e4] = enrichment;
-  cache::LruCacheStats lru;
-  auto& [l1, l2, l3, l4, l5] = lru;
-  cache::RedisCacheStats redis;
-  auto& [r1, r2, r3, r4, r5, r6] = redis;
-  mqttconverter::MqttConsumerStats mqtt;
-  auto& [m1, m2, m3, m4, m5, m6, m7, m8, m9, m10] = mqtt;
-  const std::vector<std::vector<std::uint64_t>> values = {
-      Distinct(s1, s2, s3, s4, s5, s6, s7, s8, s9, s10), Distinct(e1, e2, e3, e4),
-      Distinct(l1, l2, l3, l4, l5), Distinct(r1, r2, r3, r4, r5, r6),
-      Distinct(m1, m2, m3, m4, m5, m6, m7, m8, m9, m10)};
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    metrics::Telemetry telemetry;
-    telemetry.AddCallback([&, i](metrics::ScrapeWriter& out) {
-      switch (i) {
-        case 0:
-          return WriteServiceMetrics(out, "s", service);
-        case 1:
-          return WriteEnrichmentMetrics(out, "s", enrichment);
-        case 2:
-          return WriteCacheStats(out, "s", "lru", lru);
-        case 3:
-          return WriteCacheStats(out, "s", "redis", redis);
-        default:
-          return WriteMqttConsumerStats(out, "s", mqtt);
-      }
-    });
-    const std::string text = telemetry.Render();
-    EXPECT_EQ(telemetry.rejected(), 0u);
-    ExpectAllExported(values[i], text);
-  }
-#ifdef DATAFLOW_APP_HAS_PUBSUB
-  pubsub::GooglePubsubConsumer::Stats pubsub;
-  auto& [p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14] = pubsub;
-  const auto pubsub_values = Distinct(p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14);
-  metrics::Telemetry telemetry;
-  telemetry.AddCallback(
-      [&](metrics::ScrapeWriter& out) { WritePubsubConsumerStats(out, "s", pubsub); });
+// The MQTT consumer is made (not connected: Build does not start it), so its families are
+// there too, beside the ingestion service's, the enricher's, the LRU layer's and the
+// archives'; and every service has the common ones.
+TEST_F(PipelineMetricsTest, EveryComponentRegistersItsFamiliesWithItsServiceLabel) {
+  auto pipeline = Pipeline::Build(LocalConfig());
+  ASSERT_TRUE(pipeline.ok()) << pipeline.status();
+  metrics::RegisterBuildInfo((*pipeline)->telemetry(), "1.2.3");
+  const metrics::Telemetry& telemetry = (*pipeline)->telemetry();
   const std::string text = telemetry.Render();
-  EXPECT_EQ(telemetry.rejected(), 0u);
-  ExpectAllExported(pubsub_values, text);
-#endif
+  EXPECT_EQ(telemetry.rejected(), 0u) << text;
+  ExpectWellFormed(text);
+  ExpectLines(text, {
+                        R"(dataflow_mqtt_received_total{service="ingestion"} 0)",
+                        R"(dataflow_mqtt_left_with_broker_total{service="ingestion"} 0)",
+                        R"(dataflow_ingestion_rejected_total{service="ingestion"} 0)",
+                        R"(dataflow_consumer_connected{service="ingestion"} 0)",
+                        R"(dataflow_publish_latency_seconds_count{service="ingestion"} 0)",
+                        R"(dataflow_enrichment_enriched_total{service="enrichment"} 0)",
+                        R"(dataflow_cache_hits_total{layer="lru",service="enrichment"} 0)",
+                        R"(dataflow_cache_entries{layer="lru",service="enrichment"} 0)",
+                        R"(dataflow_archive_objects_written_total{service="icestore"} 0)",
+                        R"(dataflow_archive_objects_written_total{service="dead-letters"} 0)",
+                        R"(dataflow_build_info{version="1.2.3"} 1)",
+                    });
+  for (const char* service : {"ingestion", "enrichment", "bigquery", "icestore", "dead-letters"}) {
+    ExpectLines(text,
+                {"dataflow_messages_received_total{service=\"" + std::string(service) + "\"} 0"});
+  }
+}
+
+// The values are the components' own, read at scrape time.
+TEST_F(PipelineMetricsTest, AReadingThroughThePipelineIsCountedByEachComponent) {
+  auto broker = mp::InProcessBroker::Create();
+  ASSERT_TRUE(broker->CreateTopic("mqtt-in").ok());
+  ASSERT_TRUE(broker->CreateSubscription("mqtt-in", "mqtt-in").ok());
+  auto pipeline = Pipeline::Build(
+      LocalConfig(), {.broker = broker, .ingestion_inputs = {{"ingestion", "mqtt-in"}}});
+  ASSERT_TRUE(pipeline.ok()) << pipeline.status();
+  ASSERT_TRUE((*pipeline)->Start().ok());
+  auto id =
+      broker->Publish("mqtt-in",
+                      {.payload = R"({"deviceId": "device-1", "temperature": 20, "humidity": 40})",
+                       .publish_time = mp::Clock::now()},
+                      {{"route_name", "telemetry"}, {"mqtt_topic", "devices/device-1/telemetry"}});
+  ASSERT_TRUE(id.ok()) << id.status();
+  // Stop drains every in-process topic upstream first: the reading is stored when it returns.
+  ASSERT_TRUE((*pipeline)->Stop(std::chrono::seconds(30)).ok());
+  const std::string text = (*pipeline)->telemetry().Render();
+  ExpectLines(text, {
+                        R"(dataflow_messages_processed_total{service="bigquery"} 1)",
+                        R"(dataflow_enrichment_enriched_total{service="enrichment"} 1)",
+                        R"(dataflow_cache_misses_total{layer="lru",service="enrichment"} 1)",
+                        R"(dataflow_archive_objects_written_total{service="icestore"} 1)",
+                        R"(dataflow_publish_latency_seconds_count{service="ingestion"} 1)",
+                    });
 }
 
 }  // namespace

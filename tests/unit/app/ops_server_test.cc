@@ -12,7 +12,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "metrics.h"
+#include "dataflow/metrics/service_families.h"
 
 namespace dataflow::app {
 namespace {
@@ -65,7 +65,7 @@ TEST(OpsServer, EndpointsOverHttpWithReadinessFlipping) {
   std::atomic<bool> consumer_connected{false};
   metrics::Telemetry telemetry;
   telemetry.AddCallback([](metrics::ScrapeWriter& out) {
-    WriteServiceMetrics(out, "enrichment", messagepipeline::ServiceMetrics{.received = 3});
+    metrics::WriteServiceMetrics(out, "enrichment", messagepipeline::ServiceMetrics{.received = 3});
   });
   auto server =
       OpsServer::Start(Loopback(), OpsProbes{

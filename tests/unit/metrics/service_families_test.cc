@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "dataflow_testing/metrics_fields.h"
+
 namespace dataflow::metrics {
 namespace {
 
@@ -33,6 +35,27 @@ TEST(ServiceFamilies, OutcomesConnectedAndPublishLatencyPerService) {
       has(R"(dataflow_publish_latency_seconds_bucket{service="enrichment",le="0.0025"} 0)"));
   EXPECT_TRUE(has(R"(dataflow_publish_latency_seconds_bucket{service="enrichment",le="0.005"} 1)"));
   EXPECT_TRUE(has(R"(dataflow_publish_latency_seconds_count{service="enrichment"} 1)"));
+}
+
+// When ServiceMetrics gains a field, the binding stops compiling: export the field
+// (service_families.cc, docs/operations.md) and add it here.
+TEST(ServiceFamilies, EveryServiceMetricsFieldIsExported) {
+  messagepipeline::ServiceMetrics service;
+  auto& [s1, s2, s3, s4, s5, s6, s7, s8, s9, s10] = service;
+  const auto values = testing::DistinctValues(s1, s2, s3, s4, s5, s6, s7, s8, s9, s10);
+  testing::ExpectEveryValueExported(
+      values, [&](ScrapeWriter& out) { WriteServiceMetrics(out, "s", service); });
+}
+
+TEST(ServiceFamilies, BuildInfoAndTheServiceLabel) {
+  Telemetry telemetry;
+  RegisterBuildInfo(telemetry, "1.2.3");
+  EXPECT_EQ(ServiceLabels("enrichment"), (Labels{{"service", "enrichment"}}));
+  EXPECT_EQ(telemetry.Render(),
+            R"(# HELP dataflow_build_info The running dataflow version; always 1.
+# TYPE dataflow_build_info gauge
+dataflow_build_info{version="1.2.3"} 1
+)");
 }
 
 }  // namespace

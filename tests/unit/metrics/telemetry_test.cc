@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -65,6 +67,80 @@ y 2
   telemetry.RemoveCallback(y);
   EXPECT_EQ(telemetry.Render().find("# TYPE y"), std::string::npos);
   EXPECT_EQ(telemetry.rejected(), 0u);
+}
+
+TEST(Telemetry, ARegistrationRemovesItsCallbackWhenItGoes) {
+  Telemetry telemetry;
+  Registration kept = telemetry.Register([](ScrapeWriter& out) { out.Gauge("kept", "K.", {}, 1); });
+  {
+    Registration scoped =
+        telemetry.Register([](ScrapeWriter& out) { out.Gauge("scoped", "S.", {}, 2); });
+    EXPECT_TRUE(scoped.active());
+    EXPECT_NE(telemetry.Render().find("scoped 2\n"), std::string::npos);
+  }
+  EXPECT_EQ(telemetry.Render().find("scoped"), std::string::npos);
+  // Moved: the callback stays until the new owner goes; assigning over it removes it.
+  Registration moved = std::move(kept);
+  EXPECT_FALSE(kept.active());  // NOLINT(bugprone-use-after-move): moved-from is empty
+  EXPECT_TRUE(moved.active());
+  EXPECT_NE(telemetry.Render().find("kept 1\n"), std::string::npos);
+  moved = telemetry.Register([](ScrapeWriter& out) { out.Gauge("other", "O.", {}, 3); });
+  const std::string text = telemetry.Render();
+  EXPECT_EQ(text.find("kept"), std::string::npos) << text;
+  EXPECT_NE(text.find("other 3\n"), std::string::npos) << text;
+  moved.Reset();
+  EXPECT_EQ(telemetry.Render(), "");
+}
+
+TEST(Telemetry, ARegistrationMayOutliveItsTelemetry) {
+  Registration registration;
+  {
+    Telemetry telemetry;
+    registration = telemetry.Register([](ScrapeWriter& out) { out.Gauge("g", "G.", {}, 1); });
+    EXPECT_TRUE(registration.active());
+  }
+  EXPECT_FALSE(registration.active());
+  registration.Reset();  // nothing left to remove, and no crash
+}
+
+// A callback that owns a component which registered itself: the Telemetry's destructor
+// destroys the callback, the component's Registration removes itself, and nothing deadlocks.
+TEST(Telemetry, ACallbackMayOwnAComponentHoldingARegistration) {
+  struct Component {
+    Registration registration;
+  };
+  auto telemetry = std::make_unique<Telemetry>();
+  auto component = std::make_shared<Component>();
+  component->registration =
+      telemetry->Register([](ScrapeWriter& out) { out.Gauge("component", "C.", {}, 1); });
+  telemetry->AddCallback([component](ScrapeWriter& out) { out.Gauge("owner", "O.", {}, 1); });
+  component.reset();
+  EXPECT_NE(telemetry->Render().find("component 1\n"), std::string::npos);
+  telemetry.reset();
+}
+
+// Removal waits for a scrape in progress: once the Registration is gone its callback is not
+// running, so the component it points at may go next.
+TEST(Telemetry, ARegistrationGoesOnlyOnceAScrapeUsingItEnded) {
+  Telemetry telemetry;
+  std::atomic<bool> in_callback{false};
+  std::atomic<bool> release{false};
+  std::atomic<bool> callback_done{false};
+  auto registration = std::make_unique<Registration>(telemetry.Register([&](ScrapeWriter& out) {
+    in_callback = true;
+    while (!release) std::this_thread::yield();
+    out.Gauge("slow", "S.", {}, 1);
+    callback_done = true;
+  }));
+  std::thread scrape([&] { (void)telemetry.Render(); });
+  while (!in_callback) std::this_thread::yield();
+  std::thread remove([&] {
+    registration.reset();
+    EXPECT_TRUE(callback_done.load());
+  });
+  release = true;
+  remove.join();
+  scrape.join();
 }
 
 TEST(Telemetry, LargeCountersKeepTheirDigits) {
