@@ -1,7 +1,8 @@
 // `dataflow schema` against the config reader.
 //
-// KeysMatchTheReader: the schema is a description separate from the reader (config_schema.h
-// says why), so this walks every mapping of the shipped and test configs alongside the
+// KeysMatchTheReader: the schema and the reader come from the same blocks (config_keys.h),
+// but a row written out (its own read and schema) or a block's gate and check can still make
+// them disagree, so this walks every mapping of the shipped and test configs alongside the
 // schema and asks the reader, at each one:
 //   - which keys it accepts: a probe key makes it list them ("unknown key (expected one of:
 //     …)"), and the list must be the schema object's properties (or, where the schema allows
