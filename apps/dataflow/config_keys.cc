@@ -44,6 +44,15 @@ ConfigKey<Spec> PolicyKey(const char* key, enrichment::FailurePolicy Spec::*memb
       doc);
 }
 
+// The services that publish: messages awaiting the publish's confirmation.
+template <typename Spec>
+ConfigKey<Spec> MaxInFlightKey() {
+  return IntKey("max_in_flight", &Spec::max_in_flight, 1, 1'000'000,
+                "publishes awaiting confirmation, at most; over in-process topics a publish is "
+                "confirmed once every sink stored the message, so this is the pipeline's "
+                "end-to-end window (docs/operations.md)");
+}
+
 // batch_size, flush_interval, flush_when_idle of the batching sinks.
 template <typename Spec>
 void AddBatchingKeys(KeyTable<Spec>& table, long long max_batch, const std::string& batch,
@@ -82,6 +91,7 @@ const KeyTable<IngestionConfig>& IngestionKeys() {
             "publishTime}) or raw (the MQTT bytes, attributes beside them)"),
     };
     AddCommonKeys(*t);
+    t->push_back(MaxInFlightKey<IngestionConfig>());
     return t;
   }();
   return *table;
@@ -101,6 +111,7 @@ const KeyTable<EnrichmentConfig>& EnrichmentKeys() {
                 "field; empty: none"),
     };
     AddCommonKeys(*t);
+    t->push_back(MaxInFlightKey<EnrichmentConfig>());
     return t;
   }();
   return *table;
