@@ -29,7 +29,6 @@ using yaml_config::Join;
 using yaml_config::kFromEnvironmentTag;
 using yaml_config::kWithheld;
 using yaml_config::Reader;
-using yaml_config::ReadSpec;
 using yaml_config::RejectCredentials;
 using yaml_config::Scrub;
 using yaml_config::SecurityWarnings;
@@ -49,29 +48,137 @@ std::vector<std::string> KindNames() {
   return names;
 }
 
-void ReadService(Reader& r, const YAML::Node& node, const std::string& path, ServiceConfig& out) {
-  const std::vector<std::string> names = KindNames();
-  std::vector<std::string> keys = names;
-  keys.insert(keys.begin(), "name");
-  if (!r.Map(node, path, keys)) return;
-  r.String(node, "name", path, out.name, true);
-  std::vector<std::string> kinds;
-  for (const std::string& k : names) {
-    if (node[k]) kinds.push_back(k);
-  }
-  if (kinds.size() != 1) {
-    r.Error(path, kinds.empty() ? "missing the service kind: one of " + absl::StrJoin(names, ", ")
-                                : "more than one service kind: " + absl::StrJoin(kinds, ", "));
-    return;
-  }
-  ForEachKind([&]<typename Spec>(std::in_place_type_t<Spec>) {
-    if (kinds.front() == Spec::kKind) {
-      ReadSpec(r, node[Spec::kKind], Join(path, Spec::kKind), out.spec.emplace<Spec>());
-    }
-  });
+std::size_t CountKinds(const YAML::Node& node) {
+  std::size_t n = 0;
+  for (const std::string& k : KindNames()) n += node[k] ? 1 : 0;
+  return n;
+}
+
+// A service: its name and exactly one kind's block.
+const Block<ServiceConfig>& ServiceBlock() {
+  static const auto* const block = [] {
+    auto* b = new Block<ServiceConfig>{
+        .description = "a service: its name and exactly one kind",
+        .keys = {TextKey("name", &ServiceConfig::name, "unique service name", true)},
+        .check =
+            [](Reader& r, const YAML::Node& node, const std::string& path, ServiceConfig&) {
+              const std::vector<std::string> names = KindNames();
+              std::vector<std::string> kinds;
+              for (const std::string& k : names) {
+                if (node[k]) kinds.push_back(k);
+              }
+              if (kinds.size() != 1) {
+                r.Error(path, kinds.empty()
+                                  ? "missing the service kind: one of " + absl::StrJoin(names, ", ")
+                                  : "more than one service kind: " + absl::StrJoin(kinds, ", "));
+              }
+            },
+    };
+    ForEachKind([&]<typename Spec>(std::in_place_type_t<Spec>) {
+      b->exactly_one.emplace_back(Spec::kKind);
+      ConfigKey<ServiceConfig> kind = BlockKey<ServiceConfig, Spec>(
+          Spec::kKind, [](ServiceConfig& s) -> Spec& { return s.spec.emplace<Spec>(); },
+          &KindBlock<Spec>, KindBlock<Spec>().description);
+      // Read only when it is the one kind given (check reports the others).
+      kind.read = [read = kind.read](Reader& r, const YAML::Node& node, const std::string& path,
+                                     ServiceConfig& out) {
+        if (CountKinds(node) == 1) read(r, node, path, out);
+      };
+      b->keys.push_back(std::move(kind));
+    });
+    return b;
+  }();
+  return *block;
+}
+
+// in_process.topics: names.
+ConfigKey<ProgramConfig> InProcessTopicsKey() {
+  const std::string doc = "in-process topic names; each needs a subscription";
+  return {
+      .key = "topics",
+      .type = "list of names",
+      .doc = doc,
+      .read =
+          [](Reader& r, const YAML::Node& ip, const std::string&, ProgramConfig& c) {
+            const YAML::Node topics = ip["topics"];
+            if (topics && !topics.IsSequence()) r.Error("in_process.topics", "expected a list");
+            for (std::size_t i = 0; topics && topics.IsSequence() && i < topics.size(); ++i) {
+              if (!topics[i].IsScalar() || topics[i].Scalar().empty()) {
+                r.Error(Index("in_process.topics", i), "expected a topic name");
+              } else {
+                c.in_process_topics.push_back(topics[i].Scalar());
+              }
+            }
+          },
+      .schema =
+          [doc](const ProgramConfig&) {
+            return schema_types::With(
+                {{"type", "array"},
+                 {"items",
+                  {{"type", nlohmann::json::array({"string", "number", "boolean"})},
+                   {"minLength", 1}}}},
+                doc);
+          },
+      .default_text = [](const ProgramConfig&) { return std::string(); },
+  };
+}
+
+using Subscription = std::pair<std::string, std::string>;  // name → topic
+const KeyTable<Subscription>& InProcessSubscriptionKeys() {
+  static const auto* const table = new KeyTable<Subscription>{
+      TextKey("name", &Subscription::first, "subscription name", true),
+      TextKey("topic", &Subscription::second, "an in_process.topics name", true),
+  };
+  return *table;
+}
+
+const Block<Subscription>& InProcessSubscriptionBlock() {
+  static const auto* const block = new Block<Subscription>{
+      .description = "an in-process subscription: gets every message of its topic",
+      .keys = InProcessSubscriptionKeys()};
+  return *block;
+}
+
+const Block<ProgramConfig>& InProcessBlock() {
+  static const auto* const block = new Block<ProgramConfig>{
+      .keys = {InProcessTopicsKey(),
+               ListKey("subscriptions", &ProgramConfig::in_process_subscriptions,
+                       &InProcessSubscriptionBlock, "{name, topic}")},
+  };
+  return *block;
+}
+
+ConfigKey<ProgramConfig> ServicesKey() {
+  const std::string doc = "the services, upstream first";
+  ConfigKey<ProgramConfig> k = ListKey("services", &ProgramConfig::services, &ServiceBlock, doc,
+                                       /*required=*/true, "missing (a list of services)");
+  k.type = "list of services";
+  // Each kind's section under its own name (`ingestion`, not `services[].ingestion`).
+  k.sections = [](const std::string&) {
+    return BlockReference(ServiceBlock(), "`services[]`", "");
+  };
+  return k;
 }
 
 }  // namespace
+
+const Block<ProgramConfig>& ProgramBlock() {
+  static const auto* const block = new Block<ProgramConfig>{
+      .description = "dataflow service config (docs/configuration.md)",
+      .keys = Rows(TopLevelKeys(),
+                   {
+                       BlockKey<ProgramConfig, ProgramConfig::Ops>(
+                           "ops", [](ProgramConfig & c) -> auto& { return c.ops; },
+                           &PlainBlock<ProgramConfig::Ops, &OpsKeys>,
+                           "the /healthz, /readyz, /metrics endpoint"),
+                       BlockKey<ProgramConfig, ProgramConfig>(
+                           "in_process", [](ProgramConfig & c) -> auto& { return c; },
+                           &InProcessBlock, "topics and subscriptions inside this process"),
+                       ServicesKey(),
+                   }),
+  };
+  return *block;
+}
 
 const char* ServiceConfig::kind() const {
   return std::visit([](const auto& s) { return std::decay_t<decltype(s)>::kKind; }, spec);
@@ -106,45 +213,7 @@ ConfigLoadResult ParseConfig(const std::string& yaml_text,
     }
     Reader r(errors, lookup, withheld);
     ProgramConfig& c = result.config;
-    if (!r.Map(root, "", KeyNames(TopLevelKeys(), {"ops", "in_process", "services"}))) {
-      return result;
-    }
-    ReadKeys(TopLevelKeys(), r, root, "", c);
-    if (const YAML::Node ops = root["ops"]; ops && r.Map(ops, "ops", KeyNames(OpsKeys()))) {
-      ReadKeys(OpsKeys(), r, ops, "ops", c.ops);
-    }
-    if (const YAML::Node ip = root["in_process"];
-        ip && r.Map(ip, "in_process", {"topics", "subscriptions"})) {
-      const YAML::Node topics = ip["topics"];
-      if (topics && !topics.IsSequence()) r.Error("in_process.topics", "expected a list");
-      for (std::size_t i = 0; topics && topics.IsSequence() && i < topics.size(); ++i) {
-        if (!topics[i].IsScalar() || topics[i].Scalar().empty()) {
-          r.Error(Index("in_process.topics", i), "expected a topic name");
-        } else {
-          c.in_process_topics.push_back(topics[i].Scalar());
-        }
-      }
-      const YAML::Node subs = ip["subscriptions"];
-      if (subs && !subs.IsSequence()) r.Error("in_process.subscriptions", "expected a list");
-      for (std::size_t i = 0; subs && subs.IsSequence() && i < subs.size(); ++i) {
-        const std::string p = Index("in_process.subscriptions", i);
-        if (!r.Map(subs[i], p, {"name", "topic"})) continue;
-        std::string name, topic;
-        r.String(subs[i], "name", p, name, true);
-        r.String(subs[i], "topic", p, topic, true);
-        c.in_process_subscriptions.emplace_back(name, topic);
-      }
-    }
-    const YAML::Node services = root["services"];
-    if (!services || !services.IsSequence() || services.size() == 0) {
-      r.Error("services", "missing (a list of services)");
-    } else {
-      for (std::size_t i = 0; i < services.size(); ++i) {
-        ServiceConfig s;
-        ReadService(r, services[i], Index("services", i), s);
-        c.services.push_back(std::move(s));
-      }
-    }
+    if (!ReadBlock(ProgramBlock(), r, root, "", c)) return result;
     if (errors.empty()) CheckWiring(c, errors);
     if (errors.empty()) SecurityWarnings(c, result.warnings);
     if (errors.empty()) {

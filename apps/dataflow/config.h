@@ -26,6 +26,7 @@
 #include "dataflow/bqstore/json_schema_rows.h"
 #include "dataflow/cache/redis_stub.h"
 #include "dataflow/enrichment/enricher.h"
+#include "dataflow/enrichment/enrichment_service.h"
 #include "dataflow/enrichment/keys.h"
 #include "dataflow/messagepipeline/environment.h"
 #include "dataflow/messagepipeline/message.h"
@@ -73,6 +74,8 @@ struct IngestionConfig {
   int workers = 5;
   // Deliveries before a message is given up on (dead-lettered, or dropped without a topic).
   int max_delivery_attempts = messagepipeline::kDefaultMaxDeliveryAttempts;
+  // Publishes awaiting confirmation at most (the library's default).
+  std::size_t max_in_flight = mqttconverter::IngestionServiceOptions{}.max_in_flight;
 };
 
 struct CacheChainConfig {
@@ -120,7 +123,10 @@ struct EnrichmentConfig {
   std::string dead_letter_topic;
   int workers = 5;
   // Deliveries before a message is given up on (dead-lettered, or dropped without a topic).
-  int max_delivery_attempts = messagepipeline::kDefaultMaxDeliveryAttempts;
+  int max_delivery_attempts =
+      messagepipeline::kDefaultMaxDeliveryAttempts;  // Publishes awaiting confirmation at most (the
+                                                     // library's default).
+  std::size_t max_in_flight = enrichment::EnrichmentServiceOptions{}.max_in_flight;
 };
 
 struct BigQueryConfig {

@@ -7,13 +7,6 @@ namespace {
 
 using mqttconverter::MqttClientOptions;
 
-template <typename Out>
-std::string Section(const std::string& title, const std::string& prefix, const KeyTable<Out>& table,
-                    const Out& defaults = {}) {
-  return "#### " + title + "\n\n| key | type | default | meaning |\n|---|---|---|---|\n" +
-         ReferenceRows(table, prefix, defaults) + "\n";
-}
-
 // dead_letter_topic, workers, max_delivery_attempts: every service kind has them.
 template <typename Spec>
 void AddCommonKeys(KeyTable<Spec>& table) {
@@ -49,6 +42,15 @@ ConfigKey<Spec> PolicyKey(const char* key, enrichment::FailurePolicy Spec::*memb
       [](yaml_config::Reader& r, const YAML::Node& n, const char* k, const std::string& path,
          enrichment::FailurePolicy& out) { r.Policy(n, k, path, out); },
       doc);
+}
+
+// The services that publish: messages awaiting the publish's confirmation.
+template <typename Spec>
+ConfigKey<Spec> MaxInFlightKey() {
+  return IntKey("max_in_flight", &Spec::max_in_flight, 1, 1'000'000,
+                "publishes awaiting confirmation, at most; over in-process topics a publish is "
+                "confirmed once every sink stored the message, so this is the pipeline's "
+                "end-to-end window (docs/operations.md)");
 }
 
 // batch_size, flush_interval, flush_when_idle of the batching sinks.
@@ -89,6 +91,7 @@ const KeyTable<IngestionConfig>& IngestionKeys() {
             "publishTime}) or raw (the MQTT bytes, attributes beside them)"),
     };
     AddCommonKeys(*t);
+    t->push_back(MaxInFlightKey<IngestionConfig>());
     return t;
   }();
   return *table;
@@ -108,6 +111,7 @@ const KeyTable<EnrichmentConfig>& EnrichmentKeys() {
                 "field; empty: none"),
     };
     AddCommonKeys(*t);
+    t->push_back(MaxInFlightKey<EnrichmentConfig>());
     return t;
   }();
   return *table;
@@ -204,6 +208,20 @@ const KeyTable<MqttClientOptions>& MqttKeys() {
              "largest MQTT packet accepted, in bytes"),
       IntKey("max_outstanding_bytes", &MqttClientOptions::max_outstanding_bytes, 1, 1LL << 40,
              "payload bytes received and not yet acked after which reading pauses"),
+      EnumKey<MqttClientOptions, mqttconverter::AckMode>(
+          "ack_mode", &MqttClientOptions::ack_mode, {"pipeline", "receipt"},
+          [](mqttconverter::AckMode m) { return std::string(mqttconverter::AckModeName(m)); },
+          [](yaml_config::Reader& r, const YAML::Node& n, const char* key, const std::string& path,
+             mqttconverter::AckMode& out) {
+            std::string mode;
+            r.String(n, key, path, mode);
+            if (!mode.empty() && !mqttconverter::ParseAckMode(mode, &out)) {
+              r.Error(yaml_config::Join(path, key),
+                      "expected pipeline or receipt, got " + r.Quote(mode));
+            }
+          },
+          "pipeline: PUBACK once the pipeline acked the message; receipt: on arrival",
+          /*env=*/true, /*any_case=*/true),
   };
   return *table;
 }
@@ -330,24 +348,10 @@ const KeyTable<IceStoreConfig::Local>& LocalKeys() {
 }
 
 std::string ConfigReference() {
-  std::string out;
-  out += Section("Top level", "", TopLevelKeys());
-  out += Section("`ops`", "ops.", OpsKeys());
-  out += Section("`source.pubsub`", "", PubsubSourceKeys());
-  out += Section("`ingestion`", "", IngestionKeys());
-  out += Section("`ingestion.mqtt`", "mqtt.", MqttKeys());
-  out += Section("`ingestion.mqtt.topic_mappings[]`", "", TopicMappingKeys());
-  out += Section("`enrichment`", "", EnrichmentKeys());
-  out += Section("`enrichment.cache.lru`", "cache.lru.", LruKeys());
-  out += Section("`enrichment.cache.redis`", "cache.redis.", RedisKeys());
-  out += Section("`enrichment.cache.firestore`", "cache.firestore.", FirestoreKeys());
-  out += Section("`bigquery`", "", BigQueryKeys());
-  out += Section("`bigquery.table`", "table.", BigQueryTableKeys());
-  out += Section("`bigquery.sqlite`", "sqlite.", SqliteKeys());
-  out += Section("`icestore`", "", IceStoreKeys());
-  out += Section("`icestore.gcs`", "gcs.", GcsKeys());
-  out += Section("`icestore.local`", "local.", LocalKeys());
-  return out;
+  // The file from the top, then the blocks the service kinds share and the columns of a
+  // bigquery schema.
+  return BlockReference(ProgramBlock(), "Top level", "") + BlockReference(SourceBlock(), "source") +
+         BlockReference(ColumnBlock(), "column");
 }
 
 }  // namespace dataflow::app

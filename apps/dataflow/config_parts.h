@@ -1,6 +1,5 @@
-// The pieces of ParseConfig (config.cc), one file per concern: the service kinds' blocks
-// (config_services.cc, config_enrichment.cc), the cross-service checks (config_checks.cc)
-// and the DATAFLOW__ overrides (config_env.cc).
+// The pieces of ParseConfig (config.cc) beside the blocks (config_keys.h): the
+// cross-service checks (config_checks.cc) and the DATAFLOW__ overrides (config_env.cc).
 #pragma once
 
 #include <yaml-cpp/yaml.h>
@@ -12,17 +11,6 @@
 #include "config_reader.h"
 
 namespace dataflow::app::yaml_config {
-
-// `source:` (pubsub or in_process) and `sink:` (pubsub, in_process or a map) under `parent`.
-void ReadSource(Reader& r, const YAML::Node& parent, const std::string& path, SourceConfig& out);
-void ReadTopicSink(Reader& r, const YAML::Node& parent, const std::string& path,
-                   TopicSinkConfig& out);
-
-// A service kind's block.
-void ReadSpec(Reader& r, const YAML::Node& node, const std::string& path, IngestionConfig& out);
-void ReadSpec(Reader& r, const YAML::Node& node, const std::string& path, EnrichmentConfig& out);
-void ReadSpec(Reader& r, const YAML::Node& node, const std::string& path, BigQueryConfig& out);
-void ReadSpec(Reader& r, const YAML::Node& node, const std::string& path, IceStoreConfig& out);
 
 // Checks that wiring refers to things that exist: in-process names, unique service names.
 void CheckWiring(const ProgramConfig& c, Errors& errors);

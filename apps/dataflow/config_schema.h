@@ -1,8 +1,9 @@
 // The JSON Schema of the config file (`dataflow schema`), for editors and CI linters.
 //
-// The scalar keys of most blocks come from the key tables the reader reads them with
-// (config_keys.h); the structure around them (sources, sinks, keys, columns, one-of rules) is
-// described here by hand. tests/unit/app/config_schema_test.cc holds the two together: at
+// Every block's schema comes from the block the reader reads it with (config_keys.h); only
+// the columns of a bigquery schema (read by bqstore::ColumnsFromJson) and the rule tying
+// create_pubsub_resources to the sources' topics are written here.
+// tests/unit/app/config_schema_test.cc holds the schema and the reader together: at
 // every mapping of a set of configs it asks the reader which keys it accepts and which it
 // requires, and compares with the schema (docs/configuration.md "JSON Schema").
 #pragma once

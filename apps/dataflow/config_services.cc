@@ -1,261 +1,314 @@
-#include <absl/strings/ascii.h>
-#include <absl/strings/str_join.h>
-#include <absl/strings/str_split.h>
+// The blocks of the ingestion, bigquery and icestore service kinds (config_keys.h).
 #include <yaml-cpp/yaml.h>
 
-#include <set>
 #include <string>
 #include <vector>
 
 #include "config_keys.h"
-#include "config_parts.h"
 #include "config_reader.h"
-#include "dataflow/messagepipeline/loopback.h"
 #include "yaml_json.h"
 
-namespace dataflow::app::yaml_config {
-
-void ReadSource(Reader& r, const YAML::Node& parent, const std::string& path, SourceConfig& out) {
-  const YAML::Node node = parent["source"];
-  const std::string at = Join(path, "source");
-  if (!node) {
-    r.Error(at, "missing (pubsub: {subscription: …} or in_process: {subscription: …})");
-    return;
-  }
-  if (!r.Map(node, at, {"pubsub", "in_process"})) return;
-  if (node["pubsub"] && node["in_process"]) {
-    r.Error(at, "give either pubsub or in_process, not both");
-    return;
-  }
-  if (const YAML::Node ps = node["pubsub"]) {
-    const std::string p = Join(at, "pubsub");
-    out.kind = SourceConfig::Kind::kPubsub;
-    if (!r.Map(ps, p, KeyNames(PubsubSourceKeys()))) return;
-    ReadKeys(PubsubSourceKeys(), r, ps, p, out);
-    if (out.ack_deadline < std::chrono::seconds(10) ||
-        out.ack_deadline > std::chrono::seconds(600)) {
-      r.Error(Join(p, "ack_deadline"), "must be between 10s and 600s (Pub/Sub's limits)");
-    }
-    if (out.max_stream_duration < std::chrono::seconds(1)) {
-      r.Error(Join(p, "max_stream_duration"), "must be at least 1s");
-    }
-  } else if (const YAML::Node ip = node["in_process"]) {
-    const std::string p = Join(at, "in_process");
-    out.kind = SourceConfig::Kind::kInProcess;
-    if (!r.Map(ip, p, {"subscription"})) return;
-    r.String(ip, "subscription", p, out.subscription, true);
-  } else {
-    r.Error(at, "missing pubsub or in_process");
-  }
-}
-
-// `sink: pubsub` / `sink: in_process`, or a map with a project: `sink: {pubsub: {project: p}}`.
-void ReadTopicSink(Reader& r, const YAML::Node& parent, const std::string& path,
-                   TopicSinkConfig& out) {
-  const YAML::Node node = parent["sink"];
-  const std::string at = Join(path, "sink");
-  if (!node) {
-    r.Error(at, "missing (pubsub or in_process)");
-    return;
-  }
-  if (node.IsScalar()) {
-    const std::string kind = node.Scalar();
-    if (kind == "pubsub") {
-      out.kind = TopicSinkConfig::Kind::kPubsub;
-    } else if (kind == "in_process") {
-      out.kind = TopicSinkConfig::Kind::kInProcess;
-    } else {
-      r.Error(at, "expected pubsub or in_process, got " + r.Quote(kind));
-    }
-    return;
-  }
-  if (!r.Map(node, at, {"pubsub", "in_process"})) return;
-  if (const YAML::Node ps = node["pubsub"]) {
-    out.kind = TopicSinkConfig::Kind::kPubsub;
-    if (ps.IsMap() && r.Map(ps, Join(at, "pubsub"), {"project"})) {
-      r.String(ps, "project", Join(at, "pubsub"), out.project);
-    }
-  } else {
-    out.kind = TopicSinkConfig::Kind::kInProcess;
-  }
-}
-
-void ReadSpec(Reader& r, const YAML::Node& node, const std::string& path, IngestionConfig& out) {
-  if (!r.Map(node, path, KeyNames(IngestionKeys(), {"mqtt", "sink", "routes"}))) {
-    return;
-  }
-  const YAML::Node mqtt = node["mqtt"];
-  const std::string m = Join(path, "mqtt");
-  if (!mqtt) {
-    r.Error(m, "missing");
-  } else if (r.Map(mqtt, m, KeyNames(MqttKeys(), {"ack_mode", "topic_mappings"}))) {
-    auto& c = out.mqtt;
-    ReadKeys(MqttKeys(), r, mqtt, m, c);
-    std::string ack_mode;
-    r.String(mqtt, "ack_mode", m, ack_mode);
-    if (!ack_mode.empty() && !mqttconverter::ParseAckMode(ack_mode, &c.ack_mode)) {
-      r.Error(Join(m, "ack_mode"), "expected pipeline or receipt, got " + r.Quote(ack_mode));
-    }
-    const YAML::Node maps = mqtt["topic_mappings"];
-    const std::string mp = Join(m, "topic_mappings");
-    if (!maps || !maps.IsSequence() || maps.size() == 0) {
-      r.Error(mp, "missing (a list of {name, topic, qos})");
-    } else {
-      for (std::size_t i = 0; i < maps.size(); ++i) {
-        const std::string ip = Index(mp, i);
-        if (!r.Map(maps[i], ip, KeyNames(TopicMappingKeys()))) continue;
-        mqttconverter::TopicMapping t;
-        ReadKeys(TopicMappingKeys(), r, maps[i], ip, t);
-        c.topic_mappings.push_back(std::move(t));
-      }
-    }
-    // What the library checks beyond presence (URL scheme, filters...), under this path.
-    if (auto s = mqttconverter::ValidateMqttClientOptions(c);
-        !s.ok() && !c.broker_url.empty() && !c.topic_mappings.empty()) {
-      r.Error(m, std::string(s.message()));
-    }
-  }
-  ReadTopicSink(r, node, path, out.sink);
-  const YAML::Node routes = node["routes"];
-  const std::string rp = Join(path, "routes");
-  if (!routes) {
-    r.Error(rp, "missing (route name: topic)");
-  } else if (!routes.IsMap()) {
-    r.Error(rp, "expected a mapping of route name to topic");
-  } else {
-    for (const auto& kv : routes) {
-      const auto route = kv.first.as<std::string>();
-      std::string topic;
-      r.String(routes, route.c_str(), rp, topic, true);
-      out.routes.emplace_back(route, topic);
-    }
-    for (const auto& t : out.mqtt.topic_mappings) {
-      bool mapped = false;
-      for (const auto& [route, topic] : out.routes) mapped |= route == t.name;
-      if (!mapped && !node["default_topic"]) {
-        r.Error(Join(rp, t.name), "missing: topic mapping " + r.Quote(t.name) +
-                                      " has no route and there is no default_topic");
-      }
-    }
-  }
-  ReadKeys(IngestionKeys(), r, node, path, out);
-}
-
+namespace dataflow::app {
 namespace {
 
-void ReadRowSchema(Reader& r, const YAML::Node& node, const std::string& path,
-                   BigQueryConfig& out) {
-  const YAML::Node schema = node["schema"];
-  const std::string at = Join(path, "schema");
-  if (schema && schema.IsScalar()) {
-    if (schema.Scalar() == "from_table") {
-      out.schema_from_table = true;
-    } else {
-      r.Error(at, "expected a list of columns or from_table");
-    }
-  } else if (schema && schema.IsSequence()) {
-    auto columns = bqstore::ColumnsFromJson(YamlToJson(schema));
-    if (columns.ok()) {
-      out.columns = *std::move(columns);
-    } else {
-      r.Error(at, std::string(columns.status().message()));
-    }
-  } else if (schema && !schema.IsNull()) {
-    r.Error(at, "expected a list of columns or from_table");
-  } else {
-    r.Error(at,
-            "required: a list of columns ({name, type, mode, source}) or from_table "
-            "(docs/bqstore.md)");
-  }
-  if (const YAML::Node sources = node["sources"]) {
-    if (!sources.IsMap()) {
-      r.Error(Join(path, "sources"), "expected a mapping of column name to source");
-    } else {
-      for (const auto& kv : sources) {
-        const std::string name = kv.first.as<std::string>();
-        if (!kv.second.IsScalar()) {
-          r.Error(Join(Join(path, "sources"), name), "expected a source");
-          continue;
-        }
-        if (auto s = bqstore::ParseColumnSource(kv.second.Scalar()); !s.ok()) {
-          r.Error(Join(Join(path, "sources"), name), std::string(s.status().message()));
-        }
-        out.sources[name] = kv.second.Scalar();
-      }
-    }
-    if (!out.schema_from_table) {
-      r.Error(Join(path, "sources"), "only with schema: from_table (give columns a source:)");
-    }
-  }
+using schema_types::Json;
+using schema_types::Ref;
+using schema_types::Text;
+using schema_types::With;
+using yaml_config::Join;
+using yaml_config::Reader;
+using yaml_config::RejectCredentials;
+
+const Block<mqttconverter::TopicMapping>& TopicMappingBlock() {
+  static const auto* const block = new Block<mqttconverter::TopicMapping>{
+      .description = "an MQTT topic filter and the route its messages take",
+      .keys = TopicMappingKeys()};
+  return *block;
+}
+
+const Block<mqttconverter::MqttClientOptions>& MqttBlock() {
+  using mqttconverter::MqttClientOptions;
+  static const auto* const block = new Block<MqttClientOptions>{
+      .keys =
+          Rows(MqttKeys(),
+               {ListKey("topic_mappings", &MqttClientOptions::topic_mappings, &TopicMappingBlock,
+                        "topic filters; the first matching filter names the route",
+                        /*required=*/true, "missing (a list of {name, topic, qos})")}),
+      .check =
+          [](Reader& r, const YAML::Node&, const std::string& path, MqttClientOptions& c) {
+            // What the library checks beyond presence (URL scheme, filters...), under this path.
+            if (auto s = mqttconverter::ValidateMqttClientOptions(c);
+                !s.ok() && !c.broker_url.empty() && !c.topic_mappings.empty()) {
+              r.Error(path, std::string(s.message()));
+            }
+          },
+  };
+  return *block;
+}
+
+// route name → topic, each topic mapping with a route unless default_topic is set.
+ConfigKey<IngestionConfig> RoutesKey() {
+  const std::string doc =
+      "route name → topic; every topic mapping needs a route unless default_topic is set "
+      "(checked by validate)";
+  return {
+      .key = "routes",
+      .type = "mapping of route name to topic",
+      .doc = doc,
+      .required = true,
+      .read =
+          [](Reader& r, const YAML::Node& node, const std::string& path, IngestionConfig& out) {
+            const YAML::Node routes = node["routes"];
+            const std::string rp = Join(path, "routes");
+            if (!routes) {
+              r.Error(rp, "missing (route name: topic)");
+              return;
+            }
+            if (!routes.IsMap()) {
+              r.Error(rp, "expected a mapping of route name to topic");
+              return;
+            }
+            for (const auto& kv : routes) {
+              const auto route = kv.first.as<std::string>();
+              std::string topic;
+              r.String(routes, route.c_str(), rp, topic, true);
+              out.routes.emplace_back(route, topic);
+            }
+            for (const auto& t : out.mqtt.topic_mappings) {
+              bool mapped = false;
+              for (const auto& [route, topic] : out.routes) mapped |= route == t.name;
+              if (!mapped && !node["default_topic"]) {
+                r.Error(Join(rp, t.name), "missing: topic mapping " + r.Quote(t.name) +
+                                              " has no route and there is no default_topic");
+              }
+            }
+          },
+      .schema =
+          [doc](const IngestionConfig&) {
+            return With({{"type", "object"},
+                         {"additionalProperties", Text("topic", nullptr, true)},
+                         {"propertyNames", {{"type", "string"}, {"minLength", 1}}}},
+                        doc);
+          },
+      .default_text = [](const IngestionConfig&) { return std::string(); },
+  };
+}
+
+// `schema:` a list of columns (read by bqstore::ColumnsFromJson), or from_table.
+ConfigKey<BigQueryConfig> RowSchemaKey() {
+  const std::string doc =
+      "the row schema: a list of columns, or from_table (BigQuery only); see docs/bqstore.md";
+  return {
+      .key = "schema",
+      .type = "list of columns \\| from_table",
+      .doc = doc + " and `column` below",
+      .required = true,
+      .read =
+          [](Reader& r, const YAML::Node& node, const std::string& path, BigQueryConfig& out) {
+            const YAML::Node schema = node["schema"];
+            const std::string at = Join(path, "schema");
+            if (schema && schema.IsScalar()) {
+              if (schema.Scalar() == "from_table") {
+                out.schema_from_table = true;
+              } else {
+                r.Error(at, "expected a list of columns or from_table");
+              }
+            } else if (schema && schema.IsSequence()) {
+              try {
+                auto columns = bqstore::ColumnsFromJson(YamlToJson(schema));
+                if (columns.ok()) {
+                  out.columns = *std::move(columns);
+                } else {
+                  r.Error(at, std::string(columns.status().message()));
+                }
+              } catch (const Json::exception&) {
+                // bqstore throws on some mistyped values (a mode that is not text); an error
+                // here, not a crash.
+                r.Error(at,
+                        "expected a list of columns ({name, type, mode, source}) with text "
+                        "names, types and modes");
+              }
+            } else if (schema && !schema.IsNull()) {
+              r.Error(at, "expected a list of columns or from_table");
+            } else {
+              r.Error(at,
+                      "required: a list of columns ({name, type, mode, source}) or from_table "
+                      "(docs/bqstore.md)");
+            }
+          },
+      .schema =
+          [doc](const BigQueryConfig&) {
+            return With({{"anyOf", Json::array({{{"const", "from_table"}},
+                                                {{"type", "array"},
+                                                 {"minItems", 1},
+                                                 {"items", Ref("#/definitions/column")}}})}},
+                        doc);
+          },
+      .default_text = [](const BigQueryConfig&) { return std::string(); },
+  };
+}
+
+ConfigKey<BigQueryConfig> ColumnSourcesKey() {
+  const std::string doc =
+      "with schema: from_table, column → source for columns not read from the payload field "
+      "of their name";
+  return {
+      .key = "sources",
+      .type = "mapping of column to source",
+      .doc = doc,
+      .read =
+          [](Reader& r, const YAML::Node& node, const std::string& path, BigQueryConfig& out) {
+            const YAML::Node sources = node["sources"];
+            if (!sources) return;
+            const std::string at = Join(path, "sources");
+            if (!sources.IsMap()) {
+              r.Error(at, "expected a mapping of column name to source");
+            } else {
+              for (const auto& kv : sources) {
+                const std::string name = kv.first.as<std::string>();
+                if (!kv.second.IsScalar()) {
+                  r.Error(Join(at, name), "expected a source");
+                  continue;
+                }
+                if (auto s = bqstore::ParseColumnSource(kv.second.Scalar()); !s.ok()) {
+                  r.Error(Join(at, name), std::string(s.status().message()));
+                }
+                out.sources[name] = kv.second.Scalar();
+              }
+            }
+            if (!out.schema_from_table) {
+              r.Error(at, "only with schema: from_table (give columns a source:)");
+            }
+          },
+      .schema =
+          [doc](const BigQueryConfig&) {
+            return With({{"type", "object"}, {"additionalProperties", {{"type", "string"}}}}, doc);
+          },
+      .default_text = [](const BigQueryConfig&) { return std::string(); },
+  };
+}
+
+const Block<BigQueryConfig::Table>& TableBlock() {
+  using Table = BigQueryConfig::Table;
+  static const auto* const block = new Block<Table>{
+      .keys = BigQueryTableKeys(),
+      .check =
+          [](Reader& r, const YAML::Node&, const std::string& path, Table& t) {
+            for (const auto& [key, value] : {std::pair{"rest_endpoint", &t.rest_endpoint},
+                                             std::pair{"grpc_endpoint", &t.grpc_endpoint}}) {
+              RejectCredentials(r, *value, Join(path, key),
+                                "Google credentials come from GOOGLE_APPLICATION_CREDENTIALS or "
+                                "the metadata server");
+            }
+          },
+  };
+  return *block;
+}
+
+const Block<BigQueryConfig::Sqlite>& SqliteBlock() {
+  return PlainBlock<BigQueryConfig::Sqlite, &SqliteKeys>();
+}
+const Block<IceStoreConfig::Gcs>& GcsBlock() { return PlainBlock<IceStoreConfig::Gcs, &GcsKeys>(); }
+const Block<IceStoreConfig::Local>& LocalBlock() {
+  return PlainBlock<IceStoreConfig::Local, &LocalKeys>();
 }
 
 }  // namespace
 
-void ReadSpec(Reader& r, const YAML::Node& node, const std::string& path, BigQueryConfig& out) {
-  if (!r.Map(node, path,
-             KeyNames(BigQueryKeys(), {"source", "table", "sqlite", "schema", "sources"}))) {
-    return;
-  }
-  ReadRowSchema(r, node, path, out);
-  ReadSource(r, node, path, out.source);
-  ReadKeys(BigQueryKeys(), r, node, path, out);
-  if (const YAML::Node t = node["table"]) {
-    const std::string p = Join(path, "table");
-    out.bigquery = BigQueryConfig::Table{};
-    if (r.Map(t, p, KeyNames(BigQueryTableKeys()))) {
-      ReadKeys(BigQueryTableKeys(), r, t, p, *out.bigquery);
-      for (const char* key : {"rest_endpoint", "grpc_endpoint"}) {
-        RejectCredentials(r,
-                          key == std::string("rest_endpoint") ? out.bigquery->rest_endpoint
-                                                              : out.bigquery->grpc_endpoint,
-                          Join(p, key),
-                          "Google credentials come from GOOGLE_APPLICATION_CREDENTIALS or the "
-                          "metadata server");
-      }
-    }
-  }
-  if (const YAML::Node s = node["sqlite"]) {
-    const std::string p = Join(path, "sqlite");
-    out.sqlite = BigQueryConfig::Sqlite{};
-    if (r.Map(s, p, KeyNames(SqliteKeys()))) ReadKeys(SqliteKeys(), r, s, p, *out.sqlite);
-  }
-  if (out.bigquery.has_value() == out.sqlite.has_value()) {
-    r.Error(path, "give exactly one sink: table (BigQuery) or sqlite");
-  }
-  if (out.schema_from_table && out.sqlite) {
-    r.Error(Join(path, "schema"), "from_table needs a BigQuery table; give SQLite a column list");
-  }
+const Block<IngestionConfig>& IngestionBlock() {
+  static const auto* const block = new Block<IngestionConfig>{
+      .description = "MQTT → topics",
+      .keys = Rows(IngestionKeys(),
+                   {
+                       BlockKey<IngestionConfig, mqttconverter::MqttClientOptions>(
+                           "mqtt", [](IngestionConfig & c) -> auto& { return c.mqtt; }, &MqttBlock,
+                           "the MQTT broker and subscriptions (docs/mqtt.md)", {.required = true}),
+                       SinkKey<IngestionConfig>(),
+                       RoutesKey(),  // after mqtt: each topic mapping needs a route
+                   }),
+      .read_first = {"mqtt", "sink", "routes"},
+  };
+  return *block;
 }
 
-void ReadSpec(Reader& r, const YAML::Node& node, const std::string& path, IceStoreConfig& out) {
-  if (!r.Map(node, path, KeyNames(IceStoreKeys(), {"source", "gcs", "local", "group_by"}))) {
-    return;
-  }
-  ReadSource(r, node, path, out.source);
-  ReadKeys(IceStoreKeys(), r, node, path, out);
-  if (const YAML::Node g = node["group_by"]) {
-    const std::string value = g.IsScalar() ? g.Scalar() : "";
-    if (value == "day_location") {
-      out.group_by = IceStoreConfig::GroupBy::kDayLocation;
-    } else if (value == "day") {
-      out.group_by = IceStoreConfig::GroupBy::kDay;
-    } else {
-      r.Error(Join(path, "group_by"), "expected day_location or day, got " + r.Quote(value));
-    }
-  }
-  if (const YAML::Node g = node["gcs"]) {
-    const std::string p = Join(path, "gcs");
-    out.gcs.emplace();
-    if (r.Map(g, p, KeyNames(GcsKeys()))) ReadKeys(GcsKeys(), r, g, p, *out.gcs);
-  }
-  if (const YAML::Node l = node["local"]) {
-    const std::string p = Join(path, "local");
-    out.local.emplace();
-    if (r.Map(l, p, KeyNames(LocalKeys()))) ReadKeys(LocalKeys(), r, l, p, *out.local);
-  }
-  if (out.gcs.has_value() == out.local.has_value()) {
-    r.Error(path, "give exactly one sink: gcs or local");
-  }
+const Block<BigQueryConfig>& BigQueryBlock() {
+  const Json from_table = {{"properties", {{"schema", {{"const", "from_table"}}}}},
+                           {"required", Json::array({"schema"})}};
+  static const auto* const block = new Block<BigQueryConfig>{
+      .description = "topic → warehouse (BigQuery or SQLite)",
+      .keys = Rows(BigQueryKeys(),
+                   {
+                       SourceKey<BigQueryConfig>(),
+                       OptionalBlockKey("table", &BigQueryConfig::bigquery, &TableBlock,
+                                        "a BigQuery table, written over the Storage Write API"),
+                       OptionalBlockKey("sqlite", &BigQueryConfig::sqlite, &SqliteBlock,
+                                        "the embedded warehouse"),
+                       RowSchemaKey(),
+                       ColumnSourcesKey(),
+                   }),
+      // sources after schema: only with from_table.
+      .read_first = {"schema", "sources", "source"},
+      .exactly_one = {"table", "sqlite"},
+      .extra_schema = {{"dependencies", {{"sources", from_table}}},
+                       {"if", from_table},
+                       {"then", {{"required", Json::array({"table"})}}}},
+      .check =
+          [](Reader& r, const YAML::Node&, const std::string& path, BigQueryConfig& out) {
+            if (out.bigquery.has_value() == out.sqlite.has_value()) {
+              r.Error(path, "give exactly one sink: table (BigQuery) or sqlite");
+            }
+            if (out.schema_from_table && out.sqlite) {
+              r.Error(Join(path, "schema"),
+                      "from_table needs a BigQuery table; give SQLite a column list");
+            }
+          },
+  };
+  return *block;
 }
 
-}  // namespace dataflow::app::yaml_config
+const Block<IceStoreConfig>& IceStoreBlock() {
+  using GroupBy = IceStoreConfig::GroupBy;
+  static const auto* const block = new Block<IceStoreConfig>{
+      .description = "topic → archive of gzip JSONL objects (GCS or a local directory)",
+      .keys = Rows(
+          IceStoreKeys(),
+          {
+              SourceKey<IceStoreConfig>(),
+              OptionalBlockKey("gcs", &IceStoreConfig::gcs, &GcsBlock, "Google Cloud Storage"),
+              OptionalBlockKey("local", &IceStoreConfig::local, &LocalBlock, "a local directory"),
+              EnumKey<IceStoreConfig, GroupBy>(
+                  "group_by", &IceStoreConfig::group_by, {"day_location", "day"},
+                  [](GroupBy g) {
+                    return std::string(g == GroupBy::kDay ? "day" : "day_location");
+                  },
+                  // Verbatim, no ${VAR}.
+                  [](Reader& r, const YAML::Node& n, const char* key, const std::string& path,
+                     GroupBy& out) {
+                    const YAML::Node g = n[key];
+                    if (!g) return;
+                    const std::string value = g.IsScalar() ? g.Scalar() : "";
+                    if (value == "day_location") {
+                      out = GroupBy::kDayLocation;
+                    } else if (value == "day") {
+                      out = GroupBy::kDay;
+                    } else {
+                      r.Error(Join(path, key),
+                              "expected day_location or day, got " + r.Quote(value));
+                    }
+                  },
+                  "object keys YYYY/MM/DD/<location>, or YYYY/MM/DD (day)",
+                  /*env=*/false),
+          }),
+      .read_first = {"source"},
+      .exactly_one = {"gcs", "local"},
+      .check =
+          [](Reader& r, const YAML::Node&, const std::string& path, IceStoreConfig& out) {
+            if (out.gcs.has_value() == out.local.has_value()) {
+              r.Error(path, "give exactly one sink: gcs or local");
+            }
+          },
+  };
+  return *block;
+}
+
+}  // namespace dataflow::app

@@ -1,4 +1,4 @@
-// docs/configuration.md's key tables are the config's key tables (config_keys.h): the section
+// docs/configuration.md's key tables are the config's blocks (config_keys.h): the section
 // between the config-reference markers must be what ConfigReference() renders. After changing
 // a table, regenerate the section with
 //   DATAFLOW_UPDATE_DOCS=1 build/dev/tests/unit/app/app_config_reference_test
@@ -15,7 +15,7 @@ namespace dataflow::app {
 namespace {
 
 constexpr const char* kBegin =
-    "<!-- config-reference:begin (generated from apps/dataflow/config_keys.cc; see "
+    "<!-- config-reference:begin (generated from apps/dataflow/config_keys.h's blocks; see "
     "tests/unit/app/config_reference_test.cc) -->\n";
 constexpr const char* kEnd = "<!-- config-reference:end -->";
 

@@ -1,7 +1,8 @@
 // `dataflow schema` against the config reader.
 //
-// KeysMatchTheReader: the schema is a description separate from the reader (config_schema.h
-// says why), so this walks every mapping of the shipped and test configs alongside the
+// KeysMatchTheReader: the schema and the reader come from the same blocks (config_keys.h),
+// but a row written out (its own read and schema) or a block's gate and check can still make
+// them disagree, so this walks every mapping of the shipped and test configs alongside the
 // schema and asks the reader, at each one:
 //   - which keys it accepts: a probe key makes it list them ("unknown key (expected one of:
 //     …)"), and the list must be the schema object's properties (or, where the schema allows
@@ -31,6 +32,7 @@
 #include <vector>
 
 #include "config.h"
+#include "config_keys.h"
 #include "dataflow_testing/server_process.h"
 
 namespace dataflow::app {
@@ -297,6 +299,18 @@ TEST(ConfigSchemaTest, DefaultsAreTheReaders) {
   EXPECT_EQ(schema["properties"]["ops"]["properties"]["port"]["default"], 9464);
   EXPECT_EQ(schema["properties"]["log_level"]["default"], "info");
   EXPECT_EQ(schema["$schema"], "http://json-schema.org/draft-07/schema#");
+}
+
+TEST(ConfigSchemaTest, ColumnKeysAreTheOnesBqstoreReads) {
+  // The column table (config_columns.cc) only describes: bqstore::ColumnsFromJson reads the
+  // keys and names the ones it takes when it meets another.
+  auto parsed = bqstore::ColumnsFromJson(Json::array({{{kProbe, 1}}}));
+  ASSERT_FALSE(parsed.ok());
+  const std::string message(parsed.status().message());
+  std::string keys;
+  for (const auto& k : ColumnBlock().keys) keys += (keys.empty() ? "" : ", ") + k.key;
+  EXPECT_NE(message.find("(expected one of: " + keys + ")"), std::string::npos)
+      << message << "\nthe column table lists: " << keys;
 }
 
 TEST(ConfigSchemaTest, AjvAgreesWithValidate) {

@@ -98,7 +98,21 @@ TEST(ConfigTest, ParsesAServiceWithItsDefaults) {
   EXPECT_EQ(e.on_not_found, enrichment::FailurePolicy::kSkip);
   EXPECT_EQ(e.on_error, enrichment::FailurePolicy::kNack);  // the program's default
   EXPECT_EQ(e.workers, 5);
+  EXPECT_EQ(e.max_in_flight, enrichment::EnrichmentServiceOptions{}.max_in_flight);
   EXPECT_EQ(r.config.shutdown_timeout, std::chrono::seconds(30));
+}
+
+TEST(ConfigTest, MaxInFlightIsReadWithinItsRange) {
+  std::string yaml = kEnrichment;
+  yaml += "      max_in_flight: 250\n";
+  auto r = Parse(yaml);
+  ASSERT_THAT(Errors(r), IsEmpty());
+  EXPECT_EQ(std::get<EnrichmentConfig>(r.config.services[0].spec).max_in_flight, 250u);
+  yaml = kEnrichment;
+  yaml += "      max_in_flight: 0\n";
+  EXPECT_THAT(Errors(Parse(yaml)),
+              ElementsAre("services[0].enrichment.max_in_flight: must be between 1 and 1000000, "
+                          "got 0"));
 }
 
 // kEnrichment with its `key:` line replaced.
