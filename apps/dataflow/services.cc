@@ -32,6 +32,7 @@ absl::StatusOr<ServiceParts> BuildService(const std::string& name, const Ingesti
       .default_topic = c.default_topic,
       .payload_format = c.payload_format,
       .num_workers = c.workers,
+      .max_in_flight = c.max_in_flight,
       .max_delivery_attempts = c.max_delivery_attempts};
   for (const auto& [route, topic] : c.routes) {
     options.route_topics[route] = topic;

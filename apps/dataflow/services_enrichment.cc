@@ -66,6 +66,7 @@ absl::StatusOr<std::shared_ptr<enrichment::EnrichmentService>> NewEnrichmentServ
        .num_workers = c.workers,
        .dead_letter = std::move(dead_letter),
        .max_delivery_attempts = c.max_delivery_attempts,
+       .max_in_flight = c.max_in_flight,
        .input_format = c.input_format},
       std::move(consumer), std::move(enricher), mp::PublishEnvelope(std::move(publisher), c.topic));
   if (!service.ok()) return service.status();
