@@ -114,19 +114,11 @@ ConfigKey<BigQueryConfig> RowSchemaKey() {
                 r.Error(at, "expected a list of columns or from_table");
               }
             } else if (schema && schema.IsSequence()) {
-              try {
-                auto columns = bqstore::ColumnsFromJson(YamlToJson(schema));
-                if (columns.ok()) {
-                  out.columns = *std::move(columns);
-                } else {
-                  r.Error(at, std::string(columns.status().message()));
-                }
-              } catch (const Json::exception&) {
-                // bqstore throws on some mistyped values (a mode that is not text); an error
-                // here, not a crash.
-                r.Error(at,
-                        "expected a list of columns ({name, type, mode, source}) with text "
-                        "names, types and modes");
+              auto columns = bqstore::ColumnsFromJson(YamlToJson(schema));
+              if (columns.ok()) {
+                out.columns = *std::move(columns);
+              } else {
+                r.Error(at, std::string(columns.status().message()));
               }
             } else if (schema && !schema.IsNull()) {
               r.Error(at, "expected a list of columns or from_table");

@@ -246,7 +246,12 @@ absl::StatusOr<TableSchema> SchemaFromJson(const nlohmann::json& json) {
     auto type = ParseFieldType(f["type"].get<std::string>());
     if (!type.ok()) return type.status();
     field.type = *type;
-    auto mode = ParseFieldMode(f.value("mode", std::string()));
+    const nlohmann::json mode_json = f.value("mode", nlohmann::json());
+    if (!mode_json.is_null() && !mode_json.is_string()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("schema field ", field.name, ": \"mode\" must be a string"));
+    }
+    auto mode = ParseFieldMode(mode_json.is_string() ? mode_json.get<std::string>() : "");
     if (!mode.ok()) return mode.status();
     field.mode = *mode;
     if (field.type == FieldType::kRecord) {

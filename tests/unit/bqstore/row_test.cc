@@ -110,6 +110,15 @@ TEST(SchemaTest, FromJsonRejectsBadInput) {
   auto bad_type = SchemaFromJson({{"fields", {{{"name", "x"}, {"type", "INTERVAL"}}}}});
   EXPECT_EQ(bad_type.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad_type.status().message().find("INTERVAL"), std::string::npos);
+  // A mode that is not text (outside data: a config, or a table's REST schema) is an error,
+  // not a thrown json type_error.
+  for (const nlohmann::json& mode :
+       {nlohmann::json::array({"REQUIRED"}), nlohmann::json(-1), nlohmann::json::object()}) {
+    auto bad_mode =
+        SchemaFromJson({{"fields", {{{"name", "x"}, {"type", "STRING"}, {"mode", mode}}}}});
+    EXPECT_EQ(bad_mode.status().code(), absl::StatusCode::kInvalidArgument) << mode;
+    EXPECT_NE(bad_mode.status().message().find("\"mode\" must be a string"), std::string::npos);
+  }
 }
 
 TEST(SchemaTest, CompatibilityNamesMismatchingFields) {
