@@ -36,9 +36,12 @@ StreamCore::StreamCore(StreamCoreOptions options, std::shared_ptr<MessageConsume
 }
 
 absl::Status StreamCore::Start(std::function<void(Message&)> handle) {
-  handle_ = std::move(handle);
+  // Held by the hooks, not a member: a second Start() (FailedPrecondition) must not replace
+  // what running workers call.
   WorkerPool::Hooks hooks{
-      .handle_batch = [this](std::span<Message> batch) { pool_.ForEach(batch, handle_); }};
+      .handle_batch = [this, handle = std::move(handle)](std::span<Message> batch) {
+        pool_.ForEach(batch, handle);
+      }};
   if (settler_) {
     hooks.tail = [this] { settler_->Run(); };
     hooks.on_workers_done = [this] { settler_->Close(); };

@@ -54,7 +54,6 @@ class StreamCore {
   InFlightSettler* settler() { return settler_.get(); }
 
  private:
-  std::function<void(Message&)> handle_;
   ServiceCounters counters_;
   DeliveryPolicy policy_;
   std::unique_ptr<InFlightSettler> settler_;
