@@ -16,6 +16,7 @@
 #include "dataflow/messagepipeline/log_format.h"
 #include "dataflow/messagepipeline/logging.h"
 #include "dataflow/messagepipeline/service.h"
+#include "dataflow/metrics/in_process_families.h"
 #include "dataflow/metrics/service_families.h"
 #include "dataflow/version.h"
 #include "ops_server.h"
@@ -55,6 +56,7 @@ absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Build(const ProgramConfig& c
                                                           PipelineHooks hooks) {
   auto impl = std::make_unique<Impl>();
   impl->broker = hooks.broker ? std::move(hooks.broker) : mp::InProcessBroker::Create();
+  metrics::AddInProcessBrokerFamilies(impl->telemetry, impl->broker);
   for (const auto& topic : config.in_process_topics) {
     if (auto s = impl->broker->CreateTopic(topic); !s.ok()) {
       return mp::Annotate(s, "in_process.topics");

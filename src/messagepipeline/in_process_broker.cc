@@ -323,4 +323,21 @@ absl::StatusOr<SubscriptionStats> InProcessBroker::Stats(std::string_view subscr
   return s->second->Stats();
 }
 
+std::vector<InProcessBroker::SubscriptionInfo> InProcessBroker::Subscriptions() const {
+  std::lock_guard lock(mu_);
+  std::vector<SubscriptionInfo> out;
+  out.reserve(subscriptions_.size());
+  for (const auto& [name, subscription] : subscriptions_) {
+    SubscriptionInfo info{.name = name, .stats = subscription->Stats()};
+    // Subscriptions do not know their topic; a pipeline has a handful of each.
+    for (const auto& [topic, subs] : topics_) {
+      if (std::find(subs.begin(), subs.end(), subscription) != subs.end()) info.topic = topic;
+    }
+    out.push_back(std::move(info));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const SubscriptionInfo& a, const SubscriptionInfo& b) { return a.name < b.name; });
+  return out;
+}
+
 }  // namespace dataflow::messagepipeline

@@ -92,6 +92,11 @@ TEST(OpsE2ETest, JsonLogsPromtoolCleanMetricsAndExitZeroOnSigterm) {
   EXPECT_TRUE(families.contains("dataflow_mqtt_left_with_broker_total")) << metrics;
   EXPECT_TRUE(families.contains("dataflow_ingestion_rejected_total")) << metrics;
   EXPECT_TRUE(families.contains("dataflow_archive_objects_written_total")) << metrics;
+  EXPECT_NE(
+      metrics.find(
+          R"(dataflow_in_process_pending_messages{subscription="raw-enrichment",topic="raw"})"),
+      std::string::npos)
+      << metrics;
   for (const auto& family : families) {
     EXPECT_NE(doc.str().find("`" + family), std::string::npos)
         << family << " is served on /metrics but not documented in docs/operations.md";

@@ -108,6 +108,13 @@ class InProcessBroker : public std::enable_shared_from_this<InProcessBroker> {
   // Topics that exist without any subscription (a publish to them fails).
   [[nodiscard]] std::vector<std::string> TopicsWithoutSubscriptions() const;
   absl::StatusOr<SubscriptionStats> Stats(std::string_view subscription) const;
+  // Every subscription, sorted by name, with its topic and stats (for metrics and tools).
+  struct SubscriptionInfo {
+    std::string name;
+    std::string topic;
+    SubscriptionStats stats;
+  };
+  [[nodiscard]] std::vector<SubscriptionInfo> Subscriptions() const;
 
  private:
   explicit InProcessBroker(InProcessBrokerOptions options) : options_(options) {}
