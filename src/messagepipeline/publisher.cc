@@ -11,20 +11,22 @@ std::future<absl::StatusOr<std::string>> MessagePublisher::Publish(const std::st
   return future;
 }
 
+OutgoingMessage EnvelopeMessage(const Message& message, const MessagePublisher& publisher) {
+  return OutgoingMessage{
+      .payload = EncodeMessageData(message.data),
+      .attributes = message.attributes,
+      .ordering_key = message.ordering_key,
+      .envelope =
+          publisher.TakesEnvelopes() ? std::make_shared<const MessageData>(message.data) : nullptr,
+  };
+}
+
 AsyncMessageProcessor PublishEnvelope(std::shared_ptr<MessagePublisher> publisher,
                                       std::string topic) {
   return [publisher = std::move(publisher), topic = std::move(topic)](Message& message,
                                                                       Completion done) {
     publisher->PublishAsync(
-        topic,
-        OutgoingMessage{
-            .payload = EncodeMessageData(message.data),
-            .attributes = message.attributes,
-            .ordering_key = message.ordering_key,
-            .envelope = publisher->TakesEnvelopes()
-                            ? std::make_shared<const MessageData>(message.data)
-                            : nullptr,
-        },
+        topic, EnvelopeMessage(message, *publisher),
         [done = std::move(done)](const absl::StatusOr<std::string>& id) { done(id.status()); });
   };
 }

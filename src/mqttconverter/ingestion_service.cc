@@ -75,16 +75,12 @@ TransformResult<RoutedMessage> IngestionService::Route(const Message& m) {
     }
     return messagepipeline::Skip<RoutedMessage>();
   }
-  out.message.attributes = m.attributes;
-  out.message.ordering_key = m.ordering_key;
   if (options_.payload_format == PayloadFormat::kEnvelope) {
-    out.message.payload = messagepipeline::EncodeMessageData(m.data);
     // An in-process next hop takes the data as is instead of parsing the envelope back.
-    if (publisher_->TakesEnvelopes()) {
-      out.message.envelope = std::make_shared<const messagepipeline::MessageData>(m.data);
-    }
+    out.message = messagepipeline::EnvelopeMessage(m, *publisher_);
   } else {
-    out.message.payload = m.data.payload;
+    out.message = {
+        .payload = m.data.payload, .attributes = m.attributes, .ordering_key = m.ordering_key};
   }
   return std::optional<RoutedMessage>(std::move(out));
 }

@@ -42,11 +42,15 @@ class MessagePublisher {
   virtual std::future<absl::StatusOr<std::string>> Publish(const std::string& topic,
                                                            OutgoingMessage message);
   // Whether PublishAsync uses OutgoingMessage::envelope (the in-process publisher does);
-  // PublishEnvelope builds one only for a publisher that does.
+  // EnvelopeMessage attaches one only for a publisher that does.
   [[nodiscard]] virtual bool TakesEnvelopes() const { return false; }
   // Sends whatever is batched and waits for it; publishes issued after Stop() fail.
   virtual absl::Status Stop(Deadline deadline) = 0;
 };
+
+// `message`'s MessageData as the JSON envelope (with its enrichment data), with its attributes
+// and ordering key; the decoded data rides along for a `publisher` that TakesEnvelopes().
+OutgoingMessage EnvelopeMessage(const Message& message, const MessagePublisher& publisher);
 
 // A processor that publishes the message's MessageData as the JSON envelope (with its
 // enrichment data), keeping its attributes and ordering key, to `topic`, and completes with
