@@ -71,11 +71,11 @@ struct IngestionConfig {
   // Messages that can never succeed are parked here (same transport as the service's input);
   // empty: they are logged, counted as dropped and acked.
   std::string dead_letter_topic;
-  int workers = 5;
+  int workers = messagepipeline::ServiceOptions{}.num_workers;
   // Deliveries before a message is given up on (dead-lettered, or dropped without a topic).
   int max_delivery_attempts = messagepipeline::kDefaultMaxDeliveryAttempts;
   // Publishes awaiting confirmation at most (the library's default).
-  std::size_t max_in_flight = mqttconverter::IngestionServiceOptions{}.max_in_flight;
+  std::size_t max_in_flight = mqttconverter::IngestionServiceOptions{}.in_flight.max_messages;
 };
 
 struct CacheChainConfig {
@@ -121,12 +121,11 @@ struct EnrichmentConfig {
   // Messages that can never succeed are parked here (same transport as the service's input);
   // empty: they are logged, counted as dropped and acked.
   std::string dead_letter_topic;
-  int workers = 5;
+  int workers = messagepipeline::ServiceOptions{}.num_workers;
   // Deliveries before a message is given up on (dead-lettered, or dropped without a topic).
-  int max_delivery_attempts =
-      messagepipeline::kDefaultMaxDeliveryAttempts;  // Publishes awaiting confirmation at most (the
-                                                     // library's default).
-  std::size_t max_in_flight = enrichment::EnrichmentServiceOptions{}.max_in_flight;
+  int max_delivery_attempts = messagepipeline::kDefaultMaxDeliveryAttempts;
+  // Publishes awaiting confirmation at most (the library's default).
+  std::size_t max_in_flight = enrichment::EnrichmentServiceOptions{}.in_flight.max_messages;
 };
 
 struct BigQueryConfig {
@@ -163,7 +162,7 @@ struct BigQueryConfig {
   // Messages that can never succeed are parked here (same transport as the service's input);
   // empty: they are logged, counted as dropped and acked.
   std::string dead_letter_topic;
-  int workers = 5;
+  int workers = messagepipeline::ServiceOptions{}.num_workers;
   // Deliveries before a message is given up on (dead-lettered, or dropped without a topic).
   int max_delivery_attempts = messagepipeline::kDefaultMaxDeliveryAttempts;
 };
@@ -193,7 +192,7 @@ struct IceStoreConfig {
   // Messages that can never succeed are parked here (same transport as the service's input);
   // empty: they are logged, counted as dropped and acked.
   std::string dead_letter_topic;
-  int workers = 5;
+  int workers = messagepipeline::ServiceOptions{}.num_workers;
   // Deliveries before a message is given up on (dead-lettered, or dropped without a topic).
   int max_delivery_attempts = messagepipeline::kDefaultMaxDeliveryAttempts;
 };

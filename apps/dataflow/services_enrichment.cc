@@ -62,11 +62,8 @@ absl::StatusOr<std::shared_ptr<enrichment::EnrichmentService>> NewEnrichmentServ
     std::shared_ptr<mp::MessagePublisher> publisher,
     std::shared_ptr<mp::MessageConsumer> consumer) {
   auto service = enrichment::EnrichmentService::CreateAsync(
-      {.name = name,
-       .num_workers = c.workers,
-       .dead_letter = std::move(dead_letter),
-       .max_delivery_attempts = c.max_delivery_attempts,
-       .max_in_flight = c.max_in_flight,
+      {.common = CommonOptions(name, c, std::move(dead_letter)),
+       .in_flight = {.max_messages = c.max_in_flight},
        .input_format = c.input_format},
       std::move(consumer), std::move(enricher), mp::PublishEnvelope(std::move(publisher), c.topic));
   if (!service.ok()) return service.status();
