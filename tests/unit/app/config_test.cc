@@ -98,7 +98,7 @@ TEST(ConfigTest, ParsesAServiceWithItsDefaults) {
   EXPECT_EQ(e.on_not_found, enrichment::FailurePolicy::kSkip);
   EXPECT_EQ(e.on_error, enrichment::FailurePolicy::kNack);  // the program's default
   EXPECT_EQ(e.workers, 5);
-  EXPECT_EQ(e.max_in_flight, enrichment::EnrichmentServiceOptions{}.max_in_flight);
+  EXPECT_EQ(e.max_in_flight, enrichment::EnrichmentServiceOptions{}.in_flight.max_messages);
   EXPECT_EQ(r.config.shutdown_timeout, std::chrono::seconds(30));
 }
 
