@@ -26,7 +26,7 @@ absl::StatusOr<ServiceParts> BuildService(const std::string& name, const Ingesti
   ServiceParts parts = NewParts(name, IngestionConfig::kKind);
   std::vector<std::string> topics{c.default_topic};
   mqttconverter::IngestionServiceOptions options{
-      .common = CommonOptions(name, c, nullptr),
+      .common = CommonOptions(name, c.common, nullptr),
       .unmapped = c.default_topic.empty() ? mqttconverter::UnmappedRoutePolicy::kReject
                                           : mqttconverter::UnmappedRoutePolicy::kDefaultTopic,
       .default_topic = c.default_topic,
@@ -37,8 +37,8 @@ absl::StatusOr<ServiceParts> BuildService(const std::string& name, const Ingesti
     topics.push_back(topic);
   }
   // Dead letters go where the service publishes: MQTT has no dead-letter topics.
-  auto dead =
-      context.DeadLetters(BackendName(c.sink.kind), c.sink.project, c.dead_letter_topic, parts);
+  auto dead = context.DeadLetters(BackendName(c.sink.kind), c.sink.project,
+                                  c.common.dead_letter_topic, parts);
   if (!dead.ok()) return dead.status();
   options.common.dead_letter = *dead;
   auto publisher = context.Publisher(c.sink, topics, parts);
@@ -72,12 +72,12 @@ absl::StatusOr<ServiceParts> BuildService(const std::string& name, const BigQuer
   }
   auto transformer =
       bqstore::RowInputTransformer({.input_format = c.input_format, .parse_payload = payload});
-  auto dead =
-      context.DeadLetters(BackendName(c.source.kind), c.source.project, c.dead_letter_topic, parts);
+  auto dead = context.DeadLetters(BackendName(c.source.kind), c.source.project,
+                                  c.common.dead_letter_topic, parts);
   if (!dead.ok()) return dead.status();
   if (auto s = context.Consume(c.source, parts); !s.ok()) return s;
   auto service = bqstore::NewBigQueryService<bqstore::RowInput>(
-      {.common = CommonOptions(name, c, *dead),
+      {.common = CommonOptions(name, c.common, *dead),
        .batch_size = c.batch_size,
        .flush_interval = c.flush_interval,
        .flush_when_idle = c.flush_when_idle},
@@ -93,11 +93,11 @@ absl::StatusOr<ServiceParts> BuildService(const std::string& name, const IceStor
   ServiceParts parts = NewParts(name, IceStoreConfig::kKind);
   auto uploader = context.backends.archives.Create(ArchiveBackendName(c), c);
   if (!uploader.ok()) return uploader.status();
-  auto dead =
-      context.DeadLetters(BackendName(c.source.kind), c.source.project, c.dead_letter_topic, parts);
+  auto dead = context.DeadLetters(BackendName(c.source.kind), c.source.project,
+                                  c.common.dead_letter_topic, parts);
   if (!dead.ok()) return dead.status();
   if (auto s = context.Consume(c.source, parts); !s.ok()) return s;
-  icestore::IceStorageServiceOptions options{.common = CommonOptions(name, c, *dead),
+  icestore::IceStorageServiceOptions options{.common = CommonOptions(name, c.common, *dead),
                                              .flush_when_idle = c.flush_when_idle};
   options.batcher.batch_size = c.batch_size;
   options.batcher.flush_interval = c.flush_interval;

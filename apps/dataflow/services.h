@@ -14,10 +14,9 @@
 namespace dataflow::app {
 
 // The library's options every service has, from the keys every kind's config block has
-// (workers, max_delivery_attempts; dead_letter_topic resolved to `dead_letter` by the caller).
-template <typename Spec>
-messagepipeline::ServiceOptions CommonOptions(
-    const std::string& name, const Spec& c,
+// (dead_letter_topic resolved to `dead_letter` by the caller).
+inline messagepipeline::ServiceOptions CommonOptions(
+    const std::string& name, const ServiceCommonConfig& c,
     std::shared_ptr<messagepipeline::DeadLetterSink> dead_letter) {
   return {.name = name,
           .num_workers = c.workers,

@@ -257,7 +257,7 @@ TEST(IngestionServiceTest, RejectsBadOptions) {
   cases.push_back({{.route_topics = {{"a", ""}}, .default_topic = "d"}, publisher, "empty topic"});
   cases.push_back({{.route_topics = {{"", "t"}}, .default_topic = "d"}, publisher, "empty route"});
   cases.push_back({{.unmapped = UnmappedRoutePolicy::kReject}, publisher, "nothing would pass"});
-  cases.push_back({{.default_topic = "d"}, nullptr, "publisher is null"});
+  cases.push_back({{.default_topic = "d"}, nullptr, "mqtt-ingestion: publisher is null"});
   cases.push_back({{.common = {.num_workers = 0}, .default_topic = "d"}, publisher, "num_workers"});
   cases.push_back({{.common = {.max_delivery_attempts = -1}, .default_topic = "d"},
                    publisher,

@@ -322,7 +322,8 @@ TEST(BigQueryServiceFactoryTest, ValidatesArguments) {
   ASSERT_TRUE(consumer.ok());
   auto no_inserter = NewBigQueryService<Reading>({}, *consumer, ParseReading, nullptr);
   EXPECT_EQ(no_inserter.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(no_inserter.status().message().find("inserter is null"), std::string::npos);
+  // An empty name is BatchingService's default.
+  EXPECT_EQ(no_inserter.status().message(), "batching-service: inserter is null");
   auto zero_batch = NewBigQueryService<Reading>({.batch_size = 0}, *consumer, ParseReading,
                                                 std::make_shared<FakeInserter>());
   EXPECT_EQ(zero_batch.status().code(), absl::StatusCode::kInvalidArgument);

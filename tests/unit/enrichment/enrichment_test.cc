@@ -218,6 +218,9 @@ TEST_F(EnrichmentServiceTest, FactoryRejectsNulls) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(EnrichmentService::Create({}, consumer, enricher, nullptr).status().code(),
             absl::StatusCode::kInvalidArgument);
+  // An empty name is the kind's default.
+  EXPECT_EQ(EnrichmentService::Create({}, consumer, nullptr, nullptr).status().message(),
+            "enrichment: enricher is null");
   EXPECT_EQ(EnrichmentService::CreateAsync({}, nullptr, enricher,
                                            mp::PublishEnvelope(broker_->NewPublisher(), "x"))
                 .status()

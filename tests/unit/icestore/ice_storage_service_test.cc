@@ -110,7 +110,9 @@ class SwitchableUploader : public DataUploader {
 
 TEST(IceStorageService, CreateValidates) {
   Fixture f("validate");
-  EXPECT_FALSE(IceStorageService::Create({}, nullptr, f.local).ok());
+  auto no_consumer = IceStorageService::Create({}, nullptr, f.local);
+  // An empty name is the kind's default.
+  EXPECT_EQ(no_consumer.status().message(), "icestore: consumer is null") << no_consumer.status();
   EXPECT_FALSE(IceStorageService::Create({}, f.consumer, nullptr).ok());
   EXPECT_FALSE(IceStorageService::Create({}, f.consumer, f.local, nullptr).ok());
   EXPECT_FALSE(IceStorageService::Create({.common = {.num_workers = 0}}, f.consumer, f.local).ok());

@@ -256,7 +256,8 @@ TEST(BatchingService, FactoryRejectsBadArguments) {
         "flush_interval");
   check(Svc::Create({.common = {.num_workers = 0}}, consumer, Transform, rec.Processor()),
         "num_workers");
-  check(Svc::Create({}, nullptr, Transform, rec.Processor()), "consumer");
+  // An empty name is the kind's default.
+  check(Svc::Create({}, nullptr, Transform, rec.Processor()), "batching-service: consumer");
   check(Svc::Create({}, consumer, nullptr, rec.Processor()), "transformer");
   check(Svc::Create({}, consumer, Transform, nullptr), "processor");
 }

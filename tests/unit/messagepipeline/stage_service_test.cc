@@ -1,5 +1,6 @@
 #include "dataflow/messagepipeline/stage_service.h"
 
+#include <absl/strings/match.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -122,8 +123,11 @@ TEST(StageService, AsyncDownstreamSettlesWhenItCompletesLaterAndRestoresOnFailur
 TEST(StageService, FactoryRejectsBadArguments) {
   auto consumer = std::make_shared<ScriptedConsumer>();
   auto ok = [](Message&) { return absl::OkStatus(); };
-  EXPECT_EQ(StageService::Create({}, nullptr, Stage, ok).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  auto no_consumer = StageService::Create({}, nullptr, Stage, ok);
+  EXPECT_EQ(no_consumer.status().code(), absl::StatusCode::kInvalidArgument);
+  // An empty name is the kind's default.
+  EXPECT_TRUE(absl::StartsWith(no_consumer.status().message(), "stage: consumer is null"))
+      << no_consumer.status();
   EXPECT_EQ(StageService::Create({}, consumer, nullptr, ok).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(StageService::Create({}, consumer, Stage, nullptr).status().code(),

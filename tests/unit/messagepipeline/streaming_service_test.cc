@@ -1,5 +1,6 @@
 #include "dataflow/messagepipeline/streaming_service.h"
 
+#include <absl/strings/match.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -101,6 +102,23 @@ TEST(StreamingService, PermanentErrorsGoToTheDeadLetterSinkAndAreAcked) {
             std::string::npos);
   EXPECT_EQ(letters[0].attributes.at("dataflow_source"), "svc");
   EXPECT_EQ(service->metrics().dead_lettered, 1u);
+}
+
+// An empty common.name is the kind's default, in dead letters and errors as before the name
+// moved into ServiceOptions.
+TEST(StreamingService, AnEmptyNameIsTheKindsDefault) {
+  auto consumer = std::make_shared<ScriptedConsumer>();
+  auto dlq = std::make_shared<RecordingDeadLetterSink>();
+  auto service = MakeService(consumer, {.common = {.dead_letter = dlq}});
+  ASSERT_TRUE(service->Start().ok());
+  consumer->Feed("poison", "bad");
+  ASSERT_TRUE(service->Stop(10s).ok());
+  ASSERT_EQ(dlq->letters().size(), 1u);
+  EXPECT_EQ(dlq->letters()[0].attributes.at("dataflow_source"), "streaming-service");
+  auto invalid = StreamingService<std::string>::Create({.common = {.num_workers = 0}}, consumer,
+                                                       Transform, Process);
+  EXPECT_TRUE(absl::StartsWith(invalid.status().message(), "streaming-service: num_workers"))
+      << invalid.status();
 }
 
 TEST(StreamingService, ExhaustedDeliveryAttemptsAreDeadLettered) {
