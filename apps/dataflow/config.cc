@@ -220,11 +220,11 @@ ConfigLoadResult ParseConfig(const std::string& yaml_text,
       for (std::size_t i = 0; i < c.services.size(); ++i) {
         std::visit(
             [&](const auto& spec) {
-              if (spec.dead_letter_topic.empty()) {
+              if (spec.common.dead_letter_topic.empty()) {
                 result.warnings.push_back(
                     {Index("services", i) + "." + c.services[i].kind() + ".dead_letter_topic",
                      "not set: a message that fails permanently or " +
-                         std::to_string(spec.max_delivery_attempts) +
+                         std::to_string(spec.common.max_delivery_attempts) +
                          " times is logged, counted as dropped and acked (lost)"});
               }
             },

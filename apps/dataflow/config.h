@@ -60,6 +60,17 @@ struct TopicSinkConfig {
   std::string project;  // Pub/Sub; empty: the program's project
 };
 
+// The keys every service kind has (config_keys.cc, AddCommonKeys); the program maps them to
+// the library's messagepipeline::ServiceOptions (CommonOptions, services.h).
+struct ServiceCommonConfig {
+  // Messages that can never succeed are parked here (same transport as the service's input);
+  // empty: they are logged, counted as dropped and acked.
+  std::string dead_letter_topic;
+  int workers = messagepipeline::ServiceOptions{}.num_workers;
+  // Deliveries before a message is given up on (dead-lettered, or dropped without a topic).
+  int max_delivery_attempts = messagepipeline::kDefaultMaxDeliveryAttempts;
+};
+
 struct IngestionConfig {
   static constexpr const char* kKind = "ingestion";  // its key under services[]
   mqttconverter::MqttClientOptions mqtt;
@@ -68,14 +79,9 @@ struct IngestionConfig {
   std::string default_topic;  // for unmapped routes; empty: they are rejected
   // What is published: the JSON envelope (as the Go ingestion publishes) or the MQTT bytes.
   mqttconverter::PayloadFormat payload_format = mqttconverter::PayloadFormat::kEnvelope;
-  // Messages that can never succeed are parked here (same transport as the service's input);
-  // empty: they are logged, counted as dropped and acked.
-  std::string dead_letter_topic;
-  int workers = 5;
-  // Deliveries before a message is given up on (dead-lettered, or dropped without a topic).
-  int max_delivery_attempts = messagepipeline::kDefaultMaxDeliveryAttempts;
+  ServiceCommonConfig common;
   // Publishes awaiting confirmation at most (the library's default).
-  std::size_t max_in_flight = mqttconverter::IngestionServiceOptions{}.max_in_flight;
+  std::size_t max_in_flight = mqttconverter::IngestionServiceOptions{}.in_flight.max_messages;
 };
 
 struct CacheChainConfig {
@@ -118,15 +124,9 @@ struct EnrichmentConfig {
   enrichment::FailurePolicy on_not_found = enrichment::FailurePolicy::kPassUnenriched;
   enrichment::FailurePolicy on_error = enrichment::FailurePolicy::kNack;
   std::string location_attribute = "location";  // copied from the metadata; empty: not set
-  // Messages that can never succeed are parked here (same transport as the service's input);
-  // empty: they are logged, counted as dropped and acked.
-  std::string dead_letter_topic;
-  int workers = 5;
-  // Deliveries before a message is given up on (dead-lettered, or dropped without a topic).
-  int max_delivery_attempts =
-      messagepipeline::kDefaultMaxDeliveryAttempts;  // Publishes awaiting confirmation at most (the
-                                                     // library's default).
-  std::size_t max_in_flight = enrichment::EnrichmentServiceOptions{}.max_in_flight;
+  ServiceCommonConfig common;
+  // Publishes awaiting confirmation at most (the library's default).
+  std::size_t max_in_flight = enrichment::EnrichmentServiceOptions{}.in_flight.max_messages;
 };
 
 struct BigQueryConfig {
@@ -160,12 +160,7 @@ struct BigQueryConfig {
   std::vector<bqstore::ColumnSpec> columns;
   bool schema_from_table = false;
   std::map<std::string, std::string> sources;
-  // Messages that can never succeed are parked here (same transport as the service's input);
-  // empty: they are logged, counted as dropped and acked.
-  std::string dead_letter_topic;
-  int workers = 5;
-  // Deliveries before a message is given up on (dead-lettered, or dropped without a topic).
-  int max_delivery_attempts = messagepipeline::kDefaultMaxDeliveryAttempts;
+  ServiceCommonConfig common;
 };
 
 struct IceStoreConfig {
@@ -190,12 +185,7 @@ struct IceStoreConfig {
   // (dead-letter archives: a location may be what made the message fail).
   enum class GroupBy { kDayLocation, kDay };
   GroupBy group_by = GroupBy::kDayLocation;
-  // Messages that can never succeed are parked here (same transport as the service's input);
-  // empty: they are logged, counted as dropped and acked.
-  std::string dead_letter_topic;
-  int workers = 5;
-  // Deliveries before a message is given up on (dead-lettered, or dropped without a topic).
-  int max_delivery_attempts = messagepipeline::kDefaultMaxDeliveryAttempts;
+  ServiceCommonConfig common;
 };
 
 struct ServiceConfig {

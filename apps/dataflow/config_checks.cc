@@ -74,10 +74,10 @@ void CheckWiring(const ProgramConfig& c, Errors& errors) {
           using Spec = std::decay_t<decltype(spec)>;
           if constexpr (std::is_same_v<Spec, IngestionConfig>) {
             check_dead_letter(spec.sink.kind == TopicSinkConfig::Kind::kInProcess,
-                              spec.dead_letter_topic);
+                              spec.common.dead_letter_topic);
           } else {
             check_dead_letter(spec.source.kind == SourceConfig::Kind::kInProcess,
-                              spec.dead_letter_topic);
+                              spec.common.dead_letter_topic);
           }
         },
         s.spec);

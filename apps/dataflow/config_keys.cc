@@ -7,17 +7,20 @@ namespace {
 
 using mqttconverter::MqttClientOptions;
 
-// dead_letter_topic, workers, max_delivery_attempts: every service kind has them.
+// dead_letter_topic, workers, max_delivery_attempts: every service kind has them, in its
+// `common` member.
 template <typename Spec>
 void AddCommonKeys(KeyTable<Spec>& table) {
-  table.push_back(
-      TextKey("dead_letter_topic", &Spec::dead_letter_topic,
+  using Common = ServiceCommonConfig;
+  static const KeyTable<Common> kCommon = {
+      TextKey("dead_letter_topic", &Common::dead_letter_topic,
               "topic (of the service's own transport) where messages that can never succeed are "
-              "parked; unset: they are logged, counted as dropped and acked"));
-  table.push_back(IntKey("workers", &Spec::workers, 1, 1024, "concurrent workers"));
-  table.push_back(IntKey("max_delivery_attempts", &Spec::max_delivery_attempts, 1, 1000,
-                         "deliveries before a message is given up on (dead-lettered, or "
-                         "dropped without a dead_letter_topic)"));
+              "parked; unset: they are logged, counted as dropped and acked"),
+      IntKey("workers", &Common::workers, 1, 1024, "concurrent workers"),
+      IntKey("max_delivery_attempts", &Common::max_delivery_attempts, 1, 1000,
+             "deliveries before a message is given up on (dead-lettered, or dropped without a "
+             "dead_letter_topic)")};
+  for (const ConfigKey<Common>& row : kCommon) table.push_back(Embedded(&Spec::common, row));
 }
 
 template <typename Spec>

@@ -71,6 +71,25 @@ ConfigKey<Out> TextKey(std::string key, std::string Out::*member, std::string do
           .default_text = [member](const Out& d) { return d.*member; }};
 }
 
+// A row of a struct embedded in `Out` as its member `part`, as a row of Out: the key is Out's
+// own (no nesting in the file), its value lives in the embedded struct.
+template <typename Out, typename Part>
+ConfigKey<Out> Embedded(Part Out::*part, const ConfigKey<Part>& row) {
+  ConfigKey<Out> out{.key = row.key, .type = row.type, .doc = row.doc, .required = row.required};
+  out.sections = row.sections;
+  if (row.read) {
+    out.read = [read = row.read, part](yaml_config::Reader& r, const YAML::Node& n,
+                                       const std::string& path,
+                                       Out& o) { read(r, n, path, o.*part); };
+  }
+  if (row.schema)
+    out.schema = [schema = row.schema, part](const Out& d) { return schema(d.*part); };
+  if (row.default_text) {
+    out.default_text = [text = row.default_text, part](const Out& d) { return text(d.*part); };
+  }
+  return out;
+}
+
 // `a` then `b`: a block's rows from tables shared between blocks.
 template <typename Out>
 KeyTable<Out> Rows(KeyTable<Out> a, const KeyTable<Out>& b) {

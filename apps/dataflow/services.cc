@@ -26,23 +26,21 @@ absl::StatusOr<ServiceParts> BuildService(const std::string& name, const Ingesti
   ServiceParts parts = NewParts(name, IngestionConfig::kKind);
   std::vector<std::string> topics{c.default_topic};
   mqttconverter::IngestionServiceOptions options{
-      .name = name,
+      .common = CommonOptions(name, c.common, nullptr),
       .unmapped = c.default_topic.empty() ? mqttconverter::UnmappedRoutePolicy::kReject
                                           : mqttconverter::UnmappedRoutePolicy::kDefaultTopic,
       .default_topic = c.default_topic,
       .payload_format = c.payload_format,
-      .num_workers = c.workers,
-      .max_in_flight = c.max_in_flight,
-      .max_delivery_attempts = c.max_delivery_attempts};
+      .in_flight = {.max_messages = c.max_in_flight}};
   for (const auto& [route, topic] : c.routes) {
     options.route_topics[route] = topic;
     topics.push_back(topic);
   }
   // Dead letters go where the service publishes: MQTT has no dead-letter topics.
-  auto dead =
-      context.DeadLetters(BackendName(c.sink.kind), c.sink.project, c.dead_letter_topic, parts);
+  auto dead = context.DeadLetters(BackendName(c.sink.kind), c.sink.project,
+                                  c.common.dead_letter_topic, parts);
   if (!dead.ok()) return dead.status();
-  options.dead_letter = *dead;
+  options.common.dead_letter = *dead;
   auto publisher = context.Publisher(c.sink, topics, parts);
   if (!publisher.ok()) return publisher.status();
   if (auto input = context.ingestion_inputs.find(name); input != context.ingestion_inputs.end()) {
@@ -74,18 +72,15 @@ absl::StatusOr<ServiceParts> BuildService(const std::string& name, const BigQuer
   }
   auto transformer =
       bqstore::RowInputTransformer({.input_format = c.input_format, .parse_payload = payload});
-  auto dead =
-      context.DeadLetters(BackendName(c.source.kind), c.source.project, c.dead_letter_topic, parts);
+  auto dead = context.DeadLetters(BackendName(c.source.kind), c.source.project,
+                                  c.common.dead_letter_topic, parts);
   if (!dead.ok()) return dead.status();
   if (auto s = context.Consume(c.source, parts); !s.ok()) return s;
   auto service = bqstore::NewBigQueryService<bqstore::RowInput>(
-      {.name = name,
-       .num_workers = c.workers,
+      {.common = CommonOptions(name, c.common, *dead),
        .batch_size = c.batch_size,
        .flush_interval = c.flush_interval,
-       .flush_when_idle = c.flush_when_idle,
-       .dead_letter = *dead,
-       .max_delivery_attempts = c.max_delivery_attempts},
+       .flush_when_idle = c.flush_when_idle},
       parts.member.consumer, std::move(transformer), *inserter);
   if (!service.ok()) return service.status();
   parts.member.service = *std::move(service);
@@ -98,14 +93,11 @@ absl::StatusOr<ServiceParts> BuildService(const std::string& name, const IceStor
   ServiceParts parts = NewParts(name, IceStoreConfig::kKind);
   auto uploader = context.backends.archives.Create(ArchiveBackendName(c), c);
   if (!uploader.ok()) return uploader.status();
-  auto dead =
-      context.DeadLetters(BackendName(c.source.kind), c.source.project, c.dead_letter_topic, parts);
+  auto dead = context.DeadLetters(BackendName(c.source.kind), c.source.project,
+                                  c.common.dead_letter_topic, parts);
   if (!dead.ok()) return dead.status();
   if (auto s = context.Consume(c.source, parts); !s.ok()) return s;
-  icestore::IceStorageServiceOptions options{.name = name,
-                                             .num_workers = c.workers,
-                                             .dead_letter = *dead,
-                                             .max_delivery_attempts = c.max_delivery_attempts,
+  icestore::IceStorageServiceOptions options{.common = CommonOptions(name, c.common, *dead),
                                              .flush_when_idle = c.flush_when_idle};
   options.batcher.batch_size = c.batch_size;
   options.batcher.flush_interval = c.flush_interval;

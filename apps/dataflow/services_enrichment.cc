@@ -62,11 +62,8 @@ absl::StatusOr<std::shared_ptr<enrichment::EnrichmentService>> NewEnrichmentServ
     std::shared_ptr<mp::MessagePublisher> publisher,
     std::shared_ptr<mp::MessageConsumer> consumer) {
   auto service = enrichment::EnrichmentService::CreateAsync(
-      {.name = name,
-       .num_workers = c.workers,
-       .dead_letter = std::move(dead_letter),
-       .max_delivery_attempts = c.max_delivery_attempts,
-       .max_in_flight = c.max_in_flight,
+      {.common = CommonOptions(name, c.common, std::move(dead_letter)),
+       .in_flight = {.max_messages = c.max_in_flight},
        .input_format = c.input_format},
       std::move(consumer), std::move(enricher), mp::PublishEnvelope(std::move(publisher), c.topic));
   if (!service.ok()) return service.status();
@@ -93,8 +90,8 @@ absl::StatusOr<ServiceParts> BuildService(const std::string& name, const Enrichm
   auto enricher = enrichment::MakeEnricher<std::string, Json>(
       *chain, *key, applier, {.on_not_found = c.on_not_found, .on_error = c.on_error});
   if (!enricher.ok()) return enricher.status();
-  auto dead =
-      context.DeadLetters(BackendName(c.source.kind), c.source.project, c.dead_letter_topic, parts);
+  auto dead = context.DeadLetters(BackendName(c.source.kind), c.source.project,
+                                  c.common.dead_letter_topic, parts);
   if (!dead.ok()) return dead.status();
   auto publisher = context.Publisher(c.sink, {c.topic}, parts);
   if (!publisher.ok()) return publisher.status();

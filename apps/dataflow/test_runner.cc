@@ -88,7 +88,7 @@ absl::Status Isolate(ProgramConfig& config, const TestCase& c, const fs::path& s
         [&](auto& spec) -> absl::Status {
           using Spec = std::decay_t<decltype(spec)>;
           if constexpr (std::is_same_v<Spec, IngestionConfig>) {
-            std::vector<std::string> topics{spec.default_topic, spec.dead_letter_topic};
+            std::vector<std::string> topics{spec.default_topic, spec.common.dead_letter_topic};
             for (const auto& [route, topic] : spec.routes) topics.push_back(topic);
             publishes(spec.sink, topics);
             const std::string input = kInputPrefix + name;
@@ -97,10 +97,11 @@ absl::Status Isolate(ProgramConfig& config, const TestCase& c, const fs::path& s
             h.hooks.ingestion_inputs[name] = input;
           } else {
             if (auto s = source(spec.source, name); !s.ok()) return s;
-            if (!spec.dead_letter_topic.empty()) h.topics.insert(spec.dead_letter_topic);
+            if (!spec.common.dead_letter_topic.empty())
+              h.topics.insert(spec.common.dead_letter_topic);
           }
           if constexpr (std::is_same_v<Spec, EnrichmentConfig>) {
-            publishes(spec.sink, {spec.topic, spec.dead_letter_topic});
+            publishes(spec.sink, {spec.topic, spec.common.dead_letter_topic});
             auto f = c.fixtures.find(name);
             if (f != c.fixtures.end()) {
               const fs::path file = scratch / (name + ".fixtures.json");

@@ -257,7 +257,7 @@ void BM_BaselineNoOpStage(benchmark::State& state) {
   RunPipeline(
       state, [](std::shared_ptr<mp::MessageConsumer> consumer, mp::AsyncMessageProcessor publish) {
         return mp::StreamingService<std::monostate>::CreateAsync(
-            {.name = "baseline", .num_workers = kWorkers}, std::move(consumer),
+            {.common = {.name = "baseline", .num_workers = kWorkers}}, std::move(consumer),
             [](const mp::Message&) { return std::optional<std::monostate>(std::monostate{}); },
             [publish = std::move(publish)](mp::Message& m, std::monostate&, mp::Completion done) {
               publish(m, std::move(done));
@@ -276,8 +276,8 @@ void RunEnrichment(benchmark::State& state, const std::shared_ptr<Lru>& lru, boo
   RunPipeline(
       state,
       [&](std::shared_ptr<mp::MessageConsumer> consumer, mp::AsyncMessageProcessor publish) {
-        return EnrichmentService::CreateAsync({.num_workers = workers}, std::move(consumer),
-                                              enricher, std::move(publish));
+        return EnrichmentService::CreateAsync({.common = {.num_workers = workers}},
+                                              std::move(consumer), enricher, std::move(publish));
       },
       {.enricher = enricher, .redis = redis});
   const auto after = lru->Stats();

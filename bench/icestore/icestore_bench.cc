@@ -116,7 +116,8 @@ void BM_ServiceToLocalDirectory(benchmark::State& state) {
         *dataflow::icestore::LocalDirectoryUploader::Create(
             {.root = root.string(), .prefix = "bench", .gzip = {.codec = codec, .level = 1}});
     auto service = *dataflow::icestore::IceStorageService::Create(
-        {.num_workers = 2, .batcher = {.batch_size = 1000}}, *broker->NewConsumer("s"), uploader);
+        {.common = {.num_workers = 2}, .batcher = {.batch_size = 1000}}, *broker->NewConsumer("s"),
+        uploader);
     state.ResumeTiming();
     (void)service->Start();
     while (broker->Stats("s")->acked < static_cast<std::uint64_t>(n)) {

@@ -115,7 +115,7 @@ void BM_StreamingService(benchmark::State& state) {
     auto messages = MakeMessages(&acks);
     auto consumer = std::make_shared<ChannelConsumer>();
     auto service = *StreamingService<int>::Create(
-        {.num_workers = workers}, consumer, TrivialTransform,
+        {.common = {.num_workers = workers}}, consumer, TrivialTransform,
         [](Message&, int& v) { return v >= 0 ? absl::OkStatus() : absl::InternalError("x"); });
     state.ResumeTiming();
     (void)service->Start();
@@ -137,7 +137,9 @@ void BM_BatchingService(benchmark::State& state) {
     auto messages = MakeMessages(&acks);
     auto consumer = std::make_shared<ChannelConsumer>();
     auto service = *BatchingService<int>::Create(
-        {.num_workers = workers, .batch_size = 100, .flush_interval = std::chrono::seconds(1)},
+        {.common = {.num_workers = workers},
+         .batch_size = 100,
+         .flush_interval = std::chrono::seconds(1)},
         consumer, TrivialTransform, [](std::span<ProcessableItem<int>> batch) {
           return batch.empty() ? absl::InternalError("x") : absl::OkStatus();
         });
@@ -173,7 +175,7 @@ void BM_StreamingServiceOverInProcessBroker(benchmark::State& state) {
     std::atomic<std::size_t> processed{0};
     std::promise<void> all_processed;
     auto service = *StreamingService<int>::Create(
-        {.num_workers = workers}, consumer, TrivialTransform, [&](Message&, int&) {
+        {.common = {.num_workers = workers}}, consumer, TrivialTransform, [&](Message&, int&) {
           if (processed.fetch_add(1, std::memory_order_relaxed) + 1 == kMessages) {
             all_processed.set_value();
           }
@@ -213,11 +215,11 @@ void BM_RelayChainOverInProcessBroker(benchmark::State& state) {
     (void)broker->CreateSubscription("in-relay", "in");
     (void)broker->CreateSubscription("out-sink", "out");
     auto relay = *StreamingService<int>::CreateAsync(
-        {.name = "relay", .num_workers = workers, .max_in_flight = 4000},
+        {.common = {.name = "relay", .num_workers = workers}, .in_flight = {.max_messages = 4000}},
         *broker->NewConsumer("in-relay"), TrivialTransform,
         [process = PublishEnvelope(broker->NewPublisher(), "out")](
             Message& m, int&, Completion done) { process(m, std::move(done)); });
-    auto sink = *StreamingService<int>::Create({.name = "sink", .num_workers = workers},
+    auto sink = *StreamingService<int>::Create({.common = {.name = "sink", .num_workers = workers}},
                                                *broker->NewConsumer("out-sink"), TrivialTransform,
                                                [](Message&, int&) { return absl::OkStatus(); });
     (void)sink->Start();

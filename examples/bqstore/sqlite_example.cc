@@ -40,8 +40,8 @@ int main() {
   // A dead letter is stored once a subscriber of its topic acked it: here one that logs them.
   (void)broker->CreateSubscription("dead-letters-sub", "dead-letters");
   auto parked = messagepipeline::StreamingService<std::string>::Create(
-      {.name = "dead-letters", .num_workers = 1}, *broker->NewConsumer("dead-letters-sub"),
-      messagepipeline::RawPayloadTransformer,
+      {.common = {.name = "dead-letters", .num_workers = 1}},
+      *broker->NewConsumer("dead-letters-sub"), messagepipeline::RawPayloadTransformer,
       [](messagepipeline::Message& m, std::string& payload) {
         std::printf("dead letter: \"%s\" (%s)\n", payload.c_str(),
                     m.attributes["dataflow_error"].c_str());
@@ -62,10 +62,10 @@ int main() {
     return std::optional<MonitorReading>(*std::move(row));
   };
   auto service = bqstore::NewBigQueryService<MonitorReading>(
-      {.name = "bqstore-example",
+      {.common = {.name = "bqstore-example",
+                  .dead_letter = broker->NewDeadLetterSink("dead-letters")},
        .batch_size = 50,
-       .flush_interval = std::chrono::milliseconds(200),
-       .dead_letter = broker->NewDeadLetterSink("dead-letters")},
+       .flush_interval = std::chrono::milliseconds(200)},
       *consumer, transformer,
       std::shared_ptr<bqstore::DataBatchInserter<MonitorReading>>(*std::move(inserter)));
   if (!service.ok() || !(*service)->Start().ok()) return 1;

@@ -44,7 +44,7 @@ int main() {
       registry, en::AttributeKey("deviceId"), en::JsonApplier<DeviceInfo>(),
       {.on_not_found = en::FailurePolicy::kPassUnenriched, .on_error = en::FailurePolicy::kNack});
   auto service = en::EnrichmentService::CreateAsync(
-      {.name = "device-enrichment"}, *broker->NewConsumer("raw-sub"), *enricher,
+      {.common = {.name = "device-enrichment"}}, *broker->NewConsumer("raw-sub"), *enricher,
       mp::PublishEnvelope(broker->NewPublisher(), "enriched"));  // ack after publish
   if (!service.ok()) return std::fprintf(stderr, "%s\n", service.status().ToString().c_str()), 1;
   if (!(*service)->Start().ok()) return 1;

@@ -17,7 +17,9 @@ int main() {
   std::size_t rows = 0;
   bool failed_once = false;
   auto service = mp::BatchingService<std::string>::Create(
-      {.name = "warehouse-sink", .batch_size = 100, .flush_interval = std::chrono::seconds(1)},
+      {.common = {.name = "warehouse-sink"},
+       .batch_size = 100,
+       .flush_interval = std::chrono::seconds(1)},
       *broker->NewConsumer("events-sub"), mp::RawPayloadTransformer,
       [&](std::span<mp::ProcessableItem<std::string>> batch) -> absl::Status {
         if (!failed_once) {  // the first insert fails: every message in it comes back
@@ -36,7 +38,6 @@ int main() {
   while (broker->Stats("events-sub")->acked < 250) std::this_thread::yield();
   if (!(*service)->Stop(std::chrono::seconds(10)).ok()) return 1;
   std::printf("stored %zu rows in %d batches; %llu messages were redelivered after the failure\n",
-              rows, flushes,
-              static_cast<unsigned long long>(broker->Stats("events-sub")->nacked));
+              rows, flushes, static_cast<unsigned long long>(broker->Stats("events-sub")->nacked));
   return rows == 250 ? 0 : 1;
 }

@@ -33,8 +33,9 @@ int main() {
   // second service prints them (in production: an archive, a table, a Pub/Sub topic).
   (void)broker->CreateSubscription("dead-letters-sub", "dead-letters");
   auto parked = mp::StreamingService<std::string>::Create(
-      {.name = "dead-letters", .num_workers = 1}, *broker->NewConsumer("dead-letters-sub"),
-      mp::RawPayloadTransformer, [](mp::Message& m, std::string& payload) {
+      {.common = {.name = "dead-letters", .num_workers = 1}},
+      *broker->NewConsumer("dead-letters-sub"), mp::RawPayloadTransformer,
+      [](mp::Message& m, std::string& payload) {
         std::printf("dead letter: %s (%s)\n", payload.c_str(),
                     m.attributes["dataflow_error"].c_str());
         return absl::OkStatus();
@@ -42,9 +43,9 @@ int main() {
   if (!parked.ok() || !(*parked)->Start().ok()) return 1;
 
   auto service = mp::StreamingService<Reading>::Create(
-      {.name = "thermometer",
-       .num_workers = 2,
-       .dead_letter = broker->NewDeadLetterSink("dead-letters")},
+      {.common = {.name = "thermometer",
+                  .num_workers = 2,
+                  .dead_letter = broker->NewDeadLetterSink("dead-letters")}},
       *broker->NewConsumer("readings-sub"), ParseReading, [](mp::Message& m, Reading& r) {
         std::printf("%s: %s reads %.1f C\n", m.data.id.c_str(), r.device.c_str(), r.celsius);
         return absl::OkStatus();  // the service acks on OK, nacks on an error

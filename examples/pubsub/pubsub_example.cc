@@ -44,7 +44,7 @@ int main() {
   std::mutex mu;
   std::set<std::string> seen;
   auto service = mp::StreamingService<mp::MessageData>::Create(
-      {.name = "example"}, consumer, mp::EnvelopeTransformer,
+      {.common = {.name = "example"}}, consumer, mp::EnvelopeTransformer,
       [&](mp::Message& m, mp::MessageData& data) {
         std::lock_guard lock(mu);
         std::printf("%s device=%s\n", data.payload.c_str(), m.attributes["device"].c_str());

@@ -88,13 +88,8 @@ KeyExtractor<std::string> JsonPayloadKey(std::string field) {
 
 namespace {
 
-mp::StageServiceOptions ServiceOptions(const EnrichmentServiceOptions& o) {
-  return mp::StageServiceOptions{.name = o.name,
-                                 .num_workers = o.num_workers,
-                                 .dead_letter = o.dead_letter,
-                                 .max_delivery_attempts = o.max_delivery_attempts,
-                                 .max_in_flight = o.max_in_flight,
-                                 .max_in_flight_bytes = o.max_in_flight_bytes};
+mp::StageServiceOptions StageOptions(const EnrichmentServiceOptions& o) {
+  return {.common = o.common, .in_flight = o.in_flight};
 }
 
 // Unwraps an envelope input, then enriches. A message that fails here goes back (nack) or to
@@ -120,9 +115,10 @@ mp::MessageStage EnrichStage(std::shared_ptr<MessageEnricher> enricher, mp::Inpu
 absl::StatusOr<std::unique_ptr<EnrichmentService>> EnrichmentService::Create(
     EnrichmentServiceOptions options, std::shared_ptr<mp::MessageConsumer> consumer,
     std::shared_ptr<MessageEnricher> enricher, mp::MessageProcessor processor) {
-  if (!enricher) return absl::InvalidArgumentError(options.name + ": enricher is null");
+  mp::SetDefaultName(options.common, EnrichmentServiceOptions::kDefaultName);
+  if (!enricher) return absl::InvalidArgumentError(options.common.name + ": enricher is null");
   auto service =
-      mp::StageService::Create(ServiceOptions(options), std::move(consumer),
+      mp::StageService::Create(StageOptions(options), std::move(consumer),
                                EnrichStage(enricher, options.input_format), std::move(processor));
   if (!service.ok()) return service.status();
   return std::unique_ptr<EnrichmentService>(
@@ -132,8 +128,9 @@ absl::StatusOr<std::unique_ptr<EnrichmentService>> EnrichmentService::Create(
 absl::StatusOr<std::unique_ptr<EnrichmentService>> EnrichmentService::CreateAsync(
     EnrichmentServiceOptions options, std::shared_ptr<mp::MessageConsumer> consumer,
     std::shared_ptr<MessageEnricher> enricher, mp::AsyncMessageProcessor processor) {
-  if (!enricher) return absl::InvalidArgumentError(options.name + ": enricher is null");
-  auto service = mp::StageService::CreateAsync(ServiceOptions(options), std::move(consumer),
+  mp::SetDefaultName(options.common, EnrichmentServiceOptions::kDefaultName);
+  if (!enricher) return absl::InvalidArgumentError(options.common.name + ": enricher is null");
+  auto service = mp::StageService::CreateAsync(StageOptions(options), std::move(consumer),
                                                EnrichStage(enricher, options.input_format),
                                                std::move(processor));
   if (!service.ok()) return service.status();

@@ -98,17 +98,16 @@ absl::StatusOr<std::unique_ptr<IceStorageService>> IceStorageService::Create(
     IceStorageServiceOptions options, std::shared_ptr<messagepipeline::MessageConsumer> consumer,
     std::shared_ptr<DataUploader> uploader,
     messagepipeline::MessageTransformer<ArchivalData> transformer) {
-  if (!consumer) return absl::InvalidArgumentError(options.name + ": consumer is null");
-  if (!uploader) return absl::InvalidArgumentError(options.name + ": uploader is null");
-  if (!transformer) return absl::InvalidArgumentError(options.name + ": transformer is null");
+  messagepipeline::SetDefaultName(options.common, IceStorageServiceOptions::kDefaultName);
+  const std::string& name = options.common.name;
+  if (!consumer) return absl::InvalidArgumentError(name + ": consumer is null");
+  if (!uploader) return absl::InvalidArgumentError(name + ": uploader is null");
+  if (!transformer) return absl::InvalidArgumentError(name + ": transformer is null");
   if (options.max_batch_key_bytes == 0) {
-    return absl::InvalidArgumentError(options.name + ": max_batch_key_bytes must be > 0");
+    return absl::InvalidArgumentError(name + ": max_batch_key_bytes must be > 0");
   }
   messagepipeline::BatchCoreOptions core{
-      .name = options.name,
-      .num_workers = options.num_workers,
-      .dead_letter = options.dead_letter,
-      .max_delivery_attempts = options.max_delivery_attempts,
+      .common = options.common,
       // Room for a few batches so workers keep encoding while the batcher hands off.
       .queue_capacity = options.batcher.batch_size * 4,
       .flush_when_idle = options.flush_when_idle};
@@ -122,7 +121,7 @@ absl::StatusOr<std::unique_ptr<IceStorageService>> IceStorageService::Create(
       [raw] { raw->core.WakeIfPrompt(); });
   if (!batcher.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(raw->options.name, ": ", batcher.status().message()));
+        absl::StrCat(raw->options.common.name, ": ", batcher.status().message()));
   }
   raw->batcher = std::move(*batcher);
   return std::unique_ptr<IceStorageService>(new IceStorageService(std::move(impl)));

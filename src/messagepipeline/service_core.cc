@@ -28,11 +28,20 @@ ServiceMetrics ServiceCounters::Snapshot() const {
   };
 }
 
-absl::Status ValidateDeliveryPolicy(const DeliveryPolicyOptions& options) {
+DeliveryPolicyOptions DeliveryPolicyOf(const ServiceOptions& options) {
+  return {.source = options.name,
+          .dead_letter = options.dead_letter,
+          .max_delivery_attempts = options.max_delivery_attempts};
+}
+
+absl::Status ValidateServiceOptions(const ServiceOptions& options) {
+  if (options.num_workers <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(options.name, ": num_workers must be > 0, got ", options.num_workers));
+  }
   if (options.max_delivery_attempts < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(options.source,
-                                                   ": max_delivery_attempts must be >= 0, got ",
-                                                   options.max_delivery_attempts));
+    return absl::InvalidArgumentError(absl::StrCat(
+        options.name, ": max_delivery_attempts must be >= 0, got ", options.max_delivery_attempts));
   }
   return absl::OkStatus();
 }

@@ -57,23 +57,16 @@ struct StageService::Impl {
 
 namespace {
 
-StreamCoreOptions CoreOptions(const StageServiceOptions& o, bool async) {
-  return {.name = o.name,
-          .num_workers = o.num_workers,
-          .dead_letter = o.dead_letter,
-          .max_delivery_attempts = o.max_delivery_attempts,
-          .async = async,
-          .max_in_flight = o.max_in_flight,
-          .max_in_flight_bytes = o.max_in_flight_bytes};
-}
-
 // The checks of Create and CreateAsync; the core's options when they pass.
-absl::StatusOr<StreamCoreOptions> Check(const StageServiceOptions& options,
+absl::StatusOr<StreamCoreOptions> Check(StageServiceOptions options,
                                         const MessageConsumer* consumer, bool has_stage,
                                         bool has_downstream, bool async) {
-  if (!has_stage) return absl::InvalidArgumentError(options.name + ": stage is null");
-  if (!has_downstream) return absl::InvalidArgumentError(options.name + ": processor is null");
-  StreamCoreOptions core = CoreOptions(options, async);
+  SetDefaultName(options.common, StageServiceOptions::kDefaultName);
+  const std::string& name = options.common.name;
+  if (!has_stage) return absl::InvalidArgumentError(name + ": stage is null");
+  if (!has_downstream) return absl::InvalidArgumentError(name + ": processor is null");
+  StreamCoreOptions core{
+      .common = std::move(options.common), .async = async, .in_flight = options.in_flight};
   if (auto s = StreamCore::Validate(core, consumer); !s.ok()) return s;
   return core;
 }
@@ -83,7 +76,8 @@ absl::StatusOr<StreamCoreOptions> Check(const StageServiceOptions& options,
 absl::StatusOr<std::unique_ptr<StageService>> StageService::Create(
     StageServiceOptions options, std::shared_ptr<MessageConsumer> consumer, MessageStage stage,
     MessageProcessor downstream) {
-  auto core = Check(options, consumer.get(), bool(stage), bool(downstream), /*async=*/false);
+  auto core =
+      Check(std::move(options), consumer.get(), bool(stage), bool(downstream), /*async=*/false);
   if (!core.ok()) return core.status();
   return std::unique_ptr<StageService>(new StageService(std::make_unique<Impl>(
       *std::move(core), std::move(consumer), std::move(stage), std::move(downstream), nullptr)));
@@ -92,7 +86,8 @@ absl::StatusOr<std::unique_ptr<StageService>> StageService::Create(
 absl::StatusOr<std::unique_ptr<StageService>> StageService::CreateAsync(
     StageServiceOptions options, std::shared_ptr<MessageConsumer> consumer, MessageStage stage,
     AsyncMessageProcessor downstream) {
-  auto core = Check(options, consumer.get(), bool(stage), bool(downstream), /*async=*/true);
+  auto core =
+      Check(std::move(options), consumer.get(), bool(stage), bool(downstream), /*async=*/true);
   if (!core.ok()) return core.status();
   return std::unique_ptr<StageService>(new StageService(std::make_unique<Impl>(
       *std::move(core), std::move(consumer), std::move(stage), nullptr, std::move(downstream))));

@@ -1,37 +1,25 @@
 #include "dataflow/messagepipeline/stream_core.h"
 
-#include <absl/strings/str_cat.h>
+#include <string>
 
 namespace dataflow::messagepipeline {
-namespace {
-
-DeliveryPolicyOptions PolicyOptions(const StreamCoreOptions& options) {
-  return {.source = options.name,
-          .dead_letter = options.dead_letter,
-          .max_delivery_attempts = options.max_delivery_attempts};
-}
-
-}  // namespace
 
 absl::Status StreamCore::Validate(const StreamCoreOptions& options,
                                   const MessageConsumer* consumer) {
-  if (consumer == nullptr) return absl::InvalidArgumentError(options.name + ": consumer is null");
-  if (options.num_workers <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(options.name, ": num_workers must be > 0, got ", options.num_workers));
+  const std::string& name = options.common.name;
+  if (consumer == nullptr) return absl::InvalidArgumentError(name + ": consumer is null");
+  if (options.async && options.in_flight.max_messages == 0) {
+    return absl::InvalidArgumentError(name + ": in_flight.max_messages must be > 0");
   }
-  if (options.async && options.max_in_flight == 0) {
-    return absl::InvalidArgumentError(options.name + ": max_in_flight must be > 0");
-  }
-  return ValidateDeliveryPolicy(PolicyOptions(options));
+  return ValidateServiceOptions(options.common);
 }
 
 StreamCore::StreamCore(StreamCoreOptions options, std::shared_ptr<MessageConsumer> consumer)
-    : policy_(PolicyOptions(options), &counters_),
-      pool_(options.name, std::move(consumer), options.num_workers, &policy_) {
+    : policy_(DeliveryPolicyOf(options.common), &counters_),
+      pool_(options.common.name, std::move(consumer), options.common.num_workers, &policy_) {
   if (options.async) {
-    settler_ = std::make_unique<InFlightSettler>(options.max_in_flight, options.max_in_flight_bytes,
-                                                 &policy_, &pool_);
+    settler_ = std::make_unique<InFlightSettler>(options.in_flight.max_messages,
+                                                 options.in_flight.max_bytes, &policy_, &pool_);
   }
 }
 

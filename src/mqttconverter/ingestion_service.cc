@@ -13,7 +13,8 @@ using messagepipeline::TransformResult;
 absl::StatusOr<std::unique_ptr<IngestionService>> IngestionService::Create(
     IngestionServiceOptions options, std::shared_ptr<messagepipeline::MessageConsumer> consumer,
     std::shared_ptr<messagepipeline::MessagePublisher> publisher) {
-  const std::string& name = options.name;
+  messagepipeline::SetDefaultName(options.common, IngestionServiceOptions::kDefaultName);
+  const std::string& name = options.common.name;
   if (!publisher) return absl::InvalidArgumentError(name + ": publisher is null");
   for (const auto& [route, topic] : options.route_topics) {
     if (route.empty())
@@ -33,15 +34,9 @@ absl::StatusOr<std::unique_ptr<IngestionService>> IngestionService::Create(
   }
   std::unique_ptr<IngestionService> self(new IngestionService(std::move(options), publisher));
   IngestionService* raw = self.get();
-  messagepipeline::StreamingServiceOptions sopts{
-      .name = raw->options_.name,
-      .num_workers = raw->options_.num_workers,
-      .dead_letter = raw->options_.dead_letter,
-      .max_delivery_attempts = raw->options_.max_delivery_attempts,
-      .max_in_flight = raw->options_.max_in_flight,
-      .max_in_flight_bytes = raw->options_.max_in_flight_bytes};
   auto service = messagepipeline::StreamingService<RoutedMessage>::CreateAsync(
-      std::move(sopts), std::move(consumer), [raw](const Message& m) { return raw->Route(m); },
+      {.common = raw->options_.common, .in_flight = raw->options_.in_flight}, std::move(consumer),
+      [raw](const Message& m) { return raw->Route(m); },
       [publisher](Message& /*original*/, RoutedMessage& routed, messagepipeline::Completion done) {
         // The message is settled by the publish outcome only.
         publisher->PublishAsync(
@@ -64,14 +59,14 @@ TransformResult<RoutedMessage> IngestionService::Route(const Message& m) {
   } else {
     absl::Status error = messagepipeline::PermanentError(
         absl::StrCat("route '", route, "' has no topic and unmapped routes are rejected"));
-    if (options_.dead_letter) return error;  // the service dead-letters permanent errors
+    if (options_.common.dead_letter) return error;  // the service dead-letters permanent errors
     rejected_.fetch_add(1, std::memory_order_relaxed);
     static LogRateLimit limit;
     if (limit.Allow()) {
       Log()->error(
           "ingestion rejected a message; dropping it (no dead-letter sink) source={} "
           "id={} route={} error=\"{}\" suppressed={}",
-          options_.name, m.data.id, route, std::string(error.message()), limit.suppressed());
+          options_.common.name, m.data.id, route, std::string(error.message()), limit.suppressed());
     }
     return messagepipeline::Skip<RoutedMessage>();
   }

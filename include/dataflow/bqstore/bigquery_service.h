@@ -87,11 +87,13 @@ absl::StatusOr<std::unique_ptr<BigQueryService<T>>> NewBigQueryService(
     std::shared_ptr<messagepipeline::MessageConsumer> consumer,
     messagepipeline::MessageTransformer<T> transformer,
     std::shared_ptr<DataBatchInserter<T>> inserter) {
-  if (!inserter) return absl::InvalidArgumentError(options.name + ": inserter is null");
+  messagepipeline::SetDefaultName(options.common,
+                                  messagepipeline::BatchingServiceOptions::kDefaultName);
+  if (!inserter) return absl::InvalidArgumentError(options.common.name + ": inserter is null");
   // BatchingService alone would wait at the deadline for a processor call BigQuery never answers.
   options.on_stop_deadline = [inserter] { inserter->Cancel(); };
-  auto processor =
-      InserterBatchProcessor<T>(std::move(inserter), options.dead_letter, options.name);
+  auto processor = InserterBatchProcessor<T>(std::move(inserter), options.common.dead_letter,
+                                             options.common.name);
   return BigQueryService<T>::Create(std::move(options), std::move(consumer), std::move(transformer),
                                     std::move(processor));
 }

@@ -17,23 +17,22 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "dataflow/enrichment/enricher.h"
 #include "dataflow/messagepipeline/service.h"
+#include "dataflow/messagepipeline/service_options.h"
 #include "dataflow/messagepipeline/stage_service.h"
 #include "dataflow/metrics/registration.h"
 
 namespace dataflow::enrichment {
 
 struct EnrichmentServiceOptions {
-  std::string name = "enrichment";
-  int num_workers = 5;
-  std::shared_ptr<messagepipeline::DeadLetterSink> dead_letter;
-  int max_delivery_attempts = messagepipeline::kDefaultMaxDeliveryAttempts;  // 0: unlimited
+  static constexpr std::string_view kDefaultName = "enrichment";
+  messagepipeline::ServiceOptions common;  // an empty name: kDefaultName
   // Async processors: messages awaiting confirmation (end to end over in-process topics; as
   // large as ingestion's, so it is not the narrower window).
-  std::size_t max_in_flight = 4000;
-  std::size_t max_in_flight_bytes = 64 << 20;
+  messagepipeline::InFlightLimits in_flight{.max_messages = 4000};
   // How the input body is read: an envelope (Go's ingestion, ours by default) or raw bytes.
   messagepipeline::InputFormat input_format = messagepipeline::InputFormat::kAuto;
 };

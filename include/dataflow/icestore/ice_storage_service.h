@@ -18,22 +18,22 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "dataflow/icestore/archival.h"
 #include "dataflow/icestore/key_aware_batcher.h"
 #include "dataflow/icestore/uploader.h"
 #include "dataflow/messagepipeline/service.h"
 #include "dataflow/messagepipeline/service_core.h"
+#include "dataflow/messagepipeline/service_options.h"
 #include "dataflow/metrics/registration.h"
 
 namespace dataflow::icestore {
 
 struct IceStorageServiceOptions {
-  std::string name = "icestore";
-  int num_workers = 5;
+  static constexpr std::string_view kDefaultName = "icestore";
+  messagepipeline::ServiceOptions common;  // an empty name: kDefaultName
   KeyAwareBatcherOptions batcher;
-  std::shared_ptr<messagepipeline::DeadLetterSink> dead_letter;
-  int max_delivery_attempts = messagepipeline::kDefaultMaxDeliveryAttempts;  // 0: unlimited
   // Longest batch key (after sanitising) a message may have; a longer one is a permanent
   // error for that message at transform time (keys come from device data, and become
   // directory and object names).

@@ -31,6 +31,7 @@
 #include "dataflow/messagepipeline/logging.h"
 #include "dataflow/messagepipeline/processor.h"
 #include "dataflow/messagepipeline/service_core.h"
+#include "dataflow/messagepipeline/service_options.h"
 
 namespace dataflow::messagepipeline {
 
@@ -61,10 +62,7 @@ Message& MessageOf(ProcessableItem<T>& item) {
 inline Message& MessageOf(Message& message) { return message; }
 
 struct BatchCoreOptions {
-  std::string name = "batching-service";
-  int num_workers = 5;
-  std::shared_ptr<DeadLetterSink> dead_letter;
-  int max_delivery_attempts = kDefaultMaxDeliveryAttempts;  // 0: unlimited
+  ServiceOptions common;  // its name already set (SetDefaultName)
   // Prepared items waiting for the batcher at most (workers block beyond).
   std::size_t queue_capacity = 400;
   // Cut as soon as no input waits (see BatchingServiceOptions::flush_when_idle).
@@ -82,20 +80,16 @@ class BatchCore {
 
   // Checks what the core needs; names the service in the error.
   static absl::Status Validate(const BatchCoreOptions& options) {
-    if (options.num_workers <= 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(options.name, ": num_workers must be > 0, got ", options.num_workers));
-    }
-    return ValidateDeliveryPolicy(PolicyOptions(options));
+    return ValidateServiceOptions(options.common);
   }
 
   BatchCore(BatchCoreOptions options, std::shared_ptr<MessageConsumer> consumer, Prepare prepare)
       : options_(std::move(options)),
         prepare_(std::move(prepare)),
-        policy_(PolicyOptions(options_), &counters_),
+        policy_(DeliveryPolicyOf(options_.common), &counters_),
         items_(options_.queue_capacity),
         prompt_(options_.flush_when_idle),
-        pool_(options_.name, std::move(consumer), options_.num_workers, &policy_) {}
+        pool_(options_.common.name, std::move(consumer), options_.common.num_workers, &policy_) {}
   BatchCore(const BatchCore&) = delete;
   BatchCore& operator=(const BatchCore&) = delete;
 
@@ -120,7 +114,7 @@ class BatchCore {
   }
   [[nodiscard]] ServiceMetrics metrics() const { return counters_.Snapshot(); }
   [[nodiscard]] bool aborting() const { return pool_.aborting(); }
-  [[nodiscard]] const std::string& name() const { return options_.name; }
+  [[nodiscard]] const std::string& name() const { return options_.common.name; }
   DeliveryPolicy& policy() { return policy_; }
   ServiceCounters& counters() { return counters_; }
 
@@ -167,18 +161,13 @@ class BatchCore {
     static dataflow::LogRateLimit limit;
     if (limit.Allow()) {
       dataflow::Log()->warn(
-          "batch failed name={} size={} permanent={} {}error=\"{}\" suppressed={}", options_.name,
-          size, IsPermanent(result), context, BoundedText(result.ToString()), limit.suppressed());
+          "batch failed name={} size={} permanent={} {}error=\"{}\" suppressed={}",
+          options_.common.name, size, IsPermanent(result), context, BoundedText(result.ToString()),
+          limit.suppressed());
     }
   }
 
  private:
-  static DeliveryPolicyOptions PolicyOptions(const BatchCoreOptions& o) {
-    return {.source = o.name,
-            .dead_letter = o.dead_letter,
-            .max_delivery_attempts = o.max_delivery_attempts};
-  }
-
   // Prepares a popped batch and hands the items to the batcher in one go: one lock round trip
   // per batch instead of per message.
   void HandleBatch(std::span<Message> batch) {

@@ -18,20 +18,22 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "dataflow/messagepipeline/batch_core.h"
 #include "dataflow/messagepipeline/errors.h"
 #include "dataflow/messagepipeline/logging.h"
 #include "dataflow/messagepipeline/service.h"
+#include "dataflow/messagepipeline/service_options.h"
 #include "dataflow/messagepipeline/transformer.h"
 
 namespace dataflow::messagepipeline {
 
 struct BatchingServiceOptions {
-  std::string name = "batching-service";
-  int num_workers = 5;                                                 // transform workers
-  std::size_t batch_size = 100;                                        // the Go library's default
+  static constexpr std::string_view kDefaultName = "batching-service";
+  ServiceOptions common;         // an empty name: kDefaultName; num_workers: transform workers
+  std::size_t batch_size = 100;  // the Go library's default
   std::chrono::milliseconds flush_interval = std::chrono::minutes(1);  // likewise
   // Also flush a partial batch as soon as no more input is waiting (group commit: under load
   // batches still fill while the previous one is written). Turn it on when the source waits
@@ -39,8 +41,6 @@ struct BatchingServiceOptions {
   // smaller than the batch): a partial batch would otherwise hold that window until
   // flush_interval, and the source, unable to send more, stalls for as long.
   bool flush_when_idle = false;
-  std::shared_ptr<DeadLetterSink> dead_letter;
-  int max_delivery_attempts = kDefaultMaxDeliveryAttempts;  // 0: unlimited
   // Optional: runs once if a Stop() deadline expires before the pipeline drained, so a sink
   // can abort the write it is blocked in (the batch it fails is nacked); e.g. BigQuery's.
   std::function<void()> on_stop_deadline;
@@ -52,15 +52,16 @@ class BatchingService final : public Service {
   static absl::StatusOr<std::unique_ptr<BatchingService>> Create(
       BatchingServiceOptions options, std::shared_ptr<MessageConsumer> consumer,
       MessageTransformer<T> transformer, BatchProcessor<T> processor) {
-    if (!consumer) return absl::InvalidArgumentError(options.name + ": consumer is null");
-    if (!transformer) return absl::InvalidArgumentError(options.name + ": transformer is null");
-    if (!processor) return absl::InvalidArgumentError(options.name + ": processor is null");
+    SetDefaultName(options.common, BatchingServiceOptions::kDefaultName);
+    const std::string& name = options.common.name;
+    if (!consumer) return absl::InvalidArgumentError(name + ": consumer is null");
+    if (!transformer) return absl::InvalidArgumentError(name + ": transformer is null");
+    if (!processor) return absl::InvalidArgumentError(name + ": processor is null");
     if (options.batch_size == 0) {
-      return absl::InvalidArgumentError(options.name + ": batch_size must be > 0");
+      return absl::InvalidArgumentError(name + ": batch_size must be > 0");
     }
     if (options.flush_interval <= std::chrono::milliseconds::zero()) {
-      return absl::InvalidArgumentError(absl::StrCat(options.name,
-                                                     ": flush_interval must be > 0, got ",
+      return absl::InvalidArgumentError(absl::StrCat(name, ": flush_interval must be > 0, got ",
                                                      options.flush_interval.count(), "ms"));
     }
     BatchCoreOptions core = CoreOptions(options);
@@ -130,10 +131,7 @@ class BatchingService final : public Service {
   };
 
   static BatchCoreOptions CoreOptions(const BatchingServiceOptions& o) {
-    return {.name = o.name,
-            .num_workers = o.num_workers,
-            .dead_letter = o.dead_letter,
-            .max_delivery_attempts = o.max_delivery_attempts,
+    return {.common = o.common,
             // Room for a few batches, so workers keep transforming while the batcher runs the
             // processor (measured: 2x capacity left the service at 0.6 of the queue baseline).
             .queue_capacity = o.batch_size * 4,

@@ -22,6 +22,7 @@
 #include "dataflow/messagepipeline/consumer.h"
 #include "dataflow/messagepipeline/dead_letter.h"
 #include "dataflow/messagepipeline/processor.h"
+#include "dataflow/messagepipeline/service_options.h"
 #include "dataflow/messagepipeline/transformer.h"
 
 namespace dataflow::messagepipeline {
@@ -79,17 +80,16 @@ class ServiceCounters {
 
 enum class FailureStage { kTransform, kProcess };
 
-// Pub/Sub's default for a subscription's dead-letter policy; every service uses it unless told
-// otherwise, so a message that can never succeed is never retried forever.
-inline constexpr int kDefaultMaxDeliveryAttempts = 5;
-
 struct DeliveryPolicyOptions {
   std::string source = "dataflow";  // names the service in logs and dead-letter attributes
   std::shared_ptr<DeadLetterSink> dead_letter;  // optional
-  // Deliveries a message gets before it is given up on; 0: unlimited (not recommended).
-  // Sources that do not count deliveries (delivery_attempt 0) are never cut off by it.
+  // As ServiceOptions::max_delivery_attempts.
   int max_delivery_attempts = kDefaultMaxDeliveryAttempts;
 };
+
+// The delivery policy of a service's common options (source: its name); every service's
+// policy is built by it.
+DeliveryPolicyOptions DeliveryPolicyOf(const ServiceOptions& options);
 
 // Decides how each message is settled and counts the outcome. A message that can never
 // succeed (a permanent error, or its delivery attempts used up) is dead-lettered; without a
@@ -137,8 +137,9 @@ std::optional<T> TransformOrSettle(Message& message, const MessageTransformer<T>
   return *std::move(transformed);
 }
 
-// Checks the options every service shares; names the service in the error.
-absl::Status ValidateDeliveryPolicy(const DeliveryPolicyOptions& options);
+// Checks the options every service shares (num_workers, max_delivery_attempts);
+// InvalidArgument naming the service.
+absl::Status ValidateServiceOptions(const ServiceOptions& options);
 
 // Runs `num_workers` threads that pop messages from the consumer's channel and hand them,
 // a popped batch at a time, to `handle_batch`, plus an optional `tail` thread (a batcher) started

@@ -23,11 +23,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "dataflow/messagepipeline/message.h"
 #include "dataflow/messagepipeline/processor.h"
 #include "dataflow/messagepipeline/service.h"
 #include "dataflow/messagepipeline/service_core.h"
+#include "dataflow/messagepipeline/service_options.h"
 
 namespace dataflow::messagepipeline {
 
@@ -44,14 +46,9 @@ struct StageResult {
 using MessageStage = std::function<absl::StatusOr<StageResult>(Message& message)>;
 
 struct StageServiceOptions {
-  std::string name = "stage";
-  int num_workers = 5;
-  std::shared_ptr<DeadLetterSink> dead_letter;
-  int max_delivery_attempts = kDefaultMaxDeliveryAttempts;  // 0: unlimited
-  // With an async downstream: messages, and their payload bytes, awaiting confirmation at most
-  // (0 bytes: no byte limit).
-  std::size_t max_in_flight = 1000;
-  std::size_t max_in_flight_bytes = 64 << 20;
+  static constexpr std::string_view kDefaultName = "stage";
+  ServiceOptions common;     // an empty name: kDefaultName
+  InFlightLimits in_flight;  // with an async downstream
 };
 
 class StageService final : public Service {

@@ -17,18 +17,15 @@
 #include "dataflow/messagepipeline/consumer.h"
 #include "dataflow/messagepipeline/dead_letter.h"
 #include "dataflow/messagepipeline/service_core.h"
+#include "dataflow/messagepipeline/service_options.h"
 
 namespace dataflow::messagepipeline {
 
 struct StreamCoreOptions {
-  std::string name;
-  int num_workers = 5;
-  std::shared_ptr<DeadLetterSink> dead_letter;
-  int max_delivery_attempts = kDefaultMaxDeliveryAttempts;  // 0: unlimited
-  // An async downstream: an InFlightSettler holds up to these until each is confirmed.
+  ServiceOptions common;  // its name already set (SetDefaultName)
+  // An async downstream: an InFlightSettler holds up to `in_flight` until each is confirmed.
   bool async = false;
-  std::size_t max_in_flight = 1000;
-  std::size_t max_in_flight_bytes = 64 << 20;  // 0: no byte limit
+  InFlightLimits in_flight;
 };
 
 class StreamCore {

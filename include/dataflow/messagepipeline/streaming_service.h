@@ -11,24 +11,21 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "dataflow/messagepipeline/processor.h"
 #include "dataflow/messagepipeline/service.h"
 #include "dataflow/messagepipeline/service_core.h"
+#include "dataflow/messagepipeline/service_options.h"
 #include "dataflow/messagepipeline/stream_core.h"
 #include "dataflow/messagepipeline/transformer.h"
 
 namespace dataflow::messagepipeline {
 
 struct StreamingServiceOptions {
-  std::string name = "streaming-service";
-  int num_workers = 5;  // the Go library's default
-  std::shared_ptr<DeadLetterSink> dead_letter;
-  int max_delivery_attempts = kDefaultMaxDeliveryAttempts;  // 0: unlimited
-  // With an async processor: messages, and their payload bytes, awaiting their sink's
-  // confirmation at most (0 bytes: no byte limit).
-  std::size_t max_in_flight = 1000;
-  std::size_t max_in_flight_bytes = 64 << 20;
+  static constexpr std::string_view kDefaultName = "streaming-service";
+  ServiceOptions common;     // an empty name: kDefaultName
+  InFlightLimits in_flight;  // with an async processor
 };
 
 template <typename T>
@@ -37,18 +34,16 @@ class StreamingService final : public Service {
   static absl::StatusOr<std::unique_ptr<StreamingService>> Create(
       StreamingServiceOptions options, std::shared_ptr<MessageConsumer> consumer,
       MessageTransformer<T> transformer, StreamProcessor<T> processor) {
-    if (!processor) return absl::InvalidArgumentError(options.name + ": processor is null");
     return Make(std::move(options), std::move(consumer), std::move(transformer),
                 std::move(processor), nullptr);
   }
 
   // The processor calls its completion once the sink confirmed; the message is acked or
-  // nacked then, with up to options.max_in_flight messages (max_in_flight_bytes) waiting at
-  // once. For sinks that batch (publishers): workers are not blocked by the sink's latency.
+  // nacked then, with up to options.in_flight messages (and bytes) waiting at once. For sinks
+  // that batch (publishers): workers are not blocked by the sink's latency.
   static absl::StatusOr<std::unique_ptr<StreamingService>> CreateAsync(
       StreamingServiceOptions options, std::shared_ptr<MessageConsumer> consumer,
       MessageTransformer<T> transformer, AsyncStreamProcessor<T> processor) {
-    if (!processor) return absl::InvalidArgumentError(options.name + ": processor is null");
     return Make(std::move(options), std::move(consumer), std::move(transformer), nullptr,
                 std::move(processor));
   }
@@ -69,22 +64,19 @@ class StreamingService final : public Service {
   [[nodiscard]] bool draining_past_deadline() const { return core_.aborting(); }
 
  private:
-  static StreamCoreOptions CoreOptions(const StreamingServiceOptions& o, bool async) {
-    return {.name = o.name,
-            .num_workers = o.num_workers,
-            .dead_letter = o.dead_letter,
-            .max_delivery_attempts = o.max_delivery_attempts,
-            .async = async,
-            .max_in_flight = o.max_in_flight,
-            .max_in_flight_bytes = o.max_in_flight_bytes};
-  }
-
   static absl::StatusOr<std::unique_ptr<StreamingService>> Make(
       StreamingServiceOptions options, std::shared_ptr<MessageConsumer> consumer,
       MessageTransformer<T> transformer, StreamProcessor<T> processor,
       AsyncStreamProcessor<T> async_processor) {
-    if (!transformer) return absl::InvalidArgumentError(options.name + ": transformer is null");
-    StreamCoreOptions core = CoreOptions(options, async_processor != nullptr);
+    SetDefaultName(options.common, StreamingServiceOptions::kDefaultName);
+    const std::string& name = options.common.name;
+    if (!processor && !async_processor) {
+      return absl::InvalidArgumentError(name + ": processor is null");
+    }
+    if (!transformer) return absl::InvalidArgumentError(name + ": transformer is null");
+    StreamCoreOptions core{.common = std::move(options.common),
+                           .async = async_processor != nullptr,
+                           .in_flight = options.in_flight};
     if (auto s = StreamCore::Validate(core, consumer.get()); !s.ok()) return s;
     return std::unique_ptr<StreamingService>(
         new StreamingService(std::move(core), std::move(consumer), std::move(transformer),

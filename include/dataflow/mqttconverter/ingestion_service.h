@@ -17,12 +17,14 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "dataflow/messagepipeline/consumer.h"
 #include "dataflow/messagepipeline/dead_letter.h"
 #include "dataflow/messagepipeline/publisher.h"
 #include "dataflow/messagepipeline/service.h"
 #include "dataflow/messagepipeline/service_core.h"
+#include "dataflow/messagepipeline/service_options.h"
 #include "dataflow/messagepipeline/streaming_service.h"
 #include "dataflow/metrics/registration.h"
 
@@ -40,20 +42,17 @@ enum class PayloadFormat {
 };
 
 struct IngestionServiceOptions {
-  std::string name = "mqtt-ingestion";
+  static constexpr std::string_view kDefaultName = "mqtt-ingestion";
+  messagepipeline::ServiceOptions common;                        // an empty name: kDefaultName
   std::map<std::string, std::string, std::less<>> route_topics;  // route_name → topic
   UnmappedRoutePolicy unmapped = UnmappedRoutePolicy::kDefaultTopic;
   std::string default_topic;  // required with kDefaultTopic
   PayloadFormat payload_format = PayloadFormat::kEnvelope;
-  int num_workers = 5;
   // Publishes awaiting confirmation. Over in-process topics a publish is confirmed only once
   // every sink stored the message, so this is the pipeline's end-to-end window: throughput is
-  // at most max_in_flight / latency, and the latency includes the sinks' fsyncs. 1000 held a
+  // at most max_messages / latency, and the latency includes the sinks' fsyncs. 1000 held a
   // backlog drain to sink commits of ~100-300 rows (docs/operations.md, "Backlog drain").
-  std::size_t max_in_flight = 4000;
-  std::size_t max_in_flight_bytes = 64 << 20;
-  std::shared_ptr<messagepipeline::DeadLetterSink> dead_letter;
-  int max_delivery_attempts = messagepipeline::kDefaultMaxDeliveryAttempts;  // 0: unlimited
+  messagepipeline::InFlightLimits in_flight{.max_messages = 4000};
 };
 
 // What one message becomes: the topic and the outgoing message.

@@ -265,11 +265,9 @@ TEST_F(BigQueryInserterTest, ServiceRedeliversAFailedBatchAndLosesNothing) {
     return std::optional<MonitorReading>(*std::move(row));
   };
   auto service = NewBigQueryService<MonitorReading>(
-      {.name = "bq",
-       .num_workers = 2,
+      {.common = {.name = "bq", .num_workers = 2, .dead_letter = broker->NewDeadLetterSink("dead")},
        .batch_size = 10,
-       .flush_interval = 50ms,
-       .dead_letter = broker->NewDeadLetterSink("dead")},
+       .flush_interval = 50ms},
       *consumer, transformer,
       std::shared_ptr<DataBatchInserter<MonitorReading>>(std::move(*inserter)));
   ASSERT_TRUE(service.ok()) << service.status();
@@ -363,8 +361,9 @@ TEST_F(BigQueryInserterTest, ServiceStopHonoursItsDeadlineWhileAnAppendHangs) {
     return std::optional<MonitorReading>(*std::move(row));
   };
   auto service = NewBigQueryService<MonitorReading>(
-      {.name = "bq-hang", .num_workers = 1, .batch_size = 1, .flush_interval = 10ms}, *consumer,
-      transformer, std::shared_ptr<DataBatchInserter<MonitorReading>>(std::move(*inserter)));
+      {.common = {.name = "bq-hang", .num_workers = 1}, .batch_size = 1, .flush_interval = 10ms},
+      *consumer, transformer,
+      std::shared_ptr<DataBatchInserter<MonitorReading>>(std::move(*inserter)));
   ASSERT_TRUE(service.ok()) << service.status();
   HungAppends hang(server_);
   const auto requests_before = server_->append_requests();
@@ -426,10 +425,11 @@ TEST_F(BigQueryInserterTest, PubsubEmulatorToBigQueryServiceStoresEveryReading) 
     return std::optional<MonitorReading>(*std::move(row));
   };
   auto service = NewBigQueryService<MonitorReading>(
-      {.name = "bq-flow",
+      {.common = {.name = "bq-flow",
+                  .dead_letter =
+                      std::make_shared<pubsub::PubsubDeadLetterSink>(publisher, "readings-dead")},
        .batch_size = 25,
-       .flush_interval = 100ms,
-       .dead_letter = std::make_shared<pubsub::PubsubDeadLetterSink>(publisher, "readings-dead")},
+       .flush_interval = 100ms},
       std::shared_ptr<messagepipeline::MessageConsumer>(std::move(*consumer)), transformer,
       std::shared_ptr<DataBatchInserter<MonitorReading>>(std::move(*inserter)));
   ASSERT_TRUE(service.ok()) << service.status();

@@ -293,7 +293,7 @@ TEST_F(GoContractTest, EnrichmentReadsGoEnvelopesAndPublishesOneEnvelopeGoDecode
       {.on_not_found = enrichment::FailurePolicy::kPassUnenriched});
   ASSERT_TRUE(enricher.ok()) << enricher.status();
   auto service = enrichment::EnrichmentService::CreateAsync(
-      {.name = "contract-enrichment", .num_workers = 2}, Consumer(in), *enricher,
+      {.common = {.name = "contract-enrichment", .num_workers = 2}}, Consumer(in), *enricher,
       messagepipeline::PublishEnvelope(producer_, out));
   ASSERT_TRUE(service.ok()) << service.status();
   ASSERT_TRUE((*service)->Start().ok());
@@ -363,11 +363,9 @@ TEST_F(GoContractTest, BigQuerySchemaKindStoresGoEnvelopesColumnByColumn) {
   std::shared_ptr<bqstore::DataBatchInserter<bqstore::RowInput>> inserter = *std::move(sqlite);
   auto dead_sink = std::make_shared<pubsub::PubsubDeadLetterSink>(producer_, dead);
   auto service = bqstore::NewBigQueryService<bqstore::RowInput>(
-      {.name = "contract-bq",
-       .num_workers = 2,
+      {.common = {.name = "contract-bq", .num_workers = 2, .dead_letter = dead_sink},
        .flush_interval = std::chrono::milliseconds(100),
-       .flush_when_idle = true,
-       .dead_letter = dead_sink},
+       .flush_when_idle = true},
       Consumer(in), bqstore::RowInputTransformer(), inserter);
   ASSERT_TRUE(service.ok()) << service.status();
   ASSERT_TRUE((*service)->Start().ok());
@@ -445,7 +443,7 @@ TEST_F(GoContractTest, IceStoreArchivesGoEnvelopesInLinesGoDecodes) {
       icestore::LocalDirectoryUploader::Create({.root = root.string(), .prefix = "archive/"});
   ASSERT_TRUE(uploader.ok()) << uploader.status();
   icestore::IceStorageServiceOptions options{
-      .name = "contract-icestore", .num_workers = 2, .flush_when_idle = true};
+      .common = {.name = "contract-icestore", .num_workers = 2}, .flush_when_idle = true};
   options.batcher.flush_interval = std::chrono::milliseconds(100);
   auto service = icestore::IceStorageService::Create(options, Consumer(in), *std::move(uploader));
   ASSERT_TRUE(service.ok()) << service.status();

@@ -189,15 +189,15 @@ class EnrichmentServiceIT : public ::testing::Test {
     ASSERT_TRUE(producer.ok()) << producer.status();
     producer_ = *std::move(producer);
     auto publish = mp::PublishEnvelope(producer_, Out());
-    auto service =
-        EnrichmentService::CreateAsync({.name = "enrichment-it"}, *std::move(consumer), enricher,
-                                       [this, publish](mp::Message& m, mp::Completion done) {
-                                         {
-                                           std::lock_guard lock(mu_);
-                                           ++handed_to_publisher_[m.attributes.at("seq")];
-                                         }
-                                         publish(m, std::move(done));
-                                       });
+    auto service = EnrichmentService::CreateAsync(
+        {.common = {.name = "enrichment-it"}}, *std::move(consumer), enricher,
+        [this, publish](mp::Message& m, mp::Completion done) {
+          {
+            std::lock_guard lock(mu_);
+            ++handed_to_publisher_[m.attributes.at("seq")];
+          }
+          publish(m, std::move(done));
+        });
     ASSERT_TRUE(service.ok()) << service.status();
     service_ = *std::move(service);
     ASSERT_TRUE(service_->Start().ok());

@@ -285,9 +285,8 @@ struct Pipeline {
     // of 5 attempts and a 50 ms backoff a slow emulator restart would have the messages given
     // up on (dropped, as there is no dead-letter topic) before the server is back.
     service = std::move(*IceStorageService::Create(
-        {.num_workers = 2,
-         .batcher = {.batch_size = static_cast<std::size_t>(batch_size), .flush_interval = 200ms},
-         .max_delivery_attempts = 0},
+        {.common = {.num_workers = 2, .max_delivery_attempts = 0},
+         .batcher = {.batch_size = static_cast<std::size_t>(batch_size), .flush_interval = 200ms}},
         *broker->NewConsumer("s"), up));
   }
   void Publish(int n) {

@@ -138,12 +138,12 @@ TEST(IngestionServiceTest, RejectedRoutesAreDeadLettered) {
   auto consumer = NewMqttConsumer(
       {{.name = "known", .topic = base + "/known"}, {.name = "stray", .topic = base + "/stray"}});
   ASSERT_NE(consumer, nullptr);
-  auto service =
-      IngestionService::Create({.route_topics = {{"known", "raw-known"}},
-                                .unmapped = UnmappedRoutePolicy::kReject,
-                                .payload_format = PayloadFormat::kRaw,
-                                .dead_letter = broker->NewDeadLetterSink("ingest-dead-letters")},
-                               consumer, broker->NewPublisher());
+  auto service = IngestionService::Create(
+      {.common = {.dead_letter = broker->NewDeadLetterSink("ingest-dead-letters")},
+       .route_topics = {{"known", "raw-known"}},
+       .unmapped = UnmappedRoutePolicy::kReject,
+       .payload_format = PayloadFormat::kRaw},
+      consumer, broker->NewPublisher());
   ASSERT_TRUE(service.ok()) << service.status();
   ASSERT_TRUE((*service)->Start().ok());
   TestPublisher pub;
@@ -257,10 +257,11 @@ TEST(IngestionServiceTest, RejectsBadOptions) {
   cases.push_back({{.route_topics = {{"a", ""}}, .default_topic = "d"}, publisher, "empty topic"});
   cases.push_back({{.route_topics = {{"", "t"}}, .default_topic = "d"}, publisher, "empty route"});
   cases.push_back({{.unmapped = UnmappedRoutePolicy::kReject}, publisher, "nothing would pass"});
-  cases.push_back({{.default_topic = "d"}, nullptr, "publisher is null"});
-  cases.push_back({{.default_topic = "d", .num_workers = 0}, publisher, "num_workers"});
-  cases.push_back(
-      {{.default_topic = "d", .max_delivery_attempts = -1}, publisher, "max_delivery_attempts"});
+  cases.push_back({{.default_topic = "d"}, nullptr, "mqtt-ingestion: publisher is null"});
+  cases.push_back({{.common = {.num_workers = 0}, .default_topic = "d"}, publisher, "num_workers"});
+  cases.push_back({{.common = {.max_delivery_attempts = -1}, .default_topic = "d"},
+                   publisher,
+                   "max_delivery_attempts"});
   for (Case& c : cases) {
     auto service = IngestionService::Create(std::move(c.options), consumer, c.publisher);
     ASSERT_FALSE(service.ok()) << c.error;

@@ -334,7 +334,7 @@ TEST_F(PubsubEmulatorTest, StreamingServiceProcessesEachMessageOnce) {
   std::mutex mu;
   std::map<std::string, int> seen;
   auto service = messagepipeline::StreamingService<std::string>::Create(
-      {.name = "it"}, consumer,
+      {.common = {.name = "it"}}, consumer,
       [](const Message& m) -> absl::StatusOr<std::optional<std::string>> {
         return std::optional<std::string>(m.data.payload);
       },
@@ -385,7 +385,7 @@ TEST_F(PubsubEmulatorTest, AlwaysFailingMessageIsDeadLetteredAfterMaxDeliveryAtt
   std::mutex mu;
   std::vector<int> tried;  // delivery_attempt of each processing
   auto service = messagepipeline::StreamingService<std::string>::Create(
-      {.name = "poison", .dead_letter = dead, .max_delivery_attempts = 3}, consumer,
+      {.common = {.name = "poison", .dead_letter = dead, .max_delivery_attempts = 3}}, consumer,
       [](const Message& m) -> absl::StatusOr<std::optional<std::string>> {
         return std::optional<std::string>(m.data.payload);
       },

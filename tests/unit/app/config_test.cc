@@ -97,8 +97,8 @@ TEST(ConfigTest, ParsesAServiceWithItsDefaults) {
   EXPECT_EQ(e.cache.redis->cache_ttl, std::chrono::seconds(90));
   EXPECT_EQ(e.on_not_found, enrichment::FailurePolicy::kSkip);
   EXPECT_EQ(e.on_error, enrichment::FailurePolicy::kNack);  // the program's default
-  EXPECT_EQ(e.workers, 5);
-  EXPECT_EQ(e.max_in_flight, enrichment::EnrichmentServiceOptions{}.max_in_flight);
+  EXPECT_EQ(e.common.workers, 5);
+  EXPECT_EQ(e.max_in_flight, enrichment::EnrichmentServiceOptions{}.in_flight.max_messages);
   EXPECT_EQ(r.config.shutdown_timeout, std::chrono::seconds(30));
 }
 
@@ -313,7 +313,7 @@ TEST(ConfigTest, DataflowVariablesOverrideValuesByServiceName) {
   ASSERT_THAT(Errors(ok), IsEmpty());
   const auto& e = std::get<EnrichmentConfig>(ok.config.services[0].spec);
   EXPECT_EQ(e.cache.redis->addr, "redis:6380");
-  EXPECT_EQ(e.workers, 9);
+  EXPECT_EQ(e.common.workers, 9);
   EXPECT_EQ(ok.config.shutdown_timeout, std::chrono::seconds(5));
 }
 
@@ -345,7 +345,8 @@ TEST(ConfigTest, AnInProcessTopicWithoutSubscriptionIsAnError) {
 TEST(ConfigTest, MaxDeliveryAttemptsIsFiniteAndAServiceWithoutDeadLettersIsWarnedAbout) {
   auto defaults = Parse(kEnrichment);
   ASSERT_TRUE(defaults.ok());
-  EXPECT_EQ(std::get<EnrichmentConfig>(defaults.config.services[0].spec).max_delivery_attempts, 5);
+  EXPECT_EQ(
+      std::get<EnrichmentConfig>(defaults.config.services[0].spec).common.max_delivery_attempts, 5);
   ASSERT_EQ(defaults.warnings.size(), 1u);
   EXPECT_THAT(defaults.warnings[0].ToString(),
               HasSubstr("services[0].enrichment.dead_letter_topic: not set"));
@@ -355,7 +356,8 @@ TEST(ConfigTest, MaxDeliveryAttemptsIsFiniteAndAServiceWithoutDeadLettersIsWarne
   yaml += "      max_delivery_attempts: 12\n      dead_letter_topic: raw\n";
   auto set = Parse(yaml);
   ASSERT_THAT(Errors(set), IsEmpty());
-  EXPECT_EQ(std::get<EnrichmentConfig>(set.config.services[0].spec).max_delivery_attempts, 12);
+  EXPECT_EQ(std::get<EnrichmentConfig>(set.config.services[0].spec).common.max_delivery_attempts,
+            12);
   EXPECT_THAT(set.warnings, IsEmpty());
 
   std::string zero = kEnrichment;

@@ -134,7 +134,7 @@ TEST(TimedPublisher, UnderAStreamingServiceEveryMessageIsAckedAndTimedOnce) {
       *TimedPublisher::Create({.publisher = late, .histogram = histogram.get()});
   auto publish = messagepipeline::PublishEnvelope(timed, "out");
   auto service = messagepipeline::StreamingService<std::string>::CreateAsync(
-      {.name = "timed", .num_workers = 2}, *consumer,
+      {.common = {.name = "timed", .num_workers = 2}}, *consumer,
       [](const messagepipeline::Message& m) {
         return messagepipeline::TransformResult<std::string>(
             std::optional<std::string>(m.data.payload));

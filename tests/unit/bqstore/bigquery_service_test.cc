@@ -141,12 +141,13 @@ class BigQueryServiceTest : public ::testing::Test {
       messagepipeline::MessageTransformer<Reading> transformer = ParseReading) {
     auto consumer = broker_->NewConsumer("readings-sub");
     EXPECT_TRUE(consumer.ok());
-    auto service = NewBigQueryService<Reading>({.name = "bq-test",
+    auto service =
+        NewBigQueryService<Reading>({.common = {.name = "bq-test",
                                                 .num_workers = 2,
-                                                .batch_size = batch_size,
-                                                .flush_interval = 50ms,
                                                 .dead_letter = broker_->NewDeadLetterSink("dead")},
-                                               *consumer, std::move(transformer), std::move(ins));
+                                     .batch_size = batch_size,
+                                     .flush_interval = 50ms},
+                                    *consumer, std::move(transformer), std::move(ins));
     EXPECT_TRUE(service.ok()) << service.status();
     EXPECT_TRUE((*service)->Start().ok());
     return *std::move(service);
@@ -227,8 +228,8 @@ TEST_F(BigQueryServiceTest, RejectedRowsWithoutDeadLetterSinkAreNacked) {
   auto consumer = broker_->NewConsumer("readings-sub");
   ASSERT_TRUE(consumer.ok());
   auto service = NewBigQueryService<Reading>(
-      {.name = "no-dlq", .num_workers = 1, .batch_size = 2, .flush_interval = 50ms}, *consumer,
-      ParseReading, inserter);
+      {.common = {.name = "no-dlq", .num_workers = 1}, .batch_size = 2, .flush_interval = 50ms},
+      *consumer, ParseReading, inserter);
   ASSERT_TRUE(service.ok()) << service.status();
   ASSERT_TRUE((*service)->Start().ok());
   Publish(Json("good", 1));
@@ -321,7 +322,8 @@ TEST(BigQueryServiceFactoryTest, ValidatesArguments) {
   ASSERT_TRUE(consumer.ok());
   auto no_inserter = NewBigQueryService<Reading>({}, *consumer, ParseReading, nullptr);
   EXPECT_EQ(no_inserter.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(no_inserter.status().message().find("inserter is null"), std::string::npos);
+  // An empty name is BatchingService's default.
+  EXPECT_EQ(no_inserter.status().message(), "batching-service: inserter is null");
   auto zero_batch = NewBigQueryService<Reading>({.batch_size = 0}, *consumer, ParseReading,
                                                 std::make_shared<FakeInserter>());
   EXPECT_EQ(zero_batch.status().code(), absl::StatusCode::kInvalidArgument);

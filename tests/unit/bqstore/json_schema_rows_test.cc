@@ -501,12 +501,13 @@ TEST_F(SchemaSqliteServiceTest, StoresEveryColumnAndDeadLettersBadRowsNamingTheC
   std::shared_ptr<DataBatchInserter<RowInput>> inserter = *std::move(sqlite);
   auto consumer = broker_->NewConsumer("in-sub");
   ASSERT_TRUE(consumer.ok());
-  auto service = NewBigQueryService<RowInput>({.name = "schema-bq",
+  auto service =
+      NewBigQueryService<RowInput>({.common = {.name = "schema-bq",
                                                .num_workers = 2,
-                                               .batch_size = 8,
-                                               .flush_interval = 50ms,
                                                .dead_letter = broker_->NewDeadLetterSink("dead")},
-                                              *consumer, RowInputTransformer(), inserter);
+                                    .batch_size = 8,
+                                    .flush_interval = 50ms},
+                                   *consumer, RowInputTransformer(), inserter);
   ASSERT_TRUE(service.ok()) << service.status();
   ASSERT_TRUE((*service)->Start().ok());
   constexpr int kGood = 12;

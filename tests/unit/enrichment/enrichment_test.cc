@@ -46,7 +46,7 @@ class EnrichmentServiceTest : public ::testing::Test {
   std::unique_ptr<EnrichmentService> StartService(EnricherOptions policy,
                                                   int max_delivery_attempts = 5) {
     auto service = EnrichmentService::CreateAsync(
-        {.num_workers = 3, .max_delivery_attempts = max_delivery_attempts},
+        {.common = {.num_workers = 3, .max_delivery_attempts = max_delivery_attempts}},
         *broker_->NewConsumer("raw-sub"), MakeDeviceEnricher(registry_, policy),
         mp::PublishEnvelope(broker_->NewPublisher(), "enriched"));
     EXPECT_TRUE(service.ok()) << service.status();
@@ -118,11 +118,11 @@ TEST_F(EnrichmentServiceTest, AMessageTheEnricherSkipsIsCountedSkippedNotProcess
     };
     auto consumer = *broker_->NewConsumer("raw-sub");
     auto enricher = MakeDeviceEnricher(registry_);  // not found: skip
-    auto service = async
-                       ? EnrichmentService::CreateAsync(
-                             {.num_workers = 2}, consumer, enricher,
-                             [&](mp::Message& m, mp::Completion done) { done(process(m)); })
-                       : EnrichmentService::Create({.num_workers = 2}, consumer, enricher, process);
+    auto service = async ? EnrichmentService::CreateAsync(
+                               {.common = {.num_workers = 2}}, consumer, enricher,
+                               [&](mp::Message& m, mp::Completion done) { done(process(m)); })
+                         : EnrichmentService::Create({.common = {.num_workers = 2}}, consumer,
+                                                     enricher, process);
     ASSERT_TRUE(service.ok()) << service.status();
     ASSERT_TRUE((*service)->Start().ok());
     const std::uint64_t acked_before = broker_->Stats("raw-sub")->acked;
@@ -148,7 +148,7 @@ TEST_F(EnrichmentServiceTest, ADeferredDownstreamFailureDeadLettersTheEnvelopeAs
   std::mutex mu;
   std::vector<mp::Completion> pending;
   auto service = EnrichmentService::CreateAsync(
-      {.num_workers = 1, .dead_letter = broker_->NewDeadLetterSink("dead")},
+      {.common = {.num_workers = 1, .dead_letter = broker_->NewDeadLetterSink("dead")}},
       *broker_->NewConsumer("raw-sub"), MakeDeviceEnricher(registry_),
       [&](mp::Message&, mp::Completion done) {
         std::lock_guard lock(mu);
@@ -218,6 +218,9 @@ TEST_F(EnrichmentServiceTest, FactoryRejectsNulls) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(EnrichmentService::Create({}, consumer, enricher, nullptr).status().code(),
             absl::StatusCode::kInvalidArgument);
+  // An empty name is the kind's default.
+  EXPECT_EQ(EnrichmentService::Create({}, consumer, nullptr, nullptr).status().message(),
+            "enrichment: enricher is null");
   EXPECT_EQ(EnrichmentService::CreateAsync({}, nullptr, enricher,
                                            mp::PublishEnvelope(broker_->NewPublisher(), "x"))
                 .status()
@@ -229,7 +232,7 @@ TEST_F(EnrichmentServiceTest, SynchronousProcessorSeesTheEnrichedMessage) {
   std::mutex mu;
   std::vector<std::string> names;
   auto service =
-      EnrichmentService::Create({.num_workers = 1}, *broker_->NewConsumer("raw-sub"),
+      EnrichmentService::Create({.common = {.num_workers = 1}}, *broker_->NewConsumer("raw-sub"),
                                 MakeDeviceEnricher(registry_), [&](mp::Message& m) {
                                   std::lock_guard lock(mu);
                                   names.push_back(m.data.enrichment_data.value("name", ""));
@@ -259,8 +262,8 @@ TEST_F(EnrichmentServiceTest, EnvelopeInputIsUnwrappedAndAFailureGoesBackAsRecei
       seen.push_back(m.data);
       return absl::OkStatus();
     };
-    const EnrichmentServiceOptions options{.num_workers = 1,
-                                           .dead_letter = broker_->NewDeadLetterSink("dead")};
+    const EnrichmentServiceOptions options{
+        .common = {.num_workers = 1, .dead_letter = broker_->NewDeadLetterSink("dead")}};
     auto consumer = *broker_->NewConsumer("raw-sub");
     auto enricher = MakeDeviceEnricher(registry_);
     auto service = async ? EnrichmentService::CreateAsync(

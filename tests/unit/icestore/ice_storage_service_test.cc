@@ -110,11 +110,15 @@ class SwitchableUploader : public DataUploader {
 
 TEST(IceStorageService, CreateValidates) {
   Fixture f("validate");
-  EXPECT_FALSE(IceStorageService::Create({}, nullptr, f.local).ok());
+  auto no_consumer = IceStorageService::Create({}, nullptr, f.local);
+  // An empty name is the kind's default.
+  EXPECT_EQ(no_consumer.status().message(), "icestore: consumer is null") << no_consumer.status();
   EXPECT_FALSE(IceStorageService::Create({}, f.consumer, nullptr).ok());
   EXPECT_FALSE(IceStorageService::Create({}, f.consumer, f.local, nullptr).ok());
-  EXPECT_FALSE(IceStorageService::Create({.num_workers = 0}, f.consumer, f.local).ok());
-  EXPECT_FALSE(IceStorageService::Create({.max_delivery_attempts = -1}, f.consumer, f.local).ok());
+  EXPECT_FALSE(IceStorageService::Create({.common = {.num_workers = 0}}, f.consumer, f.local).ok());
+  EXPECT_FALSE(
+      IceStorageService::Create({.common = {.max_delivery_attempts = -1}}, f.consumer, f.local)
+          .ok());
   auto bad = IceStorageService::Create({.batcher = {.batch_size = 0}}, f.consumer, f.local);
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad.status().message().find("batch_size"), std::string::npos) << bad.status();
@@ -123,7 +127,8 @@ TEST(IceStorageService, CreateValidates) {
 TEST(IceStorageService, EveryMessageLandsInExactlyOneObjectUnderItsKey) {
   Fixture f("e2e");
   auto service = IceStorageService::Create(
-      {.num_workers = 3, .batcher = {.batch_size = 25, .flush_interval = 1h}}, f.consumer, f.local);
+      {.common = {.num_workers = 3}, .batcher = {.batch_size = 25, .flush_interval = 1h}},
+      f.consumer, f.local);
   ASSERT_TRUE(service.ok()) << service.status();
   ASSERT_TRUE((*service)->Start().ok());
   auto expected = f.Publish(600, "e2e");
@@ -141,8 +146,8 @@ TEST(IceStorageService, EveryMessageLandsInExactlyOneObjectUnderItsKey) {
 TEST(IceStorageService, StopFlushesPartialBatches) {
   Fixture f("stop");
   auto service = IceStorageService::Create(
-      {.num_workers = 2, .batcher = {.batch_size = 1000, .flush_interval = 1h}}, f.consumer,
-      f.local);
+      {.common = {.num_workers = 2}, .batcher = {.batch_size = 1000, .flush_interval = 1h}},
+      f.consumer, f.local);
   ASSERT_TRUE(service.ok());
   ASSERT_TRUE((*service)->Start().ok());
   auto expected = f.Publish(42, "stop");
@@ -159,8 +164,8 @@ TEST(IceStorageService, StopFlushesPartialBatches) {
 TEST(IceStorageService, FlushPromptlyCutsOpenBatchesWhileRunning) {
   Fixture f("prompt");
   auto service = IceStorageService::Create(
-      {.num_workers = 2, .batcher = {.batch_size = 1000, .flush_interval = 1h}}, f.consumer,
-      f.local);
+      {.common = {.num_workers = 2}, .batcher = {.batch_size = 1000, .flush_interval = 1h}},
+      f.consumer, f.local);
   ASSERT_TRUE(service.ok());
   ASSERT_TRUE((*service)->Start().ok());
   auto expected = f.Publish(42, "prompt");
@@ -175,7 +180,7 @@ TEST(IceStorageService, FlushPromptlyCutsOpenBatchesWhileRunning) {
 
 TEST(IceStorageService, FlushWhenIdleCutsOpenBatchesWithoutWaitingForTheInterval) {
   Fixture f("idle");
-  auto service = IceStorageService::Create({.num_workers = 2,
+  auto service = IceStorageService::Create({.common = {.num_workers = 2},
                                             .batcher = {.batch_size = 1000, .flush_interval = 1h},
                                             .flush_when_idle = true},
                                            f.consumer, f.local);
@@ -192,8 +197,8 @@ TEST(IceStorageService, FlushWhenIdleCutsOpenBatchesWithoutWaitingForTheInterval
 TEST(IceStorageService, TheIntervalFlushesIdleBatchesWhileRunning) {
   Fixture f("interval");
   auto service = IceStorageService::Create(
-      {.num_workers = 2, .batcher = {.batch_size = 1000, .flush_interval = 100ms}}, f.consumer,
-      f.local);
+      {.common = {.num_workers = 2}, .batcher = {.batch_size = 1000, .flush_interval = 100ms}},
+      f.consumer, f.local);
   ASSERT_TRUE(service.ok());
   ASSERT_TRUE((*service)->Start().ok());
   auto expected = f.Publish(30, "interval");
@@ -209,8 +214,8 @@ TEST(IceStorageService, FailedUploadsNackAndRedeliveryArchivesEverything) {
   auto switchable = std::make_shared<SwitchableUploader>(f.local);
   switchable->down = true;
   auto service = IceStorageService::Create(
-      {.num_workers = 2, .batcher = {.batch_size = 10, .flush_interval = 100ms}}, f.consumer,
-      switchable);
+      {.common = {.num_workers = 2}, .batcher = {.batch_size = 10, .flush_interval = 100ms}},
+      f.consumer, switchable);
   ASSERT_TRUE(service.ok());
   ASSERT_TRUE((*service)->Start().ok());
   auto expected = f.Publish(200, "redeliver");
@@ -235,8 +240,9 @@ TEST(IceStorageService, TransformErrorsNackSkipsAckAndHostileKeysAreSanitised) {
     return std::optional<ArchivalData>(
         ArchivalData{.id = m.data.id, .batch_key = "../../escape", .original_payload = "x"});
   };
-  auto service = IceStorageService::Create({.num_workers = 1, .batcher = {.batch_size = 1}},
-                                           f.consumer, f.local, transformer);
+  auto service =
+      IceStorageService::Create({.common = {.num_workers = 1}, .batcher = {.batch_size = 1}},
+                                f.consumer, f.local, transformer);
   ASSERT_TRUE(service.ok());
   ASSERT_TRUE((*service)->Start().ok());
   for (const char* p : {"skip", "bad", "ok"}) {
@@ -295,10 +301,10 @@ TEST(IceStorageService, BadLocationsAndOverlongKeysAreDeadLetteredAndTheRestArch
   ASSERT_TRUE(f.broker->CreateTopic("dead").ok());
   ASSERT_TRUE(f.broker->CreateSubscription("dead-sub", "dead").ok());
   DeadLetterReader dead(*f.broker);
-  auto service = IceStorageService::Create({.num_workers = 2,
-                                            .batcher = {.batch_size = 10, .flush_interval = 50ms},
-                                            .dead_letter = f.broker->NewDeadLetterSink("dead")},
-                                           f.consumer, f.local);
+  auto service = IceStorageService::Create(
+      {.common = {.num_workers = 2, .dead_letter = f.broker->NewDeadLetterSink("dead")},
+       .batcher = {.batch_size = 10, .flush_interval = 50ms}},
+      f.consumer, f.local);
   ASSERT_TRUE(service.ok()) << service.status();
   ASSERT_TRUE((*service)->Start().ok());
   std::map<std::string, std::string> expected;
@@ -342,11 +348,11 @@ TEST(IceStorageService, AGroupTheUploaderRefusesPermanentlyIsDeadLettered) {
     return std::optional<ArchivalData>(ArchivalData{
         .id = m.data.id, .batch_key = "k/" + std::string(300, 'y'), .original_payload = "x"});
   };
-  auto service = IceStorageService::Create({.num_workers = 1,
-                                            .batcher = {.batch_size = 2, .flush_interval = 50ms},
-                                            .dead_letter = f.broker->NewDeadLetterSink("dead"),
-                                            .max_batch_key_bytes = 1000},
-                                           f.consumer, f.local, transformer);
+  auto service = IceStorageService::Create(
+      {.common = {.num_workers = 1, .dead_letter = f.broker->NewDeadLetterSink("dead")},
+       .batcher = {.batch_size = 2, .flush_interval = 50ms},
+       .max_batch_key_bytes = 1000},
+      f.consumer, f.local, transformer);
   ASSERT_TRUE(service.ok()) << service.status();
   ASSERT_TRUE((*service)->Start().ok());
   for (const char* id : {"a", "b"}) {

@@ -55,8 +55,8 @@ auto Into(LateSink& sink) {
 TEST(AsyncStreamingService, SettlesEachMessageWhenItsSinkConfirms) {
   auto consumer = std::make_shared<ScriptedConsumer>();
   LateSink sink;
-  auto service = StreamingService<std::string>::CreateAsync({.num_workers = 2}, consumer, Transform,
-                                                            Into(sink));
+  auto service = StreamingService<std::string>::CreateAsync({.common = {.num_workers = 2}},
+                                                            consumer, Transform, Into(sink));
   ASSERT_TRUE(service.ok()) << service.status();
   ASSERT_TRUE((*service)->Start().ok());
   consumer->Feed("a", "x");
@@ -93,8 +93,8 @@ TEST(AsyncStreamingService, AThrowingProcessorNacksAndASecondCompletionIsIgnored
 TEST(AsyncStreamingService, ASlowCompletionDoesNotHoldBackLaterOnes) {
   auto consumer = std::make_shared<ScriptedConsumer>();
   LateSink sink;
-  auto service = StreamingService<std::string>::CreateAsync({.num_workers = 1}, consumer, Transform,
-                                                            Into(sink));
+  auto service = StreamingService<std::string>::CreateAsync({.common = {.num_workers = 1}},
+                                                            consumer, Transform, Into(sink));
   ASSERT_TRUE(service.ok());
   ASSERT_TRUE((*service)->Start().ok());
   consumer->Feed("slow", "x");
@@ -113,8 +113,8 @@ TEST(AsyncStreamingService, MaxInFlightBytesBoundsWhatWaitsForTheSink) {
   auto consumer = std::make_shared<ScriptedConsumer>();
   LateSink sink;
   auto service = StreamingService<std::string>::CreateAsync(
-      {.num_workers = 1, .max_in_flight = 1000, .max_in_flight_bytes = 10}, consumer, Transform,
-      Into(sink));
+      {.common = {.num_workers = 1}, .in_flight = {.max_messages = 1000, .max_bytes = 10}},
+      consumer, Transform, Into(sink));
   ASSERT_TRUE(service.ok());
   ASSERT_TRUE((*service)->Start().ok());
   // 4 bytes each: two fit under 10 bytes, the third waits until one is confirmed.
@@ -132,8 +132,9 @@ TEST(AsyncStreamingService, MaxInFlightBytesBoundsWhatWaitsForTheSink) {
 TEST(AsyncStreamingService, MaxInFlightBoundsWhatWaitsForTheSink) {
   auto consumer = std::make_shared<ScriptedConsumer>();
   LateSink sink;
-  auto service = StreamingService<std::string>::CreateAsync({.num_workers = 1, .max_in_flight = 3},
-                                                            consumer, Transform, Into(sink));
+  auto service = StreamingService<std::string>::CreateAsync(
+      {.common = {.num_workers = 1}, .in_flight = {.max_messages = 3}}, consumer, Transform,
+      Into(sink));
   ASSERT_TRUE(service.ok());
   ASSERT_TRUE((*service)->Start().ok());
   for (int i = 0; i < 20; ++i) consumer->Feed("m" + std::to_string(i), "x");
@@ -152,8 +153,8 @@ TEST(AsyncStreamingService, MaxInFlightBoundsWhatWaitsForTheSink) {
 TEST(AsyncStreamingService, StopPastTheDeadlineNacksUnconfirmedMessages) {
   auto consumer = std::make_shared<ScriptedConsumer>();
   LateSink sink;
-  auto service = StreamingService<std::string>::CreateAsync({.num_workers = 1}, consumer, Transform,
-                                                            Into(sink));
+  auto service = StreamingService<std::string>::CreateAsync({.common = {.num_workers = 1}},
+                                                            consumer, Transform, Into(sink));
   ASSERT_TRUE(service.ok());
   ASSERT_TRUE((*service)->Start().ok());
   consumer->Feed("confirmed", "x");
@@ -173,10 +174,10 @@ TEST(AsyncStreamingService, FactoryRejectsBadArguments) {
   using Svc = StreamingService<std::string>;
   auto none = Svc::CreateAsync({}, consumer, Transform, nullptr);
   EXPECT_EQ(none.status().code(), absl::StatusCode::kInvalidArgument);
-  auto zero = Svc::CreateAsync({.max_in_flight = 0}, consumer, Transform,
+  auto zero = Svc::CreateAsync({.in_flight = {.max_messages = 0}}, consumer, Transform,
                                [](Message&, std::string&, Completion done) { done({}); });
   EXPECT_EQ(zero.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(zero.status().message().find("max_in_flight"), absl::string_view::npos);
+  EXPECT_NE(zero.status().message().find("in_flight.max_messages"), absl::string_view::npos);
 }
 
 }  // namespace

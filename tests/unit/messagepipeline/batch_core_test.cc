@@ -50,7 +50,7 @@ TEST(BatchCore, AnIdlePromptLoopRunsTheIntervalFlushAndWaitsForIt) {
   auto consumer = std::make_shared<testing::ScriptedConsumer>();
   CountingAccumulator accumulator;
   BatchCore<Message> core(
-      {.name = "idle", .num_workers = 1, .flush_when_idle = true}, consumer,
+      {.common = {.name = "idle", .num_workers = 1}, .flush_when_idle = true}, consumer,
       [](Message& m, std::vector<Message>& out) { out.push_back(std::move(m)); });
   ASSERT_TRUE(consumer->Start().ok());
   ASSERT_TRUE(core.Start(&accumulator).ok());

@@ -48,8 +48,8 @@ TEST(BatchingService, FlushesFullBatchesAndTheRestOnStop) {
   auto consumer = std::make_shared<ScriptedConsumer>();
   BatchRecorder rec;
   auto service = BatchingService<std::string>::Create(
-      {.num_workers = 2, .batch_size = 10, .flush_interval = std::chrono::hours(1)}, consumer,
-      Transform, rec.Processor());
+      {.common = {.num_workers = 2}, .batch_size = 10, .flush_interval = std::chrono::hours(1)},
+      consumer, Transform, rec.Processor());
   ASSERT_TRUE(service.ok()) << service.status();
   ASSERT_TRUE((*service)->Start().ok());
   for (int i = 0; i < 25; ++i) consumer->Feed("m" + std::to_string(i), "v");
@@ -118,10 +118,9 @@ TEST(BatchingService, APermanentBatchErrorIsIsolatedToTheRowThatCausesIt) {
   // A sink that rejects a whole batch with a permanent error when any row is "poison", as a
   // warehouse does for one invalid row (and stores nothing of that batch).
   auto service = BatchingService<std::string>::Create(
-      {.num_workers = 1,
+      {.common = {.num_workers = 1, .dead_letter = dlq},
        .batch_size = 16,
-       .flush_interval = std::chrono::hours(1),
-       .dead_letter = dlq},
+       .flush_interval = std::chrono::hours(1)},
       consumer, Transform, [&](std::span<ProcessableItem<std::string>> batch) {
         for (auto& item : batch) {
           if (item.payload == "poison") return PermanentError("row is invalid for the table");
@@ -148,8 +147,8 @@ TEST(BatchingService, FlushPromptlyCutsPartialBatchesWithoutWaitingForTheInterva
   auto consumer = std::make_shared<ScriptedConsumer>();
   BatchRecorder rec;
   auto service = BatchingService<std::string>::Create(
-      {.num_workers = 1, .batch_size = 10, .flush_interval = std::chrono::hours(1)}, consumer,
-      Transform, rec.Processor());
+      {.common = {.num_workers = 1}, .batch_size = 10, .flush_interval = std::chrono::hours(1)},
+      consumer, Transform, rec.Processor());
   ASSERT_TRUE(service.ok());
   ASSERT_TRUE((*service)->Start().ok());
   for (int i = 0; i < 3; ++i) consumer->Feed("a" + std::to_string(i), "v");
@@ -255,18 +254,20 @@ TEST(BatchingService, FactoryRejectsBadArguments) {
   check(Svc::Create({.batch_size = 0}, consumer, Transform, rec.Processor()), "batch_size");
   check(Svc::Create({.flush_interval = 0ms}, consumer, Transform, rec.Processor()),
         "flush_interval");
-  check(Svc::Create({.num_workers = 0}, consumer, Transform, rec.Processor()), "num_workers");
-  check(Svc::Create({}, nullptr, Transform, rec.Processor()), "consumer");
+  check(Svc::Create({.common = {.num_workers = 0}}, consumer, Transform, rec.Processor()),
+        "num_workers");
+  // An empty name is the kind's default.
+  check(Svc::Create({}, nullptr, Transform, rec.Processor()), "batching-service: consumer");
   check(Svc::Create({}, consumer, nullptr, rec.Processor()), "transformer");
   check(Svc::Create({}, consumer, Transform, nullptr), "processor");
 }
 
 TEST(BatchingService, GoDefaults) {
   BatchingServiceOptions o;
-  EXPECT_EQ(o.num_workers, 5);
+  EXPECT_EQ(o.common.num_workers, 5);
   EXPECT_EQ(o.batch_size, 100u);
   EXPECT_EQ(o.flush_interval, std::chrono::minutes(1));
-  EXPECT_EQ(StreamingServiceOptions{}.num_workers, 5);
+  EXPECT_EQ(StreamingServiceOptions{}.common.num_workers, 5);
 }
 
 TEST(BatchingService, StopPastTheDeadlineNacksThePendingBatch) {
@@ -274,8 +275,8 @@ TEST(BatchingService, StopPastTheDeadlineNacksThePendingBatch) {
   std::atomic<int> calls{0};
   BatchingService<std::string>* raw = nullptr;
   auto service = BatchingService<std::string>::Create(
-      {.num_workers = 1, .batch_size = 2, .flush_interval = std::chrono::hours(1)}, consumer,
-      Transform, [&](std::span<ProcessableItem<std::string>>) {
+      {.common = {.num_workers = 1}, .batch_size = 2, .flush_interval = std::chrono::hours(1)},
+      consumer, Transform, [&](std::span<ProcessableItem<std::string>>) {
         if (calls++ == 0) {
           EXPECT_TRUE(
               dataflow::testing::WaitFor([&] { return raw->draining_past_deadline(); }, 30s, 1ms));
@@ -298,7 +299,7 @@ TEST(BatchingService, ManyMessagesAreEachSettledExactlyOnce) {
   auto consumer = std::make_shared<ScriptedConsumer>(512);
   std::atomic<int> in_batches{0};
   auto service = BatchingService<std::string>::Create(
-      {.num_workers = 4, .batch_size = 64, .flush_interval = 5ms}, consumer, Transform,
+      {.common = {.num_workers = 4}, .batch_size = 64, .flush_interval = 5ms}, consumer, Transform,
       [&](std::span<ProcessableItem<std::string>> batch) {
         in_batches += static_cast<int>(batch.size());
         return absl::OkStatus();

@@ -113,12 +113,12 @@ TEST(InProcessBroker, CompetingConsumersSplitASubscription) {
   std::multiset<std::string> seen;
   std::vector<std::unique_ptr<StreamingService<std::string>>> services;
   for (auto& c : {c1, c2}) {
-    auto svc = StreamingService<std::string>::Create({.num_workers = 2}, c, RawPayloadTransformer,
-                                                     [&](Message& m, std::string&) {
-                                                       std::lock_guard lock(mu);
-                                                       seen.insert(m.data.id);
-                                                       return absl::OkStatus();
-                                                     });
+    auto svc = StreamingService<std::string>::Create(
+        {.common = {.num_workers = 2}}, c, RawPayloadTransformer, [&](Message& m, std::string&) {
+          std::lock_guard lock(mu);
+          seen.insert(m.data.id);
+          return absl::OkStatus();
+        });
     ASSERT_TRUE(svc.ok());
     ASSERT_TRUE((*svc)->Start().ok());
     services.push_back(*std::move(svc));
@@ -331,18 +331,18 @@ TEST(InProcessBroker, ServiceChainAcksTheSourceOnlyOnceTheLastSinkHasIt) {
   ASSERT_TRUE(broker->CreateTopic("out").ok());
   ASSERT_TRUE(broker->CreateSubscription("sink", "out").ok());
   auto relay = StreamingService<std::string>::CreateAsync(
-      {.num_workers = 1}, *broker->NewConsumer("relay"), RawPayloadTransformer,
+      {.common = {.num_workers = 1}}, *broker->NewConsumer("relay"), RawPayloadTransformer,
       [p = PublishEnvelope(broker->NewPublisher(), "out")](Message& m, std::string&,
                                                            Completion done) { p(m, done); });
   ASSERT_TRUE(relay.ok());
   std::promise<void> gate;
   std::shared_future<void> open = gate.get_future().share();
-  auto sink =
-      StreamingService<std::string>::Create({.num_workers = 1}, *broker->NewConsumer("sink"),
-                                            RawPayloadTransformer, [open](Message&, std::string&) {
-                                              open.wait();
-                                              return absl::OkStatus();
-                                            });
+  auto sink = StreamingService<std::string>::Create(
+      {.common = {.num_workers = 1}}, *broker->NewConsumer("sink"), RawPayloadTransformer,
+      [open](Message&, std::string&) {
+        open.wait();
+        return absl::OkStatus();
+      });
   ASSERT_TRUE(sink.ok());
   ASSERT_TRUE((*sink)->Start().ok());
   ASSERT_TRUE((*relay)->Start().ok());
@@ -366,7 +366,8 @@ TEST(InProcessBroker, ServiceOverTheBrokerRedeliversUntilProcessed) {
   auto consumer = *broker->NewConsumer("s");
   std::atomic<int> attempts{0};
   auto svc = StreamingService<std::string>::Create(
-      {.num_workers = 1}, consumer, RawPayloadTransformer, [&](Message& m, std::string&) {
+      {.common = {.num_workers = 1}}, consumer, RawPayloadTransformer,
+      [&](Message& m, std::string&) {
         ++attempts;
         return m.delivery_attempt < 3 ? absl::UnavailableError("sink down") : absl::OkStatus();
       });

@@ -119,7 +119,7 @@ struct GatedReader {
     auto consumer = broker->NewConsumer(subscription, {.channel_capacity = 2});
     EXPECT_TRUE(consumer.ok()) << consumer.status();
     auto created = StreamingService<std::string>::Create(
-        {.name = "reader", .num_workers = 1}, *consumer,
+        {.common = {.name = "reader", .num_workers = 1}}, *consumer,
         [](const Message& m) -> TransformResult<std::string> { return m.data.payload; },
         [this](Message&, std::string&) {
           std::unique_lock lock(mu);

@@ -1,5 +1,6 @@
 #include "dataflow/messagepipeline/stage_service.h"
 
+#include <absl/strings/match.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -51,8 +52,8 @@ TEST(StageService, SettlesAndCountsEachOutcome) {
   auto dlq = std::make_shared<RecordingDeadLetterSink>();
   auto downstream = std::make_shared<Downstream>();
   auto service =
-      StageService::Create({.name = "stage", .num_workers = 3, .dead_letter = dlq}, consumer, Stage,
-                           [downstream](Message& m) { return (*downstream)(m); });
+      StageService::Create({.common = {.name = "stage", .num_workers = 3, .dead_letter = dlq}},
+                           consumer, Stage, [downstream](Message& m) { return (*downstream)(m); });
   ASSERT_TRUE(service.ok()) << service.status();
   ASSERT_TRUE((*service)->Start().ok());
   for (const char* p : {"ok", "skip", "bad", "err", "throw", "fail", "poison"}) {
@@ -86,8 +87,8 @@ TEST(StageService, AsyncDownstreamSettlesWhenItCompletesLaterAndRestoresOnFailur
   auto dlq = std::make_shared<RecordingDeadLetterSink>();
   std::mutex mu;
   std::vector<std::pair<std::string, Completion>> pending;
-  auto service = StageService::CreateAsync({.num_workers = 2, .dead_letter = dlq}, consumer, Stage,
-                                           [&](Message& m, Completion done) {
+  auto service = StageService::CreateAsync({.common = {.num_workers = 2, .dead_letter = dlq}},
+                                           consumer, Stage, [&](Message& m, Completion done) {
                                              std::lock_guard lock(mu);
                                              pending.emplace_back(m.data.payload, std::move(done));
                                            });
@@ -122,18 +123,23 @@ TEST(StageService, AsyncDownstreamSettlesWhenItCompletesLaterAndRestoresOnFailur
 TEST(StageService, FactoryRejectsBadArguments) {
   auto consumer = std::make_shared<ScriptedConsumer>();
   auto ok = [](Message&) { return absl::OkStatus(); };
-  EXPECT_EQ(StageService::Create({}, nullptr, Stage, ok).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  auto no_consumer = StageService::Create({}, nullptr, Stage, ok);
+  EXPECT_EQ(no_consumer.status().code(), absl::StatusCode::kInvalidArgument);
+  // An empty name is the kind's default.
+  EXPECT_TRUE(absl::StartsWith(no_consumer.status().message(), "stage: consumer is null"))
+      << no_consumer.status();
   EXPECT_EQ(StageService::Create({}, consumer, nullptr, ok).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(StageService::Create({}, consumer, Stage, nullptr).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(StageService::Create({.num_workers = 0}, consumer, Stage, ok).status().code(),
-            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(
-      StageService::Create({.max_delivery_attempts = -1}, consumer, Stage, ok).status().code(),
+      StageService::Create({.common = {.num_workers = 0}}, consumer, Stage, ok).status().code(),
       absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(StageService::CreateAsync({.max_in_flight = 0}, consumer, Stage,
+  EXPECT_EQ(StageService::Create({.common = {.max_delivery_attempts = -1}}, consumer, Stage, ok)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(StageService::CreateAsync({.in_flight = {.max_messages = 0}}, consumer, Stage,
                                       [](Message&, Completion done) { done(absl::OkStatus()); })
                 .status()
                 .code(),

@@ -1,5 +1,6 @@
 #include "dataflow/messagepipeline/streaming_service.h"
 
+#include <absl/strings/match.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -49,7 +50,7 @@ std::unique_ptr<StreamingService<std::string>> MakeService(
 // the second call replaced: a data race TSan reports).
 TEST(StreamingService, ASecondStartWhileRunningIsRefusedAndChangesNothing) {
   auto consumer = std::make_shared<ScriptedConsumer>();
-  auto service = MakeService(consumer, {.num_workers = 2});
+  auto service = MakeService(consumer, {.common = {.num_workers = 2}});
   ASSERT_TRUE(service->Start().ok());
   for (int i = 0; i < 200; ++i) consumer->Feed("a" + std::to_string(i), "ok");
   EXPECT_EQ(service->Start().code(), absl::StatusCode::kFailedPrecondition);
@@ -60,7 +61,7 @@ TEST(StreamingService, ASecondStartWhileRunningIsRefusedAndChangesNothing) {
 
 TEST(StreamingService, SettlesEachOutcomeAsDocumented) {
   auto consumer = std::make_shared<ScriptedConsumer>();
-  auto service = MakeService(consumer, {.num_workers = 3});
+  auto service = MakeService(consumer, {.common = {.num_workers = 3}});
   ASSERT_TRUE(service->Start().ok());
   for (const char* p : {"ok", "skip", "bad", "err", "throw", "fail", "boom"}) consumer->Feed(p, p);
   ASSERT_TRUE(service->Stop(10s).ok());
@@ -85,7 +86,7 @@ TEST(StreamingService, SettlesEachOutcomeAsDocumented) {
 TEST(StreamingService, PermanentErrorsGoToTheDeadLetterSinkAndAreAcked) {
   auto consumer = std::make_shared<ScriptedConsumer>();
   auto dlq = std::make_shared<RecordingDeadLetterSink>();
-  auto service = MakeService(consumer, {.name = "svc", .dead_letter = dlq});
+  auto service = MakeService(consumer, {.common = {.name = "svc", .dead_letter = dlq}});
   ASSERT_TRUE(service->Start().ok());
   consumer->Feed("poison", "bad", 1, {{"device", "d7"}});
   consumer->Feed("transient", "err");
@@ -103,10 +104,28 @@ TEST(StreamingService, PermanentErrorsGoToTheDeadLetterSinkAndAreAcked) {
   EXPECT_EQ(service->metrics().dead_lettered, 1u);
 }
 
+// An empty common.name is the kind's default, in dead letters and errors as before the name
+// moved into ServiceOptions.
+TEST(StreamingService, AnEmptyNameIsTheKindsDefault) {
+  auto consumer = std::make_shared<ScriptedConsumer>();
+  auto dlq = std::make_shared<RecordingDeadLetterSink>();
+  auto service = MakeService(consumer, {.common = {.dead_letter = dlq}});
+  ASSERT_TRUE(service->Start().ok());
+  consumer->Feed("poison", "bad");
+  ASSERT_TRUE(service->Stop(10s).ok());
+  ASSERT_EQ(dlq->letters().size(), 1u);
+  EXPECT_EQ(dlq->letters()[0].attributes.at("dataflow_source"), "streaming-service");
+  auto invalid = StreamingService<std::string>::Create({.common = {.num_workers = 0}}, consumer,
+                                                       Transform, Process);
+  EXPECT_TRUE(absl::StartsWith(invalid.status().message(), "streaming-service: num_workers"))
+      << invalid.status();
+}
+
 TEST(StreamingService, ExhaustedDeliveryAttemptsAreDeadLettered) {
   auto consumer = std::make_shared<ScriptedConsumer>();
   auto dlq = std::make_shared<RecordingDeadLetterSink>();
-  auto service = MakeService(consumer, {.dead_letter = dlq, .max_delivery_attempts = 3});
+  auto service =
+      MakeService(consumer, {.common = {.dead_letter = dlq, .max_delivery_attempts = 3}});
   ASSERT_TRUE(service->Start().ok());
   consumer->Feed("third", "err", 3);  // still within the limit: nacked for another try
   consumer->Feed("fourth", "ok", 4);  // over the limit: parked, never processed
@@ -120,7 +139,7 @@ TEST(StreamingService, ExhaustedDeliveryAttemptsAreDeadLettered) {
 
 TEST(StreamingService, AttemptsAreFiniteByDefaultAndWithoutASinkTheMessageIsDropped) {
   auto consumer = std::make_shared<ScriptedConsumer>();
-  auto service = MakeService(consumer, {.num_workers = 1});
+  auto service = MakeService(consumer, {.common = {.num_workers = 1}});
   ASSERT_TRUE(service->Start().ok());
   consumer->Feed("last-try", "err", kDefaultMaxDeliveryAttempts);
   consumer->Feed("over", "err", kDefaultMaxDeliveryAttempts + 1);
@@ -136,7 +155,7 @@ TEST(StreamingService, DeadLetterAttributesAreBoundedAndNeverCarryThePayload) {
   auto dlq = std::make_shared<RecordingDeadLetterSink>();
   const std::string huge(70000, 't');  // an MQTT topic may be 65 535 bytes
   auto service = StreamingService<std::string>::Create(
-      {.dead_letter = dlq}, consumer, Transform, [&](Message& m, std::string&) {
+      {.common = {.dead_letter = dlq}}, consumer, Transform, [&](Message& m, std::string&) {
         // An error that quotes the whole payload, as a careless parser might.
         return PermanentError("cannot store " + m.data.payload);
       });
@@ -159,7 +178,7 @@ TEST(StreamingService, AFailingDeadLetterSinkMeansNack) {
   auto consumer = std::make_shared<ScriptedConsumer>();
   auto dlq = std::make_shared<RecordingDeadLetterSink>();
   dlq->FailWith(absl::UnavailableError("dlq down"));
-  auto service = MakeService(consumer, {.dead_letter = dlq});
+  auto service = MakeService(consumer, {.common = {.dead_letter = dlq}});
   ASSERT_TRUE(service->Start().ok());
   consumer->Feed("poison", "bad");
   ASSERT_TRUE(service->Stop(10s).ok());
@@ -177,10 +196,13 @@ TEST(StreamingService, FactoryRejectsBadArguments) {
   expect_invalid(Svc::Create({}, nullptr, Transform, Process), "consumer");
   expect_invalid(Svc::Create({}, consumer, nullptr, Process), "transformer");
   expect_invalid(Svc::Create({}, consumer, Transform, nullptr), "processor");
-  expect_invalid(Svc::Create({.num_workers = 0}, consumer, Transform, Process), "num_workers");
-  expect_invalid(Svc::Create({.num_workers = -2}, consumer, Transform, Process), "num_workers");
-  expect_invalid(Svc::Create({.max_delivery_attempts = -1}, consumer, Transform, Process),
-                 "max_delivery_attempts");
+  expect_invalid(Svc::Create({.common = {.num_workers = 0}}, consumer, Transform, Process),
+                 "num_workers");
+  expect_invalid(Svc::Create({.common = {.num_workers = -2}}, consumer, Transform, Process),
+                 "num_workers");
+  expect_invalid(
+      Svc::Create({.common = {.max_delivery_attempts = -1}}, consumer, Transform, Process),
+      "max_delivery_attempts");
 }
 
 TEST(StreamingService, LifecycleEdgesAreDefined) {
@@ -210,8 +232,8 @@ TEST(StreamingService, ConsumerStartFailureIsReturned) {
 TEST(StreamingService, StopDrainsEverythingAlreadyReceived) {
   auto consumer = std::make_shared<ScriptedConsumer>();
   std::atomic<int> processed{0};
-  auto service = StreamingService<std::string>::Create({.num_workers = 2}, consumer, Transform,
-                                                       [&](Message&, std::string&) {
+  auto service = StreamingService<std::string>::Create({.common = {.num_workers = 2}}, consumer,
+                                                       Transform, [&](Message&, std::string&) {
                                                          ++processed;
                                                          return absl::OkStatus();
                                                        });
@@ -227,8 +249,8 @@ TEST(StreamingService, StopPastTheDeadlineNacksWhatIsLeftAndSaysHowMany) {
   auto consumer = std::make_shared<ScriptedConsumer>();
   std::latch entered(1);
   std::atomic<bool> release{false};
-  auto service = StreamingService<std::string>::Create({.num_workers = 1}, consumer, Transform,
-                                                       [&](Message& m, std::string&) {
+  auto service = StreamingService<std::string>::Create({.common = {.num_workers = 1}}, consumer,
+                                                       Transform, [&](Message& m, std::string&) {
                                                          if (m.data.id == "slow") {
                                                            entered.count_down();
                                                            while (!release.load())
@@ -265,7 +287,7 @@ TEST(StreamingService, ManyWorkersSettleEveryMessageExactlyOnce) {
   std::mutex mu;
   std::multiset<std::string> seen;
   auto service = StreamingService<std::string>::Create(
-      {.num_workers = 8}, consumer, Transform, [&](Message& m, std::string& p) {
+      {.common = {.num_workers = 8}}, consumer, Transform, [&](Message& m, std::string& p) {
         std::lock_guard lock(mu);
         seen.insert(m.data.id);
         return p == "fail" ? absl::InternalError("x") : absl::OkStatus();
