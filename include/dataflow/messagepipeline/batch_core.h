@@ -15,7 +15,6 @@
 #pragma once
 
 #include <absl/status/status.h>
-#include <absl/strings/str_cat.h>
 
 #include <atomic>
 #include <chrono>
