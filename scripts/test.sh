@@ -14,6 +14,19 @@ export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
 
 ./scripts/setup.sh
 
+# Four builds (dev, ASan, TSan, fuzz) with debug info and node_modules take ~9 GB in a fresh
+# clone, and the compiler's temporary files go to TMPDIR: stop now with the reason, not half an
+# hour later at a "No space left on device".
+free_gb() { df -Pk "$1" | awk 'NR == 2 {printf "%d", $4 / 1048576}'; }
+need_gb=${DATAFLOW_MIN_FREE_GB:-$([[ -d build/dev ]] && echo 3 || echo 9)}
+for dir in "$PWD" "${TMPDIR:-/tmp}"; do
+  if (( $(free_gb "$dir") < need_gb )); then
+    echo "scripts/test.sh: only $(free_gb "$dir") GB free for $dir; the builds and tests need" \
+      "about $need_gb GB (DATAFLOW_MIN_FREE_GB overrides). Free some space and run again." >&2
+    exit 1
+  fi
+done
+
 failed=0
 passed_total=0
 failed_total=0

@@ -1,5 +1,6 @@
 #include "dataflow_testing/server_process.h"
 
+#include <gtest/gtest.h>
 #include <httplib.h>
 #include <unistd.h>
 
@@ -68,6 +69,7 @@ absl::Status ServerProcess::Spawn() {
                ("dataflow-" + options_.name + "-" + std::to_string(::getpid()) + "-" +
                 std::to_string(counter++) + ".log"))
                   .string();
+  log_paths_.push_back(log_path_);
 
   auto child = process::ChildProcess::Start(
       {.executable = exe, .argv = options_.argv, .env = options_.env, .log_path = log_path_});
@@ -99,7 +101,25 @@ absl::Status ServerProcess::Spawn() {
   return absl::OkStatus();
 }
 
-ServerProcess::~ServerProcess() { Stop(); }
+namespace {
+
+// A failed test keeps every server log for its diagnosis; so does DATAFLOW_KEEP_SERVER_LOGS.
+bool KeepServerLogs() {
+  if (std::getenv("DATAFLOW_KEEP_SERVER_LOGS") != nullptr) return true;
+  const ::testing::UnitTest& run = *::testing::UnitTest::GetInstance();
+  const ::testing::TestInfo* current = run.current_test_info();
+  return run.failed_test_count() > 0 || run.ad_hoc_test_result().Failed() ||
+         (current != nullptr && current->result()->Failed());
+}
+
+}  // namespace
+
+ServerProcess::~ServerProcess() {
+  Stop();
+  if (KeepServerLogs()) return;
+  std::error_code ignored;
+  for (const std::string& path : log_paths_) std::filesystem::remove(path, ignored);
+}
 
 void ServerProcess::Stop(std::chrono::milliseconds grace) {
   if (!child_) return;

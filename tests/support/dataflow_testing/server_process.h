@@ -3,8 +3,10 @@
 // ServerProcess starts a command in its own process group (process::ChildProcess, the code
 // the program uses for its own children), waits until a readiness probe succeeds, and on
 // Stop() signals the whole group (Java emulators fork children), so only the processes a
-// test started are ever killed. Output goes to a log file whose path is printed when the
-// server fails to come up.
+// test started are ever killed. Output goes to a log file in the temp directory whose path is
+// printed when the server fails to come up; the destructor removes the logs of every start
+// unless a test of the binary failed by then (or DATAFLOW_KEEP_SERVER_LOGS is set), so passing
+// runs leave nothing behind.
 #pragma once
 
 #include <absl/status/statusor.h>
@@ -67,6 +69,7 @@ class ServerProcess {
   Options options_;
   std::unique_ptr<process::ChildProcess> child_;
   std::string log_path_;
+  std::vector<std::string> log_paths_;  // one per Spawn, removed by the destructor
   int last_exit_code_ = -1;
 };
 
