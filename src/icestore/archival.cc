@@ -2,9 +2,6 @@
 
 #include <absl/strings/escaping.h>
 #include <absl/strings/str_cat.h>
-#include <absl/strings/str_format.h>
-#include <absl/time/clock.h>
-#include <absl/time/time.h>
 
 #include <algorithm>
 #include <ctime>
@@ -128,11 +125,13 @@ namespace {
 
 namespace mp = messagepipeline;
 
-// The publish day (now when unset) as YYYY/MM/DD, UTC.
+// The publish day (now when unset) as YYYY/MM/DD, UTC: the date part of FormatTimestamp, once
+// per archived message.
 std::string DayKey(Clock::time_point publish_time, Clock::time_point now) {
   const Clock::time_point when = publish_time == Clock::time_point{} ? now : publish_time;
-  const absl::CivilDay day = absl::ToCivilDay(absl::FromChrono(when), absl::UTCTimeZone());
-  return absl::StrFormat("%04d/%02d/%02d", day.year(), day.month(), day.day());
+  std::string key = mp::FormatTimestamp(when).substr(0, 10);  // YYYY-MM-DD
+  key[4] = key[7] = '/';
+  return key;
 }
 
 mp::TransformResult<ArchivalData> Transform(const mp::Message& message, mp::InputFormat format,

@@ -5,8 +5,6 @@
 #include <absl/time/time.h>
 
 #include <chrono>
-#include <cstdio>
-#include <cstring>
 
 #include "dataflow/messagepipeline/errors.h"
 #include "dataflow/messagepipeline/logging.h"
@@ -36,29 +34,39 @@ class CallbackAckHandler final : public AckHandler {
 
 std::string FormatTimestamp(Clock::time_point t) {
   if (t == Clock::time_point{}) return std::string(kGoZeroTime);
-  // Go's time.RFC3339Nano: UTC as "Z", fractional seconds without trailing zeros. Formatted
-  // with the calendar arithmetic of <chrono>: every envelope carries one, and absl::FormatTime
-  // (a format-string interpreter over a time zone) was a visible share of the pipeline's CPU.
+  // Go's time.RFC3339Nano: UTC as "Z", fractional seconds without trailing zeros. Written
+  // digit by digit from <chrono>'s calendar: every hop formats several (envelope, row,
+  // archive line), and absl::FormatTime, then snprintf, were visible shares of a drain's CPU.
   using namespace std::chrono;  // NOLINT(google-build-using-namespace): calendar types
   const auto day = floor<days>(t);
   const year_month_day ymd{day};
   const hh_mm_ss hms{floor<seconds>(t - day)};
-  const auto nanos = duration_cast<nanoseconds>(t - floor<seconds>(t)).count();
-  char buf[40];
-  int n = std::snprintf(
-      buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d", int{ymd.year()}, unsigned{ymd.month()},
-      unsigned{ymd.day()}, static_cast<int>(hms.hours().count()),
-      static_cast<int>(hms.minutes().count()), static_cast<int>(hms.seconds().count()));
+  auto nanos = duration_cast<nanoseconds>(t - floor<seconds>(t)).count();
+  // A nanosecond time_point spans 1677-2262: the year always has four digits.
+  char buf[32] = "0000-00-00T00:00:00";
+  auto put = [&buf](std::size_t end, long long value, int digits) {
+    for (int i = 1; i <= digits; ++i, value /= 10)
+      buf[end - i] = static_cast<char>('0' + value % 10);
+  };
+  put(4, int{ymd.year()}, 4);
+  put(7, unsigned{ymd.month()}, 2);
+  put(10, unsigned{ymd.day()}, 2);
+  put(13, hms.hours().count(), 2);
+  put(16, hms.minutes().count(), 2);
+  put(19, hms.seconds().count(), 2);
+  std::size_t n = 19;
   if (nanos != 0) {
-    char frac[16];
-    std::snprintf(frac, sizeof frac, ".%09lld", static_cast<long long>(nanos));
-    std::size_t len = 10;
-    while (frac[len - 1] == '0') --len;
-    std::memcpy(buf + n, frac, len);
-    n += static_cast<int>(len);
+    int digits = 9;
+    while (nanos % 10 == 0) {
+      nanos /= 10;
+      --digits;
+    }
+    buf[n++] = '.';
+    put(n + static_cast<std::size_t>(digits), nanos, digits);
+    n += static_cast<std::size_t>(digits);
   }
   buf[n++] = 'Z';
-  return std::string(buf, static_cast<std::size_t>(n));
+  return std::string(buf, n);
 }
 
 absl::StatusOr<Clock::time_point> ParseTimestamp(std::string_view text) {
