@@ -99,6 +99,8 @@ for run in $(seq "$RUNS"); do
   "$DATAFLOW" loadgen mqtt --url "$URL" --count "$COUNT" --devices "$DEVICES" --qos 1 --quiet \
     > "$DIR/loadgen.txt"
 
+  cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
+  broker_cpu0=$(cpu_of "$BROKER_PID")
   t0=$(now)
   start_pipeline "$OUT"
   PERF_PID=
@@ -108,14 +110,14 @@ for run in $(seq "$RUNS"); do
     perf record -q ${PERF_ARGS:--g} -p "$PIPELINE_PID" -o "$PERF_DATA.$run" > "$DIR/perf.log" 2>&1 &
     PERF_PID=$!
   fi
-  # Cheap checks first (a count in SQLite), the archive only then: the polling must not take
-  # the CPU the pipeline needs.
-  until [[ $(rows "$OUT") -ge $COUNT ]]; do sleep 0.02; done
-  until [[ $(lines "$OUT") -ge $COUNT ]]; do sleep 0.02; done
+  # One light process polls SQLite, then the archive (see wait_stored.py): the wait must not
+  # take the CPU the pipeline needs.
+  python3 "$ROOT/bench/messagepipeline/wait_stored.py" "$OUT" "$COUNT"
   t1=$(now)
+  broker_cpu=$(awk -v a="$broker_cpu0" -v b="$(cpu_of "$BROKER_PID")" 'BEGIN {printf "%.2f", b - a}')
   # CPU the pipeline used (user + system, all threads) and its threads' context switches: on a
   # shared machine these say more about the pipeline's cost than the rate does.
-  cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$PIPELINE_PID/stat")
+  cpu=$(cpu_of "$PIPELINE_PID")
   switches=$(cat /proc/"$PIPELINE_PID"/task/*/status 2>/dev/null |
     awk '/ctxt_switches/ {n += $2} END {print n}')
   metric() { curl -sf "http://127.0.0.1:$OPS_PORT/metrics" | awk -v m="$1{service=\"$2\"}" '$1 == m {print $2}'; }
@@ -125,19 +127,21 @@ for run in $(seq "$RUNS"); do
   stop_pipeline "$OUT"
   r=$(rows "$OUT"); l=$(lines "$OUT")
 
+  broker_cpu2=$(cpu_of "$BROKER_PID")
   t2=$(now)
   mosquitto_sub -h 127.0.0.1 -p "$PORT" -c -i "ref-drain-$run" -q 1 -t 'devices/+/telemetry' \
     -C "$COUNT" > "$DIR/ref.txt"
   t3=$(now)
+  ref_broker_cpu=$(awk -v a="$broker_cpu2" -v b="$(cpu_of "$BROKER_PID")" 'BEGIN {printf "%.2f", b - a}')
   stop_broker
 
   our_rate=$(awk -v n="$COUNT" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n/(b-a)}')
   ref_rate=$(awk -v n="$COUNT" -v a="$t2" -v b="$t3" 'BEGIN {printf "%.0f", n/(b-a)}')
-  printf 'run %d: pipeline %s msg/s (%s rows in %s commits, %s archived lines in %s objects; %s CPU-s, %.0f us CPU and %.1f context switches per reading)  mosquitto_sub -c %s msg/s  ratio %.2f\n' \
+  printf 'run %d: pipeline %s msg/s (%s rows in %s commits, %s archived lines in %s objects; %s CPU-s, %.0f us CPU and %.1f context switches per reading; broker %s CPU-s)  mosquitto_sub -c %s msg/s (broker %s CPU-s)  ratio %.2f\n' \
     "$run" "$our_rate" "$r" "${commits:-?}" "$l" "${objects:-?}" "$cpu" \
     "$(awk -v c="$cpu" -v n="$COUNT" 'BEGIN {print c * 1e6 / n}')" \
-    "$(awk -v s="$switches" -v n="$COUNT" 'BEGIN {print s / n}')" \
-    "$ref_rate" "$(awk -v a="$our_rate" -v b="$ref_rate" 'BEGIN {print a/b}')"
+    "$(awk -v s="$switches" -v n="$COUNT" 'BEGIN {print s / n}')" "$broker_cpu" \
+    "$ref_rate" "$ref_broker_cpu" "$(awk -v a="$our_rate" -v b="$ref_rate" 'BEGIN {print a/b}')"
   ours+=("$our_rate")
   refs+=("$ref_rate")
 done
