@@ -45,7 +45,8 @@ absl::StatusOr<nlohmann::json> ValueToJson(const fs::Value& value, int depth) {
     case fs::Value::kTimestampValue: {
       const absl::Time t = absl::FromUnixSeconds(value.timestamp_value().seconds()) +
                            absl::Nanoseconds(value.timestamp_value().nanos());
-      return absl::FormatTime(absl::RFC3339_full, t, absl::UTCTimeZone());
+      // RFC3339_full with a four-digit year: its %Y writes year 1 as "1-01-01".
+      return absl::FormatTime("%E4Y-%m-%d%ET%H:%M:%E*S%Ez", t, absl::UTCTimeZone());
     }
     case fs::Value::kStringValue:
       return value.string_value();

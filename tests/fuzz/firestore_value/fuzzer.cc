@@ -178,7 +178,12 @@ void CheckMatches(const fs::Value& v, const json& j) {
           ts.nanos() <= 999999999) {
         absl::Time t;
         std::string err;
-        CHECK(absl::ParseTime(absl::RFC3339_full, j.get<std::string>(), &t, &err));
+        const std::string& text = j.get_ref<const std::string&>();
+        // RFC 3339 wants four year digits; absl's parser would also take "1-01-01".
+        CHECK(text.size() > 4 && text[4] == '-' &&
+              std::all_of(text.begin(), text.begin() + 4,
+                          [](char c) { return c >= '0' && c <= '9'; }));
+        CHECK(absl::ParseTime(absl::RFC3339_full, text, &t, &err));
         CHECK(t == absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos()));
       }
       break;

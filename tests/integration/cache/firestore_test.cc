@@ -168,6 +168,8 @@ TEST(FirestoreTest, ValueMappingRoundTrips) {
   google::firestore::v1::Value ts;
   ts.mutable_timestamp_value()->set_seconds(0);
   EXPECT_EQ(*FirestoreValueToJson(ts), "1970-01-01T00:00:00+00:00");
+  ts.mutable_timestamp_value()->set_seconds(-62135596800);  // Firestore's earliest
+  EXPECT_EQ(*FirestoreValueToJson(ts), "0001-01-01T00:00:00+00:00");
 }
 
 TEST(FirestoreTest, TooDeepDocumentIsAnErrorNotACrash) {

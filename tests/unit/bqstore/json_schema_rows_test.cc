@@ -220,6 +220,28 @@ TEST(JsonSchemaRowsTest, SourcesParse) {
   }
 }
 
+// The text a TIMESTAMP column gets in SQLite: RFC 3339 UTC, fraction without trailing zeros,
+// the same across the whole of BigQuery's range (a fast path covers 1678-2261, absl the rest;
+// the epoch is a time like any other there, not "unset").
+TEST(JsonSchemaRowsTest, TimestampTextInSqlCoversBigQuerysRange) {
+  auto converter =
+      Converter(Json::parse(R"([{"name": "c", "type": "TIMESTAMP", "source": "payload.c"}])"));
+  ASSERT_TRUE(converter);
+  for (const std::string text :
+       {"1970-01-01T00:00:00Z", "1969-12-31T23:59:59.999999Z", "2026-01-02T03:04:05.5Z",
+        "2026-01-02T03:04:05.000001Z", "1677-09-21T00:12:44Z", "2262-04-11T23:47:17Z",
+        "0001-01-01T00:00:01Z", "9999-12-31T23:59:59.999999Z"}) {
+    RowInput input;
+    input.payload = {{"c", text}};
+    ConvertedRow row;
+    ASSERT_TRUE(converter->Convert(input, row).ok()) << text;
+    const std::vector<SqlValue> sql = converter->ToSql(row);
+    ASSERT_EQ(sql.size(), 1u);
+    ASSERT_TRUE(std::holds_alternative<std::string>(sql[0])) << text;
+    EXPECT_EQ(std::get<std::string>(sql[0]), text);
+  }
+}
+
 TEST(JsonSchemaRowsTest, EverySourceResolves) {
   auto converter = Converter(Json::parse(R"([
     {"name": "a", "type": "INT64", "source": "payload.x.y[1]"},
