@@ -100,7 +100,11 @@ for run in $(seq "$RUNS"); do
     > "$DIR/loadgen.txt"
 
   cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
+  # The whole machine's CPU counters (/proc/stat: user nice system idle iowait ...): how idle
+  # it was during the drain says whether the drain was bound by CPU or by waiting.
+  machine() { awk '$1 == "cpu" {t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $5 + $6}' /proc/stat; }
   broker_cpu0=$(cpu_of "$BROKER_PID")
+  read -r all0 idle0 < <(machine)
   t0=$(now)
   start_pipeline "$OUT"
   PERF_PID=
@@ -110,10 +114,12 @@ for run in $(seq "$RUNS"); do
     perf record -q ${PERF_ARGS:--g} -p "$PIPELINE_PID" -o "$PERF_DATA.$run" > "$DIR/perf.log" 2>&1 &
     PERF_PID=$!
   fi
-  # One light process polls SQLite, then the archive (see wait_stored.py): the wait must not
-  # take the CPU the pipeline needs.
-  python3 "$ROOT/bench/messagepipeline/wait_stored.py" "$OUT" "$COUNT"
+  # One light process polls SQLite, then the archive sink's acks (see wait_stored.py): the wait
+  # must not take the CPU the pipeline needs. The lines themselves are counted after the timing.
+  python3 "$ROOT/bench/messagepipeline/wait_stored.py" "$OUT" "$COUNT" "$OPS_PORT"
   t1=$(now)
+  read -r all1 idle1 < <(machine)
+  idle_pct=$(awk -v a="$((all1 - all0))" -v i="$((idle1 - idle0))" 'BEGIN {printf "%.0f", a ? 100 * i / a : 0}')
   broker_cpu=$(awk -v a="$broker_cpu0" -v b="$(cpu_of "$BROKER_PID")" 'BEGIN {printf "%.2f", b - a}')
   # CPU the pipeline used (user + system, all threads) and its threads' context switches: on a
   # shared machine these say more about the pipeline's cost than the rate does.
@@ -126,6 +132,11 @@ for run in $(seq "$RUNS"); do
   [[ -z $PERF_PID ]] || { kill -INT "$PERF_PID"; wait "$PERF_PID" || true; }
   stop_pipeline "$OUT"
   r=$(rows "$OUT"); l=$(lines "$OUT")
+  if [[ $r -ne $COUNT || $l -ne $COUNT ]]; then
+    echo "run $run: $r rows and $l archived lines, not $COUNT of each (the archive counts"\
+      "duplicates too); see $OUT.log" >&2
+    exit 1
+  fi
 
   broker_cpu2=$(cpu_of "$BROKER_PID")
   t2=$(now)
@@ -137,10 +148,10 @@ for run in $(seq "$RUNS"); do
 
   our_rate=$(awk -v n="$COUNT" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n/(b-a)}')
   ref_rate=$(awk -v n="$COUNT" -v a="$t2" -v b="$t3" 'BEGIN {printf "%.0f", n/(b-a)}')
-  printf 'run %d: pipeline %s msg/s (%s rows in %s commits, %s archived lines in %s objects; %s CPU-s, %.0f us CPU and %.1f context switches per reading; broker %s CPU-s)  mosquitto_sub -c %s msg/s (broker %s CPU-s)  ratio %.2f\n' \
+  printf 'run %d: pipeline %s msg/s (%s rows in %s commits, %s archived lines in %s objects; %s CPU-s, %.0f us CPU and %.1f context switches per reading; broker %s CPU-s; machine %s%% idle)  mosquitto_sub -c %s msg/s (broker %s CPU-s)  ratio %.2f\n' \
     "$run" "$our_rate" "$r" "${commits:-?}" "$l" "${objects:-?}" "$cpu" \
     "$(awk -v c="$cpu" -v n="$COUNT" 'BEGIN {print c * 1e6 / n}')" \
-    "$(awk -v s="$switches" -v n="$COUNT" 'BEGIN {print s / n}')" "$broker_cpu" \
+    "$(awk -v s="$switches" -v n="$COUNT" 'BEGIN {print s / n}')" "$broker_cpu" "$idle_pct" \
     "$ref_rate" "$ref_broker_cpu" "$(awk -v a="$our_rate" -v b="$ref_rate" 'BEGIN {print a/b}')"
   ours+=("$our_rate")
   refs+=("$ref_rate")
