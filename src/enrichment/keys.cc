@@ -4,6 +4,8 @@
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_split.h>
 
+#include <exception>
+
 #include "dataflow/messagepipeline/json_limits.h"
 
 namespace dataflow::enrichment {
@@ -11,15 +13,6 @@ namespace dataflow::enrichment {
 using messagepipeline::Message;
 
 namespace {
-
-// The key a JSON value stands for: a non-empty string. Not numbers: `{"deviceId": 7}` was never
-// a key (the message passes on unenriched), and a lookup of "7" would change that silently.
-std::optional<std::string> KeyText(const nlohmann::json* value) {
-  if (value == nullptr || !value->is_string()) return std::nullopt;
-  const auto& s = value->get_ref<const std::string&>();
-  if (s.empty()) return std::nullopt;
-  return s;
-}
 
 // Attribute values are strings: scalars other than strings are kept as their JSON text.
 std::optional<std::string> AttributeText(const nlohmann::json& value) {
@@ -97,12 +90,119 @@ const nlohmann::json* JsonPath::Find(const nlohmann::json& document) const {
   return at;
 }
 
+namespace {
+
+// The SAX side of JsonPath::FindKeyIn: follows the path through the parser's events, keeping
+// only the key a value stands for: a non-empty string. Not numbers: `{"deviceId": 7}` was never
+// a key (the message passes on unenriched), and a lookup of "7" would change that silently. It mirrors what the document would hold: a later duplicate member replaces
+// an earlier one (and everything below it), so any value read where the path runs resets
+// the key, and only a string at the path's end sets it.
+class PathKeySax {
+ public:
+  using Json = nlohmann::json;
+  PathKeySax(const std::vector<std::variant<std::string, std::size_t>>& steps, int max_depth)
+      : steps_(steps), max_depth_(max_depth) {}
+
+  bool null() { return Scalar(nullptr); }
+  bool boolean(bool /*v*/) { return Scalar(nullptr); }
+  bool number_integer(Json::number_integer_t /*v*/) { return Scalar(nullptr); }
+  bool number_unsigned(Json::number_unsigned_t /*v*/) { return Scalar(nullptr); }
+  bool number_float(Json::number_float_t /*v*/, const Json::string_t& /*s*/) {
+    return Scalar(nullptr);
+  }
+  bool string(Json::string_t& v) { return Scalar(&v); }
+  bool binary(Json::binary_t& /*v*/) { return Scalar(nullptr); }
+  bool start_object(std::size_t /*n*/) { return Enter(true); }
+  bool start_array(std::size_t /*n*/) { return Enter(false); }
+  bool end_object() { return Leave(); }
+  bool end_array() { return Leave(); }
+  bool key(Json::string_t& name) {
+    Frame& f = frames_.back();
+    const std::size_t step = frames_.size() - 1;
+    const auto* want =
+        f.on_path && step < steps_.size() ? std::get_if<std::string>(&steps_[step]) : nullptr;
+    f.key_on_path = want != nullptr && *want == name;
+    return true;
+  }
+  template <typename Exception>
+  bool parse_error(std::size_t /*position*/, const std::string& /*last_token*/,
+                   const Exception& /*ex*/) {
+    return false;
+  }
+
+  // Only meaningful once the whole text parsed.
+  std::optional<std::string>& key() { return key_; }
+
+ private:
+  struct Frame {
+    bool object;
+    bool on_path;              // this container is the value at steps_[0, depth)
+    bool key_on_path = false;  // objects: the member being read is the next step
+    std::size_t index = 0;     // arrays: the element being read
+  };
+
+  // Whether the value about to be read is at steps_[0, frames_.size()].
+  [[nodiscard]] bool NextValueOnPath() const {
+    if (frames_.empty()) return false;  // the document itself; the path has at least one step
+    const Frame& f = frames_.back();
+    const std::size_t step = frames_.size() - 1;
+    if (!f.on_path || step >= steps_.size()) return false;
+    if (f.object) return f.key_on_path;
+    const auto* index = std::get_if<std::size_t>(&steps_[step]);
+    return index != nullptr && *index == f.index;
+  }
+  [[nodiscard]] bool AtPathEnd() const { return frames_.size() == steps_.size(); }
+
+  bool Scalar(const std::string* text) {
+    if (NextValueOnPath()) {
+      key_.reset();
+      if (AtPathEnd() && text != nullptr && !text->empty()) key_ = *text;
+    }
+    NextElement();
+    return true;
+  }
+  bool Enter(bool object) {
+    if (static_cast<int>(frames_.size()) >= max_depth_) return false;  // too deep: no key
+    const bool on_path = frames_.empty() || NextValueOnPath();
+    if (!frames_.empty() && on_path) key_.reset();  // replaces what was read there before
+    frames_.push_back(Frame{.object = object, .on_path = on_path});
+    return true;
+  }
+  bool Leave() {
+    frames_.pop_back();
+    NextElement();
+    return true;
+  }
+  void NextElement() {
+    if (!frames_.empty() && !frames_.back().object) ++frames_.back().index;
+  }
+
+  const std::vector<std::variant<std::string, std::size_t>>& steps_;
+  const int max_depth_;
+  std::vector<Frame> frames_;
+  std::optional<std::string> key_;
+};
+
+}  // namespace
+
+std::optional<std::string> JsonPath::FindKeyIn(std::string_view json_text,
+                                               const messagepipeline::JsonLimits& limits) const {
+  if (json_text.size() > limits.max_bytes) return std::nullopt;
+  PathKeySax sax(steps_, limits.max_depth);
+  try {
+    if (!nlohmann::json::sax_parse(json_text.data(), json_text.data() + json_text.size(), &sax)) {
+      return std::nullopt;  // not JSON, or too deep
+    }
+  } catch (const std::exception&) {  // only allocation failures can get here
+    return std::nullopt;
+  }
+  return std::move(sax.key());
+}
+
 KeyExtractor<std::string> PayloadPathKey(JsonPath path) {
   return [path = std::move(path)](const Message& m) -> std::optional<std::string> {
     // Device data: within the JSON limits, or no key (the message passes on unenriched).
-    absl::StatusOr<nlohmann::json> j = messagepipeline::ParseJsonBounded(m.data.payload);
-    if (!j.ok()) return std::nullopt;
-    return KeyText(path.Find(*j));
+    return path.FindKeyIn(m.data.payload);
   };
 }
 

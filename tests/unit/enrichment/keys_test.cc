@@ -58,6 +58,65 @@ TEST(PayloadPathKey, NonEmptyStringsAreKeysOtherValuesAreNot) {
   }
 }
 
+// FindKeyIn reads the key without building the document; it must say exactly what the
+// document would: the key at Find() of the parsed text, a non-empty string, or nothing.
+std::optional<std::string> KeyFromDocument(const JsonPath& path, std::string_view text,
+                                           const messagepipeline::JsonLimits& limits) {
+  auto doc = messagepipeline::ParseJsonBounded(text, limits);
+  if (!doc.ok()) return std::nullopt;
+  const json* v = path.Find(*doc);
+  if (v == nullptr || !v->is_string() || v->get_ref<const std::string&>().empty()) {
+    return std::nullopt;
+  }
+  return v->get<std::string>();
+}
+
+TEST(JsonPath, FindKeyInSaysWhatTheParsedDocumentSays) {
+  const std::vector<std::string> paths = {"id", "a.b", "a.b[1]", "[0]", "[1].id", "a.b[0].c"};
+  const std::vector<std::string> texts = {
+      R"({"id":"d1"})",
+      R"({"id":""})",
+      R"({"id":7})",
+      R"({"id":null})",
+      R"({"id":{"x":1}})",
+      R"({"id":"first","id":"second"})",  // the last duplicate counts
+      R"({"id":"first","id":3})",         // ... even when it is no key
+      R"({"a":{"b":"x"},"a":1})",         // a later scalar replaces the whole subtree
+      R"({"a":{"b":"x"},"a":{"c":1}})",   // ... and so does a later object
+      R"({"a":1,"a":{"b":"y"}})",         // ... or brings the key
+      R"({"a":{"b":["p","q"]}})",
+      R"({"a":{"b":["p",{"q":1},"r"]}})",
+      R"(["zero",{"id":"one"}])",
+      R"([{"id":"zero"},{"id":"one"},{"id":"two"}])",
+      R"({"a":{"b":[{"c":"deep"}]}})",
+      R"({"a":{"b":[{"c":"x","c":"y"}]}})",
+      R"({"x":{"id":"nested is not top"},"id":"top"})",
+      R"({"x":[{"id":"no"}]})",
+      R"("id")",
+      R"(7)",
+      R"(null)",
+      R"([])",
+      R"({})",
+      R"({"id":"d1")",
+      R"({"id":"d1"} trailing)",
+      R"({"id":"dé"})",
+      R"({"id":"a"b"})",
+      R"({"a":{"b":"x","b":{"c":1}}})",
+      R"({"a":[[["x"]]],"id":"k"})"};
+  const std::vector<messagepipeline::JsonLimits> limits = {
+      {}, {.max_depth = 1}, {.max_depth = 2}, {.max_bytes = 10}};
+  for (const std::string& p : paths) {
+    const JsonPath path = *JsonPath::Parse(p);
+    for (const std::string& text : texts) {
+      for (const auto& l : limits) {
+        EXPECT_EQ(path.FindKeyIn(text, l), KeyFromDocument(path, text, l))
+            << "path " << p << " text " << text << " max_depth " << l.max_depth << " max_bytes "
+            << l.max_bytes;
+      }
+    }
+  }
+}
+
 TEST(TopicSegmentKey, TakesTheNthSegmentOfTheMqttTopic) {
   auto key = TopicSegmentKey(1);
   EXPECT_EQ(key(WithPayload("", {{"mqtt_topic", "devices/dev-7/telemetry"}})), "dev-7");
