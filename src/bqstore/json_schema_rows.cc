@@ -378,16 +378,17 @@ mp::MessageTransformer<RowInput> RowInputTransformer(RowInputOptions options) {
   return [options](const mp::Message& m) -> mp::TransformResult<RowInput> {
     RowInput input;
     input.attributes = m.attributes;
-    auto decoded = mp::DecodeInput(m, options.input_format);
-    if (!decoded.ok()) return decoded.status();  // permanent
+    std::optional<mp::MessageData> parsed;
+    auto view = mp::ViewInput(m, options.input_format, parsed);
+    if (!view.ok()) return view.status();  // permanent
     const std::string* payload = &m.data.payload;
-    if (decoded->has_value()) {
-      mp::MessageData& envelope = **decoded;
-      input.id = envelope.id.empty() ? m.data.id : std::move(envelope.id);
-      input.publish_time = envelope.publish_time == mp::Clock::time_point{} ? m.data.publish_time
-                                                                            : envelope.publish_time;
-      input.enrichment = std::move(envelope.enrichment_data);
-      payload = &envelope.payload;
+    if (const mp::MessageData* envelope = *view) {
+      input.id = envelope->id.empty() ? m.data.id : envelope->id;
+      input.publish_time = envelope->publish_time == mp::Clock::time_point{}
+                               ? m.data.publish_time
+                               : envelope->publish_time;
+      input.enrichment = envelope->enrichment_data;
+      payload = &envelope->payload;
     } else {
       input.id = m.data.id;
       input.publish_time = m.data.publish_time;

@@ -14,17 +14,17 @@ namespace dataflow::icestore {
 using messagepipeline::Clock;
 
 std::string EncodeArchivalLine(const ArchivalData& data) {
-  // Replace, not throw, on invalid UTF-8 in ids or keys: a bad id must not stop archival.
-  auto quoted = [](const std::string& s) {
-    return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  };
   // Field by field (keys in nlohmann's sorted order, as the object form wrote them): the
-  // base64 payload, most of the line, never needs escaping, and the object form copied it twice.
+  // base64 payload, most of the line, never needs escaping, and the object form copied it
+  // twice. Ids and keys with invalid UTF-8 get it replaced: a bad id must not stop archival.
   std::string line;
   line.reserve(128 + data.id.size() + data.batch_key.size() + data.original_payload.size() * 4 / 3);
   absl::StrAppend(&line, "{\"archivedAt\":\"", messagepipeline::FormatTimestamp(data.archived_at),
-                  "\",\"batchKey\":", quoted(data.batch_key), ",\"id\":", quoted(data.id),
-                  ",\"originalPubSubPayload\":\"", absl::Base64Escape(data.original_payload),
+                  "\",\"batchKey\":");
+  messagepipeline::AppendJsonString(line, data.batch_key);
+  line += ",\"id\":";
+  messagepipeline::AppendJsonString(line, data.id);
+  absl::StrAppend(&line, ",\"originalPubSubPayload\":\"", absl::Base64Escape(data.original_payload),
                   "\"}\n");
   return line;
 }
@@ -137,10 +137,11 @@ std::string DayKey(Clock::time_point publish_time, Clock::time_point now) {
 mp::TransformResult<ArchivalData> Transform(const mp::Message& message, mp::InputFormat format,
                                             ArchivalKey key_kind) {
   const Clock::time_point now = Clock::now();
-  auto decoded = mp::DecodeInput(message, format);
-  if (!decoded.ok()) return decoded.status();  // permanent
+  std::optional<mp::MessageData> parsed;
+  auto view = mp::ViewInput(message, format, parsed);
+  if (!view.ok()) return view.status();  // permanent
   // What the body says about itself when it is an envelope, else the transport's view.
-  const mp::MessageData* envelope = decoded->has_value() ? &**decoded : nullptr;
+  const mp::MessageData* envelope = *view;
   const std::string& id = envelope && !envelope->id.empty() ? envelope->id : message.data.id;
   const Clock::time_point published = envelope && envelope->publish_time != Clock::time_point{}
                                           ? envelope->publish_time

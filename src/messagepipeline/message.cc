@@ -4,6 +4,7 @@
 #include <absl/strings/str_cat.h>
 #include <absl/time/time.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "dataflow/messagepipeline/errors.h"
@@ -104,10 +105,36 @@ nlohmann::json ToJson(const MessageData& data) {
   return j;
 }
 
+namespace {
+
+// Ids and enrichment strings come from users and may hold invalid UTF-8; replace it rather
+// than throw (nlohmann's default), since exceptions do not cross this API.
+constexpr auto kReplaceInvalidUtf8 = nlohmann::json::error_handler_t::replace;
+
+// dump() of `value` appended to `out`, without dump()'s string of its own.
+void AppendJson(std::string& out, const nlohmann::json& value) {
+  nlohmann::detail::serializer<nlohmann::json> writer(nlohmann::detail::output_adapter<char>(out),
+                                                      ' ', kReplaceInvalidUtf8);
+  writer.dump(value, /*pretty_print=*/false, /*ensure_ascii=*/false, /*indent_step=*/0);
+}
+
+}  // namespace
+
+void AppendJsonString(std::string& out, std::string_view text) {
+  const bool plain = std::all_of(text.begin(), text.end(), [](char c) {
+    return c >= 0x20 && c <= 0x7e && c != '"' && c != '\\';
+  });
+  if (!plain) {
+    AppendJson(out, nlohmann::json(std::string(text)));
+    return;
+  }
+  out.reserve(out.size() + text.size() + 2);
+  out += '"';
+  out.append(text);
+  out += '"';
+}
+
 std::string EncodeMessageData(const MessageData& data) {
-  // Ids and enrichment strings come from users and may hold invalid UTF-8; replace it rather
-  // than throw (nlohmann's default), since exceptions do not cross this API.
-  constexpr auto kReplace = nlohmann::json::error_handler_t::replace;
   // Written field by field, not through ToJson(): building a json object only to serialise it
   // copied the base64 payload twice and ran the string escaper over it, which can never need
   // escaping. The output is byte for byte ToJson(data).dump() (keys in its sorted order).
@@ -115,12 +142,14 @@ std::string EncodeMessageData(const MessageData& data) {
   out.reserve(64 + data.id.size() + data.payload.size() * 4 / 3);
   out += '{';
   if (data.enrichment_data.is_object() && !data.enrichment_data.empty()) {
-    absl::StrAppend(
-        &out, "\"enrichmentData\":", data.enrichment_data.dump(-1, ' ', false, kReplace), ",");
+    out += "\"enrichmentData\":";
+    AppendJson(out, data.enrichment_data);
+    out += ',';
   }
-  absl::StrAppend(&out, "\"id\":", nlohmann::json(data.id).dump(-1, ' ', false, kReplace),
-                  ",\"payload\":\"", absl::Base64Escape(data.payload), "\",\"publishTime\":\"",
-                  FormatTimestamp(data.publish_time), "\"}");
+  out += "\"id\":";
+  AppendJsonString(out, data.id);
+  absl::StrAppend(&out, ",\"payload\":\"", absl::Base64Escape(data.payload),
+                  "\",\"publishTime\":\"", FormatTimestamp(data.publish_time), "\"}");
   return out;
 }
 
@@ -304,8 +333,9 @@ bool NestsWithin(const nlohmann::json& json, int depth) {
 }
 }  // namespace
 
-absl::StatusOr<std::optional<MessageData>> DecodeInput(const Message& message, InputFormat format,
-                                                       const JsonLimits& limits) {
+absl::StatusOr<const MessageData*> ViewInput(const Message& message, InputFormat format,
+                                             std::optional<MessageData>& parsed,
+                                             const JsonLimits& limits) {
   // The envelope's own object is one level; enrichmentData nests inside it.
   const MessageData* carried = message.envelope.get();
   if (carried != nullptr && format != InputFormat::kRaw &&
@@ -313,9 +343,23 @@ absl::StatusOr<std::optional<MessageData>> DecodeInput(const Message& message, I
       (carried->enrichment_data.is_null() ||
        (carried->enrichment_data.is_object() &&
         NestsWithin(carried->enrichment_data, limits.max_depth - 1)))) {
-    return std::optional<MessageData>(*carried);
+    return carried;
   }
-  return DecodeInput(message.data.payload, format, limits);
+  absl::StatusOr<std::optional<MessageData>> decoded =
+      DecodeInput(message.data.payload, format, limits);
+  if (!decoded.ok()) return decoded.status();
+  parsed = *std::move(decoded);
+  return parsed.has_value() ? &*parsed : nullptr;
+}
+
+absl::StatusOr<std::optional<MessageData>> DecodeInput(const Message& message, InputFormat format,
+                                                       const JsonLimits& limits) {
+  std::optional<MessageData> parsed;
+  absl::StatusOr<const MessageData*> view = ViewInput(message, format, parsed, limits);
+  if (!view.ok()) return view.status();
+  if (*view == nullptr) return std::optional<MessageData>();
+  if (parsed.has_value() && *view == &*parsed) return parsed;
+  return std::optional<MessageData>(**view);
 }
 
 absl::StatusOr<std::optional<MessageData>> UnwrapInput(Message& message, InputFormat format,

@@ -42,6 +42,10 @@ struct MessageData {
 
 nlohmann::json ToJson(const MessageData& data);
 std::string EncodeMessageData(const MessageData& data);
+// Appends `text` as a JSON string: quoted, escaped as nlohmann's dump() escapes it, invalid
+// UTF-8 replaced by U+FFFD (ids and keys come from users). Plain ASCII, the usual id, is
+// copied as is, without building a json value.
+void AppendJsonString(std::string& out, std::string_view text);
 // Decodes the JSON envelope (unknown keys are ignored, and "payload": null or a missing member
 // is empty, as with Go's decoder). Errors are InvalidArgument naming the offending field
 // (OutOfRange for a publishTime ParseTimestamp cannot hold), or the limit an envelope beyond
@@ -140,6 +144,13 @@ class Message {
 // without the parse.
 absl::StatusOr<std::optional<MessageData>> DecodeInput(const Message& message, InputFormat format,
                                                        const JsonLimits& limits = {});
+
+// DecodeInput(message, ...) without its copy: the envelope the body carries, pointing into
+// message.envelope when that answers, else into `parsed` (which it fills); nullptr when the
+// body is raw. Valid as long as both are.
+absl::StatusOr<const MessageData*> ViewInput(const Message& message, InputFormat format,
+                                             std::optional<MessageData>& parsed,
+                                             const JsonLimits& limits = {});
 
 // Replaces message.data by the envelope its body carries (DecodeInput), keeping the
 // transport's id and publish time where the envelope leaves them empty; a raw body leaves

@@ -194,6 +194,21 @@ TEST(MessageDataJson, DirectEncodingEqualsTheObjectForm) {
   }
 }
 
+// AppendJsonString copies plain ASCII as is; everything else goes through nlohmann. Either
+// way the text is what dump() writes, appended.
+TEST(MessageDataJson, AppendJsonStringWritesWhatDumpWrites) {
+  for (const std::string& text :
+       {std::string(), std::string("device-1"), std::string("a\"b"), std::string("back\\slash"),
+        std::string("tab\there"), std::string("nul\0byte", 8), std::string("del\x7f"),
+        std::string("D\u00e9vice"), std::string("bad\xff\xfe"), std::string("/slash/")}) {
+    std::string out = "prefix:";
+    AppendJsonString(out, text);
+    EXPECT_EQ(out, "prefix:" + nlohmann::json(text).dump(-1, ' ', false,
+                                                         nlohmann::json::error_handler_t::replace))
+        << nlohmann::json(text).dump(-1, ' ', true, nlohmann::json::error_handler_t::replace);
+  }
+}
+
 TEST(MessageDataJson, MissingFieldsDefault) {
   auto out = DecodeMessageData("{}");
   ASSERT_TRUE(out.ok());
@@ -450,6 +465,30 @@ TEST(MessageEnvelope, TheCarriedEnvelopeSparesTheParse) {
   auto carried = DecodeInput(m, InputFormat::kAuto);
   ASSERT_TRUE(carried.ok() && carried->has_value());
   EXPECT_EQ(**carried, CarriedData());
+}
+
+TEST(MessageEnvelope, ViewInputPointsAtWhatAnswersWithoutCopying) {
+  Message m(MessageData{.id = "transport", .payload = EncodeMessageData(CarriedData())});
+  std::optional<MessageData> parsed;
+  auto view = ViewInput(m, InputFormat::kAuto, parsed);  // no carried envelope: parsed
+  ASSERT_TRUE(view.ok());
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(*view, &*parsed);
+  EXPECT_EQ(**view, CarriedData());
+
+  m.envelope = std::make_shared<const MessageData>(CarriedData());
+  std::optional<MessageData> unused;
+  view = ViewInput(m, InputFormat::kAuto, unused);  // carried: the envelope itself
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(*view, m.envelope.get());
+  EXPECT_FALSE(unused.has_value());
+
+  view = ViewInput(m, InputFormat::kRaw, unused);  // raw: no envelope at all
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(*view, nullptr);
+
+  Message bad(MessageData{.payload = "{\"payload\": 5}"});
+  EXPECT_FALSE(ViewInput(bad, InputFormat::kEnvelope, unused).ok());
 }
 
 TEST(MessageEnvelope, RawInputIgnoresIt) {
