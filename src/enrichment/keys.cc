@@ -94,9 +94,10 @@ namespace {
 
 // The SAX side of JsonPath::FindKeyIn: follows the path through the parser's events, keeping
 // only the key a value stands for: a non-empty string. Not numbers: `{"deviceId": 7}` was never
-// a key (the message passes on unenriched), and a lookup of "7" would change that silently. It mirrors what the document would hold: a later duplicate member replaces
-// an earlier one (and everything below it), so any value read where the path runs resets
-// the key, and only a string at the path's end sets it.
+// a key (the message passes on unenriched), and a lookup of "7" would change that silently.
+// It mirrors what the document would hold: a later duplicate member replaces an earlier one
+// (and everything below it), so any value read where the path runs resets the key, and only a
+// string at the path's end sets it.
 class PathKeySax {
  public:
   using Json = nlohmann::json;
