@@ -101,7 +101,7 @@ namespace {
 class PathKeySax {
  public:
   using Json = nlohmann::json;
-  PathKeySax(const std::vector<std::variant<std::string, std::size_t>>& steps, int max_depth)
+  PathKeySax(const std::vector<JsonPath::Step>& steps, int max_depth)
       : steps_(steps), max_depth_(max_depth) {}
 
   bool null() { return Scalar(nullptr); }
@@ -178,7 +178,7 @@ class PathKeySax {
     if (!frames_.empty() && !frames_.back().object) ++frames_.back().index;
   }
 
-  const std::vector<std::variant<std::string, std::size_t>>& steps_;
+  const std::vector<JsonPath::Step>& steps_;
   const int max_depth_;
   std::vector<Frame> frames_;
   std::optional<std::string> key_;

@@ -357,9 +357,8 @@ absl::StatusOr<std::optional<MessageData>> DecodeInput(const Message& message, I
   std::optional<MessageData> parsed;
   absl::StatusOr<const MessageData*> view = ViewInput(message, format, parsed, limits);
   if (!view.ok()) return view.status();
-  if (*view == nullptr) return std::optional<MessageData>();
-  if (parsed.has_value() && *view == &*parsed) return parsed;
-  return std::optional<MessageData>(**view);
+  if (parsed.has_value() || *view == nullptr) return parsed;  // the body parsed, or raw
+  return std::optional<MessageData>(**view);                  // the carried envelope
 }
 
 absl::StatusOr<std::optional<MessageData>> UnwrapInput(Message& message, InputFormat format,

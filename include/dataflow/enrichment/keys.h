@@ -36,16 +36,17 @@ class JsonPath {
 
   // The value at the path, or null when any step is missing or of the wrong type.
   [[nodiscard]] const nlohmann::json* Find(const nlohmann::json& document) const;
-  // The key at the path in JSON text: what KeyText(Find(ParseJsonBounded(json_text, limits)))
-  // gives (a non-empty string, nullopt for anything else or text that is not JSON within
-  // `limits`; of duplicate members the last counts), read in one pass without building the
-  // document, which was most of an enrichment's CPU per message.
+  // The key at the path in JSON text: the value Find() gives in ParseJsonBounded(json_text,
+  // limits) when it is a non-empty string; nullopt for any other value, or for text that is
+  // not JSON within `limits` (of duplicate members the last counts). Read in one pass without
+  // building the document, which was most of an enrichment's CPU per message.
   [[nodiscard]] std::optional<std::string> FindKeyIn(
       std::string_view json_text, const messagepipeline::JsonLimits& limits = {}) const;
   [[nodiscard]] const std::string& text() const { return text_; }
 
+  using Step = std::variant<std::string, std::size_t>;  // a member name or an array index
+
  private:
-  using Step = std::variant<std::string, std::size_t>;
   std::vector<Step> steps_;
   std::string text_;
 };

@@ -65,14 +65,14 @@ absl::Status ServerProcess::Spawn() {
         options_.name + ": executable not found: " + options_.argv[0] + " (run scripts/setup.sh)");
   }
   static std::atomic<int> counter{0};
-  log_path_ = (std::filesystem::temp_directory_path() /
-               ("dataflow-" + options_.name + "-" + std::to_string(::getpid()) + "-" +
-                std::to_string(counter++) + ".log"))
-                  .string();
-  log_paths_.push_back(log_path_);
+  log_paths_.push_back((std::filesystem::temp_directory_path() /
+                        ("dataflow-" + options_.name + "-" + std::to_string(::getpid()) + "-" +
+                         std::to_string(counter++) + ".log"))
+                           .string());
+  const std::string& log_path = log_paths_.back();
 
   auto child = process::ChildProcess::Start(
-      {.executable = exe, .argv = options_.argv, .env = options_.env, .log_path = log_path_});
+      {.executable = exe, .argv = options_.argv, .env = options_.env, .log_path = log_path});
   if (!child.ok()) {
     return absl::InternalError(options_.name +
                                ": spawn failed: " + std::string(child.status().message()));
@@ -92,11 +92,11 @@ absl::Status ServerProcess::Spawn() {
   if (exited) {
     child_.reset();
     return absl::UnavailableError(options_.name + ": exited before becoming ready; see " +
-                                  log_path_);
+                                  log_path);
   }
   if (!ready) {
     Stop();
-    return absl::DeadlineExceededError(options_.name + ": not ready in time; see " + log_path_);
+    return absl::DeadlineExceededError(options_.name + ": not ready in time; see " + log_path);
   }
   return absl::OkStatus();
 }

@@ -57,7 +57,8 @@ class ServerProcess {
   // Starts the same command again (after Stop/Kill) and waits until ready.
   absl::Status Restart();
   [[nodiscard]] pid_t pid() const { return child_ ? child_->pid() : -1; }
-  [[nodiscard]] const std::string& log_path() const { return log_path_; }
+  // The log of the latest start.
+  [[nodiscard]] const std::string& log_path() const { return log_paths_.back(); }
   // How the last Stop()/Kill() found it ended: its exit code, 128 + signal if a signal
   // ended it, -1 before the first stop.
   [[nodiscard]] int last_exit_code() const { return last_exit_code_; }
@@ -68,8 +69,7 @@ class ServerProcess {
 
   Options options_;
   std::unique_ptr<process::ChildProcess> child_;
-  std::string log_path_;
-  std::vector<std::string> log_paths_;  // one per Spawn, removed by the destructor
+  std::vector<std::string> log_paths_;  // one per Spawn (never empty), removed by the destructor
   int last_exit_code_ = -1;
 };
 
