@@ -82,6 +82,11 @@ start_pipeline() {  # out-dir
 stop_pipeline() { kill -TERM "$PIPELINE_PID"; wait "$PIPELINE_PID" || { echo "dataflow run did not stop cleanly; see $1.log" >&2; exit 1; }; PIPELINE_PID=; }
 rows() { sqlite3 "$1/warehouse.db" 'SELECT COUNT(*) FROM readings' 2>/dev/null || echo 0; }
 lines() { find "$1/archive" -name '*.gz' -print0 2>/dev/null | xargs -0r zcat | wc -l; }
+# User + system CPU seconds of a process (all threads).
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
+# The whole machine's CPU counters (/proc/stat: user nice system idle iowait ...): how idle
+# it was during the drain says whether the drain was bound by CPU or by waiting.
+machine() { awk '$1 == "cpu" {t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $5 + $6}' /proc/stat; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 echo "backlog drain: $COUNT QoS 1 readings queued for a persistent session, $RUNS runs"
@@ -99,10 +104,6 @@ for run in $(seq "$RUNS"); do
   "$DATAFLOW" loadgen mqtt --url "$URL" --count "$COUNT" --devices "$DEVICES" --qos 1 --quiet \
     > "$DIR/loadgen.txt"
 
-  cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
-  # The whole machine's CPU counters (/proc/stat: user nice system idle iowait ...): how idle
-  # it was during the drain says whether the drain was bound by CPU or by waiting.
-  machine() { awk '$1 == "cpu" {t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $5 + $6}' /proc/stat; }
   broker_cpu0=$(cpu_of "$BROKER_PID")
   read -r all0 idle0 < <(machine)
   t0=$(now)
