@@ -7,6 +7,9 @@ reading once its object is written and synced) are read from the pipeline's /met
 once every row is in: the wait must not take the CPU the pipeline it times needs, as a sqlite3
 and a zcat every 20 ms did, nor would decompressing every object as it appears.
 
+It prints "ready" once started, before the pipeline it waits for is: the interpreter's own start
+(~0.1-0.2 s here, with these imports) must not count as drain time.
+
   wait_stored.py OUT COUNT OPS_PORT [SERVICE [TIMEOUT_SECONDS]]   (SERVICE: icestore)
 """
 import os
@@ -43,6 +46,7 @@ def main():
     db_path = os.path.join(out, "warehouse.db")
     db = None
     stored_rows = 0
+    print("ready", flush=True)
     while stored_rows < count:
         if db is None and os.path.exists(db_path):
             db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
