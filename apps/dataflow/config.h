@@ -136,7 +136,8 @@ struct BigQueryConfig {
   messagepipeline::InputFormat input_format = messagepipeline::InputFormat::kAuto;
   std::size_t batch_size = 100;
   std::chrono::milliseconds flush_interval{std::chrono::minutes(1)};
-  bool flush_when_idle = false;  // also flush a partial batch when no input is waiting
+  bool flush_when_idle = false;              // also flush a partial batch when no input is waiting
+  std::chrono::milliseconds idle_linger{0};  // ... once its first message waited this long
   struct Table {
     std::string project;  // empty: the program's project
     std::string dataset;
@@ -170,7 +171,8 @@ struct IceStoreConfig {
   messagepipeline::InputFormat input_format = messagepipeline::InputFormat::kAuto;
   std::size_t batch_size = 100;
   std::chrono::milliseconds flush_interval{std::chrono::minutes(1)};
-  bool flush_when_idle = false;  // also flush a partial batch when no input is waiting
+  bool flush_when_idle = false;              // also flush a partial batch when no input is waiting
+  std::chrono::milliseconds idle_linger{0};  // ... once its first message waited this long
   struct Gcs {
     std::string bucket;
     std::string prefix;

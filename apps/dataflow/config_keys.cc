@@ -56,13 +56,17 @@ ConfigKey<Spec> MaxInFlightKey() {
                 "end-to-end window (docs/operations.md)");
 }
 
-// batch_size, flush_interval, flush_when_idle of the batching sinks.
+// batch_size, flush_interval, flush_when_idle, idle_linger of the batching sinks.
 template <typename Spec>
 void AddBatchingKeys(KeyTable<Spec>& table, long long max_batch, const std::string& batch,
                      const std::string& flush, const std::string& idle) {
   table.push_back(IntKey("batch_size", &Spec::batch_size, 1, max_batch, batch));
   table.push_back(DurationKey("flush_interval", &Spec::flush_interval, flush));
   table.push_back(BoolKey("flush_when_idle", &Spec::flush_when_idle, idle));
+  table.push_back(DurationKey("idle_linger", &Spec::idle_linger,
+                              "with flush_when_idle: how long a partial batch's first message "
+                              "waits for more before an idle cut (fewer, larger writes under "
+                              "a steady stream)"));
 }
 
 }  // namespace

@@ -80,7 +80,8 @@ absl::StatusOr<ServiceParts> BuildService(const std::string& name, const BigQuer
       {.common = CommonOptions(name, c.common, *dead),
        .batch_size = c.batch_size,
        .flush_interval = c.flush_interval,
-       .flush_when_idle = c.flush_when_idle},
+       .flush_when_idle = c.flush_when_idle,
+       .idle_linger = c.idle_linger},
       parts.member.consumer, std::move(transformer), *inserter);
   if (!service.ok()) return service.status();
   parts.member.service = *std::move(service);
@@ -98,7 +99,8 @@ absl::StatusOr<ServiceParts> BuildService(const std::string& name, const IceStor
   if (!dead.ok()) return dead.status();
   if (auto s = context.Consume(c.source, parts); !s.ok()) return s;
   icestore::IceStorageServiceOptions options{.common = CommonOptions(name, c.common, *dead),
-                                             .flush_when_idle = c.flush_when_idle};
+                                             .flush_when_idle = c.flush_when_idle,
+                                             .idle_linger = c.idle_linger};
   options.batcher.batch_size = c.batch_size;
   options.batcher.flush_interval = c.flush_interval;
   auto service = icestore::IceStorageService::Create(

@@ -66,8 +66,12 @@ struct IceStorageService::Impl final : messagepipeline::BatchAccumulator<Pending
   }
   void MaybeFlush(std::chrono::steady_clock::time_point now) override { batcher->MaybeFlush(now); }
   // Keys still uploading are cut when their upload is done (on_uploaded wakes the loop).
-  [[nodiscard]] bool HasIdleCut() const override { return batcher->HasIdleCut(); }
-  void CutIdle() override { batcher->CutIdle(); }
+  [[nodiscard]] std::chrono::steady_clock::time_point OldestIdleCut() const override {
+    return batcher->OldestIdleCut();
+  }
+  void CutIdle(std::chrono::steady_clock::time_point opened_by) override {
+    batcher->CutIdle(opened_by);
+  }
   void Close() override { batcher->Close(); }  // flushes the rest and waits for every upload
 
   // Upload thread: write the object, then settle the whole group by the result. A permanent
@@ -110,7 +114,8 @@ absl::StatusOr<std::unique_ptr<IceStorageService>> IceStorageService::Create(
       .common = options.common,
       // Room for a few batches so workers keep encoding while the batcher hands off.
       .queue_capacity = options.batcher.batch_size * 4,
-      .flush_when_idle = options.flush_when_idle};
+      .flush_when_idle = options.flush_when_idle,
+      .idle_linger = options.idle_linger};
   if (auto s = messagepipeline::BatchCore<Pending>::Validate(core); !s.ok()) return s;
   auto impl = std::make_unique<Impl>(std::move(options), std::move(core), std::move(consumer),
                                      std::move(uploader), std::move(transformer));

@@ -59,7 +59,8 @@ void KeyAwareBatcher::Add(std::string key, std::string line, messagepipeline::Me
     it = open_.end();
   }
   if (it == open_.end()) {
-    it = open_.emplace(key, OpenBatch{.sequence = next_sequence_++}).first;
+    OpenBatch batch{.sequence = next_sequence_++, .opened = std::chrono::steady_clock::now()};
+    it = open_.emplace(key, std::move(batch)).first;
     it->second.group.object.batch_key = key;
   }
   FlushedGroup& group = it->second.group;
@@ -97,23 +98,28 @@ void KeyAwareBatcher::FlushAll() {
   next_flush_ = std::chrono::steady_clock::now() + options_.flush_interval;
 }
 
-void KeyAwareBatcher::CutIdle() {
+void KeyAwareBatcher::CutIdle(std::chrono::steady_clock::time_point opened_by) {
   std::vector<std::string> keys;
   {
     std::lock_guard lock(uploading_mu_);
     for (const auto& [key, batch] : open_) {
-      if (!uploading_.contains(key)) keys.push_back(key);
+      if (batch.opened <= opened_by && !uploading_.contains(key)) keys.push_back(key);
     }
   }
   for (const auto& key : keys) Cut(key);
 }
 
 bool KeyAwareBatcher::HasIdleCut() const {
+  return OldestIdleCut() != std::chrono::steady_clock::time_point::max();
+}
+
+std::chrono::steady_clock::time_point KeyAwareBatcher::OldestIdleCut() const {
+  auto oldest = std::chrono::steady_clock::time_point::max();
   std::lock_guard lock(uploading_mu_);
   for (const auto& [key, batch] : open_) {
-    if (!uploading_.contains(key)) return true;
+    if (batch.opened < oldest && !uploading_.contains(key)) oldest = batch.opened;
   }
-  return false;
+  return oldest;
 }
 
 void KeyAwareBatcher::Close() {

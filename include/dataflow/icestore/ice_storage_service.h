@@ -42,6 +42,10 @@ struct IceStorageServiceOptions {
   // interval (see messagepipeline::BatchingServiceOptions::flush_when_idle). Off by default:
   // every cut is an object, and a trickle of input would make one object per message.
   bool flush_when_idle = false;
+  // With flush_when_idle: cut a key's batch only once its first record has waited this long
+  // (see messagepipeline::BatchingServiceOptions::idle_linger): fewer, larger objects under
+  // a steady stream.
+  std::chrono::milliseconds idle_linger{0};
 };
 
 class IceStorageService final : public messagepipeline::Service {

@@ -73,10 +73,14 @@ class KeyAwareBatcher {
   // When MaybeFlush next has work to do; for the caller's wait.
   [[nodiscard]] std::chrono::steady_clock::time_point next_flush() const { return next_flush_; }
   void FlushAll();
-  // Cuts the open batches of keys with no upload in flight.
-  void CutIdle();
+  // Cuts the open batches of keys with no upload in flight that were opened (got their first
+  // record) at or before `opened_by`.
+  void CutIdle(std::chrono::steady_clock::time_point opened_by =
+                   std::chrono::steady_clock::time_point::max());
   // Whether CutIdle would cut anything now.
   [[nodiscard]] bool HasIdleCut() const;
+  // When the oldest batch CutIdle may cut was opened; time_point::max() when there is none.
+  [[nodiscard]] std::chrono::steady_clock::time_point OldestIdleCut() const;
   // FlushAll, then waits for every upload to finish. Idempotent; Add after Close nacks.
   void Close();
 
@@ -87,6 +91,7 @@ class KeyAwareBatcher {
   struct OpenBatch {
     FlushedGroup group;
     std::uint64_t sequence = 0;  // creation order, for "oldest"
+    std::chrono::steady_clock::time_point opened;
   };
 
   KeyAwareBatcher(KeyAwareBatcherOptions options, GroupSink sink,

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <absl/status/status.h>
+#include <absl/strings/str_cat.h>
 
 #include <atomic>
 #include <chrono>
@@ -46,9 +47,12 @@ class BatchAccumulator {
   // When the interval flush is next due, and the flush itself (a no-op before then).
   [[nodiscard]] virtual std::chrono::steady_clock::time_point next_flush() const = 0;
   virtual void MaybeFlush(std::chrono::steady_clock::time_point now) = 0;
-  // What is cut while no input waits, and whether there is any now.
-  [[nodiscard]] virtual bool HasIdleCut() const = 0;
-  virtual void CutIdle() = 0;
+  // When the oldest batch CutIdle may cut was opened (its first item added);
+  // time_point::max() when there is none.
+  [[nodiscard]] virtual std::chrono::steady_clock::time_point OldestIdleCut() const = 0;
+  // Cuts the batches it may cut while no input waits that were opened at or before
+  // `opened_by`.
+  virtual void CutIdle(std::chrono::steady_clock::time_point opened_by) = 0;
   // Cuts what is left; returns once the sink has settled every message.
   virtual void Close() = 0;
 };
@@ -64,8 +68,10 @@ struct BatchCoreOptions {
   ServiceOptions common;  // its name already set (SetDefaultName)
   // Prepared items waiting for the batcher at most (workers block beyond).
   std::size_t queue_capacity = 400;
-  // Cut as soon as no input waits (see BatchingServiceOptions::flush_when_idle).
+  // Cut as soon as no input waits (see BatchingServiceOptions::flush_when_idle), once the
+  // batch is idle_linger old.
   bool flush_when_idle = false;
+  std::chrono::milliseconds idle_linger{0};
   // Runs once if a Stop() deadline expires before the pipeline drained (optional).
   std::function<void()> on_stop_deadline;
 };
@@ -79,6 +85,11 @@ class BatchCore {
 
   // Checks what the core needs; names the service in the error.
   static absl::Status Validate(const BatchCoreOptions& options) {
+    if (options.idle_linger < std::chrono::milliseconds::zero()) {
+      return absl::InvalidArgumentError(absl::StrCat(options.common.name,
+                                                     ": idle_linger must be >= 0, got ",
+                                                     options.idle_linger.count(), "ms"));
+    }
     return ValidateServiceOptions(options.common);
   }
 
@@ -88,6 +99,7 @@ class BatchCore {
         policy_(DeliveryPolicyOf(options_.common), &counters_),
         items_(options_.queue_capacity),
         prompt_(options_.flush_when_idle),
+        linger_(options_.idle_linger),
         pool_(options_.common.name, std::move(consumer), options_.common.num_workers, &policy_) {}
   BatchCore(const BatchCore&) = delete;
   BatchCore& operator=(const BatchCore&) = delete;
@@ -102,8 +114,10 @@ class BatchCore {
   }
   absl::Status Stop(Deadline deadline) { return pool_.Stop(deadline); }
   void Wait() { pool_.Wait(); }
-  // From now on cut as soon as no input waits (a stopping pipeline calls it).
+  // From now on cut as soon as no input waits, without lingering (a stopping pipeline calls
+  // it).
   void FlushPromptly() {
+    linger_.store(std::chrono::milliseconds::zero(), std::memory_order_release);
     prompt_.store(true, std::memory_order_release);
     items_.Interrupt();
   }
@@ -184,8 +198,15 @@ class BatchCore {
     std::vector<Item> taken;
     for (;;) {
       const bool prompt = prompt_.load(std::memory_order_acquire);
-      // Prompt: don't wait for more input while holding something that may be cut.
-      const auto until = prompt && acc.HasIdleCut() ? SteadyClock::now() : acc.next_flush();
+      const auto linger = linger_.load(std::memory_order_acquire);
+      // Prompt: wait for more input no longer than until a batch that may be cut has lingered.
+      auto until = acc.next_flush();
+      if (prompt) {
+        const auto oldest = acc.OldestIdleCut();
+        if (oldest != SteadyClock::time_point::max()) {
+          until = std::min(until, std::max(SteadyClock::now(), oldest + linger));
+        }
+      }
       const std::size_t n =
           items_.PopBatchUntil(taken, std::max<std::size_t>(acc.MaxTake(), 1), until);
       for (Item& item : taken) {
@@ -198,7 +219,7 @@ class BatchCore {
       }
       taken.clear();
       if (n == 0 && items_.closed_and_empty()) break;
-      if (prompt && n == 0) acc.CutIdle();
+      if (prompt && n == 0) acc.CutIdle(SteadyClock::now() - linger);
       // Every round, idle or not: an interval flush that came due while no input arrived must
       // run (and move next_flush() on), or the wait above, bounded by a past next_flush(),
       // would return at once on every round (a busy loop, until the next item).
@@ -213,6 +234,7 @@ class BatchCore {
   DeliveryPolicy policy_;
   BoundedQueue<Item> items_;
   std::atomic<bool> prompt_;
+  std::atomic<std::chrono::milliseconds> linger_;
   BatchAccumulator<Item>* accumulator_ = nullptr;
   WorkerPool pool_;  // last: its threads use everything above
 };

@@ -48,6 +48,30 @@ struct Recorder {
 
 std::string Line(std::size_t n) { return std::string(n - 1, 'x') + "\n"; }
 
+// CutIdle(opened_by) cuts only the keys whose batch got its first record at or before it (the
+// service's idle_linger); OldestIdleCut says when the oldest of them did.
+TEST(KeyAwareBatcher, CutIdleCutsOnlyBatchesOpenedByItsBound) {
+  Recorder rec;
+  AckCounts acks;
+  auto batcher = KeyAwareBatcher::Create(
+      {.batch_size = 100, .flush_interval = std::chrono::hours(1)}, rec.Sink());
+  ASSERT_TRUE(batcher.ok());
+  auto& b = **batcher;
+  EXPECT_EQ(b.OldestIdleCut(), std::chrono::steady_clock::time_point::max());
+  b.Add("a", Line(10), acks.Make("a1"));
+  const auto opened = b.OldestIdleCut();
+  ASSERT_NE(opened, std::chrono::steady_clock::time_point::max());
+  b.Add("a", Line(10), acks.Make("a2"));  // a later record does not make the batch younger
+  EXPECT_EQ(b.OldestIdleCut(), opened);
+  b.CutIdle(opened - 1ns);
+  EXPECT_EQ(b.open_batches(), 1u);
+  b.CutIdle(opened);
+  EXPECT_EQ(b.open_batches(), 0u);
+  b.Close();
+  EXPECT_EQ(rec.Groups(), (std::vector<std::pair<std::string, std::size_t>>{{"a", 2}}));
+  EXPECT_EQ(acks.acked.load(), 2);
+}
+
 // Group commit for idle flushes: a key whose object is being written is not cut again until
 // that upload is done; other keys are cut at once.
 TEST(KeyAwareBatcher, CutIdleHoldsAKeyWhileItsUploadIsInFlight) {

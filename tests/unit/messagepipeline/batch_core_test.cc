@@ -14,8 +14,8 @@ namespace {
 using namespace std::chrono_literals;
 using SteadyClock = std::chrono::steady_clock;
 
-// An accumulator that holds nothing and counts the loop's rounds (each asks next_flush() once
-// when nothing can be cut) and the interval flushes it is given.
+// An accumulator that holds nothing and counts the loop's rounds (each asks next_flush() once)
+// and the interval flushes it is given.
 class CountingAccumulator final : public BatchAccumulator<Message> {
  public:
   static constexpr auto kInterval = 20ms;
@@ -31,8 +31,10 @@ class CountingAccumulator final : public BatchAccumulator<Message> {
     flushes.fetch_add(1);
     next_flush_ = now + kInterval;
   }
-  [[nodiscard]] bool HasIdleCut() const override { return false; }
-  void CutIdle() override {}
+  [[nodiscard]] SteadyClock::time_point OldestIdleCut() const override {
+    return SteadyClock::time_point::max();
+  }
+  void CutIdle(SteadyClock::time_point /*opened_by*/) override {}
   void Close() override {}
 
   mutable std::atomic<int> rounds{0};

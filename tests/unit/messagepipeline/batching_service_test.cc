@@ -96,6 +96,52 @@ TEST(BatchingService, FlushWhenIdleWritesAPartialBatchWithoutWaitingForTheInterv
   ASSERT_TRUE((*service)->Stop(10s).ok());
 }
 
+// With idle_linger, an idle cut waits until the batch's first message has waited that long:
+// a message that arrives meanwhile joins the batch instead of following in a second one.
+TEST(BatchingService, AnIdleCutWaitsForTheLingerAndFlushPromptlyEndsIt) {
+  auto consumer = std::make_shared<ScriptedConsumer>();
+  BatchRecorder rec;
+  std::atomic<int> transformed{0};
+  auto counting = [&](const Message& m) {
+    auto out = Transform(m);
+    transformed.fetch_add(1);
+    return out;
+  };
+  auto service = BatchingService<std::string>::Create({.common = {.num_workers = 1},
+                                                       .batch_size = 2,
+                                                       .flush_interval = std::chrono::hours(1),
+                                                       .flush_when_idle = true,
+                                                       .idle_linger = std::chrono::hours(1)},
+                                                      consumer, counting, rec.Processor());
+  ASSERT_TRUE(service.ok()) << service.status();
+  ASSERT_TRUE((*service)->Start().ok());
+  consumer->Feed("m0", "v");
+  ASSERT_TRUE(dataflow::testing::WaitFor([&] { return transformed.load() == 1; }, 10s));
+  consumer->Feed("m1", "v");  // without the linger, m0 would have been cut alone by now
+  ASSERT_TRUE(
+      dataflow::testing::WaitFor([&] { return consumer->count(Outcome::kAcked) == 2; }, 10s));
+  EXPECT_EQ(rec.Sizes(), (std::vector<std::size_t>{2}));
+
+  // A stopping pipeline's FlushPromptly cuts at once, lingering no more.
+  consumer->Feed("m2", "v");
+  ASSERT_TRUE(dataflow::testing::WaitFor([&] { return transformed.load() == 3; }, 10s));
+  (*service)->FlushPromptly();
+  ASSERT_TRUE(
+      dataflow::testing::WaitFor([&] { return consumer->count(Outcome::kAcked) == 3; }, 10s));
+  EXPECT_EQ(rec.Sizes(), (std::vector<std::size_t>{2, 1}));
+  ASSERT_TRUE((*service)->Stop(10s).ok());
+}
+
+TEST(BatchingService, ANegativeIdleLingerIsRefused) {
+  auto service = BatchingService<std::string>::Create(
+      {.common = {.name = "sink"}, .flush_when_idle = true, .idle_linger = -1ms},
+      std::make_shared<ScriptedConsumer>(), Transform, BatchRecorder{}.Processor());
+  ASSERT_FALSE(service.ok());
+  EXPECT_EQ(service.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(service.status().message().find("sink: idle_linger must be >= 0"), std::string::npos)
+      << service.status();
+}
+
 TEST(BatchingService, AFailedBatchNacksEveryMessageInIt) {
   auto consumer = std::make_shared<ScriptedConsumer>();
   BatchRecorder rec;
