@@ -82,13 +82,14 @@ class InProcessConsumer final : public MessageConsumer {
     leases.reserve(kMaxTake);
     while (subscription_->Take(entries, kMaxTake, stop_) > 0) {
       for (const auto* entry : entries) {
+        const PublishedMessage& published = *entry->message;
         Message& m =
-            messages.emplace_back(entry->data, entry->attributes,
+            messages.emplace_back(published.data, published.attributes,
                                   std::make_unique<InProcessAckHandler>(
                                       subscription_, entry->seq, entry->attempts, entry->state));
-        m.ordering_key = entry->ordering_key;
+        m.ordering_key = published.ordering_key;
         m.delivery_attempt = entry->attempts;
-        m.envelope = entry->envelope;
+        m.envelope = published.envelope;
         leases.emplace_back(entry->seq, entry->attempts);
       }
       // After PushAll, entries may be settled (and freed) by workers: only `leases` is used.
@@ -250,20 +251,18 @@ absl::StatusOr<std::string> InProcessBroker::Enqueue(std::string_view topic, Mes
   if (data.publish_time == Clock::time_point{}) data.publish_time = Clock::now();
   std::string id = data.id;
   auto tracker = done ? std::make_shared<PublishTracker>(id, subs.size(), done) : nullptr;
-  auto make_entry = [&](bool may_move) {
-    InProcessSubscription::Entry entry;
-    entry.data = may_move ? std::move(data) : data;
-    entry.attributes = may_move ? std::move(attributes) : attributes;
-    entry.ordering_key = may_move ? std::move(ordering_key) : ordering_key;
-    entry.state = std::make_shared<EntryState>();
-    entry.state->tracker = tracker;
-    entry.state->bytes = bytes;
-    entry.envelope = envelope;  // shared: receivers only read it
-    return entry;
-  };
-  // Every subscription but the last gets a copy; the last one takes the original.
-  for (std::size_t i = 0; i + 1 < subs.size(); ++i) subs[i]->Enqueue(make_entry(false));
-  subs.back()->Enqueue(make_entry(true));
+  // One copy for every subscription: it is freed once the last of them settled the message.
+  auto published = std::make_shared<const PublishedMessage>(
+      PublishedMessage{.data = std::move(data),
+                       .attributes = std::move(attributes),
+                       .ordering_key = std::move(ordering_key),
+                       .envelope = std::move(envelope)});
+  for (const auto& sub : subs) {
+    auto state = std::make_shared<EntryState>();
+    state->tracker = tracker;
+    state->bytes = bytes;
+    sub->Enqueue({.message = published, .state = std::move(state)});
+  }
   return id;
 }
 

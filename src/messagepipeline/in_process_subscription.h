@@ -53,16 +53,22 @@ struct EntryState {
   std::atomic<bool> acked{false};
 };
 
+// What was published, once: every subscription of the topic and every delivery reads it (each
+// delivery copies it into its Message, which the receiver may change).
+struct PublishedMessage {
+  MessageData data;
+  Attributes attributes;
+  std::string ordering_key;
+  std::shared_ptr<const MessageData> envelope;  // Message::envelope of every delivery
+};
+
 class InProcessSubscription : public std::enable_shared_from_this<InProcessSubscription> {
  public:
   struct Entry {
     std::uint64_t seq = 0;
-    MessageData data;
-    Attributes attributes;
-    std::string ordering_key;
     int attempts = 0;  // deliveries so far; also names the current lease
+    std::shared_ptr<const PublishedMessage> message;
     std::shared_ptr<EntryState> state;
-    std::shared_ptr<const MessageData> envelope;  // Message::envelope of every delivery
   };
 
   explicit InProcessSubscription(InProcessBrokerOptions options) : options_(options) {}
