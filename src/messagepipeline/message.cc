@@ -111,11 +111,11 @@ namespace {
 // than throw (nlohmann's default), since exceptions do not cross this API.
 constexpr auto kReplaceInvalidUtf8 = nlohmann::json::error_handler_t::replace;
 
-// dump() of `value` appended to `out`, without dump()'s string of its own.
+// dump() of `value` appended to `out`. Through dump() itself, not nlohmann's detail::
+// serializer (which would skip dump()'s string): that namespace is no API, and an embedder
+// may build us against another nlohmann release.
 void AppendJson(std::string& out, const nlohmann::json& value) {
-  nlohmann::detail::serializer<nlohmann::json> writer(nlohmann::detail::output_adapter<char>(out),
-                                                      ' ', kReplaceInvalidUtf8);
-  writer.dump(value, /*pretty_print=*/false, /*ensure_ascii=*/false, /*indent_step=*/0);
+  out += value.dump(-1, ' ', /*ensure_ascii=*/false, kReplaceInvalidUtf8);
 }
 
 }  // namespace
