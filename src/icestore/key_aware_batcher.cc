@@ -109,10 +109,6 @@ void KeyAwareBatcher::CutIdle(std::chrono::steady_clock::time_point opened_by) {
   for (const auto& key : keys) Cut(key);
 }
 
-bool KeyAwareBatcher::HasIdleCut() const {
-  return OldestIdleCut() != std::chrono::steady_clock::time_point::max();
-}
-
 std::chrono::steady_clock::time_point KeyAwareBatcher::OldestIdleCut() const {
   auto oldest = std::chrono::steady_clock::time_point::max();
   std::lock_guard lock(uploading_mu_);

@@ -16,7 +16,7 @@
 // upload is done (group commit: under load objects grow to what arrives while one is written,
 // instead of one tiny object per idle moment per upload thread).
 //
-// Thread-safety: Add, MaybeFlush, FlushAll, CutIdle, HasIdleCut and Close are called from one
+// Thread-safety: Add, MaybeFlush, FlushAll, CutIdle, OldestIdleCut and Close are called from one
 // thread (the service's batcher thread); the sink and on_uploaded run on the upload threads.
 #pragma once
 
@@ -77,8 +77,6 @@ class KeyAwareBatcher {
   // record) at or before `opened_by`.
   void CutIdle(std::chrono::steady_clock::time_point opened_by =
                    std::chrono::steady_clock::time_point::max());
-  // Whether CutIdle would cut anything now.
-  [[nodiscard]] bool HasIdleCut() const;
   // When the oldest batch CutIdle may cut was opened; time_point::max() when there is none.
   [[nodiscard]] std::chrono::steady_clock::time_point OldestIdleCut() const;
   // FlushAll, then waits for every upload to finish. Idempotent; Add after Close nacks.

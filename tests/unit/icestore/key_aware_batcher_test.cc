@@ -16,6 +16,9 @@ using messagepipeline::Message;
 using messagepipeline::MessageData;
 using namespace std::chrono_literals;
 
+// OldestIdleCut() when CutIdle has nothing to cut.
+constexpr auto kNone = std::chrono::steady_clock::time_point::max();
+
 struct AckCounts {
   std::atomic<int> acked{0};
   std::atomic<int> nacked{0};
@@ -57,10 +60,10 @@ TEST(KeyAwareBatcher, CutIdleCutsOnlyBatchesOpenedByItsBound) {
       {.batch_size = 100, .flush_interval = std::chrono::hours(1)}, rec.Sink());
   ASSERT_TRUE(batcher.ok());
   auto& b = **batcher;
-  EXPECT_EQ(b.OldestIdleCut(), std::chrono::steady_clock::time_point::max());
+  EXPECT_EQ(b.OldestIdleCut(), kNone);
   b.Add("a", Line(10), acks.Make("a1"));
   const auto opened = b.OldestIdleCut();
-  ASSERT_NE(opened, std::chrono::steady_clock::time_point::max());
+  ASSERT_NE(opened, kNone);
   b.Add("a", Line(10), acks.Make("a2"));  // a later record does not make the batch younger
   EXPECT_EQ(b.OldestIdleCut(), opened);
   b.CutIdle(opened - 1ns);
@@ -92,7 +95,7 @@ TEST(KeyAwareBatcher, CutIdleHoldsAKeyWhileItsUploadIsInFlight) {
   ASSERT_TRUE(batcher.ok());
   auto& b = **batcher;
   b.Add("a", Line(10), acks.Make("a1"));
-  EXPECT_TRUE(b.HasIdleCut());
+  EXPECT_NE(b.OldestIdleCut(), kNone);
   b.CutIdle();  // "a" goes to an upload thread, which blocks
   ASSERT_TRUE(dataflow::testing::WaitFor(
       [&] {
@@ -105,7 +108,7 @@ TEST(KeyAwareBatcher, CutIdleHoldsAKeyWhileItsUploadIsInFlight) {
   b.Add("b", Line(10), acks.Make("b1"));
   b.CutIdle();  // only "b": "a" is still uploading
   ASSERT_TRUE(dataflow::testing::WaitFor([&] { return uploaded.load() == 1; }, 10s));
-  EXPECT_FALSE(b.HasIdleCut());
+  EXPECT_EQ(b.OldestIdleCut(), kNone);
   EXPECT_EQ(b.open_batches(), 1u);
   {
     std::lock_guard lock(mu);
@@ -113,7 +116,7 @@ TEST(KeyAwareBatcher, CutIdleHoldsAKeyWhileItsUploadIsInFlight) {
   }
   cv.notify_all();
   ASSERT_TRUE(dataflow::testing::WaitFor([&] { return uploaded.load() == 2; }, 10s));
-  EXPECT_TRUE(b.HasIdleCut());
+  EXPECT_NE(b.OldestIdleCut(), kNone);
   b.CutIdle();  // now "a" again, with both records that arrived while it was written
   b.Close();
   EXPECT_EQ(groups,
