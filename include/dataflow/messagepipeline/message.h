@@ -13,18 +13,17 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "dataflow/messagepipeline/attributes.h"
 #include "dataflow/messagepipeline/json_limits.h"
 
 namespace dataflow::messagepipeline {
 
-using Attributes = std::map<std::string, std::string, std::less<>>;
 using Clock = std::chrono::system_clock;
 
 // The part of a message that travels between services. Its JSON form matches the Go

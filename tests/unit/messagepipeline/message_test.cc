@@ -553,5 +553,86 @@ TEST(MessageEnvelope, MovesWithTheMessage) {
   EXPECT_EQ(*assigned.envelope, CarriedData());
 }
 
+TEST(MessageAttributes, CopiesShareTheEntriesUntilOneChanges) {
+  Attributes a{{"route_name", "telemetry"}, {"mqtt_topic", "devices/d1/telemetry"}};
+  Attributes b = a;
+  EXPECT_EQ(&a.map(), &b.map());  // shared, not copied
+  b["mqtt_qos"] = "1";
+  EXPECT_NE(&a.map(), &b.map());
+  EXPECT_EQ(a.size(), 2u);
+  EXPECT_FALSE(a.contains("mqtt_qos"));
+  EXPECT_EQ(b.at("mqtt_qos"), "1");
+  EXPECT_EQ(b.at("route_name"), "telemetry");
+  b.insert_or_assign("route_name", "other");
+  EXPECT_EQ(a.at("route_name"), "telemetry");
+  EXPECT_EQ(b.at("route_name"), "other");
+}
+
+TEST(MessageAttributes, ReadsAndNoOpWritesNeverCopy) {
+  Attributes a{{"k", "v"}};
+  Attributes b = a;
+  const auto* shared = &a.map();
+  EXPECT_NE(b.find("k"), b.end());
+  EXPECT_EQ(b.count(std::string_view("k")), 1u);
+  EXPECT_EQ(b.erase("absent"), 0u);
+  for (const auto& [key, value] : b) EXPECT_EQ(key + value, "kv");
+  EXPECT_EQ(&b.map(), shared);
+  EXPECT_THROW((void)b.at("absent"), std::out_of_range);
+}
+
+TEST(MessageAttributes, AnUnsharedCopyChangesInPlace) {
+  Attributes a{{"k", "v"}};
+  const auto* own = &a.map();
+  {
+    Attributes b = a;
+    EXPECT_EQ(&b.map(), own);  // shared while b lives
+  }
+  a["k"] = "w";
+  EXPECT_EQ(&a.map(), own);
+  EXPECT_EQ(a.at("k"), "w");
+}
+
+TEST(MessageAttributes, CompareByEntries) {
+  Attributes a{{"k", "v"}};
+  Attributes b(a.map().begin(), a.map().end());
+  EXPECT_EQ(a, b);
+  EXPECT_NE(&a.map(), &b.map());
+  b.erase("k");
+  EXPECT_TRUE(b.empty());
+  EXPECT_NE(a, b);
+  EXPECT_EQ(b, Attributes{});
+  Attributes moved = std::move(a);
+  EXPECT_EQ(moved.at("k"), "v");
+  moved.clear();
+  EXPECT_EQ(moved, Attributes{});
+}
+
+// Copies handed to other threads are changed and dropped there while this one is read:
+// under TSan, a write to shared entries or a missed acquire shows up as a race.
+TEST(MessageAttributes, CopiesChangeIndependentlyAcrossThreads) {
+  Attributes original{{"route_name", "telemetry"}, {"mqtt_topic", "devices/d1/telemetry"}};
+  std::vector<std::thread> threads;
+  threads.reserve(4);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([copy = original]() mutable {
+      for (int i = 0; i < 200; ++i) {
+        Attributes again = copy;
+        again["n"] = std::to_string(i);
+        copy = again;
+        EXPECT_EQ(copy.at("n"), std::to_string(i));
+      }
+      EXPECT_EQ(copy.at("route_name"), "telemetry");
+    });
+  }
+  for (int i = 0; i < 200; ++i) {
+    Attributes mine = original;
+    mine["reader"] = "x";
+    EXPECT_EQ(original.size(), 2u);
+  }
+  for (auto& th : threads) th.join();
+  original["last"] = "y";  // in place or not, only this copy sees it
+  EXPECT_EQ(original.size(), 3u);
+}
+
 }  // namespace
 }  // namespace dataflow::messagepipeline
