@@ -607,8 +607,9 @@ TEST(MessageAttributes, CompareByEntries) {
   EXPECT_EQ(moved, Attributes{});
 }
 
-// Copies handed to other threads are changed and dropped there while this one is read:
-// under TSan, a write to shared entries or a missed acquire shows up as a race.
+// Copies handed to other threads are changed and dropped there while this one is copied and
+// changed here: a write to entries another copy shares fails the size checks, and under TSan
+// shows up as a race.
 TEST(MessageAttributes, CopiesChangeIndependentlyAcrossThreads) {
   Attributes original{{"route_name", "telemetry"}, {"mqtt_topic", "devices/d1/telemetry"}};
   std::vector<std::thread> threads;
