@@ -159,7 +159,7 @@ for run in $(seq "$RUNS"); do
 
   our_rate=$(awk -v n="$COUNT" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n/(b-a)}')
   ref_rate=$(awk -v n="$COUNT" -v a="$t2" -v b="$t3" 'BEGIN {printf "%.0f", n/(b-a)}')
-  printf 'run %d: pipeline %s msg/s (%s rows in %s commits, %s archived lines in %s objects; %s CPU-s, %.0f us CPU and %.1f context switches per reading; broker %s CPU-s; machine %s%% idle)  mosquitto_sub -c %s msg/s (broker %s CPU-s)  ratio %.2f\n' \
+  printf 'run %d: pipeline %s msg/s (%s rows in %s commits, %s archived lines in %s objects; %s CPU-s, %.1f us CPU and %.1f context switches per reading; broker %s CPU-s; machine %s%% idle)  mosquitto_sub -c %s msg/s (broker %s CPU-s)  ratio %.2f\n' \
     "$run" "$our_rate" "$r" "${commits:-?}" "$l" "${objects:-?}" "$cpu" \
     "$(awk -v c="$cpu" -v n="$COUNT" 'BEGIN {print c * 1e6 / n}')" \
     "$(awk -v s="$switches" -v n="$COUNT" 'BEGIN {print s / n}')" "$broker_cpu" "$idle_pct" \
