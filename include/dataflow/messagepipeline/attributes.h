@@ -76,7 +76,7 @@ class Attributes {
   }
   template <typename Key>
   [[nodiscard]] bool contains(const Key& key) const {
-    return map().find(key) != map().end();
+    return map().contains(key);
   }
   template <typename Key>
   [[nodiscard]] const mapped_type& at(const Key& key) const {
